@@ -1,0 +1,26 @@
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup test test-slow lint bench demo
+
+setup:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+
+test:
+	$(BIN)/python -m pytest -q
+
+test-slow:
+	$(BIN)/python -m pytest -q -m slow
+
+lint:
+	$(BIN)/ruff check birefnet_edge tests
+	$(BIN)/ruff format --check birefnet_edge tests
+
+bench:
+	$(BIN)/python -m birefnet_edge.parity.bench_suite
+
+demo:
+	$(BIN)/birefnet-edge pipeline --weights random:BiRefNet_lite --size 512 --target onnx-fp32 --target onnx-fp16 --target openvino-fp32 --target openvino-fp16 --target coreml-fp16 --target tensorrt-fp16 --out dist/demo

@@ -1,0 +1,244 @@
+"""Target profiles: the declarative description of one export target.
+
+A profile is a TOML file in ``targets/`` (or a user's own file) loaded into the frozen
+:class:`Profile` dataclass and validated on load. Everything a target needs — format, precision,
+input size, the min/opt/max batch range, graph choices, runtime options and parity tolerances —
+lives here, so exporters, runners and the parity gate read the same numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from birefnet_edge.errors import ProfileError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+FORMATS = ("onnx", "openvino", "coreml", "tensorrt")
+PRECISIONS = ("fp32", "fp16")
+DEFORM_FORMS = ("portable", "native")
+_TOP_KEYS = {"name", "format", "precision", "description", "input", "batch", "graph", "tolerance", "options"}
+
+
+@dataclass(frozen=True)
+class BatchRange:
+    """The dynamic batch axis: one min/opt/max triple feeds every backend's notion of it.
+
+    ONNX gets a symbolic ``batch`` axis, OpenVINO the bounded dimension ``min..max``, CoreML a
+    ``RangeDim(min, max, default=opt)`` and TensorRT an optimization profile with these three.
+    """
+
+    min: int = 1
+    opt: int = 1
+    max: int = 8
+
+    def __post_init__(self) -> None:
+        if not (1 <= self.min <= self.opt <= self.max):
+            raise ProfileError(
+                f"batch range must satisfy 1 <= min <= opt <= max; got min={self.min}, opt={self.opt}, max={self.max}"
+            )
+
+    def contains(self, batch: int) -> bool:
+        """Return True when ``batch`` lies inside ``[min, max]``."""
+        return self.min <= batch <= self.max
+
+    def example(self) -> int:
+        """Batch size to trace with: at least 2, because tracing at 1 lets exporters bake the batch in."""
+        return min(max(2, self.opt), self.max) if self.max >= 2 else 1
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Parity thresholds against the PyTorch reference (logits are pre-sigmoid).
+
+    Attributes:
+        max_abs_logit: Largest allowed |target - reference| over all logits.
+        rtol: Relative term added to ``max_abs_logit`` as ``rtol * |reference|`` per element.
+        min_iou: Smallest allowed IoU of the 0.5-thresholded masks.
+        max_mae: Largest allowed mean |prob_target - prob_reference|.
+    """
+
+    max_abs_logit: float = 1e-3
+    rtol: float = 0.0
+    min_iou: float = 0.999
+    max_mae: float = 1e-3
+
+    def __post_init__(self) -> None:
+        for name in ("max_abs_logit", "rtol", "max_mae"):
+            if getattr(self, name) < 0:
+                raise ProfileError(f"tolerance.{name} must be >= 0; got {getattr(self, name)}")
+        if not 0.0 <= self.min_iou <= 1.0:
+            raise ProfileError(f"tolerance.min_iou must lie in [0, 1]; got {self.min_iou}")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One export target, validated on construction.
+
+    Attributes:
+        name: Profile name, e.g. ``onnx-fp16`` (defaults to the file stem).
+        format: One of :data:`FORMATS`.
+        precision: ``fp32`` or ``fp16`` (weights/compute; I/O stays float32 unless options say so).
+        input_size: (H, W) of the artifact; both multiples of 32.
+        batch: The min/opt/max batch range.
+        deform: ``portable`` (grid_sample form) or ``native`` (ONNX ``DeformConv``, opset >= 19).
+        opset: ONNX opset for formats that go through ONNX.
+        simplify: Run the ONNX simplifier.
+        options: Format-specific settings (read only by that format's exporter and runner).
+        tolerance: Parity thresholds.
+        description: One line for listings.
+        source: Where the profile was read from (empty for programmatic profiles).
+    """
+
+    name: str
+    format: str
+    precision: str = "fp32"
+    input_size: tuple[int, int] = (1024, 1024)
+    batch: BatchRange = field(default_factory=BatchRange)
+    deform: str = "portable"
+    opset: int = 18
+    simplify: bool = True
+    options: Mapping[str, Any] = field(default_factory=dict)
+    tolerance: Tolerance = field(default_factory=Tolerance)
+    description: str = ""
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        _check_choice("format", self.format, FORMATS)
+        _check_choice("precision", self.precision, PRECISIONS)
+        _check_choice("graph.deform", self.deform, DEFORM_FORMS)
+        h, w = self.input_size
+        if h % 32 or w % 32 or h < 64 or w < 64:
+            raise ProfileError(
+                f"input.size must be two multiples of 32, each at least 64; got {h}x{w} "
+                f"(nearest legal: {_nearest32(h)}x{_nearest32(w)})"
+            )
+        if not 17 <= self.opset <= 23:
+            raise ProfileError(f"graph.opset must lie in 17..23; got {self.opset}")
+        if self.deform == "native" and self.opset < 19:
+            raise ProfileError(f"graph.deform = 'native' needs opset >= 19 (ONNX DeformConv); got opset {self.opset}")
+        object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
+
+    def with_overrides(self, **changes: Any) -> Profile:
+        """Return a validated copy with some fields replaced (e.g. ``input_size=(64, 64)`` in tests)."""
+        if "batch" in changes and isinstance(changes["batch"], Mapping):
+            changes["batch"] = BatchRange(**changes["batch"])
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (as written into manifests)."""
+        out = dataclasses.asdict(self)
+        out["options"] = dict(self.options)
+        out["input_size"] = list(self.input_size)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Profile:
+        """Rebuild a profile from :meth:`to_dict` output (e.g. read back from a manifest)."""
+        data = dict(data)
+        data["batch"] = BatchRange(**data.get("batch", {}))
+        data["tolerance"] = Tolerance(**data.get("tolerance", {}))
+        data["input_size"] = tuple(data.get("input_size", (1024, 1024)))
+        return cls(**data)
+
+
+def _check_choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ProfileError(f"{key} = {value!r} is not allowed; choose one of: {', '.join(allowed)}")
+
+
+def _nearest32(n: int) -> int:
+    return max(64, int(round(n / 32)) * 32)
+
+
+def targets_dir() -> Path:
+    """Return the folder holding the shipped ``*.toml`` profiles (wheel or source checkout)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "targets", here.parent / "targets"):
+        if candidate.is_dir():
+            return candidate
+    raise ProfileError(f"no shipped targets folder found next to {here}; reinstall birefnet-edge")
+
+
+def list_profiles() -> list[str]:
+    """Return the names of the shipped profiles, sorted."""
+    return sorted(p.stem for p in targets_dir().glob("*.toml"))
+
+
+def load_profile(name_or_path: str | Path) -> Profile:
+    """Load and validate a profile by shipped name (``onnx-fp16``) or by path to a TOML file.
+
+    Args:
+        name_or_path: A shipped profile name or a path to a ``.toml`` file.
+
+    Returns:
+        The validated profile.
+
+    Raises:
+        ProfileError: Unknown name, unreadable file, bad TOML, unknown keys or invalid values.
+    """
+    path = Path(name_or_path)
+    if path.suffix != ".toml" and not path.exists():
+        path = targets_dir() / f"{name_or_path}.toml"
+        if not path.exists():
+            raise ProfileError(
+                f"unknown target profile '{name_or_path}'; shipped profiles: {', '.join(list_profiles())} "
+                "(or pass a path to your own .toml file)"
+            )
+    if not path.is_file():
+        raise ProfileError(f"profile file not found: {path}")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ProfileError(f"profile {path} is not valid TOML: {exc}") from exc
+    return profile_from_toml(data, default_name=path.stem, source=str(path))
+
+
+def profile_from_toml(data: Mapping[str, Any], default_name: str, source: str = "") -> Profile:
+    """Build a :class:`Profile` from parsed TOML tables, rejecting unknown keys.
+
+    Raises:
+        ProfileError: Unknown keys, missing ``format`` or invalid values.
+    """
+    unknown = set(data) - _TOP_KEYS
+    if unknown:
+        raise ProfileError(f"unknown key(s) in profile {source or default_name}: {', '.join(sorted(unknown))}; "
+                           f"allowed: {', '.join(sorted(_TOP_KEYS))}")
+    if "format" not in data:
+        raise ProfileError(f"profile {source or default_name} has no 'format'; choose one of: {', '.join(FORMATS)}")
+    graph = _table(data, "graph", {"deform", "opset", "simplify"})
+    inp = _table(data, "input", {"size"})
+    try:
+        return Profile(
+            name=str(data.get("name", default_name)),
+            format=data["format"],
+            precision=data.get("precision", "fp32"),
+            input_size=tuple(inp.get("size", (1024, 1024))),  # type: ignore[arg-type]
+            batch=BatchRange(**_table(data, "batch", {"min", "opt", "max"})),
+            deform=graph.get("deform", "portable"),
+            opset=int(graph.get("opset", 18)),
+            simplify=bool(graph.get("simplify", True)),
+            options=dict(data.get("options", {})),
+            tolerance=Tolerance(**_table(data, "tolerance", {f.name for f in dataclasses.fields(Tolerance)})),
+            description=str(data.get("description", "")),
+            source=source,
+        )
+    except (TypeError, ValueError) as exc:
+        raise ProfileError(f"profile {source or default_name}: {exc}") from exc
+
+
+def _table(data: Mapping[str, Any], key: str, allowed: set[str]) -> dict[str, Any]:
+    table = dict(data.get(key, {}))
+    unknown = set(table) - allowed
+    if unknown:
+        raise ProfileError(f"unknown key(s) in [{key}]: {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(allowed))}")
+    return table

@@ -1,0 +1,67 @@
+"""Shared fixtures: the tiny BiRefNet variant, the golden-data folder and cached tiny artifacts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+GOLDEN_ENV = "BIREFNET_GOLDEN_DIR"
+_DEFAULT_GOLDEN = Path(__file__).resolve().parents[1].parent / "shared" / "birefnet"
+
+torch.manual_seed(0)
+
+
+def golden_dir() -> Path | None:
+    """Folder of the official golden files, or None when it is absent on this machine."""
+    folder = Path(os.environ.get(GOLDEN_ENV, _DEFAULT_GOLDEN))
+    return folder if folder.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def goldens() -> Path:
+    folder = golden_dir()
+    if folder is None:
+        pytest.skip(f"golden files not found: set {GOLDEN_ENV} or place them at {_DEFAULT_GOLDEN}")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """The tiny registered variant with deterministic weights, in eval mode (shared: do not mutate)."""
+    from birefnet_edge.model import create_model, deterministic_weights
+
+    return deterministic_weights(create_model("birefnet_tiny")).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_input() -> torch.Tensor:
+    """A normalised (2, 3, 64, 64) batch made by the golden input rule."""
+    from birefnet_edge.model.weights import deterministic_input
+
+    return torch.from_numpy(deterministic_input(2, 64, 64))
+
+
+@pytest.fixture(scope="session")
+def export_tiny(tmp_path_factory):
+    """Factory: export the tiny model with a shipped profile (64x64, batch 1..4) once per session."""
+    from birefnet_edge.export import export_target
+    from birefnet_edge.model import load_model
+    from birefnet_edge.profile import load_profile
+
+    out = tmp_path_factory.mktemp("artifacts")
+    cache: dict[str, Path] = {}
+
+    def make(profile_name: str) -> Path:
+        if profile_name not in cache:
+            profile = load_profile(profile_name).with_overrides(input_size=(64, 64), batch={"min": 1, "opt": 2, "max": 4})
+            model, info = load_model("random:birefnet_tiny", deform=profile.deform)
+            result = export_target(model, profile, out, weights=info, variant="birefnet_tiny")
+            if result.status != "ok":
+                pytest.fail(f"export of {profile_name} failed: {result.error}")
+            cache[profile_name] = result.path
+        return cache[profile_name]
+
+    return make
