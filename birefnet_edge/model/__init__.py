@@ -1,0 +1,12 @@
+"""BiRefNet in PyTorch: variants, backbones, weights loading and the deployment contract."""
+
+from birefnet_edge.model._registry import MODELS, create_model, get_config, list_models, register_config
+from birefnet_edge.model.birefnet import BiRefNet, BiRefNetConfig, TrainOutputs, check_input_size
+from birefnet_edge.model.contract import Contract, cutout, load_image, postprocess, preprocess
+from birefnet_edge.model.weights import WeightsInfo, deterministic_input, deterministic_weights, load_model
+
+__all__ = [
+    "MODELS", "BiRefNet", "BiRefNetConfig", "Contract", "TrainOutputs", "WeightsInfo", "check_input_size",
+    "create_model", "cutout", "deterministic_input", "deterministic_weights", "get_config", "list_models",
+    "load_image", "load_model", "postprocess", "preprocess", "register_config",
+]

@@ -1,0 +1,244 @@
+"""BiRefNet assembly: backbone (run at full and half size), context fusion, squeeze, decoder.
+
+Written from the block-by-block description of the official model (commit 25cb930); the state-dict
+layout (names, shapes and registration order) equals the official one so checkpoints load as-is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from birefnet_edge.errors import InputError
+from birefnet_edge.model.layers.blocks import BasicDecBlk, BasicLatBlk, SimpleConvs
+from birefnet_edge.model.layers.deform_conv import DeformableConv2d
+from birefnet_edge.model.layers.patches import PATCH_ORDERS, image_to_patches
+
+BACKBONES = ("swin_v1_t", "swin_v1_s", "swin_v1_b", "swin_v1_l", "pvt_v2_b0", "pvt_v2_b1", "pvt_v2_b2", "pvt_v2_b5",
+             "swin_test_tiny")
+DEC_ATTENTIONS = ("ASPPDeformable", "ASPP", "none")
+DEFORM_FORMS = ("portable", "native")
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class BiRefNetConfig:
+    """Architecture switches of one BiRefNet variant (the official config values are the defaults).
+
+    Attributes:
+        name: Registered variant name.
+        backbone: One of :data:`BACKBONES`.
+        size: Default (H, W) input size; any multiple of 32 (>= 64 for PVT) also works.
+        multi_scale_input: Run the backbone on a half-size copy and concatenate ('cat' in the official config).
+        context: Fuse stage 1-3 maps into stage 4 (cxt_num 3).
+        dec_att: Attention inside every decoder block: 'ASPPDeformable', 'ASPP' or 'none'.
+        patch_order: Tile order of the image-patch injection: 'current' or 'legacy' (before 2024-11-05).
+        deform: Deformable-conv form: 'portable' (grid_sample) or 'native' (exports as ONNX DeformConv).
+        dec_channels: Inner width of every BasicDecBlk (64 officially).
+        aspp_channels: Width of every ASPP branch (256 officially).
+        ipt_channels: Inner width of the injection convs (64 officially).
+        gdt_channels: Width of the gradient-gate convs (16 officially).
+    """
+
+    name: str = "BiRefNet"
+    backbone: str = "swin_v1_l"
+    size: tuple[int, int] = (1024, 1024)
+    multi_scale_input: bool = True
+    context: bool = True
+    dec_att: str = "ASPPDeformable"
+    patch_order: str = "current"
+    deform: str = "portable"
+    dec_channels: int = 64
+    aspp_channels: int = 256
+    ipt_channels: int = 64
+    gdt_channels: int = 16
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for key, allowed in (("backbone", BACKBONES), ("dec_att", DEC_ATTENTIONS), ("patch_order", PATCH_ORDERS),
+                             ("deform", DEFORM_FORMS)):
+            if getattr(self, key) not in allowed:
+                raise InputError(f"{key}={getattr(self, key)!r} is not allowed; choose one of: {', '.join(allowed)}")
+
+    def replace(self, **changes: Any) -> BiRefNetConfig:
+        """Return a validated copy with some fields changed."""
+        return replace(self, **changes)
+
+    @property
+    def min_side(self) -> int:
+        """Smallest legal side: PVT's stride-8 reduction conv fails on the half-size pass below 64."""
+        return 64 if self.backbone.startswith("pvt") else 32
+
+
+def build_backbone(name: str) -> nn.Module:
+    """Build a backbone by name; it exposes ``channels`` (4 stage widths) and returns 4 NCHW maps."""
+    if name.startswith("pvt_v2"):
+        from birefnet_edge.model.pvt_v2 import PVT_V2_CONFIGS, PyramidVisionTransformerV2
+
+        return PyramidVisionTransformerV2(**PVT_V2_CONFIGS[name])
+    from birefnet_edge.model.swin import swin
+
+    return swin(name)
+
+
+def resize(x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
+    """Bilinear, align_corners=True, no antialias — every resize in BiRefNet; a no-op at equal size."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=True)
+
+
+class TrainOutputs(NamedTuple):
+    """Train-mode outputs: final logits, side outputs (H/32, H/16, H/8) and gate predictions/targets."""
+
+    logits: torch.Tensor
+    side_logits: list[torch.Tensor]
+    gate_logits: list[torch.Tensor]
+    gate_targets: list[torch.Tensor]
+
+
+class Decoder(nn.Module):
+    """Top-down decoder with lateral connections, image-patch injection and gradient gating."""
+
+    def __init__(self, cfg: BiRefNetConfig, fused: tuple[int, int, int, int]) -> None:
+        super().__init__()
+        self.cfg = cfg
+        ch = fused[::-1]  # [16C, 8C, 4C, 2C] for Swin
+        ipt_in = (3 * 32**2, 3 * 16**2, 3 * 8**2, 3 * 4**2, 3)
+        ipt_out = (ch[0] // 8, ch[0] // 8, ch[1] // 8, ch[2] // 8, ch[3] // 8)
+        for i, (cin, cout) in enumerate(zip(ipt_in, ipt_out)):
+            self.add_module(f"ipt_blk{5 - i}", SimpleConvs(cin, cout, cfg.ipt_channels))
+        dec_io = ((ch[0] + ipt_out[0], ch[1]), (ch[1] + ipt_out[1], ch[2]), (ch[2] + ipt_out[2], ch[3]),
+                  (ch[3] + ipt_out[3], ch[3] // 2))
+        for i, (cin, cout) in enumerate(dec_io):
+            blk = BasicDecBlk(cin, cout, cfg.dec_channels, cfg.dec_att, cfg.aspp_channels, cfg.deform)
+            self.add_module(f"decoder_block{4 - i}", blk)
+        self.conv_out1 = nn.Sequential(nn.Conv2d(ch[3] // 2 + ipt_out[4], 1, 1))
+        for lvl, c in zip((4, 3, 2), ch[1:]):
+            self.add_module(f"lateral_block{lvl}", BasicLatBlk(c, c))
+        for lvl, c in zip((4, 3, 2), ch[1:]):
+            self.add_module(f"conv_ms_spvn_{lvl}", nn.Conv2d(c, 1, 1))
+        g = cfg.gdt_channels
+        for lvl, c in zip((4, 3, 2), ch[1:]):
+            self.add_module(f"gdt_convs_{lvl}", nn.Sequential(nn.Conv2d(c, g, 3, padding=1), nn.BatchNorm2d(g),
+                                                              nn.ReLU(inplace=True)))
+        for lvl in (4, 3, 2):
+            self.add_module(f"gdt_convs_pred_{lvl}", nn.Sequential(nn.Conv2d(g, 1, 1)))
+        for lvl in (4, 3, 2):
+            self.add_module(f"gdt_convs_attn_{lvl}", nn.Sequential(nn.Conv2d(g, 1, 1)))
+
+    def _inject(self, x: torch.Tensor, ref: torch.Tensor, level: int) -> torch.Tensor:
+        """Concatenate ``ref`` with the injection branch fed by image tiles matching ref's grid."""
+        gh, gw = x.shape[-2] // ref.shape[-2], x.shape[-1] // ref.shape[-1]
+        patches = image_to_patches(x, gh, gw, self.cfg.patch_order) if gh * gw > 1 else x
+        ipt = getattr(self, f"ipt_blk{level}")(resize(patches, ref.shape[-2:]))
+        return torch.cat([ref, ipt], dim=1)
+
+    def _gate(self, p: torch.Tensor, level: int, side: dict[str, list[torch.Tensor]] | None) -> torch.Tensor:
+        g = getattr(self, f"gdt_convs_{level}")(p)
+        if side is not None:
+            side["side"].append(getattr(self, f"conv_ms_spvn_{level}")(p))
+            side["gate"].append(getattr(self, f"gdt_convs_pred_{level}")(g))
+        return p * torch.sigmoid(getattr(self, f"gdt_convs_attn_{level}")(g))
+
+    def forward(self, x: torch.Tensor, feats: list[torch.Tensor], side: dict | None = None) -> torch.Tensor:
+        """Decode; ``feats`` = [e1, e2, e3, s4]. When ``side`` is a dict, train-mode maps are appended to it."""
+        e1, e2, e3, s4 = feats
+        p = self._gate(self.decoder_block4(self._inject(x, s4, 5)), 4, side)
+        for level, lateral in ((3, e3), (2, e2)):
+            u = resize(p, lateral.shape[-2:]) + getattr(self, f"lateral_block{level + 1}")(lateral)
+            p = self._gate(getattr(self, f"decoder_block{level}")(self._inject(x, u, level + 1)), level, side)
+        u = resize(p, e1.shape[-2:]) + self.lateral_block2(e1)
+        p = self.decoder_block1(self._inject(x, u, 2))
+        return self.conv_out1(self._inject(x, resize(p, x.shape[-2:]), 1))
+
+
+def nearest_legal_sizes(n: int, minimum: int = 32) -> tuple[int, int]:
+    """The legal sides (multiples of 32, >= minimum) just below and above ``n``."""
+    low = max(minimum, n // 32 * 32)
+    high = max(minimum, -(-n // 32) * 32)
+    return low, high if high != low else low + 32
+
+
+def check_input_size(height: int, width: int, minimum: int = 32) -> None:
+    """Raise :class:`InputError` unless H and W are multiples of 32 and at least ``minimum``.
+
+    The image-patch injection cuts the input into a 32x32 grid of tiles at the deepest level, so
+    other sizes either fail inside the official code or feed the wrong number of channels.
+    """
+    bad = [(name, n) for name, n in (("height", height), ("width", width)) if n % 32 or n < minimum]
+    if bad:
+        hints = ", ".join(f"{name} {n} -> {' or '.join(map(str, nearest_legal_sizes(n, minimum)))}" for name, n in bad)
+        raise InputError(
+            f"input size {height}x{width} is not legal for BiRefNet: both sides must be multiples of 32 and "
+            f">= {minimum}; nearest legal: {hints}. Resize the image first (the contract's preprocess does)."
+        )
+
+
+def laplacian5(x: torch.Tensor) -> torch.Tensor:
+    """Normalised 5x5 Laplacian with reflect borders (training targets for the gradient gate only)."""
+    kernel = torch.ones(1, 1, 5, 5, dtype=x.dtype, device=x.device)
+    kernel[0, 0, 2, 2] = -24.0
+    return F.conv2d(F.pad(x, (2, 2, 2, 2), mode="reflect"), kernel / 48.0)
+
+
+class BiRefNet(nn.Module):
+    """BiRefNet for dichotomous image segmentation.
+
+    In eval mode ``model(x)`` maps a normalised (B, 3, H, W) float batch to pre-sigmoid logits
+    (B, 1, H, W). In train mode it returns :class:`TrainOutputs` with the multi-scale maps the
+    training losses need.
+
+    Args:
+        config: The architecture switches.
+    """
+
+    def __init__(self, config: BiRefNetConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.bb = build_backbone(config.backbone)
+        scale = 2 if config.multi_scale_input else 1
+        fused = tuple(c * scale for c in self.bb.channels)
+        squeeze_in = sum(fused) if config.context else fused[3]
+        self.squeeze_module = nn.Sequential(
+            BasicDecBlk(squeeze_in, fused[3], config.dec_channels, config.dec_att, config.aspp_channels, config.deform)
+        )
+        self.decoder = Decoder(config, fused)
+
+    def set_deform_form(self, form: str) -> BiRefNet:
+        """Switch every deformable conv between 'portable' and 'native' (weights are untouched)."""
+        self.config = self.config.replace(deform=form)
+        for module in self.modules():
+            if isinstance(module, DeformableConv2d):
+                module.form = form
+        return self
+
+    def forward_enc(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Backbone at full (and half) size, concatenated per stage, plus context fusion into stage 4."""
+        feats = self.bb(x)
+        if self.config.multi_scale_input:
+            half = self.bb(resize(x, (x.shape[-2] // 2, x.shape[-1] // 2)))
+            feats = [torch.cat([f, resize(h, f.shape[-2:])], dim=1) for f, h in zip(feats, half)]
+        if self.config.context:
+            s4 = feats[3].shape[-2:]
+            feats[3] = torch.cat([resize(feats[0], s4), resize(feats[1], s4), resize(feats[2], s4), feats[3]], dim=1)
+        return feats
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | TrainOutputs:
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise InputError(f"expected a (B, 3, H, W) batch, got shape {tuple(x.shape)}")
+        check_input_size(int(x.shape[-2]), int(x.shape[-1]), self.config.min_side)
+        e1, e2, e3, e4 = self.forward_enc(x)
+        s4 = self.squeeze_module(e4)
+        if not self.training:
+            return self.decoder(x, [e1, e2, e3, s4])
+        side: dict[str, list[torch.Tensor]] = {"side": [], "gate": []}
+        logits = self.decoder(x, [e1, e2, e3, s4], side)
+        lap = laplacian5(x.mean(dim=1, keepdim=True))
+        targets = [lap * resize(m, x.shape[-2:]) for m in side["side"]]
+        return TrainOutputs(logits, side["side"], side["gate"], targets)

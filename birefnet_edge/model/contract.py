@@ -1,0 +1,143 @@
+"""The deployment contract: image -> model input, and logits -> mask / cutout.
+
+The same constants (size, mean, std, output kind) are written into every exported artifact so an
+app can reproduce the pre- and post-processing without this package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from birefnet_edge.errors import InputError
+from birefnet_edge.model.birefnet import MEAN, STD
+
+ImageLike = Union[Image.Image, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Contract:
+    """Pre/post-processing constants of a model or artifact.
+
+    Attributes:
+        size: (H, W) the model runs at; images are resized to it and masks back from it.
+        mean: Per-channel RGB mean on the 0..1 scale.
+        std: Per-channel RGB std on the 0..1 scale.
+        input_name: Name of the artifact input (NCHW float32 normalised RGB).
+        output_name: Name of the artifact output (pre-sigmoid logits, N x 1 x H x W).
+    """
+
+    size: tuple[int, int] = (1024, 1024)
+    mean: tuple[float, float, float] = MEAN
+    std: tuple[float, float, float] = STD
+    input_name: str = "input"
+    output_name: str = "logits"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict, with the steps spelled out for app developers."""
+        out = asdict(self)
+        out.update(
+            size=list(self.size), mean=list(self.mean), std=list(self.std), layout="NCHW", dtype="float32",
+            preprocess="RGB, resize to size (bilinear), scale to 0..1, (x - mean) / std",
+            output="logits (pre-sigmoid), shape (N, 1, H, W)",
+            postprocess="sigmoid, resize to the original size (bilinear), * 255 -> uint8 mask",
+        )
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Contract:
+        """Rebuild from :meth:`to_dict` output (extra descriptive keys are ignored)."""
+        return cls(size=tuple(data["size"]), mean=tuple(data["mean"]), std=tuple(data["std"]),
+                   input_name=data.get("input_name", "input"), output_name=data.get("output_name", "logits"))
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Open an image file fully (so a truncated file fails here, not later).
+
+    Raises:
+        InputError: The file is missing or not a readable image.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"image not found: {path}")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.copy()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InputError(f"cannot read image {path}: {exc}") from exc
+
+
+def to_rgb(image: ImageLike) -> Image.Image:
+    """Return an RGB PIL image from a PIL image (any mode) or an HxW / HxWx3 / HxWx4 array."""
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8:
+        if np.issubdtype(arr.dtype, np.floating) and arr.size and arr.max() <= 1.0:
+            arr = arr * 255.0
+        arr = np.clip(arr, 0, 255).astype(np.uint8)
+    if arr.ndim == 2:
+        return Image.fromarray(arr, "L").convert("RGB")
+    if arr.ndim == 3 and arr.shape[2] in (3, 4):
+        return Image.fromarray(np.ascontiguousarray(arr[..., :3]), "RGB")
+    raise InputError(f"expected an image array of shape HxW, HxWx3 or HxWx4; got {arr.shape}")
+
+
+def image_size(image: ImageLike) -> tuple[int, int]:
+    """(height, width) of a PIL image or array."""
+    if isinstance(image, Image.Image):
+        return image.height, image.width
+    return int(np.asarray(image).shape[0]), int(np.asarray(image).shape[1])
+
+
+def preprocess(images: ImageLike | Sequence[ImageLike], contract: Contract) -> np.ndarray:
+    """Images -> normalised float32 batch (B, 3, H, W) at the contract size.
+
+    Args:
+        images: One image or a sequence (PIL in any mode, or numpy arrays).
+        contract: Size and normalisation constants.
+
+    Returns:
+        The batch, C-contiguous float32.
+    """
+    if isinstance(images, (Image.Image, np.ndarray)):
+        images = [images]
+    h, w = contract.size
+    mean = np.asarray(contract.mean, dtype=np.float32)[:, None, None]
+    std = np.asarray(contract.std, dtype=np.float32)[:, None, None]
+    batch = []
+    for img in images:
+        rgb = to_rgb(img).resize((w, h), Image.BILINEAR)
+        chw = np.asarray(rgb, dtype=np.float32).transpose(2, 0, 1) / np.float32(255.0)
+        batch.append((chw - mean) / std)
+    return np.ascontiguousarray(np.stack(batch), dtype=np.float32)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """Numerically stable logistic function in float32."""
+    x = np.asarray(x, dtype=np.float32)
+    return np.where(x >= 0, 1.0 / (1.0 + np.exp(-np.abs(x))), np.exp(-np.abs(x)) / (1.0 + np.exp(-np.abs(x))))
+
+
+def postprocess(logits: np.ndarray, original_size: tuple[int, int]) -> np.ndarray:
+    """One image's logits ((1, H, W) or (H, W)) -> uint8 mask at ``original_size`` (height, width)."""
+    prob = sigmoid(np.asarray(logits, dtype=np.float32).reshape(logits.shape[-2:]))
+    height, width = original_size
+    resized = Image.fromarray(prob, mode="F").resize((width, height), Image.BILINEAR)
+    return np.clip(np.rint(np.asarray(resized) * 255.0), 0, 255).astype(np.uint8)
+
+
+def cutout(image: ImageLike, mask: np.ndarray) -> Image.Image:
+    """RGBA cutout: the image's RGB with the mask as alpha (mask at the image's size)."""
+    rgb = to_rgb(image)
+    if mask.shape != (rgb.height, rgb.width):
+        raise InputError(f"mask shape {mask.shape} does not match the image size {(rgb.height, rgb.width)}")
+    rgba = rgb.copy()
+    rgba.putalpha(Image.fromarray(np.asarray(mask, dtype=np.uint8), "L"))
+    return rgba

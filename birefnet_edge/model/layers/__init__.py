@@ -1,0 +1,1 @@
+"""Blocks shared by the BiRefNet assembly: deformable conv, decoder blocks, patch injection."""
