@@ -1,0 +1,195 @@
+"""Modulated deformable convolution (DCNv2) without torchvision.
+
+The official BiRefNet calls ``torchvision.ops.deform_conv2d`` (stride 1, dilation 1, one offset group,
+groups 1, padding k//2). This module gives three interchangeable implementations of that op:
+
+- :func:`deform_conv2d_reference`: a naive per-tap gather, for tests only;
+- :func:`deform_conv2d_portable`: one ``F.grid_sample`` call for all k² taps plus one matmul. It exports
+  to every format (ONNX GridSample / CoreML resample / OpenVINO GridSample) and is several times faster
+  than torchvision's kernel on CPU;
+- :func:`deform_conv2d_native`: a ``torch.library`` custom op whose eager body is the portable math and
+  which the ONNX exporter translates to the single ``DeformConv`` node (see ``export/_deform_onnx.py``).
+
+Offset layout (torchvision and ONNX ``DeformConv`` agree): channel ``2k`` is the row shift dy and
+``2k + 1`` the column shift dx of tap ``k = i * kw + j``. Bilinear samples read zero outside the image.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from birefnet_edge.errors import InputError
+
+DEFORM_FORMS: tuple[str, ...] = ("portable", "native")
+
+
+def _tap_grid(offset: Tensor, kh: int, kw: int, padding: int, height: int, width: int) -> Tensor:
+    """Sampling grid (B, k²·H, W, 2) in grid_sample's normalised (x, y) coordinates, tap-major rows."""
+    taps = kh * kw
+    off = offset.reshape(-1, taps, 2, height, width)
+    dtype, device = offset.dtype, offset.device
+    tap_i = torch.arange(kh, dtype=dtype, device=device).repeat_interleave(kw) - padding
+    tap_j = torch.arange(kw, dtype=dtype, device=device).repeat(kh) - padding
+    rows = torch.arange(height, dtype=dtype, device=device)
+    cols = torch.arange(width, dtype=dtype, device=device)
+    # Pixel coordinates folded straight into the align_corners=False normalisation (2p + 1) / size - 1,
+    # which stays finite when a side is 1 (the align_corners=True form divides by size - 1).
+    base_y = (2 * (rows.view(1, 1, height, 1) + tap_i.view(1, taps, 1, 1)) + 1) / height - 1
+    base_x = (2 * (cols.view(1, 1, 1, width) + tap_j.view(1, taps, 1, 1)) + 1) / width - 1
+    grid_y = base_y + off[:, :, 0] * (2.0 / height)
+    grid_x = base_x + off[:, :, 1] * (2.0 / width)
+    return torch.stack((grid_x, grid_y), dim=-1).reshape(-1, taps * height, width, 2)
+
+
+def deform_conv2d_portable(x: Tensor, offset: Tensor, mask: Tensor, weight: Tensor, padding: int) -> Tensor:
+    """Modulated deformable convolution with stride 1 as one grid_sample and one matmul.
+
+    All k² taps are sampled by a single ``grid_sample`` into a (B, C, k²·H, W) tensor, which is already
+    the column layout (B, C·k², H·W) that a matmul with the (O, C·k²) weight needs, so nothing is
+    transposed. No tensor exceeds rank 5 and no Python branch depends on the batch size.
+
+    Args:
+        x: Input (B, C, H, W).
+        offset: Offsets (B, 2·kh·kw, H, W), dy then dx per tap.
+        mask: Modulation (B, kh·kw, H, W).
+        weight: Convolution weight (O, C, kh, kw).
+        padding: Zero padding on every side; the output keeps H x W only when it is k // 2.
+
+    Returns:
+        Output (B, O, H, W).
+    """
+    out_channels, channels, kh, kw = weight.shape
+    height, width = x.shape[-2], x.shape[-1]
+    taps = kh * kw
+    grid = _tap_grid(offset, kh, kw, padding, height, width)
+    cols = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    cols = cols.reshape(-1, channels, taps, height * width)
+    mask = mask.reshape(-1, 1, taps, height * width)
+    # In place saves allocating (and page-faulting) a second copy of the largest tensor, ~10-15% per layer
+    # on CPU; autograd copes with it. TorchScript tracing (used by some converters) gets the plain form.
+    cols = cols * mask if torch.jit.is_tracing() else cols.mul_(mask)
+    out = torch.matmul(weight.reshape(out_channels, channels * taps), cols.reshape(-1, channels * taps, height * width))
+    return out.reshape(-1, out_channels, height, width)
+
+
+def _bilinear_taps(x: Tensor, py: Tensor, px: Tensor) -> Tensor:
+    """Bilinear samples of x (B, C, H, W) at pixel positions py, px (B, H, W); corners outside read zero."""
+    batch, channels, height, width = x.shape
+    y0, x0 = torch.floor(py), torch.floor(px)
+    flat = x.reshape(batch, channels, height * width)
+    total = torch.zeros(batch, channels, *py.shape[1:], dtype=x.dtype, device=x.device)
+    for cy, wy in ((y0, 1 - (py - y0)), (y0 + 1, py - y0)):
+        for cx, wx in ((x0, 1 - (px - x0)), (x0 + 1, px - x0)):
+            inside = (cy >= 0) & (cy <= height - 1) & (cx >= 0) & (cx <= width - 1)
+            index = (cy.clamp(0, height - 1) * width + cx.clamp(0, width - 1)).long().reshape(batch, 1, -1)
+            values = torch.gather(flat, 2, index.expand(batch, channels, -1)).reshape(total.shape)
+            total = total + values * (wy * wx * inside).unsqueeze(1)
+    return total
+
+
+def deform_conv2d_reference(x: Tensor, offset: Tensor, mask: Tensor, weight: Tensor, padding: int) -> Tensor:
+    """Naive modulated deformable convolution (stride 1), written for clarity; used by tests only.
+
+    Loops over the kh·kw taps, gathers the four bilinear corners of every sample explicitly and
+    accumulates ``W[:, :, i, j] @ (mask_k * sample_k)``. Works in any float dtype (use float64 in tests).
+
+    Args:
+        x: Input (B, C, H, W).
+        offset: Offsets (B, 2·kh·kw, H, W), dy then dx per tap.
+        mask: Modulation (B, kh·kw, H, W).
+        weight: Convolution weight (O, C, kh, kw).
+        padding: Zero padding on every side.
+
+    Returns:
+        Output (B, O, H, W).
+    """
+    batch, _, height, width = x.shape
+    kh, kw = weight.shape[-2:]
+    rows = torch.arange(height, dtype=x.dtype, device=x.device).view(1, height, 1)
+    cols = torch.arange(width, dtype=x.dtype, device=x.device).view(1, 1, width)
+    out = torch.zeros(batch, weight.shape[0], height, width, dtype=x.dtype, device=x.device)
+    for i in range(kh):
+        for j in range(kw):
+            k = i * kw + j
+            py = rows - padding + i + offset[:, 2 * k]
+            px = cols - padding + j + offset[:, 2 * k + 1]
+            sample = _bilinear_taps(x, py, px) * mask[:, k : k + 1]
+            out = out + torch.einsum("oc,bchw->bohw", weight[:, :, i, j], sample)
+    return out
+
+
+@torch.library.custom_op("birefnet_edge::deform_conv2d", mutates_args=())
+def _deform_conv2d_op(x: Tensor, offset: Tensor, mask: Tensor, weight: Tensor, padding: int) -> Tensor:
+    return deform_conv2d_portable(x, offset, mask, weight, padding)
+
+
+@_deform_conv2d_op.register_fake
+def _deform_conv2d_fake(x: Tensor, offset: Tensor, mask: Tensor, weight: Tensor, padding: int) -> Tensor:
+    return x.new_empty((x.shape[0], weight.shape[0], x.shape[2], x.shape[3]))
+
+
+def deform_conv2d_native(x: Tensor, offset: Tensor, mask: Tensor, weight: Tensor, padding: int) -> Tensor:
+    """Modulated deformable convolution as the custom op ``birefnet_edge::deform_conv2d``.
+
+    Eager results equal :func:`deform_conv2d_portable`; ``torch.onnx.export(dynamo=True)`` with
+    ``birefnet_edge.export._deform_onnx.deform_conv_translation_table()`` turns it into one ONNX
+    ``DeformConv`` node. Arguments and result as in :func:`deform_conv2d_portable`.
+    """
+    return _deform_conv2d_op(x, offset, mask, weight, padding)
+
+
+_FORMS = {"portable": deform_conv2d_portable, "native": deform_conv2d_native}
+
+
+class DeformableConv2d(nn.Module):
+    """DCNv2 block of BiRefNet's ASPPDeformable: offsets and mask predicted from the input itself.
+
+    Key layout and zero-initialised offset/modulator convolutions follow the official module, so an
+    untrained block acts as a plain convolution.
+
+    Args:
+        in_channels: Input channels.
+        out_channels: Output channels.
+        kernel_size: Square kernel size; padding is ``kernel_size // 2`` so H x W is kept.
+        form: ``"portable"`` (grid_sample; exports everywhere) or ``"native"`` (ONNX ``DeformConv``).
+
+    Raises:
+        InputError: ``form`` is not one of :data:`DEFORM_FORMS`.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, form: str = "portable") -> None:
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.padding = kernel_size // 2
+        taps = kernel_size * kernel_size
+        self.offset_conv = nn.Conv2d(in_channels, 2 * taps, kernel_size, padding=self.padding, bias=True)
+        self.modulator_conv = nn.Conv2d(in_channels, taps, kernel_size, padding=self.padding, bias=True)
+        self.regular_conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=self.padding, bias=False)
+        for conv in (self.offset_conv, self.modulator_conv):
+            nn.init.zeros_(conv.weight)
+            nn.init.zeros_(conv.bias)
+        self.form = form
+
+    @property
+    def form(self) -> str:
+        """Which implementation forward uses; may be switched at any time, weights are untouched."""
+        return self._form
+
+    @form.setter
+    def form(self, value: str) -> None:
+        if value not in _FORMS:
+            raise InputError(
+                f"unknown deformable-convolution form {value!r}; expected one of {list(DEFORM_FORMS)}. "
+                "Use 'portable' for CoreML/OpenVINO/any ONNX runtime, 'native' for an ONNX DeformConv node."
+            )
+        self._form = value
+
+    def forward(self, x: Tensor) -> Tensor:
+        offset = self.offset_conv(x)
+        mask = 2.0 * torch.sigmoid(self.modulator_conv(x))
+        return _FORMS[self._form](x, offset, mask, self.regular_conv.weight, self.padding)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, form={self._form!r}"
