@@ -122,7 +122,9 @@ def read_manifest(folder: str | Path) -> Manifest:
     if not folder.is_dir():
         raise ArtifactError(f"artifact folder not found: {folder}")
     if not path.is_file():
-        raise ArtifactError(f"{folder} has no {MANIFEST_NAME}: it is not a finished birefnet-edge artifact (re-export it)")
+        raise ArtifactError(
+            f"{folder} has no {MANIFEST_NAME}: it is not a finished birefnet-edge artifact (re-export it)"
+        )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         return Manifest.from_dict(data)

@@ -211,8 +211,10 @@ def profile_from_toml(data: Mapping[str, Any], default_name: str, source: str = 
     """
     unknown = set(data) - _TOP_KEYS
     if unknown:
-        raise ProfileError(f"unknown key(s) in profile {source or default_name}: {', '.join(sorted(unknown))}; "
-                           f"allowed: {', '.join(sorted(_TOP_KEYS))}")
+        raise ProfileError(
+            f"unknown key(s) in profile {source or default_name}: {', '.join(sorted(unknown))}; "
+            f"allowed: {', '.join(sorted(_TOP_KEYS))}"
+        )
     if "format" not in data:
         raise ProfileError(f"profile {source or default_name} has no 'format'; choose one of: {', '.join(FORMATS)}")
     graph = _table(data, "graph", {"deform", "opset", "simplify"})
@@ -240,5 +242,7 @@ def _table(data: Mapping[str, Any], key: str, allowed: set[str]) -> dict[str, An
     table = dict(data.get(key, {}))
     unknown = set(table) - allowed
     if unknown:
-        raise ProfileError(f"unknown key(s) in [{key}]: {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(allowed))}")
+        raise ProfileError(
+            f"unknown key(s) in [{key}]: {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(allowed))}"
+        )
     return table

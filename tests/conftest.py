@@ -56,7 +56,9 @@ def export_tiny(tmp_path_factory):
 
     def make(profile_name: str) -> Path:
         if profile_name not in cache:
-            profile = load_profile(profile_name).with_overrides(input_size=(64, 64), batch={"min": 1, "opt": 2, "max": 4})
+            profile = load_profile(profile_name).with_overrides(
+                input_size=(64, 64), batch={"min": 1, "opt": 2, "max": 4}
+            )
             model, info = load_model("random:birefnet_tiny", deform=profile.deform)
             result = export_target(model, profile, out, weights=info, variant="birefnet_tiny")
             if result.status != "ok":

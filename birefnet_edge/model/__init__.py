@@ -6,7 +6,22 @@ from birefnet_edge.model.contract import Contract, cutout, load_image, postproce
 from birefnet_edge.model.weights import WeightsInfo, deterministic_input, deterministic_weights, load_model
 
 __all__ = [
-    "MODELS", "BiRefNet", "BiRefNetConfig", "Contract", "TrainOutputs", "WeightsInfo", "check_input_size",
-    "create_model", "cutout", "deterministic_input", "deterministic_weights", "get_config", "list_models",
-    "load_image", "load_model", "postprocess", "preprocess", "register_config",
+    "MODELS",
+    "BiRefNet",
+    "BiRefNetConfig",
+    "Contract",
+    "TrainOutputs",
+    "WeightsInfo",
+    "check_input_size",
+    "create_model",
+    "cutout",
+    "deterministic_input",
+    "deterministic_weights",
+    "get_config",
+    "list_models",
+    "load_image",
+    "load_model",
+    "postprocess",
+    "preprocess",
+    "register_config",
 ]

@@ -63,8 +63,17 @@ def _register_builtin() -> None:
     for bb in ("swin_v1_s", "swin_v1_b", "pvt_v2_b0", "pvt_v2_b1", "pvt_v2_b2", "pvt_v2_b5"):
         register_config(BiRefNetConfig(name=f"BiRefNet_{bb}", backbone=bb))
     # Tiny random-weight variant for tests: every code path, few channels, 64 px.
-    register_config(BiRefNetConfig(name="birefnet_tiny", backbone="swin_test_tiny", size=(64, 64), dec_channels=16,
-                                   aspp_channels=16, ipt_channels=16, gdt_channels=8))
+    register_config(
+        BiRefNetConfig(
+            name="birefnet_tiny",
+            backbone="swin_test_tiny",
+            size=(64, 64),
+            dec_channels=16,
+            aspp_channels=16,
+            ipt_channels=16,
+            gdt_channels=8,
+        )
+    )
 
 
 _register_builtin()

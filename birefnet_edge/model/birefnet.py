@@ -18,8 +18,17 @@ from birefnet_edge.model.layers.blocks import BasicDecBlk, BasicLatBlk, SimpleCo
 from birefnet_edge.model.layers.deform_conv import DeformableConv2d
 from birefnet_edge.model.layers.patches import PATCH_ORDERS, image_to_patches
 
-BACKBONES = ("swin_v1_t", "swin_v1_s", "swin_v1_b", "swin_v1_l", "pvt_v2_b0", "pvt_v2_b1", "pvt_v2_b2", "pvt_v2_b5",
-             "swin_test_tiny")
+BACKBONES = (
+    "swin_v1_t",
+    "swin_v1_s",
+    "swin_v1_b",
+    "swin_v1_l",
+    "pvt_v2_b0",
+    "pvt_v2_b1",
+    "pvt_v2_b2",
+    "pvt_v2_b5",
+    "swin_test_tiny",
+)
 DEC_ATTENTIONS = ("ASPPDeformable", "ASPP", "none")
 DEFORM_FORMS = ("portable", "native")
 MEAN = (0.485, 0.456, 0.406)
@@ -60,8 +69,12 @@ class BiRefNetConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for key, allowed in (("backbone", BACKBONES), ("dec_att", DEC_ATTENTIONS), ("patch_order", PATCH_ORDERS),
-                             ("deform", DEFORM_FORMS)):
+        for key, allowed in (
+            ("backbone", BACKBONES),
+            ("dec_att", DEC_ATTENTIONS),
+            ("patch_order", PATCH_ORDERS),
+            ("deform", DEFORM_FORMS),
+        ):
             if getattr(self, key) not in allowed:
                 raise InputError(f"{key}={getattr(self, key)!r} is not allowed; choose one of: {', '.join(allowed)}")
 
@@ -113,8 +126,12 @@ class Decoder(nn.Module):
         ipt_out = (ch[0] // 8, ch[0] // 8, ch[1] // 8, ch[2] // 8, ch[3] // 8)
         for i, (cin, cout) in enumerate(zip(ipt_in, ipt_out)):
             self.add_module(f"ipt_blk{5 - i}", SimpleConvs(cin, cout, cfg.ipt_channels))
-        dec_io = ((ch[0] + ipt_out[0], ch[1]), (ch[1] + ipt_out[1], ch[2]), (ch[2] + ipt_out[2], ch[3]),
-                  (ch[3] + ipt_out[3], ch[3] // 2))
+        dec_io = (
+            (ch[0] + ipt_out[0], ch[1]),
+            (ch[1] + ipt_out[1], ch[2]),
+            (ch[2] + ipt_out[2], ch[3]),
+            (ch[3] + ipt_out[3], ch[3] // 2),
+        )
         for i, (cin, cout) in enumerate(dec_io):
             blk = BasicDecBlk(cin, cout, cfg.dec_channels, cfg.dec_att, cfg.aspp_channels, cfg.deform)
             self.add_module(f"decoder_block{4 - i}", blk)
@@ -125,8 +142,10 @@ class Decoder(nn.Module):
             self.add_module(f"conv_ms_spvn_{lvl}", nn.Conv2d(c, 1, 1))
         g = cfg.gdt_channels
         for lvl, c in zip((4, 3, 2), ch[1:]):
-            self.add_module(f"gdt_convs_{lvl}", nn.Sequential(nn.Conv2d(c, g, 3, padding=1), nn.BatchNorm2d(g),
-                                                              nn.ReLU(inplace=True)))
+            self.add_module(
+                f"gdt_convs_{lvl}",
+                nn.Sequential(nn.Conv2d(c, g, 3, padding=1), nn.BatchNorm2d(g), nn.ReLU(inplace=True)),
+            )
         for lvl in (4, 3, 2):
             self.add_module(f"gdt_convs_pred_{lvl}", nn.Sequential(nn.Conv2d(g, 1, 1)))
         for lvl in (4, 3, 2):

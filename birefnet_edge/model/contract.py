@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -17,7 +17,7 @@ from PIL import Image, UnidentifiedImageError
 from birefnet_edge.errors import InputError
 from birefnet_edge.model.birefnet import MEAN, STD
 
-ImageLike = Union[Image.Image, np.ndarray]
+ImageLike = Image.Image | np.ndarray
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,11 @@ class Contract:
         """JSON-ready dict, with the steps spelled out for app developers."""
         out = asdict(self)
         out.update(
-            size=list(self.size), mean=list(self.mean), std=list(self.std), layout="NCHW", dtype="float32",
+            size=list(self.size),
+            mean=list(self.mean),
+            std=list(self.std),
+            layout="NCHW",
+            dtype="float32",
             preprocess="RGB, resize to size (bilinear), scale to 0..1, (x - mean) / std",
             output="logits (pre-sigmoid), shape (N, 1, H, W)",
             postprocess="sigmoid, resize to the original size (bilinear), * 255 -> uint8 mask",
@@ -52,8 +56,13 @@ class Contract:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Contract:
         """Rebuild from :meth:`to_dict` output (extra descriptive keys are ignored)."""
-        return cls(size=tuple(data["size"]), mean=tuple(data["mean"]), std=tuple(data["std"]),
-                   input_name=data.get("input_name", "input"), output_name=data.get("output_name", "logits"))
+        return cls(
+            size=tuple(data["size"]),
+            mean=tuple(data["mean"]),
+            std=tuple(data["std"]),
+            input_name=data.get("input_name", "input"),
+            output_name=data.get("output_name", "logits"),
+        )
 
 
 def load_image(path: str | Path) -> Image.Image:

@@ -28,13 +28,21 @@ log = logging.getLogger(__name__)
 
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 # In the official state dict but unused at inference; a checkpoint without them still loads.
-OPTIONAL_KEY_PATTERNS = (r"\.conv_ms_spvn_\d\.", r"\.gdt_convs_pred_\d\.", r"num_batches_tracked$",
-                         r"relative_position_index$")
+OPTIONAL_KEY_PATTERNS = (
+    r"\.conv_ms_spvn_\d\.",
+    r"\.gdt_convs_pred_\d\.",
+    r"num_batches_tracked$",
+    r"relative_position_index$",
+)
 HUB_FILE = "model.safetensors"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
 # Hub repositories whose architecture differs from the default (swin_v1_l) BiRefNet.
-HUB_VARIANTS = {"BiRefNet_lite": "BiRefNet_lite", "BiRefNet_lite-2K": "BiRefNet_lite-2K", "BiRefNet_HR": "BiRefNet_HR",
-                "BiRefNet_HR-matting": "BiRefNet_HR"}
+HUB_VARIANTS = {
+    "BiRefNet_lite": "BiRefNet_lite",
+    "BiRefNet_lite-2K": "BiRefNet_lite-2K",
+    "BiRefNet_HR": "BiRefNet_HR",
+    "BiRefNet_HR-matting": "BiRefNet_HR",
+}
 
 
 @dataclass(frozen=True)
@@ -125,22 +133,26 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise WeightsError(f"{path} is not a readable safetensors file (truncated or corrupt?): {exc}. "
-                           "Download it again.") from exc
+        raise WeightsError(
+            f"{path} is not a readable safetensors file (truncated or corrupt?): {exc}. Download it again."
+        ) from exc
 
 
 def _read_pickle(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types (UnpicklingError, RuntimeError, EOFError) for bad files
-        raise WeightsError(f"{path} is not a readable PyTorch checkpoint (truncated, corrupt, or it holds "
-                           f"non-tensor objects that weights_only loading refuses): {exc}") from exc
+        raise WeightsError(
+            f"{path} is not a readable PyTorch checkpoint (truncated, corrupt, or it holds "
+            f"non-tensor objects that weights_only loading refuses): {exc}"
+        ) from exc
     for wrapper in ("state_dict", "model", "model_state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
             obj = obj[wrapper]
     if not isinstance(obj, dict) or not any(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise WeightsError(f"{path} holds no state dict of tensors (found {type(obj).__name__}); "
-                           "is it a BiRefNet checkpoint?")
+        raise WeightsError(
+            f"{path} holds no state dict of tensors (found {type(obj).__name__}); is it a BiRefNet checkpoint?"
+        )
     return {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
 
 
@@ -153,7 +165,7 @@ def strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             changed = False
             for prefix in WRAPPER_PREFIXES:
                 if key.startswith(prefix):
-                    key, changed = key[len(prefix):], True
+                    key, changed = key[len(prefix) :], True
         out[key] = value
     return out
 
@@ -163,14 +175,20 @@ def guess_backbone(state: dict[str, torch.Tensor]) -> str | None:
     if "bb.patch_embed.proj.weight" in state:
         width = state["bb.patch_embed.proj.weight"].shape[0]
         depth3 = len({k.split(".")[4] for k in state if k.startswith("bb.layers.2.blocks.")})
-        names = {(96, 6): "swin_v1_t", (96, 18): "swin_v1_s", (128, 18): "swin_v1_b", (192, 18): "swin_v1_l",
-                 (32, 2): "swin_test_tiny"}
+        names = {
+            (96, 6): "swin_v1_t",
+            (96, 18): "swin_v1_s",
+            (128, 18): "swin_v1_b",
+            (192, 18): "swin_v1_l",
+            (32, 2): "swin_test_tiny",
+        }
         return names.get((width, depth3))
     if "bb.patch_embed1.proj.weight" in state:
         width = state["bb.patch_embed1.proj.weight"].shape[0]
         depth3 = len({k.split(".")[2] for k in state if k.startswith("bb.block3.")})
         return {(32, 2): "pvt_v2_b0", (64, 2): "pvt_v2_b1", (64, 6): "pvt_v2_b2", (64, 40): "pvt_v2_b5"}.get(
-            (width, depth3))
+            (width, depth3)
+        )
     return None
 
 
@@ -200,8 +218,11 @@ def load_state_dict_checked(model: BiRefNet, state: dict[str, torch.Tensor], sou
     own = model.state_dict()
     missing = [k for k in own if k not in state and not _optional(k)]
     unexpected = [k for k in state if k not in own]
-    wrong = [(k, tuple(state[k].shape), tuple(own[k].shape)) for k in own if k in state
-             and tuple(state[k].shape) != tuple(own[k].shape)]
+    wrong = [
+        (k, tuple(state[k].shape), tuple(own[k].shape))
+        for k in own
+        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
     if missing or unexpected or wrong:
         raise WeightsError(_mismatch_message(model, state, source, missing, unexpected, wrong))
     cast = {k: v.to(own[k].dtype) if v.is_floating_point() else v for k, v in state.items()}
@@ -215,8 +236,10 @@ def _mismatch_message(model: BiRefNet, state: dict, source: str, missing: list, 
     if unexpected:
         parts.append(f"{len(unexpected)} unexpected key(s), e.g. {', '.join(unexpected[:3])}")
     if wrong:
-        parts.append(f"{len(wrong)} shape mismatch(es), e.g. " +
-                     ", ".join(f"{k}: file {a} vs model {b}" for k, a, b in wrong[:3]))
+        parts.append(
+            f"{len(wrong)} shape mismatch(es), e.g. "
+            + ", ".join(f"{k}: file {a} vs model {b}" for k, a, b in wrong[:3])
+        )
     likely = guess_variant(state)
     if likely and likely != model.config.name:
         parts.append(f"the file looks like variant '{likely}': pass --variant {likely}")
@@ -256,13 +279,19 @@ def download_from_hub(repo: str, revision: str | None) -> tuple[Path, str]:
         ) from exc
     served = path.parent.name if re.fullmatch(r"[0-9a-f]{40}", path.parent.name) else None
     if revision is None:
-        log.warning("no revision pinned for %s: using commit %s; pin it (%s@%s) so the reference cannot move",
-                    repo, served or "unknown", repo, served or "<commit>")
+        log.warning(
+            "no revision pinned for %s: using commit %s; pin it (%s@%s) so the reference cannot move",
+            repo,
+            served or "unknown",
+            repo,
+            served or "<commit>",
+        )
     return path, served or revision or "unknown"
 
 
-def load_model(weights: str, variant: str | None = None, revision: str | None = None,
-               **overrides: Any) -> tuple[BiRefNet, WeightsInfo]:
+def load_model(
+    weights: str, variant: str | None = None, revision: str | None = None, **overrides: Any
+) -> tuple[BiRefNet, WeightsInfo]:
     """Build a model and load its weights from a spec (see the module docstring).
 
     Args:
@@ -286,8 +315,9 @@ def load_model(weights: str, variant: str | None = None, revision: str | None = 
     state = read_checkpoint(path)
     name = variant or hub_variant or guess_variant(state)
     if name is None:
-        raise WeightsError(f"cannot tell which BiRefNet variant {weights} holds; pass --variant "
-                           f"(one of: {', '.join(list_models())})")
+        raise WeightsError(
+            f"cannot tell which BiRefNet variant {weights} holds; pass --variant (one of: {', '.join(list_models())})"
+        )
     model = create_model(name, **overrides)
     load_state_dict_checked(model, state, source=str(weights))
     info = WeightsInfo(source=weights, variant=name, revision=served, sha256=sha256_file(path), file=str(path))
@@ -302,8 +332,10 @@ def _resolve_file(weights: str, revision: str | None) -> tuple[Path, str | None,
         return path, None, None
     hub = parse_hub_id(weights)
     if hub is None:
-        raise WeightsError(f"cannot understand weights '{weights}': expected random:<variant>, a .safetensors/.pth "
-                           "file, or a hub id like ZhengPeng7/BiRefNet_lite@<revision>")
+        raise WeightsError(
+            f"cannot understand weights '{weights}': expected random:<variant>, a .safetensors/.pth "
+            "file, or a hub id like ZhengPeng7/BiRefNet_lite@<revision>"
+        )
     repo, spec_revision = hub
     local, served = download_from_hub(repo, revision or spec_revision)
     return local, served, HUB_VARIANTS.get(repo.split("/")[1], "BiRefNet" if repo.startswith("ZhengPeng7/") else None)

@@ -90,8 +90,15 @@ def make_attention(kind: str, ch: int, width: int, form: str) -> nn.Module:
 class BasicDecBlk(nn.Module):
     """conv3x3 -> BN -> ReLU -> attention -> conv3x3 -> BN (no final activation, no residual)."""
 
-    def __init__(self, cin: int, cout: int, inter: int = 64, att: str = "ASPPDeformable", width: int = 256,
-                 form: str = "portable") -> None:
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        inter: int = 64,
+        att: str = "ASPPDeformable",
+        width: int = 256,
+        form: str = "portable",
+    ) -> None:
         super().__init__()
         self.conv_in = nn.Conv2d(cin, inter, 3, padding=1)
         self.relu_in = nn.ReLU(inplace=True)

@@ -1,0 +1,107 @@
+"""Behaviour of the assembled model on the tiny variant: sizes, modes, forms, batch independence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from birefnet_edge.errors import InputError
+from birefnet_edge.model import TrainOutputs, create_model, deterministic_input, deterministic_weights
+from birefnet_edge.model.layers.patches import image_to_patches
+
+
+def test_eval_returns_logits_of_input_size(tiny_model, tiny_input) -> None:
+    with torch.no_grad():
+        out = tiny_model(tiny_input)
+    assert out.shape == (2, 1, 64, 64) and out.dtype == torch.float32
+    assert torch.isfinite(out).all() and out.std() > 0.05
+
+
+def test_non_square_input_runs(tiny_model) -> None:
+    x = torch.from_numpy(deterministic_input(1, 96, 160))
+    with torch.no_grad():
+        assert tiny_model(x).shape == (1, 1, 96, 160)
+
+
+@pytest.mark.parametrize(("h", "w", "hint"), [(100, 64, "96 or 128"), (64, 70, "64 or 96"), (32, 64, "64 or 96")])
+def test_illegal_size_names_nearest_legal_sizes(h: int, w: int, hint: str) -> None:
+    model = create_model("BiRefNet_pvt_v2_b0") if h == 32 else create_model("birefnet_tiny")
+    with pytest.raises(InputError, match=hint):
+        model(torch.zeros(1, 3, h, w))
+
+
+def test_wrong_channel_count_is_an_input_error(tiny_model) -> None:
+    with pytest.raises(InputError, match=r"\(B, 3, H, W\)"):
+        tiny_model(torch.zeros(1, 4, 64, 64))
+
+
+def test_batch_independence(tiny_model, tiny_input) -> None:
+    with torch.no_grad():
+        pair = tiny_model(tiny_input)
+        single = tiny_model(tiny_input[1:])
+    assert torch.allclose(pair[1:], single, atol=1e-5, rtol=0)
+
+
+def test_train_mode_returns_multiscale_outputs(tiny_input) -> None:
+    model = deterministic_weights(create_model("birefnet_tiny")).train()
+    out = model(tiny_input)
+    assert isinstance(out, TrainOutputs)
+    assert out.logits.shape == (2, 1, 64, 64)
+    assert [tuple(m.shape[-2:]) for m in out.side_logits] == [(2, 2), (4, 4), (8, 8)]
+    assert [tuple(m.shape[-2:]) for m in out.gate_logits] == [(2, 2), (4, 4), (8, 8)]
+    assert all(t.shape == (2, 1, 64, 64) for t in out.gate_targets)
+    out.logits.mean().backward()  # the graph is trainable end to end
+    assert model.bb.patch_embed.proj.weight.grad is not None
+
+
+def test_native_and_portable_forms_agree_without_touching_weights(tiny_input) -> None:
+    model = deterministic_weights(create_model("birefnet_tiny"))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        portable = model(tiny_input)
+        native = model.set_deform_form("native")(tiny_input)
+    assert model.config.deform == "native"
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert torch.allclose(portable, native, atol=1e-5, rtol=0)
+
+
+def test_patch_orders_place_tiles_as_documented() -> None:
+    """Current order: channel c*g^2 + row*g + col; legacy: (col*g + row)*3 + c."""
+    g, tile = 2, 3
+    x = torch.arange(2 * 3 * (g * tile) ** 2, dtype=torch.float32).reshape(2, 3, g * tile, g * tile)
+    cur, leg = image_to_patches(x, g, g, "current"), image_to_patches(x, g, g, "legacy")
+    for c in range(3):
+        for row in range(g):
+            for col in range(g):
+                ref = x[:, c, row * tile : (row + 1) * tile, col * tile : (col + 1) * tile]
+                assert torch.equal(cur[:, c * g * g + row * g + col], ref)
+                assert torch.equal(leg[:, (col * g + row) * 3 + c], ref)
+
+
+def test_unknown_variant_and_bad_override_are_clear() -> None:
+    with pytest.raises(InputError, match="known: .*BiRefNet_lite"):
+        create_model("BiRefNet_huge")
+    with pytest.raises(InputError, match="choose one of: portable, native"):
+        create_model("birefnet_tiny", deform="cuda")
+
+
+def test_every_tensor_in_the_graph_has_rank_at_most_5(tiny_model, tiny_input) -> None:
+    """CoreML refuses rank-6 tensors: trace the eval graph and check every intermediate value."""
+    from torch.export import export
+
+    program = export(tiny_model, (tiny_input,))
+    ranks = [
+        len(node.meta["val"].shape) for node in program.graph.nodes if isinstance(node.meta.get("val"), torch.Tensor)
+    ]
+    assert ranks and max(ranks) <= 5
+
+
+def test_dynamic_batch_export_keeps_batch_symbolic(tiny_model, tiny_input) -> None:
+    from torch.export import Dim, export
+
+    program = export(tiny_model, (tiny_input,), dynamic_shapes=({0: Dim("batch", min=1, max=8)},))
+    out = program.module()(tiny_input[:1].repeat(3, 1, 1, 1))
+    assert out.shape == (3, 1, 64, 64)
+    with torch.no_grad():
+        np.testing.assert_allclose(out[:1].numpy(), tiny_model(tiny_input[:1]).numpy(), atol=1e-5)

@@ -1,0 +1,146 @@
+"""Checkpoint loading: formats, prefixes, dtype, and every error path a user can hit."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from birefnet_edge.errors import WeightsError
+from birefnet_edge.model import deterministic_input, load_model
+from birefnet_edge.model.weights import guess_variant, parse_hub_id, read_checkpoint, strip_prefixes
+
+
+@pytest.fixture(scope="module")
+def tiny_state(tiny_model) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in tiny_model.state_dict().items()}
+
+
+def _logits(model: torch.nn.Module) -> torch.Tensor:
+    with torch.no_grad():
+        return model(torch.from_numpy(deterministic_input(1, 64, 64)))
+
+
+def test_random_spec_is_deterministic_and_flagged() -> None:
+    model, info = load_model("random:birefnet_tiny")
+    again, _ = load_model("random:birefnet_tiny")
+    assert info.deterministic and info.variant == "birefnet_tiny" and info.sha256 is None
+    assert torch.equal(_logits(model), _logits(again))
+
+
+def test_fp16_safetensors_loads_upcast_and_records_hash(tmp_path: Path, tiny_model, tiny_state) -> None:
+    path = tmp_path / "model.safetensors"
+    save_file({k: v.half() if v.is_floating_point() else v for k, v in tiny_state.items()}, str(path))
+    model, info = load_model(str(path))
+    assert info.variant == "birefnet_tiny" and len(info.sha256) == 64 and not info.deterministic
+    assert next(model.parameters()).dtype == torch.float32
+    assert torch.allclose(_logits(model), _logits(tiny_model), atol=0.05)
+
+
+def test_pth_with_wrapper_prefixes_and_nested_dict(tmp_path: Path, tiny_model, tiny_state) -> None:
+    path = tmp_path / "epoch_1.pth"
+    torch.save({"state_dict": {f"module._orig_mod.{k}": v for k, v in tiny_state.items()}}, path)
+    model, _ = load_model(str(path), variant="birefnet_tiny")
+    assert torch.equal(_logits(model), _logits(tiny_model))
+
+
+def test_training_only_heads_may_be_absent(tmp_path: Path, tiny_state) -> None:
+    path = tmp_path / "pruned.safetensors"
+    save_file({k: v for k, v in tiny_state.items() if "conv_ms_spvn" not in k and "gdt_convs_pred" not in k}, str(path))
+    load_model(str(path))
+
+
+def test_missing_file() -> None:
+    with pytest.raises(WeightsError, match="weights file not found: .*nope.safetensors"):
+        load_model("nope.safetensors")
+
+
+def test_unsupported_extension(tmp_path: Path) -> None:
+    path = tmp_path / "weights.onnx"
+    path.write_bytes(b"x")
+    with pytest.raises(WeightsError, match="unsupported weights file type '.onnx'"):
+        read_checkpoint(path)
+
+
+def test_truncated_safetensors(tmp_path: Path, tiny_state) -> None:
+    path = tmp_path / "cut.safetensors"
+    save_file(tiny_state, str(path))
+    path.write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(WeightsError, match="truncated or corrupt"):
+        load_model(str(path))
+
+
+def test_pickle_that_is_not_a_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "list.pth"
+    torch.save([1, 2, 3], path)
+    with pytest.raises(WeightsError, match="holds no state dict"):
+        load_model(str(path))
+    evil = tmp_path / "evil.pt"
+    evil.write_bytes(pickle.dumps(Path("/etc/passwd")))
+    with pytest.raises(WeightsError, match="not a readable PyTorch checkpoint"):
+        load_model(str(evil))
+
+
+def test_missing_and_unexpected_keys_are_counted(tmp_path: Path, tiny_state) -> None:
+    state = dict(tiny_state)
+    state.pop("decoder.conv_out1.0.weight")
+    state["extra.head.weight"] = torch.zeros(1)
+    path = tmp_path / "odd.safetensors"
+    save_file(state, str(path))
+    with pytest.raises(
+        WeightsError,
+        match=r"1 missing key\(s\), e.g. decoder.conv_out1.0.weight; "
+        r"1 unexpected key\(s\), e.g. extra.head.weight",
+    ):
+        load_model(str(path), variant="birefnet_tiny")
+
+
+def test_shape_mismatch_names_the_likely_variant(tmp_path: Path, tiny_state) -> None:
+    path = tmp_path / "tiny.safetensors"
+    save_file(tiny_state, str(path))
+    with pytest.raises(WeightsError, match=r"shape mismatch.*looks like variant 'birefnet_tiny'"):
+        load_model(str(path), variant="BiRefNet_lite")
+
+
+def test_unparseable_spec() -> None:
+    with pytest.raises(WeightsError, match="cannot understand weights 'not a spec'"):
+        load_model("not a spec")
+
+
+def test_hub_unreachable_says_to_pass_a_local_file(monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WeightsError, match="pass its local path with --weights"):
+        load_model("ZhengPeng7/BiRefNet_lite@0123456789abcdef0123456789abcdef01234567")
+
+
+def test_hub_records_served_commit_and_warns_when_unpinned(tmp_path, monkeypatch, tiny_state, caplog) -> None:
+    huggingface_hub = pytest.importorskip("huggingface_hub")
+    commit = "a" * 40
+    snap = tmp_path / "snapshots" / commit
+    snap.mkdir(parents=True)
+    save_file(tiny_state, str(snap / "model.safetensors"))
+    calls = []
+
+    def fake_download(repo_id: str, filename: str, revision: str | None = None) -> str:
+        calls.append((repo_id, filename, revision))
+        return str(snap / filename)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    with caplog.at_level(logging.WARNING):
+        _, info = load_model("someone/tiny-birefnet")
+    assert calls == [("someone/tiny-birefnet", "model.safetensors", None)]
+    assert info.revision == commit and info.variant == "birefnet_tiny"
+    assert "no revision pinned" in caplog.text
+    _, pinned = load_model("someone/tiny-birefnet@v1")
+    assert calls[-1][2] == "v1" and pinned.revision == commit
+
+
+def test_helpers() -> None:
+    assert parse_hub_id("ZhengPeng7/BiRefNet@abc") == ("ZhengPeng7/BiRefNet", "abc")
+    assert parse_hub_id("./weights/model") is None
+    assert strip_prefixes({"module.a": 1, "_orig_mod.module.b": 2}) == {"a": 1, "b": 2}
+    assert guess_variant({"x": torch.zeros(1)}) is None
