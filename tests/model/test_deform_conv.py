@@ -1,0 +1,228 @@
+"""Deformable convolution: portable and native forms against the naive reference, and their ONNX exports."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from birefnet_edge.errors import InputError
+from birefnet_edge.model.layers.deform_conv import (
+    DEFORM_FORMS,
+    DeformableConv2d,
+    deform_conv2d_native,
+    deform_conv2d_portable,
+    deform_conv2d_reference,
+)
+
+# (H, W, k): non-square maps, single rows/columns and 2-pixel sides, every kernel size BiRefNet uses.
+SHAPES = [(5, 7, 3), (6, 4, 7), (7, 5, 1), (1, 6, 3), (6, 1, 7), (2, 3, 3), (3, 2, 1), (1, 1, 3), (2, 2, 7)]
+
+
+def _inputs(height: int, width: int, k: int, dtype: torch.dtype, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Random x, offsets in [-2.5, 2.5) px (so many samples fall outside the image), mask in [0, 2), weight."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, 3, height, width, generator=gen, dtype=dtype)
+    offset = torch.rand(2, 2 * k * k, height, width, generator=gen, dtype=dtype) * 5 - 2.5
+    mask = torch.rand(2, k * k, height, width, generator=gen, dtype=dtype) * 2
+    weight = torch.randn(4, 3, k, k, generator=gen, dtype=dtype)
+    return x, offset, mask, weight
+
+
+def _random_block(k: int, form: str, seed: int = 0) -> DeformableConv2d:
+    """A block with non-zero offset/modulator weights so the sampling really deforms."""
+    torch.manual_seed(seed)
+    block = DeformableConv2d(3, 4, k, form=form).eval()
+    with torch.no_grad():
+        for param in block.parameters():
+            param.normal_(0.0, 0.5)
+    return block
+
+
+@pytest.mark.parametrize(("height", "width", "k"), SHAPES)
+def test_portable_matches_reference_float64(height: int, width: int, k: int) -> None:
+    x, offset, mask, weight = _inputs(height, width, k, torch.float64)
+    expected = deform_conv2d_reference(x, offset, mask, weight, k // 2)
+    got = deform_conv2d_portable(x, offset, mask, weight, k // 2)
+    assert got.shape == (2, 4, height, width)
+    torch.testing.assert_close(got, expected, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize(("height", "width", "k"), SHAPES)
+def test_portable_matches_reference_float32(height: int, width: int, k: int) -> None:
+    x, offset, mask, weight = _inputs(height, width, k, torch.float64, seed=1)
+    expected = deform_conv2d_reference(x, offset, mask, weight, k // 2)
+    got = deform_conv2d_portable(*(t.float() for t in (x, offset, mask, weight)), k // 2)
+    torch.testing.assert_close(got.double(), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_reference_samples_outside_image_as_zero() -> None:
+    """A 1x1 kernel shifted by exactly one image size reads only zero padding; half a pixel out reads half."""
+    x = torch.arange(1.0, 7.0, dtype=torch.float64).reshape(1, 1, 2, 3)
+    weight = torch.ones(1, 1, 1, 1, dtype=torch.float64)
+    mask = torch.ones(1, 1, 2, 3, dtype=torch.float64)
+    far = torch.zeros(1, 2, 2, 3, dtype=torch.float64)
+    far[:, 1] = 3.5  # dx = +3.5 moves every sample (and both of its column corners) past the right edge
+    for fn in (deform_conv2d_reference, deform_conv2d_portable):
+        assert fn(x, far, mask, weight, 0).abs().max().item() == 0.0
+    # Exactly on the border x = W the weight of the last column is 0 up to the rounding of the normalisation.
+    for fn in (deform_conv2d_reference, deform_conv2d_portable):
+        assert fn(x, far - 0.5, mask, weight, 0).abs().max().item() < 1e-12
+    half = torch.zeros(1, 2, 2, 3, dtype=torch.float64)
+    half[:, 0] = -0.5  # dy = -0.5: row 0 mixes half of row 0 with half of zero padding
+    for fn in (deform_conv2d_reference, deform_conv2d_portable):
+        out = fn(x, half, mask, weight, 0)
+        torch.testing.assert_close(out[0, 0, 0], x[0, 0, 0] / 2)
+        torch.testing.assert_close(out[0, 0, 1], (x[0, 0, 0] + x[0, 0, 1]) / 2)
+
+
+def test_offset_layout_is_dy_then_dx() -> None:
+    """Channel 0 shifts rows and channel 1 columns (torchvision / ONNX DeformConv layout)."""
+    x = torch.arange(20.0, dtype=torch.float64).reshape(1, 1, 4, 5)
+    weight = torch.ones(1, 1, 1, 1, dtype=torch.float64)
+    mask = torch.ones(1, 1, 4, 5, dtype=torch.float64)
+    offset = torch.zeros(1, 2, 4, 5, dtype=torch.float64)
+    offset[:, 0] = 1.0
+    for fn in (deform_conv2d_reference, deform_conv2d_portable):
+        out = fn(x, offset, mask, weight, 0)
+        torch.testing.assert_close(out[0, 0, :3], x[0, 0, 1:])  # one row down
+        assert out[0, 0, 3].abs().max().item() == 0.0
+
+
+@pytest.mark.parametrize("k", [1, 3, 7])
+def test_zero_offsets_unit_mask_is_plain_conv(k: int) -> None:
+    x, offset, mask, weight = _inputs(6, 5, k, torch.float64)
+    expected = F.conv2d(x, weight, padding=k // 2)
+    for fn in (deform_conv2d_reference, deform_conv2d_portable):
+        torch.testing.assert_close(fn(x, offset * 0, mask * 0 + 1, weight, k // 2), expected, atol=1e-10, rtol=0)
+
+
+def test_fresh_block_acts_as_plain_conv() -> None:
+    """Zero-initialised offset/modulator convs give offsets 0 and mask 2·sigmoid(0) = 1."""
+    block = DeformableConv2d(3, 4, 3).eval()
+    assert all(p.abs().max() == 0 for p in (*block.offset_conv.parameters(), *block.modulator_conv.parameters()))
+    x = torch.randn(2, 3, 8, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), F.conv2d(x, block.regular_conv.weight, padding=1), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("k", [1, 3, 7])
+def test_native_eager_equals_portable(k: int) -> None:
+    x, offset, mask, weight = _inputs(5, 6, k, torch.float32)
+    native = deform_conv2d_native(x, offset, mask, weight, k // 2)
+    torch.testing.assert_close(native, deform_conv2d_portable(x, offset, mask, weight, k // 2), atol=0, rtol=0)
+    block = _random_block(k, "native")
+    with torch.no_grad():
+        y_native = block(x)
+        block.form = "portable"
+        torch.testing.assert_close(block(x), y_native, atol=0, rtol=0)
+
+
+def test_switching_form_keeps_state_dict() -> None:
+    block = _random_block(3, "portable")
+    before = {k: v.clone() for k, v in block.state_dict().items()}
+    block.form = "native"
+    after = block.state_dict()
+    assert list(after) == ["offset_conv.weight", "offset_conv.bias", "modulator_conv.weight", "modulator_conv.bias",
+                           "regular_conv.weight"]  # fmt: skip
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert block.form == "native" and "native" in repr(block)
+
+
+def test_unknown_form_raises() -> None:
+    with pytest.raises(InputError, match=r"unknown deformable-convolution form 'fast'.*'portable', 'native'"):
+        DeformableConv2d(3, 4, 3, form="fast")
+    block = DeformableConv2d(3, 4, 3)
+    with pytest.raises(InputError, match="expected one of"):
+        block.form = "torchvision"
+    assert block.form == "portable" and DEFORM_FORMS == ("portable", "native")
+
+
+def test_portable_backward_matches_reference() -> None:
+    """The in-place mask multiply must not break gradients (the distillation trains this form)."""
+    tensors = [t.requires_grad_() for t in _inputs(4, 5, 3, torch.float64)]
+    grads_ref = torch.autograd.grad(deform_conv2d_reference(*tensors, 1).square().sum(), tensors)
+    grads = torch.autograd.grad(deform_conv2d_portable(*tensors, 1).square().sum(), tensors)
+    for got, expected in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(got, expected, atol=1e-8, rtol=1e-8)
+
+
+# --- ONNX ---------------------------------------------------------------------------------------------------
+
+
+def _export(block: DeformableConv2d, x: torch.Tensor, table: dict | None = None):
+    pytest.importorskip("onnxscript", reason="onnxscript (extra 'onnx') is needed for the dynamo exporter")
+    kwargs = {"custom_translation_table": table} if table else {}
+    program = torch.onnx.export(
+        block, (x,), dynamo=True, opset_version=19, dynamic_shapes=({0: "batch"},), verbose=False, **kwargs
+    )
+    return program.model_proto
+
+
+def _ort_run(model_proto, x: torch.Tensor) -> np.ndarray:
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime (extra 'onnx') is needed to run the export")
+    session = ort.InferenceSession(model_proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+
+
+def _reference(block: DeformableConv2d, x: torch.Tensor) -> np.ndarray:
+    block = block.double()
+    with torch.no_grad():
+        x64 = x.double()
+        offset = block.offset_conv(x64)
+        mask = 2 * torch.sigmoid(block.modulator_conv(x64))
+        out = deform_conv2d_reference(x64, offset, mask, block.regular_conv.weight, block.padding).numpy()
+    block.float()
+    return out
+
+
+@pytest.fixture(scope="module")
+def native_onnx():
+    """The k=3 native block and its ONNX export through the DeformConv translation table."""
+    from birefnet_edge.export._deform_onnx import deform_conv_translation_table
+
+    block = _random_block(3, "native", seed=3)
+    return block, _export(block, torch.randn(2, 3, 6, 5), deform_conv_translation_table())
+
+
+def test_native_export_emits_deform_conv_node(native_onnx) -> None:
+    _, proto = native_onnx
+    nodes = [n for n in proto.graph.node if n.op_type == "DeformConv"]
+    assert len(nodes) == 1, [n.op_type for n in proto.graph.node]
+    assert "GridSample" not in {n.op_type for n in proto.graph.node}
+    from onnx import helper
+
+    attrs = {a.name: helper.get_attribute_value(a) for a in nodes[0].attribute}
+    assert attrs["pads"] == [1, 1, 1, 1] and attrs["strides"] == [1, 1] and attrs["dilations"] == [1, 1]
+    assert attrs["group"] == 1 and attrs["offset_group"] == 1 and attrs["kernel_shape"] == [3, 3]
+    assert len(nodes[0].input) == 5 and nodes[0].input[3] == "" and nodes[0].input[4]  # no bias, mask given
+    opset = {o.domain: o.version for o in proto.opset_import}
+    assert opset[""] >= 19
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_native_export_runs_in_onnxruntime(native_onnx, batch: int) -> None:
+    # onnxruntime 1.32 has a CPU DeformConv kernel; an older one without it fails here with NOT_IMPLEMENTED.
+    block, proto = native_onnx
+    x = torch.randn(batch, 3, 6, 5, generator=torch.Generator().manual_seed(batch))
+    np.testing.assert_allclose(_ort_run(proto, x), _reference(block, x), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("k", [1, 7])
+def test_portable_export_dynamic_batch(k: int) -> None:
+    block = _random_block(k, "portable", seed=k)
+    proto = _export(block, torch.randn(2, 3, 5, 7))
+    ops = {n.op_type for n in proto.graph.node}
+    assert "GridSample" in ops and "DeformConv" not in ops
+    for batch in (1, 3):
+        x = torch.randn(batch, 3, 5, 7, generator=torch.Generator().manual_seed(10 + batch))
+        np.testing.assert_allclose(_ort_run(proto, x), _reference(block, x), atol=1e-4, rtol=1e-4)
+
+
+def test_onnx_tensors_stay_rank_5_or_less() -> None:
+    """CoreML refuses rank-6 tensors; check every value the portable export produces."""
+    onnx = pytest.importorskip("onnx", reason="onnx (extra 'onnx') is needed to inspect the graph")
+    proto = onnx.shape_inference.infer_shapes(_export(_random_block(7, "portable"), torch.randn(1, 3, 4, 6)))
+    ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in proto.graph.value_info}
+    assert ranks and max(ranks.values()) <= 5, ranks
