@@ -20,7 +20,10 @@ lint:
 	$(BIN)/ruff format --check birefnet_edge tests
 
 bench:
-	$(BIN)/python -m birefnet_edge.parity.bench_suite
+	$(BIN)/python benchmarks/bench_model.py
+	$(BIN)/python benchmarks/bench_deform.py
+	$(BIN)/python benchmarks/bench_export.py
+	$(BIN)/python benchmarks/bench_runtime.py
 
 demo:
 	$(BIN)/birefnet-edge pipeline --weights random:BiRefNet_lite --size 512 --target onnx-fp32 --target onnx-fp16 --target openvino-fp32 --target openvino-fp16 --target coreml-fp16 --target tensorrt-fp16 --out dist/demo

@@ -105,3 +105,13 @@ def test_dynamic_batch_export_keeps_batch_symbolic(tiny_model, tiny_input) -> No
     assert out.shape == (3, 1, 64, 64)
     with torch.no_grad():
         np.testing.assert_allclose(out[:1].numpy(), tiny_model(tiny_input[:1]).numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("dec_att", ["ASPP", "none"])
+def test_other_decoder_attentions_run(dec_att: str, tiny_input) -> None:
+    model = deterministic_weights(create_model("birefnet_tiny", dec_att=dec_att))
+    keys = model.state_dict().keys()
+    assert not any("aspp_deforms" in k for k in keys)
+    assert any("aspp4" in k for k in keys) == (dec_att == "ASPP")
+    with torch.no_grad():
+        assert model(tiny_input).shape == (2, 1, 64, 64)
