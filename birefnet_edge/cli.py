@@ -54,13 +54,183 @@ def models_cmd() -> None:
 
 # --- runtime / parity / predict commands (runtime engineer) ------------------------------------
 
+from typing import TYPE_CHECKING  # noqa: E402  (kept inside this section: other sections are edited in parallel)
 
-def main(argv: Optional[list[str]] = None) -> None:
-    """Console-script entry point: run the app, turning user errors into one-line messages."""
+if TYPE_CHECKING:  # the commands import these lazily; the names are only needed for type hints
+    from birefnet_edge.export import ExportResult
+    from birefnet_edge.parity import BenchResult, ParityResult, RunReport
+
+_ArtifactDirs = Annotated[list[Path], typer.Argument(help="Artifact folders (each holds a manifest.json).")]
+_Batches = Annotated[
+    list[int] | None,
+    typer.Option("--batch", help="Batch size; repeat for several (default: parity 1 and 3, bench 1 and 4)."),
+]
+_ReportDir = Annotated[Path | None, typer.Option("--report", help="Write results.json, summary.md, report.html.")]
+_Images = Annotated[Path | None, typer.Option("--images", help="Folder of photos (default: sample photos).")]
+_Size = Annotated[str | None, typer.Option("--size", help="Input size H or HxW (PyTorch weights / export).")]
+_Runs = Annotated[int, typer.Option("--runs", min=1, help="Timed runs per batch size.")]
+_Warmup = Annotated[int, typer.Option("--warmup", min=0, help="Untimed runs before timing.")]
+_ModelSpec = Annotated[
+    str, typer.Argument(metavar="ARTIFACT", help="Artifact folder or weights: random:<variant>, checkpoint, hub id.")
+]
+
+
+def _hw(text: str | None) -> tuple[int, int] | None:
+    """Parse ``512`` or ``512x768`` (H x W) into a size tuple."""
+    if text is None:
+        return None
+    parts = text.lower().replace("*", "x").split("x")
+    try:
+        sizes = [int(p) for p in parts]
+    except ValueError:
+        sizes = []
+    if len(sizes) not in (1, 2):
+        raise typer.BadParameter(f"size must look like 512 or 512x768 (H x W); got {text!r}", param_hint="--size")
+    return (sizes[0], sizes[-1])
+
+
+def _echo_parity(result: ParityResult) -> None:
+    colour = {"PASS": typer.colors.GREEN, "FAIL": typer.colors.RED}.get(result.status, typer.colors.YELLOW)
+    typer.secho(f"{result.status:<8}{result.name} ({result.seconds:.1f} s)", fg=colour, err=True)
+
+
+def _echo_bench(result: BenchResult) -> None:
+    figures = ", ".join(f"b{s.batch} p50 {s.p50_ms:.1f} ms" for s in result.latency) or result.reason
+    typer.echo(f"bench   {result.name}: {figures}", err=True)
+
+
+def _finish(report: RunReport, out: Path | None) -> None:
+    from birefnet_edge.parity.report import render_text_table, write_reports
+
+    typer.echo(render_text_table(report))
+    if out is not None:
+        for kind, path in write_reports(report, out).items():
+            typer.echo(f"{kind:<9}{path}")
+
+
+@app.command("parity")
+def parity_cmd(
+    artifacts: _ArtifactDirs,
+    images: _Images = None,
+    batch: _Batches = None,
+    report: _ReportDir = None,
+    synthetic: Annotated[int, typer.Option("--synthetic", min=0, max=4, help="Synthetic images to add.")] = 3,
+) -> None:
+    """Compare artifacts with the PyTorch reference; exit 1 when a runnable target fails."""
+    from birefnet_edge.parity import build_report, load_inputs, raise_on_failure, run_parity
+
+    inputs = load_inputs(images, synthetic)
+    typer.echo(f"parity inputs: {inputs.note}", err=True)
+    samples = report / "samples" if report is not None else None
+    results = run_parity(artifacts, inputs, batch or (1, 3), samples_dir=samples, on_result=_echo_parity)
+    _finish(build_report(parity=results), report)
+    raise_on_failure(results)
+
+
+@app.command("bench")
+def bench_cmd(
+    artifacts: _ArtifactDirs, runs: _Runs = 5, warmup: _Warmup = 1, batch: _Batches = None, report: _ReportDir = None
+) -> None:
+    """Measure latency, throughput, load time and memory against PyTorch eager; print the speed goals."""
+    from birefnet_edge.parity import bench_artifacts, build_report
+
+    results = bench_artifacts(artifacts, runs, warmup, batch or (1, 4), on_result=_echo_bench)
+    _finish(build_report(bench=results), report)
+
+
+@app.command("predict")
+def predict_cmd(
+    model: _ModelSpec,
+    inputs: Annotated[list[Path], typer.Argument(metavar="INPUT", help="Image files and/or folders of images.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for <stem>_mask.png and <stem>_cutout.png.")],
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Images per inference call.")] = 1,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Rewrite outputs that already exist.")] = False,
+    size: _Size = None,
+) -> None:
+    """Write masks and RGBA cutouts at the original resolution; exit 1 if any input could not be read."""
+    from birefnet_edge.predict import collect_inputs, predict_files
+    from birefnet_edge.runtime import open_model
+
+    files = collect_inputs(inputs)
+    runner = open_model(model, size=_hw(size))
+    bar = typer.progressbar(length=len(files), label=f"segmenting with {runner.name}", file=sys.stderr)
+    with runner, bar:
+        summary = predict_files(runner, files, out, batch, overwrite, bar.update, _echo_unreadable)
+    typer.echo(f"{summary.describe()} -> {out}")
+    if not summary.ok:
+        _fail(f"{len(summary.failed)} input(s) could not be read: {', '.join(str(p) for p, _ in summary.failed)}")
+
+
+def _echo_unreadable(path: Path, why: str) -> None:
+    typer.secho(f"\nskipped {path}: {why}", fg=typer.colors.YELLOW, err=True)
+
+
+@app.command("report")
+def report_cmd(
+    results: Annotated[Path, typer.Argument(help="A results.json (or the folder holding it).")],
+    out: Annotated[Path | None, typer.Option("--out", help="Output folder (default: beside the JSON).")] = None,
+) -> None:
+    """Render saved results to the summary table, Markdown and HTML."""
+    from birefnet_edge.parity import load_report
+
+    folder = results if results.is_dir() else results.parent
+    _finish(load_report(results), out or folder)
+
+
+@app.command("pipeline")
+def pipeline_cmd(
+    weights: Annotated[str, typer.Option("--weights", help="random:<variant>, a checkpoint file or a hub id.")],
+    target: Annotated[list[str], typer.Option("--target", help="Target profile name or TOML path; repeat.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the artifacts and report/.")],
+    size: _Size = None,
+    images: _Images = None,
+    batch: _Batches = None,
+    runs: _Runs = 3,
+    warmup: _Warmup = 1,
+) -> None:
+    """Export -> parity -> bench -> report in one go; exit 1 when an export or a runnable target fails."""
+    from birefnet_edge.export import export_targets
+    from birefnet_edge.parity import bench_artifacts, build_report, load_inputs, raise_on_failure, run_parity
+
+    inputs = load_inputs(images)  # before exporting: a bad --images folder should fail in seconds
+    exports = export_targets(weights, target, out, size=_hw(size), progress=_echo_export_step)
+    artifacts = [r.path for r in exports if r.ok]
+    report_dir = out / "report"
+    typer.echo(f"parity inputs: {inputs.note}", err=True)
+    parity = run_parity(artifacts, inputs, batch or (1, 3), samples_dir=report_dir / "samples", on_result=_echo_parity)
+    bench = bench_artifacts(artifacts, runs, warmup, on_result=_echo_bench)
+    records = [_export_record(r) for r in exports]
+    _finish(build_report(parity, bench, records, title=f"birefnet-edge pipeline: {weights}"), report_dir)
+    failed = [r.target for r in exports if not r.ok]
+    if failed:
+        _fail(f"export failed for {', '.join(failed)} (see the notes above)")
+    raise_on_failure(parity)
+
+
+def _echo_export_step(name: str, result: ExportResult | None) -> None:
+    if result is None:
+        typer.echo(f"export  {name} ...", err=True)
+    else:
+        status = "ok" if result.ok else f"FAILED: {result.error}"
+        typer.echo(f"export  {name}: {status} ({result.seconds:.1f} s)", err=True)
+
+
+def _export_record(result: ExportResult) -> dict:
+    return {"target": result.target, "status": result.status, "path": str(result.path) if result.path else None,
+            "seconds": round(result.seconds, 2), "peak_rss_bytes": result.peak_rss_bytes,
+            "skipped": list(result.skipped), "error": result.error}  # fmt: skip
+
+
+def main(argv: Optional[list[str]] = None) -> None:  # noqa: UP045  (keeps the shared header's import in use)
+    """Console-script entry point: run the app, turning user errors into one-line messages.
+
+    Exit codes: 0 success, 1 a user error or a failed gate, 2 a usage error (bad option or argument),
+    130 interrupted. ``--debug`` re-raises user errors with their traceback.
+    """
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
-        app(args=args, standalone_mode=False)
+        code = app(args=args, standalone_mode=False)
     except BirefnetEdgeError as exc:
         if debug:
             raise
@@ -68,12 +238,21 @@ def main(argv: Optional[list[str]] = None) -> None:
         sys.exit(1)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except typer.Abort:
-        typer.secho("aborted", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
+    except (typer.Abort, KeyboardInterrupt):
         typer.secho("interrupted", err=True)
         sys.exit(130)
+    except Exception as exc:
+        if not _is_usage_error(exc) or debug:
+            raise
+        exc.show()  # type: ignore[attr-defined]  (click's usage line and one-line message)
+        sys.exit(exc.exit_code)  # type: ignore[attr-defined]
+    # Without standalone mode a `raise typer.Exit(n)` inside a command is returned, not raised.
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _is_usage_error(exc: BaseException) -> bool:
+    """True for click's usage errors (typer vendors its own click, so match by shape, not by class)."""
+    return callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,35 @@
+"""Parity gate, latency benchmark and reports: prove an artifact computes what PyTorch computes, and how fast.
+
+Measuring (:mod:`.compare`, :mod:`.bench`) produces the dataclasses of :mod:`.results`; rendering
+(:mod:`.report`, :mod:`.html`) only reads them.
+"""
+
+from birefnet_edge.parity.bench import GOALS, Goal, bench_artifacts, evaluate_goals
+from birefnet_edge.parity.compare import check_artifact, raise_on_failure, run_parity
+from birefnet_edge.parity.inputs import ParityInputs, load_inputs
+from birefnet_edge.parity.report import RunReport, build_report, load_report, render_markdown, write_reports
+from birefnet_edge.parity.results import FAIL, PASS, SKIPPED, BatchMetrics, BenchResult, Check, ParityResult
+
+__all__ = [
+    "FAIL",
+    "GOALS",
+    "PASS",
+    "SKIPPED",
+    "BatchMetrics",
+    "BenchResult",
+    "Check",
+    "Goal",
+    "ParityInputs",
+    "ParityResult",
+    "RunReport",
+    "bench_artifacts",
+    "build_report",
+    "check_artifact",
+    "evaluate_goals",
+    "load_inputs",
+    "load_report",
+    "raise_on_failure",
+    "render_markdown",
+    "run_parity",
+    "write_reports",
+]

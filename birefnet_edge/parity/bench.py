@@ -1,0 +1,244 @@
+"""Latency benchmark: warm-up, then engine-only timings at batch 1 and a larger batch, against PyTorch eager.
+
+The PyTorch eager baseline is measured in the same run on the same inputs, so speed-ups compare
+numbers taken under the same machine load. Goals are data (:data:`GOALS`), evaluated and printed
+beside the figures; they are never asserted.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from birefnet_edge.errors import ArtifactError, BirefnetEdgeError, MissingDependencyError
+from birefnet_edge.manifest import Manifest, read_manifest, verify_files
+from birefnet_edge.model import deterministic_input
+from birefnet_edge.parity.results import OK, SKIPPED, BenchResult, LatencyStats
+from birefnet_edge.profile import BatchRange
+from birefnet_edge.runtime import RUNNERS, InputSpec, PytorchRunner, Runner
+
+DEFAULT_BATCHES = (1, 4)
+FAILED = "FAILED"
+
+
+@dataclass(frozen=True)
+class Goal:
+    """A speed goal, printed beside the measured figure.
+
+    Attributes:
+        label: What the goal says, in words.
+        kind: ``speedup`` (eager p50 / target p50 at batch 1 >= threshold) or ``batch_scaling``
+            (per-image latency at the larger batch <= threshold x batch 1).
+        threshold: The number to meet.
+        format: Target format the goal is about (None: every target).
+        precision: Precision the goal is about (None: any).
+    """
+
+    label: str
+    kind: str
+    threshold: float
+    format: str | None = None
+    precision: str | None = None
+
+    def matches(self, result: BenchResult) -> bool:
+        """True when the goal is about ``result``'s format and precision."""
+        return (self.format is None or self.format == result.format) and (
+            self.precision is None or self.precision == result.precision
+        )
+
+    def measure(self, result: BenchResult) -> float | None:
+        """Return the measured figure the goal judges (None when not measured)."""
+        if self.kind == "speedup":
+            return result.speedup.get("1")
+        one, larger = result.at(1), _largest(result)
+        if one is None or larger is None or larger.batch == 1:
+            return None
+        return larger.per_image_ms / one.per_image_ms
+
+    def met(self, value: float) -> bool:
+        """True when ``value`` meets the goal."""
+        return value >= self.threshold if self.kind == "speedup" else value <= self.threshold
+
+
+# The goals hold for BiRefNet_lite at 1024x1024 on 2 CPU cores; elsewhere they are shown as reference only.
+GOAL_SETTING = {"variant": "BiRefNet_lite", "size": [1024, 1024], "cores": 2}
+GOALS = (
+    Goal("OpenVINO fp32 >= 4x faster than PyTorch eager (batch 1)", "speedup", 4.0, "openvino", "fp32"),
+    Goal("ONNX Runtime fp32 >= 2x faster than PyTorch eager (batch 1)", "speedup", 2.0, "onnx", "fp32"),
+    Goal("per-image latency at batch 4 <= 0.9x batch 1", "batch_scaling", 0.9, None, None),
+)
+
+
+def _largest(result: BenchResult) -> LatencyStats | None:
+    return max(result.latency, key=lambda s: s.batch) if result.latency else None
+
+
+def evaluate_goals(results: Sequence[BenchResult], variant: str, size: Sequence[int]) -> list[dict[str, object]]:
+    """Evaluate every goal on every matching result.
+
+    Returns:
+        One dict per (goal, target): ``goal``, ``target``, ``value``, ``threshold``, ``met`` and
+        ``applies`` (False when the run's variant, size or core count differ from the goal's setting).
+    """
+    applies = variant == GOAL_SETTING["variant"] and list(size) == GOAL_SETTING["size"]
+    applies = applies and os.cpu_count() == GOAL_SETTING["cores"]
+    rows: list[dict[str, object]] = []
+    for goal in GOALS:
+        for result in results:
+            if result.status != OK or result.format == "pytorch" or not goal.matches(result):
+                continue
+            value = goal.measure(result)
+            rows.append({"goal": goal.label, "target": result.name, "value": value, "threshold": goal.threshold,
+                         "met": None if value is None else goal.met(value), "applies": applies})  # fmt: skip
+    return rows
+
+
+class RSSSampler:
+    """Samples this process's resident memory in a thread; ``peak_mb`` is the highest value seen."""
+
+    def __init__(self, interval: float = 0.01) -> None:
+        import psutil
+
+        self._process = psutil.Process()
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.base_mb = self.peak_mb = self._rss_mb()
+
+    def _rss_mb(self) -> float:
+        return self._process.memory_info().rss / 2**20
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.peak_mb = max(self.peak_mb, self._rss_mb())
+
+    def __enter__(self) -> RSSSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, self._rss_mb())
+
+
+def time_batch(runner: Runner, batch: int, runs: int, warmup: int) -> LatencyStats:
+    """Time ``runs`` engine calls at ``batch`` after ``warmup`` untimed ones (the runner records the time)."""
+    h, w = runner.spec.size
+    x = deterministic_input(batch, h, w)
+    for _ in range(warmup):
+        runner.infer(x)
+    times = []
+    for _ in range(runs):
+        runner.infer(x)
+        times.append(1000.0 * (runner.last_inference_time or 0.0))
+    arr = np.asarray(times)
+    return LatencyStats(batch, runs, float(np.percentile(arr, 50)), float(np.percentile(arr, 90)),
+                        float(arr.mean()), float(arr.min()))  # fmt: skip
+
+
+def bench_batches(requested: Sequence[int], batch: BatchRange) -> list[int]:
+    """Clamp the requested batch sizes into the runner's range (dropping duplicates)."""
+    return sorted({min(max(b, batch.min), batch.max) for b in requested})
+
+
+def bench_runner(runner: Runner, result: BenchResult, batches: Sequence[int], runs: int, warmup: int) -> BenchResult:
+    """Load ``runner`` and fill ``result`` with its load time, peak RSS and latency per batch size."""
+    with RSSSampler() as rss, runner:
+        result.load_s = runner.load_time or 0.0
+        result.runtime = runner.runtime_info()
+        for b in bench_batches(batches, runner.spec.batch):
+            result.latency.append(time_batch(runner, b, runs, warmup))
+    result.base_rss_mb, result.peak_rss_mb = rss.base_mb, rss.peak_mb
+    return result
+
+
+def bench_artifact(folder: Path, batches: Sequence[int], runs: int, warmup: int) -> BenchResult:
+    """Benchmark one artifact; unrunnable targets come back SKIPPED, crashes FAILED (with the reason)."""
+    result = BenchResult(name=folder.name, format="", artifact=str(folder))
+    try:
+        manifest = read_manifest(folder)
+        verify_files(folder, manifest)
+        profile = manifest.get_profile()
+        result.name, result.format, result.precision = manifest.name, profile.format, profile.precision
+        result.size_bytes = sum(f.bytes for f in manifest.files if f.role != "aux")
+        result.input_size = list(profile.input_size)
+        return bench_runner(RUNNERS.get(profile.format).from_artifact(folder, manifest), result, batches, runs, warmup)
+    except (ArtifactError, MissingDependencyError) as exc:
+        result.status, result.reason = SKIPPED, str(exc)
+    except Exception as exc:  # one broken backend must not stop the others
+        result.status, result.reason = FAILED, f"{type(exc).__name__}: {exc}"
+    return result
+
+
+def bench_eager(folder: Path, manifest: Manifest, batches: Sequence[int], runs: int, warmup: int) -> BenchResult:
+    """Benchmark the PyTorch eager model an artifact was exported from (the speed-up baseline)."""
+    runner = PytorchRunner.from_artifact(folder, manifest)
+    runner.spec = InputSpec(runner.spec.size, BatchRange(1, 1, max(batches)))
+    label = f"pytorch-eager ({manifest.variant} {'x'.join(map(str, runner.spec.size))})"
+    result = BenchResult(name=label, format="pytorch", input_size=list(runner.spec.size))
+    try:
+        return bench_runner(runner, result, batches, runs, warmup)
+    except BirefnetEdgeError as exc:
+        result.status, result.reason = SKIPPED, str(exc)
+        return result
+
+
+def _baseline_key(manifest: Manifest) -> str:
+    return repr((manifest.weights.get("source"), manifest.variant, manifest.get_profile().input_size))
+
+
+def bench_artifacts(
+    artifacts: Sequence[str | Path],
+    runs: int = 5,
+    warmup: int = 1,
+    batches: Sequence[int] = DEFAULT_BATCHES,
+    on_result: Callable[[BenchResult], None] | None = None,
+) -> list[BenchResult]:
+    """Benchmark artifacts and their PyTorch eager baselines in one run; fill in the speed-ups.
+
+    Args:
+        artifacts: Artifact folders.
+        runs: Timed runs per batch size.
+        warmup: Untimed runs before timing, per batch size.
+        batches: Batch sizes (clamped into each artifact's range).
+        on_result: Called with each result as soon as it is known.
+
+    Returns:
+        The eager baselines first, then one result per artifact.
+    """
+    baselines: dict[str, BenchResult] = {}
+    results: list[BenchResult] = []
+    for artifact in artifacts:
+        folder = Path(artifact)
+        key = None
+        try:
+            manifest = read_manifest(folder)
+            key = _baseline_key(manifest)
+            if key not in baselines:
+                baselines[key] = bench_eager(folder, manifest, batches, runs, warmup)
+                if on_result is not None:
+                    on_result(baselines[key])
+        except BirefnetEdgeError:
+            pass  # bench_artifact reports the broken manifest for this artifact
+        result = bench_artifact(folder, batches, runs, warmup)
+        if key is not None and result.status == OK:
+            add_speedup(result, baselines[key])
+        if on_result is not None:
+            on_result(result)
+        results.append(result)
+    return list(baselines.values()) + results
+
+
+def add_speedup(result: BenchResult, baseline: BenchResult) -> None:
+    """Fill ``result.speedup`` with eager p50 / target p50 for every batch both measured."""
+    result.baseline = baseline.name
+    for stats in result.latency:
+        base = baseline.at(stats.batch)
+        if base is not None and stats.p50_ms > 0:
+            result.speedup[str(stats.batch)] = base.p50_ms / stats.p50_ms

@@ -1,0 +1,253 @@
+"""The parity gate: run an artifact and its PyTorch reference on the same inputs and judge the difference.
+
+For each batch size inside the profile's range the target runs over every input (exported at one
+batch, validated at others). Shapes are checked first, then values; every check is collected before
+the verdict, so a report lists all that is wrong at once. A target that cannot run on this machine
+(missing package, wrong OS, no GPU, no engine) is SKIPPED with the reason, never counted as passed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from birefnet_edge.errors import ArtifactError, BirefnetEdgeError, MissingDependencyError, ParityError
+from birefnet_edge.manifest import Manifest, read_manifest, verify_files
+from birefnet_edge.model import Contract
+from birefnet_edge.parity import metrics as M
+from birefnet_edge.parity.inputs import ParityInputs
+from birefnet_edge.parity.results import FAIL, PASS, SKIPPED, BatchMetrics, Check, ParityResult
+from birefnet_edge.profile import BatchRange, Tolerance
+from birefnet_edge.runtime import RUNNERS, InputSpec, PytorchRunner, Runner
+
+DEFAULT_BATCHES = (1, 3)
+# Errors meaning "this target cannot run here" rather than "this target is wrong".
+_UNRUNNABLE = (ArtifactError, MissingDependencyError)
+
+
+class ReferenceCache:
+    """PyTorch reference logits per (weights, variant, overrides, size), computed once per parity run."""
+
+    def __init__(self) -> None:
+        self._logits: dict[str, np.ndarray] = {}
+
+    def logits(self, folder: Path, manifest: Manifest, x: np.ndarray) -> np.ndarray:
+        """Return the reference logits of ``x`` for the artifact's source model (batch 1 per image)."""
+        key = json.dumps(
+            [manifest.weights.get("source"), manifest.variant, manifest.weights.get("revision"),
+             manifest.model_overrides, manifest.get_profile().input_size],
+            sort_keys=True, default=str,
+        )  # fmt: skip
+        if key not in self._logits:
+            reference = PytorchRunner.from_artifact(folder, manifest)
+            # The reference is not bound to the artifact's batch range: run it one image at a time.
+            reference.spec = InputSpec(reference.spec.size, BatchRange(1, 1, 1))
+            with reference:
+                self._logits[key] = np.concatenate([reference.infer(x[i : i + 1]) for i in range(len(x))])
+        return self._logits[key]
+
+
+def run_in_batches(runner: Runner, x: np.ndarray, batch: int) -> tuple[np.ndarray | None, list[Check]]:
+    """Run ``x`` through ``runner`` in chunks of ``batch``, checking each output's shape first.
+
+    A last chunk smaller than the runner's minimum batch is padded with copies of its first image and
+    the padding's outputs are dropped.
+
+    Returns:
+        The concatenated logits (None when any chunk had the wrong shape) and the failed shape checks.
+    """
+    outputs, problems = [], []
+    h, w = x.shape[2:]
+    for start in range(0, len(x), batch):
+        chunk = x[start : start + batch]
+        n, pad = len(chunk), max(0, runner.spec.batch.min - len(chunk))
+        if pad:
+            chunk = np.concatenate([chunk, np.repeat(chunk[:1], pad, axis=0)])
+        out = runner.infer(chunk)
+        expected = (n + pad, 1, h, w)
+        if tuple(out.shape) != expected:
+            detail = f"images {start}..{start + n - 1}: output shape {tuple(out.shape)}, expected {expected}"
+            problems.append(Check("shape", batch, float("nan"), float("nan"), False, detail))
+            continue
+        outputs.append(out[:n])
+    return (None if problems else np.concatenate(outputs)), problems
+
+
+def measure(target: np.ndarray, reference: np.ndarray, batch: int, base: np.ndarray | None) -> BatchMetrics:
+    """Compute every parity figure of ``target`` logits against ``reference`` logits."""
+    return BatchMetrics(
+        batch=batch,
+        max_abs_logit=M.max_abs_diff(target, reference),
+        mean_abs_logit=M.mean_abs_diff(target, reference),
+        mae=M.probability_mae(target, reference),
+        iou=M.logits_iou(target, reference),
+        s_measure=M.mean_s_measure(target, reference),
+        batch_consistency=None if base is None else M.max_abs_diff(target, base),
+    )
+
+
+def value_checks(target: np.ndarray, reference: np.ndarray, m: BatchMetrics, tol: Tolerance) -> list[Check]:
+    """Judge one batch size's figures against the profile's tolerances (every check, pass or fail)."""
+    b = m.batch
+    checks = [
+        Check("finite", b, float(np.isfinite(target).mean()), 1.0, bool(np.isfinite(target).all())),
+        Check("max_abs_logit", b, m.max_abs_logit, tol.max_abs_logit,
+              M.within_tolerance(target, reference, tol.max_abs_logit, tol.rtol)),
+        Check("iou", b, m.iou, tol.min_iou, m.iou >= tol.min_iou),
+        Check("mae", b, m.mae, tol.max_mae, m.mae <= tol.max_mae),
+    ]  # fmt: skip
+    if m.batch_consistency is not None:
+        checks.append(Check("batch_consistency", b, m.batch_consistency, tol.max_abs_logit,
+                            m.batch_consistency <= tol.max_abs_logit))  # fmt: skip
+    return checks
+
+
+def _base_result(folder: Path, manifest: Manifest, inputs: ParityInputs) -> ParityResult:
+    profile = manifest.get_profile()
+    return ParityResult(
+        name=manifest.name, artifact=str(folder), format=profile.format, precision=profile.precision,
+        size_bytes=sum(f.bytes for f in manifest.files if f.role != "aux"), input_size=list(profile.input_size),
+        tolerance=vars(profile.tolerance).copy(), inputs=inputs.note, input_names=list(inputs.names),
+    )  # fmt: skip
+
+
+def _batches_in_range(requested: Sequence[int], batch: BatchRange) -> list[int]:
+    chosen = sorted({b for b in requested if batch.contains(b)})
+    return chosen or [batch.min]
+
+
+def check_artifact(
+    folder: str | Path,
+    inputs: ParityInputs,
+    batches: Sequence[int] = DEFAULT_BATCHES,
+    references: ReferenceCache | None = None,
+    samples_dir: Path | None = None,
+    n_samples: int = 3,
+) -> ParityResult:
+    """Run the parity gate on one artifact.
+
+    Args:
+        folder: The artifact folder.
+        inputs: The image set (see :func:`birefnet_edge.parity.inputs.load_inputs`).
+        batches: Batch sizes to validate at; those outside the profile's range are left out (and noted).
+        references: Cache of PyTorch reference logits shared across artifacts.
+        samples_dir: Where to save a few inputs/masks for the HTML report (None: not saved).
+        n_samples: How many inputs to save.
+
+    Returns:
+        The verdict; status PASS, FAIL (with every failing check) or SKIPPED (with the reason).
+    """
+    start = time.perf_counter()
+    folder = Path(folder)
+    try:
+        manifest = read_manifest(folder)
+        verify_files(folder, manifest)
+    except BirefnetEdgeError as exc:
+        return ParityResult(name=folder.name, artifact=str(folder), status=FAIL, reason=f"unusable artifact: {exc}")
+    result = _base_result(folder, manifest, inputs)
+    try:
+        _gate(result, folder, manifest, inputs, batches, references or ReferenceCache(), samples_dir, n_samples)
+    except _UNRUNNABLE as exc:
+        result.status, result.reason = SKIPPED, str(exc)
+    except Exception as exc:  # a backend crash fails this target without stopping the others
+        result.status, result.reason = FAIL, f"{type(exc).__name__}: {exc}"
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _gate(
+    result: ParityResult, folder: Path, manifest: Manifest, inputs: ParityInputs, batches: Sequence[int],
+    references: ReferenceCache, samples_dir: Path | None, n_samples: int,
+) -> None:  # fmt: skip
+    profile = manifest.get_profile()
+    x = inputs.batch(Contract.from_dict(manifest.contract))
+    with RUNNERS.get(profile.format).from_artifact(folder, manifest) as runner:
+        result.runtime = runner.runtime_info()
+        try:
+            reference = references.logits(folder, manifest, x)
+        except BirefnetEdgeError as exc:
+            raise ArtifactError(f"the PyTorch reference cannot be built here: {exc}") from exc
+        result.batches = _batches_in_range(batches, profile.batch)
+        base = None
+        for b in result.batches:
+            target, shape_failures = run_in_batches(runner, x, b)
+            result.checks += shape_failures
+            if target is None:
+                continue  # values of a wrongly shaped output mean nothing
+            m = measure(target, reference, b, base)
+            result.metrics.append(m)
+            result.checks += value_checks(target, reference, m, profile.tolerance)
+            base = target if base is None else base
+    failures = result.failures()
+    result.status = FAIL if failures or not result.metrics else PASS
+    skipped = sorted(set(batches) - set(result.batches))
+    notes = [f"batch {', '.join(map(str, skipped))} outside the profile range {profile.batch.min}..{profile.batch.max}"]
+    result.reason = "; ".join([c.describe() for c in failures] + (notes if skipped else []))
+    if samples_dir is not None and base is not None:
+        result.samples = str(save_samples(samples_dir, result.name, inputs, reference, base, n_samples))
+
+
+def save_samples(
+    folder: Path, name: str, inputs: ParityInputs, reference: np.ndarray, target: np.ndarray, n: int
+) -> Path:
+    """Save the first ``n`` inputs with reference and target probabilities (float16) for the HTML report."""
+    from birefnet_edge._io import atomic_write_bytes
+
+    n = min(n, len(inputs))
+    size = tuple(reference.shape[-2:])
+    payload = {
+        "names": np.asarray(inputs.names[:n]),
+        "images": inputs.resized(size)[:n],  # type: ignore[arg-type]
+        "reference": M.sigmoid(reference[:n, 0]).astype(np.float16),
+        "target": M.sigmoid(target[:n, 0]).astype(np.float16),
+    }
+    import io
+
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **payload)
+    return atomic_write_bytes(Path(folder) / f"{name}.npz", buffer.getvalue())
+
+
+def run_parity(
+    artifacts: Sequence[str | Path],
+    inputs: ParityInputs,
+    batches: Sequence[int] = DEFAULT_BATCHES,
+    samples_dir: Path | None = None,
+    on_result: Callable[[ParityResult], None] | None = None,
+) -> list[ParityResult]:
+    """Run the gate on several artifacts, sharing the reference logits between them.
+
+    Args:
+        artifacts: Artifact folders.
+        inputs: The image set.
+        batches: Batch sizes to validate at.
+        samples_dir: Where to save report samples (None: not saved).
+        on_result: Called with each result as soon as it is known (progress output).
+
+    Returns:
+        One result per artifact, in order.
+    """
+    references = ReferenceCache()
+    results = []
+    for artifact in artifacts:
+        result = check_artifact(artifact, inputs, batches, references, samples_dir)
+        if on_result is not None:
+            on_result(result)
+        results.append(result)
+    return results
+
+
+def raise_on_failure(results: Sequence[ParityResult]) -> None:
+    """Raise :class:`ParityError` naming every target that failed (SKIPPED targets do not fail the gate).
+
+    Raises:
+        ParityError: At least one result has status FAIL.
+    """
+    failed = [r for r in results if r.status == FAIL]
+    if failed:
+        lines = "; ".join(f"{r.name}: {r.reason}" for r in failed)
+        raise ParityError(f"{len(failed)} of {len(results)} target(s) failed parity: {lines}")

@@ -1,0 +1,178 @@
+"""Result records of the parity gate and the benchmark: plain dataclasses that round-trip through JSON.
+
+Measuring produces these; rendering (``parity/report.py``) only reads them, so a CI job can keep the
+JSON and render it later or elsewhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+PASS, FAIL, SKIPPED = "PASS", "FAIL", "SKIPPED"
+OK = "OK"
+
+
+@dataclass
+class Check:
+    """One pass/fail comparison (collected before any decision is made).
+
+    Attributes:
+        name: ``shape``, ``finite``, ``max_abs_logit``, ``iou``, ``mae`` or ``batch_consistency``.
+        batch: Batch size the target ran at.
+        value: Measured value (NaN when not measurable).
+        limit: Threshold from the profile.
+        passed: Whether the check holds.
+        detail: Extra words (e.g. the shapes of a shape mismatch).
+    """
+
+    name: str
+    batch: int
+    value: float
+    limit: float
+    passed: bool
+    detail: str = ""
+
+    def describe(self) -> str:
+        """One line: ``batch 3: iou 0.981 < 0.999``."""
+        if self.detail:
+            return f"batch {self.batch}: {self.name}: {self.detail}"
+        op = ">=" if self.name == "iou" else "<="
+        verdict = "ok" if self.passed else "violates"
+        return f"batch {self.batch}: {self.name} {self.value:.3g} {verdict} {op} {self.limit:.3g}"
+
+
+@dataclass
+class BatchMetrics:
+    """Figures of one target at one batch size, against the reference.
+
+    Attributes:
+        batch: Batch size.
+        max_abs_logit: Largest |target - reference| logit difference.
+        mean_abs_logit: Mean |target - reference| logit difference.
+        mae: Mean |sigmoid(target) - sigmoid(reference)|.
+        iou: IoU of the 0.5-thresholded masks.
+        s_measure: Mean S-measure of the target's soft mask against the reference mask.
+        batch_consistency: Largest |batch-k output - single-run output| (None at the base batch).
+    """
+
+    batch: int
+    max_abs_logit: float
+    mean_abs_logit: float
+    mae: float
+    iou: float
+    s_measure: float
+    batch_consistency: float | None = None
+
+
+@dataclass
+class ParityResult:
+    """The parity verdict of one artifact."""
+
+    name: str
+    artifact: str
+    format: str = ""
+    precision: str = ""
+    status: str = SKIPPED
+    reason: str = ""
+    size_bytes: int = 0
+    input_size: list[int] = field(default_factory=list)
+    tolerance: dict[str, float] = field(default_factory=dict)
+    inputs: str = ""
+    input_names: list[str] = field(default_factory=list)
+    batches: list[int] = field(default_factory=list)
+    metrics: list[BatchMetrics] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    runtime: dict[str, Any] = field(default_factory=dict)
+    samples: str | None = None
+    seconds: float = 0.0
+
+    def failures(self) -> list[Check]:
+        """Return the checks that failed."""
+        return [c for c in self.checks if not c.passed]
+
+    def worst(self, metric: str) -> float | None:
+        """Return the worst value of ``metric`` over the batch sizes (max for errors, min for IoU/S)."""
+        values = [getattr(m, metric) for m in self.metrics if getattr(m, metric) is not None]
+        if not values:
+            return None
+        return min(values) if metric in ("iou", "s_measure") else max(values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ParityResult:
+        """Rebuild from :meth:`to_dict` output."""
+        data = _known(cls, data)
+        data["metrics"] = [BatchMetrics(**_known(BatchMetrics, m)) for m in data.get("metrics", [])]
+        data["checks"] = [Check(**_known(Check, c)) for c in data.get("checks", [])]
+        return cls(**data)
+
+
+@dataclass
+class LatencyStats:
+    """Latency of one runner at one batch size (engine time only, after warm-up)."""
+
+    batch: int
+    runs: int
+    p50_ms: float
+    p90_ms: float
+    mean_ms: float
+    min_ms: float
+
+    @property
+    def per_image_ms(self) -> float:
+        """Median latency divided by the batch size."""
+        return self.p50_ms / self.batch
+
+    @property
+    def throughput(self) -> float:
+        """Images per second at the median latency."""
+        return 1000.0 * self.batch / self.p50_ms if self.p50_ms > 0 else 0.0
+
+
+@dataclass
+class BenchResult:
+    """Benchmark figures of one runner (an artifact, or the PyTorch eager baseline)."""
+
+    name: str
+    format: str
+    precision: str = "fp32"
+    status: str = OK
+    reason: str = ""
+    artifact: str = ""
+    size_bytes: int = 0
+    input_size: list[int] = field(default_factory=list)
+    load_s: float = 0.0
+    peak_rss_mb: float = 0.0
+    base_rss_mb: float = 0.0
+    latency: list[LatencyStats] = field(default_factory=list)
+    speedup: dict[str, float] = field(default_factory=dict)
+    baseline: str = ""
+    runtime: dict[str, Any] = field(default_factory=dict)
+
+    def at(self, batch: int) -> LatencyStats | None:
+        """Return the latency at ``batch`` (None when not measured)."""
+        return next((s for s in self.latency if s.batch == batch), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (latency entries include per-image time and throughput)."""
+        out = asdict(self)
+        for entry, stats in zip(out["latency"], self.latency):
+            entry.update(per_image_ms=stats.per_image_ms, throughput=stats.throughput)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BenchResult:
+        """Rebuild from :meth:`to_dict` output."""
+        data = _known(cls, data)
+        data["latency"] = [LatencyStats(**_known(LatencyStats, s)) for s in data.get("latency", [])]
+        return cls(**data)
+
+
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """Keep only the keys ``cls`` declares (derived figures written by ``to_dict`` are dropped)."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in dict(data).items() if k in names}

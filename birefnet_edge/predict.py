@@ -1,0 +1,199 @@
+"""Folder segmentation: images in, masks and RGBA cutouts out, with any runner.
+
+For every input image ``<stem>.<ext>`` the job writes ``<stem>_mask.png`` (uint8, the original
+resolution) and ``<stem>_cutout.png`` (RGBA, the mask as alpha) into the output folder. Images are
+processed in batches; an unreadable file is reported and skipped while the run goes on; outputs that
+already exist are kept unless ``overwrite`` is set, so an interrupted run can simply be restarted.
+Every file is written under a temporary name and renamed, so a crash never leaves half a PNG.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from birefnet_edge._io import atomic_write_bytes
+from birefnet_edge.errors import InputError
+from birefnet_edge.model import Contract, cutout, load_image, postprocess, preprocess
+from birefnet_edge.parity.inputs import IMAGE_SUFFIXES, collect_image_files
+from birefnet_edge.runtime import Runner, open_model
+
+MASK_SUFFIX, CUTOUT_SUFFIX = "_mask.png", "_cutout.png"
+
+
+@dataclass
+class PredictSummary:
+    """What a prediction run did.
+
+    Attributes:
+        written: Inputs whose mask and cutout were written.
+        skipped: Inputs whose outputs already existed (kept, since overwrite was off).
+        failed: Inputs that could not be read, with the reason.
+    """
+
+    written: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when no input failed."""
+        return not self.failed
+
+    def describe(self) -> str:
+        """One line: counts of written, skipped and failed inputs."""
+        return f"wrote {len(self.written)}, skipped {len(self.skipped)} already done, failed {len(self.failed)}"
+
+
+def collect_inputs(inputs: Sequence[str | Path]) -> list[Path]:
+    """Expand files and folders (their images, not recursive) into a list of files, in order.
+
+    Raises:
+        InputError: A path does not exist, nothing was found, or two inputs share a stem (their outputs
+            would overwrite each other).
+    """
+    files: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            files += collect_image_files(item)
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise InputError(f"input not found: {item}; pass image files or folders of images")
+    if not files:
+        raise InputError(f"no images found in {', '.join(map(str, inputs))} (looked for {', '.join(IMAGE_SUFFIXES)})")
+    stems: dict[str, Path] = {}
+    clashes = [f"{stems[p.stem]} and {p}" for p in files if stems.setdefault(p.stem, p) != p]
+    if clashes:
+        raise InputError(f"inputs share a file stem, so their outputs would collide: {'; '.join(clashes)}")
+    return files
+
+
+def output_paths(out_dir: Path, source: Path) -> tuple[Path, Path]:
+    """Return the mask and cutout paths of ``source`` inside ``out_dir``."""
+    return out_dir / f"{source.stem}{MASK_SUFFIX}", out_dir / f"{source.stem}{CUTOUT_SUFFIX}"
+
+
+def _write_png(path: Path, image: Image.Image) -> None:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _infer(runner: Runner, images: list[Image.Image]) -> np.ndarray:
+    """Run one batch, padding it up to the runner's minimum batch when it is short."""
+    x = preprocess(images, Contract.from_dict(runner.contract))
+    pad = max(0, runner.spec.batch.min - len(x))
+    if pad:
+        x = np.concatenate([x, np.repeat(x[:1], pad, axis=0)])
+    return runner.infer(x)[: len(images)]
+
+
+def check_batch(runner: Runner, batch: int) -> None:
+    """Raise :class:`InputError` unless ``batch`` is inside the runner's batch range."""
+    rng = runner.spec.batch
+    if not rng.contains(batch):
+        raise InputError(
+            f"--batch {batch} is outside what {runner.name} accepts ({rng.min}..{rng.max}); pick one in range"
+        )
+
+
+def predict_files(
+    runner: Runner,
+    files: Sequence[Path],
+    out_dir: str | Path,
+    batch: int = 1,
+    overwrite: bool = False,
+    on_progress: Callable[[int], None] | None = None,
+    on_error: Callable[[Path, str], None] | None = None,
+) -> PredictSummary:
+    """Segment ``files`` with an active ``runner``, writing masks and cutouts into ``out_dir``.
+
+    Args:
+        runner: An activated runner.
+        files: Image files.
+        out_dir: Output folder (created when missing).
+        batch: Images per inference call (inside the runner's batch range).
+        overwrite: Rewrite outputs that already exist.
+        on_progress: Called with the number of inputs finished after each batch.
+        on_error: Called once per unreadable input with the reason.
+
+    Returns:
+        What was written, skipped and failed.
+
+    Raises:
+        InputError: ``batch`` is outside the runner's range.
+    """
+    check_batch(runner, batch)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = PredictSummary()
+    todo = []
+    for path in files:
+        done = all(p.exists() for p in output_paths(out, path))
+        (summary.skipped if done and not overwrite else todo).append(path)
+    for start in range(0, len(todo), batch):
+        chunk = todo[start : start + batch]
+        loaded = _load_all(chunk, summary, on_error)
+        if loaded:
+            logits = _infer(runner, [img for _, img in loaded])
+            for (path, img), item in zip(loaded, logits):
+                mask = postprocess(item, (img.height, img.width))
+                mask_path, cutout_path = output_paths(out, path)
+                _write_png(mask_path, Image.fromarray(mask, "L"))
+                _write_png(cutout_path, cutout(img, mask))
+                summary.written.append(path)
+        if on_progress is not None:
+            on_progress(len(chunk))
+    return summary
+
+
+def _load_all(
+    paths: Sequence[Path], summary: PredictSummary, on_error: Callable[[Path, str], None] | None
+) -> list[tuple[Path, Image.Image]]:
+    loaded = []
+    for path in paths:
+        try:
+            loaded.append((path, load_image(path).convert("RGB")))
+        except InputError as exc:
+            summary.failed.append((path, str(exc)))
+            if on_error is not None:
+                on_error(path, str(exc))
+    return loaded
+
+
+def predict(
+    model: str | Path,
+    inputs: Sequence[str | Path],
+    out_dir: str | Path,
+    batch: int = 1,
+    overwrite: bool = False,
+    size: tuple[int, int] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    on_error: Callable[[Path, str], None] | None = None,
+) -> PredictSummary:
+    """Segment images with an artifact or PyTorch weights (see :func:`predict_files`).
+
+    Args:
+        model: An artifact folder or a weights spec (``random:<variant>``, a checkpoint, a hub id).
+        inputs: Image files and folders.
+        out_dir: Output folder.
+        batch: Images per inference call.
+        overwrite: Rewrite existing outputs.
+        size: (H, W) for PyTorch weights (artifacts have their own size).
+        on_progress: Progress callback (inputs finished).
+        on_error: Called per unreadable input.
+
+    Raises:
+        InputError: Bad inputs or batch size.
+        ArtifactError: The artifact is invalid or cannot run here.
+        WeightsError: The weights cannot be loaded.
+    """
+    files = collect_inputs(inputs)
+    with open_model(model, size=size) as runner:
+        return predict_files(runner, files, out_dir, batch, overwrite, on_progress, on_error)

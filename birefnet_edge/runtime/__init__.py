@@ -1,0 +1,70 @@
+"""Runners: load an exported artifact (or PyTorch weights) and run it with one interface.
+
+``open_runner(artifact_dir)`` reads the manifest and picks the runner registered under the
+profile's format; ``open_model(spec)`` also accepts a PyTorch weights spec. Backend packages are
+imported only when a runner is built or activated.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from birefnet_edge.errors import InputError
+from birefnet_edge.manifest import MANIFEST_NAME, read_manifest, verify_files
+from birefnet_edge.runtime import coreml, onnx, openvino, pytorch, tensorrt  # noqa: F401  (registers the runners)
+from birefnet_edge.runtime._base import RUNNERS, InputSpec, Runner
+from birefnet_edge.runtime.pytorch import PytorchRunner
+
+__all__ = ["RUNNERS", "InputSpec", "PytorchRunner", "Runner", "open_model", "open_reference", "open_runner"]
+
+
+def open_runner(artifact: str | Path) -> Runner:
+    """Return an inactive runner for an exported artifact folder.
+
+    Args:
+        artifact: A folder holding ``manifest.json`` and the files it lists.
+
+    Returns:
+        The runner registered under the manifest's ``profile.format``; use it as a context manager.
+
+    Raises:
+        ArtifactError: Missing or invalid manifest, missing files, or the artifact cannot run here.
+        MissingDependencyError: The backend's package is not installed.
+    """
+    folder = Path(artifact)
+    manifest = read_manifest(folder)
+    verify_files(folder, manifest)
+    return RUNNERS.get(manifest.get_profile().format).from_artifact(folder, manifest)
+
+
+def open_reference(artifact: str | Path) -> PytorchRunner:
+    """Return the (inactive) PyTorch reference of an artifact: same weights, variant, overrides and size."""
+    folder = Path(artifact)
+    return PytorchRunner.from_artifact(folder, read_manifest(folder))
+
+
+def open_model(spec: str | Path, size: tuple[int, int] | None = None) -> Runner:
+    """Return a runner for an artifact folder or for PyTorch weights.
+
+    Args:
+        spec: An artifact folder, or a weights spec (``random:<variant>``, a checkpoint file, a hub id).
+        size: (H, W) for PyTorch weights (default: the variant's size); artifacts have their own size.
+
+    Raises:
+        ArtifactError: ``spec`` is a folder without a valid artifact.
+        WeightsError: ``spec`` is not a folder and cannot be resolved as weights.
+        InputError: ``size`` differs from an artifact's fixed size.
+    """
+    path = Path(spec)
+    if path.name == MANIFEST_NAME and path.is_file():
+        path = path.parent
+    if not path.is_dir():
+        return PytorchRunner.from_weights(str(spec), size=size)
+    runner = open_runner(path)
+    if size is not None and tuple(size) != runner.spec.size:
+        h, w = runner.spec.size
+        raise InputError(
+            f"--size {size[0]}x{size[1]} does not apply to artifact {runner.name}, which is built for {h}x{w}; "
+            "drop --size (images are resized to the artifact's size) or export at the size you want"
+        )
+    return runner

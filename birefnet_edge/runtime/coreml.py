@@ -1,0 +1,104 @@
+"""CoreML runner for ``coreml`` artifacts (``.mlpackage``, mlprogram).
+
+CoreML executes models only on macOS; everywhere else opening the runner raises
+:class:`ArtifactError` naming macOS, and the parity gate reports the target as SKIPPED.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from birefnet_edge._deps import require
+from birefnet_edge.errors import ArtifactError
+from birefnet_edge.manifest import Manifest
+from birefnet_edge.runtime._base import RUNNERS, Runner, artifact_kwargs
+
+_PURPOSE = "running CoreML artifacts"
+
+
+@RUNNERS.register("coreml")
+class CoremlRunner(Runner):
+    """Runs a CoreML mlprogram through coremltools' prediction API (macOS only).
+
+    Args:
+        model_path: The ``.mlpackage`` folder.
+        compute_units: A ``coremltools.ComputeUnit`` name (``ALL``, ``CPU_ONLY``, ``CPU_AND_GPU``, ``CPU_AND_NE``).
+        **kwargs: Base-class arguments (see :class:`Runner`).
+    """
+
+    target = "coreml"
+
+    def __init__(self, model_path: Path, compute_units: str = "ALL", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.model_path = model_path
+        self.compute_units = compute_units
+        self._model: Any = None
+        self._input_name = ""
+        self._output_name = ""
+        self._image_input = False
+
+    @classmethod
+    def from_artifact(cls, folder: Path, manifest: Manifest) -> CoremlRunner:
+        """Build a runner for a ``coreml`` artifact (see :meth:`Runner.from_artifact`).
+
+        Raises:
+            ArtifactError: This machine is not running macOS.
+        """
+        if sys.platform != "darwin":
+            raise ArtifactError(
+                f"{manifest.name}: CoreML models can only be executed on macOS (this machine runs {sys.platform}); "
+                "run parity for this artifact on a Mac with macOS 14 or newer"
+            )
+        require("coremltools", "coreml", _PURPOSE)
+        units = str(manifest.get_profile().options.get("compute_units", "ALL"))
+        return cls(folder / manifest.file("model"), units, **artifact_kwargs(folder, manifest))
+
+    def _activate_impl(self) -> None:
+        ct = require("coremltools", "coreml", _PURPOSE)
+        try:
+            units = ct.ComputeUnit[self.compute_units]
+        except KeyError as exc:
+            allowed = ", ".join(u.name for u in ct.ComputeUnit)
+            raise ArtifactError(
+                f"{self.name}: compute_units '{self.compute_units}' unknown; use one of {allowed}"
+            ) from exc
+        self._model = ct.models.MLModel(str(self.model_path), compute_units=units)
+        description = self._model.get_spec().description
+        self._input_name = description.input[0].name
+        self._output_name = description.output[0].name
+        self._image_input = description.input[0].type.WhichOneof("Type") == "imageType"
+
+    def _infer_impl(self, x: np.ndarray) -> np.ndarray:
+        if self._image_input:
+            return self._infer_images(x)
+        with self._timed():
+            out = self._model.predict({self._input_name: x})
+        return np.asarray(out[self._output_name])
+
+    def _infer_images(self, x: np.ndarray) -> np.ndarray:
+        """Feed an image-input model: undo the normalisation (baked into the model) and pass pixels."""
+        from PIL import Image
+
+        mean = np.asarray(self.contract["mean"], dtype=np.float32).reshape(1, 3, 1, 1)
+        std = np.asarray(self.contract["std"], dtype=np.float32).reshape(1, 3, 1, 1)
+        pixels = np.clip(np.rint((x * std + mean) * 255.0), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
+        outputs, total = [], 0.0
+        for item in pixels:
+            with self._timed():
+                out = self._model.predict({self._input_name: Image.fromarray(item)})
+            total += self.last_inference_time or 0.0
+            outputs.append(np.asarray(out[self._output_name]).reshape(1, 1, *x.shape[2:]))
+        self.last_inference_time = total
+        return np.concatenate(outputs)
+
+    def _deactivate_impl(self) -> None:
+        self._model = None
+
+    def runtime_info(self) -> dict[str, Any]:
+        """Return the coremltools version and compute units."""
+        ct = require("coremltools", "coreml")
+        return {"coremltools": ct.__version__, "compute_units": self.compute_units, "image_input": self._image_input}

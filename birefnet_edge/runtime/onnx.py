@@ -1,0 +1,79 @@
+"""ONNX Runtime runner for ``onnx`` artifacts.
+
+Execution providers come from the profile's ``options.providers`` (tried in order; the ones this
+onnxruntime build lacks are left out, CPU is always the last resort), so the same artifact runs on
+CPU here and on CUDA, TensorRT, CoreML or OpenVINO execution providers where they are installed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from birefnet_edge._deps import require
+from birefnet_edge.manifest import Manifest
+from birefnet_edge.runtime._base import RUNNERS, Runner, artifact_kwargs
+
+_CPU = "CPUExecutionProvider"
+_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+
+
+@RUNNERS.register("onnx")
+class OnnxRunner(Runner):
+    """Runs an ONNX model with ONNX Runtime.
+
+    Args:
+        model_path: The ``.onnx`` file.
+        providers: Execution providers to try, in order of preference.
+        **kwargs: Base-class arguments (see :class:`Runner`).
+    """
+
+    target = "onnx"
+
+    def __init__(self, model_path: Path, providers: list[str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.model_path = model_path
+        self.providers = list(providers) or [_CPU]
+        self._session: Any = None
+        self._input_name = ""
+        self._input_dtype: type = np.float32
+
+    @classmethod
+    def from_artifact(cls, folder: Path, manifest: Manifest) -> OnnxRunner:
+        """Build a runner for an ``onnx`` artifact (see :meth:`Runner.from_artifact`)."""
+        require("onnxruntime", "onnx", "running ONNX artifacts")
+        profile = manifest.get_profile()
+        providers = list(profile.options.get("providers", [_CPU]))
+        return cls(folder / manifest.file("model"), providers, **artifact_kwargs(folder, manifest))
+
+    def _activate_impl(self) -> None:
+        ort = require("onnxruntime", "onnx", "running ONNX artifacts")
+        available = set(ort.get_available_providers())
+        chosen = [p for p in self.providers if p in available]
+        if _CPU not in chosen:
+            chosen.append(_CPU)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3  # errors only: ORT warns about every unused initializer otherwise
+        self._session = ort.InferenceSession(str(self.model_path), sess_options=options, providers=chosen)
+        first = self._session.get_inputs()[0]
+        self._input_name = first.name
+        # fp16 artifacts keep float32 I/O by contract, but a hand-made fp16-I/O model still runs.
+        self._input_dtype = _DTYPES.get(first.type, np.float32)
+
+    def _infer_impl(self, x: np.ndarray) -> np.ndarray:
+        feed = {self._input_name: x.astype(self._input_dtype, copy=False)}
+        with self._timed():
+            outputs = self._session.run(None, feed)
+        return outputs[0]
+
+    def _deactivate_impl(self) -> None:
+        self._session = None
+
+    def runtime_info(self) -> dict[str, Any]:
+        """Return the onnxruntime version and the providers the session actually uses."""
+        ort = require("onnxruntime", "onnx")
+        used = self._session.get_providers() if self._session is not None else []
+        return {"onnxruntime": ort.__version__, "providers": used, "requested_providers": self.providers}
