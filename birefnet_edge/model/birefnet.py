@@ -173,8 +173,23 @@ class Decoder(nn.Module):
             u = resize(p, lateral.shape[-2:]) + getattr(self, f"lateral_block{level + 1}")(lateral)
             p = self._gate(getattr(self, f"decoder_block{level}")(self._inject(x, u, level + 1)), level, side)
         u = resize(p, e1.shape[-2:]) + self.lateral_block2(e1)
-        p = self.decoder_block1(self._inject(x, u, 2))
-        return self.conv_out1(self._inject(x, resize(p, x.shape[-2:]), 1))
+        return self._head(x, self.decoder_block1(self._inject(x, u, 2)))
+
+    def _head(self, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        """``conv_out1(cat[resize(p -> H, W), ipt_blk1(x)])``, rearranged to skip full-size wide tensors.
+
+        conv_out1 is a 1x1 conv with one output and nothing non-linear sits between it and its inputs, so
+        (a) its decoder part commutes with the bilinear resize: apply it at H/4 and resize one channel
+        instead of C; (b) its injection part folds into ipt_blk1's last 3x3 conv. Same function, same
+        weights; at 1024 px this avoids a 120-channel full-size concat and a C-channel full-size resize.
+        """
+        head = self.conv_out1[0]
+        w_dec, w_ipt = head.weight[:, : p.shape[1]], head.weight[:, p.shape[1] :, 0, 0]
+        ipt = self.ipt_blk1
+        folded_w = torch.einsum("oc,cikl->oikl", w_ipt, ipt.conv_out.weight)
+        folded_b = w_ipt @ ipt.conv_out.bias + head.bias
+        low = F.conv2d(p, w_dec)
+        return resize(low, x.shape[-2:]) + F.conv2d(ipt.conv1(x), folded_w, folded_b, padding=1)
 
 
 def nearest_legal_sizes(n: int, minimum: int = 32) -> tuple[int, int]:
