@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -226,3 +228,34 @@ def test_onnx_tensors_stay_rank_5_or_less() -> None:
     proto = onnx.shape_inference.infer_shapes(_export(_random_block(7, "portable"), torch.randn(1, 3, 4, 6)))
     ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in proto.graph.value_info}
     assert ranks and max(ranks.values()) <= 5, ranks
+
+
+# --- CoreML ---------------------------------------------------------------------------------------------------
+
+
+def _to_coreml(block: DeformableConv2d, x: torch.Tensor, route: str):
+    ct = pytest.importorskip("coremltools", reason="coremltools (extra 'coreml') is needed for the conversion")
+    with torch.no_grad():
+        source = torch.jit.trace(block, (x,)) if route == "trace" else torch.export.export(block, (x,))
+    if route == "export":
+        source = source.run_decompositions({})
+    return ct.convert(source, inputs=[ct.TensorType(name="x", shape=x.shape)], convert_to="mlprogram",
+                      minimum_deployment_target=ct.target.macOS13, compute_precision=ct.precision.FLOAT32)  # fmt: skip
+
+
+@pytest.mark.coreml
+@pytest.mark.parametrize("route", ["trace", "export"])
+def test_portable_converts_to_coreml(route: str) -> None:
+    """Both coremltools frontends convert the portable form (it once failed on an int32 size division)."""
+    model = _to_coreml(_random_block(3, "portable", seed=5), torch.randn(1, 3, 6, 5), route)
+    ops = {op.op_type for fn in model._mil_program.functions.values() for op in fn.operations}
+    assert "resample" in ops  # grid_sample's Core ML counterpart
+
+
+@pytest.mark.coreml
+def test_portable_coreml_matches_reference() -> None:
+    if sys.platform != "darwin":
+        pytest.skip("Core ML execution needs macOS (conversion is checked by test_portable_converts_to_coreml)")
+    block, x = _random_block(3, "portable", seed=5), torch.randn(1, 3, 6, 5)
+    got = next(iter(_to_coreml(block, x, "export").predict({"x": x.numpy()}).values()))
+    np.testing.assert_allclose(got, _reference(block, x), atol=1e-4, rtol=1e-4)

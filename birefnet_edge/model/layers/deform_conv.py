@@ -25,21 +25,27 @@ from birefnet_edge.errors import InputError
 DEFORM_FORMS: tuple[str, ...] = ("portable", "native")
 
 
+def _float_range(n: int, like: Tensor) -> Tensor:
+    """0..n-1 in like's dtype. An integer arange plus an explicit cast, because coremltools ignores
+    arange's dtype argument and then rejects the division of what it made int32."""
+    return torch.arange(n, device=like.device).to(like.dtype)
+
+
 def _tap_grid(offset: Tensor, kh: int, kw: int, padding: int, height: int, width: int) -> Tensor:
     """Sampling grid (B, k²·H, W, 2) in grid_sample's normalised (x, y) coordinates, tap-major rows."""
     taps = kh * kw
     off = offset.reshape(-1, taps, 2, height, width)
-    dtype, device = offset.dtype, offset.device
-    tap_i = torch.arange(kh, dtype=dtype, device=device).repeat_interleave(kw) - padding
-    tap_j = torch.arange(kw, dtype=dtype, device=device).repeat(kh) - padding
-    rows = torch.arange(height, dtype=dtype, device=device)
-    cols = torch.arange(width, dtype=dtype, device=device)
+    tap_i = _float_range(kh, offset).repeat_interleave(kw) - padding
+    tap_j = _float_range(kw, offset).repeat(kh) - padding
+    rows, cols = _float_range(height, offset), _float_range(width, offset)
+    # The sides as float tensors, not Python ints, so that traced graphs never divide by an int size.
+    size_y, size_x = rows[-1:] + 1, cols[-1:] + 1
     # Pixel coordinates folded straight into the align_corners=False normalisation (2p + 1) / size - 1,
     # which stays finite when a side is 1 (the align_corners=True form divides by size - 1).
-    base_y = (2 * (rows.view(1, 1, height, 1) + tap_i.view(1, taps, 1, 1)) + 1) / height - 1
-    base_x = (2 * (cols.view(1, 1, 1, width) + tap_j.view(1, taps, 1, 1)) + 1) / width - 1
-    grid_y = base_y + off[:, :, 0] * (2.0 / height)
-    grid_x = base_x + off[:, :, 1] * (2.0 / width)
+    base_y = (2 * (rows.view(1, 1, height, 1) + tap_i.view(1, taps, 1, 1)) + 1) / size_y - 1
+    base_x = (2 * (cols.view(1, 1, 1, width) + tap_j.view(1, taps, 1, 1)) + 1) / size_x - 1
+    grid_y = base_y + off[:, :, 0] * (2 / size_y)
+    grid_x = base_x + off[:, :, 1] * (2 / size_x)
     return torch.stack((grid_x, grid_y), dim=-1).reshape(-1, taps * height, width, 2)
 
 
