@@ -10,6 +10,7 @@ state_dict follow ``manifest_BiRefNet_pvt_v2_b*.json`` (under ``bb.`` in the ful
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -181,7 +182,8 @@ class PyramidVisionTransformerV2(nn.Module):
                 )
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        self.check_size(x.shape[2], x.shape[3])
+        if not torch.jit.is_tracing():  # traced sizes are tensors; the check is for eager callers
+            self.check_size(x.shape[2], x.shape[3])
         features = []
         for s in range(1, 5):
             x, height, width = getattr(self, f"patch_embed{s}")(x)

@@ -230,6 +230,21 @@ def test_onnx_tensors_stay_rank_5_or_less() -> None:
     assert ranks and max(ranks.values()) <= 5, ranks
 
 
+# --- OpenVINO -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.openvino
+def test_portable_runs_in_openvino_dynamic_batch() -> None:
+    ov = pytest.importorskip("openvino", reason="openvino (extra 'openvino') is needed for the conversion")
+    block = _random_block(7, "portable", seed=7)
+    model = ov.convert_model(block, example_input=torch.randn(2, 3, 6, 5), input=[ov.PartialShape([-1, 3, 6, 5])])
+    # f32 explicitly: on CPUs with AVX512-BF16 the CPU plugin otherwise infers in bf16 (errors ~0.1 here).
+    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    for batch in (1, 3):
+        x = torch.randn(batch, 3, 6, 5, generator=torch.Generator().manual_seed(20 + batch))
+        np.testing.assert_allclose(compiled(x.numpy())[0], _reference(block, x), atol=1e-4, rtol=1e-4)
+
+
 # --- CoreML ---------------------------------------------------------------------------------------------------
 
 
