@@ -1,0 +1,315 @@
+"""The exporter interface, the registry, and the I/O description every format reads.
+
+An exporter turns a PyTorch BiRefNet into the files of one target format inside a folder it is
+given. It never writes the manifest, never times itself and never decides the folder name: the
+pipeline (:mod:`birefnet_edge.export._pipeline`) does that once for every format.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from birefnet_edge._registry import Registry
+from birefnet_edge.errors import BirefnetEdgeError, ExportError
+from birefnet_edge.profile import Profile
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+EXPORTERS: Registry[type[Exporter]] = Registry("exporter")
+
+
+@dataclass(frozen=True)
+class IOSpec:
+    """Names and the dynamic axis of the artifact's one input and one output.
+
+    Attributes:
+        input_name: Name of the NCHW float32 normalised input.
+        output_name: Name of the (N, 1, H, W) pre-sigmoid logits.
+        batch_axis: Index of the batch axis in both tensors.
+        batch_dim: Symbolic name of the batch axis.
+    """
+
+    input_name: str = "input"
+    output_name: str = "logits"
+    batch_axis: int = 0
+    batch_dim: str = "batch"
+
+    def dynamic_axes(self) -> dict[int, str]:
+        """The dynamic axes of the input and the output, as ``{axis: name}``."""
+        return {self.batch_axis: self.batch_dim}
+
+    def input_shape(self, profile: Profile, batch: int) -> tuple[int, int, int, int]:
+        """The input shape at ``batch`` for the profile's input size."""
+        h, w = profile.input_size
+        return (batch, 3, h, w)
+
+    def is_dynamic(self, profile: Profile) -> bool:
+        """True when the profile lets the batch vary (min < max); a fixed batch is exported static."""
+        return profile.batch.max > profile.batch.min
+
+    def example_input(self, profile: Profile, batch: int | None = None) -> torch.Tensor:
+        """A deterministic normalised batch (the golden input rule) to trace or to check with.
+
+        Args:
+            profile: Gives the input size.
+            batch: Batch size; defaults to the profile's tracing example (at least 2 when allowed).
+        """
+        from birefnet_edge.model import deterministic_input
+
+        h, w = profile.input_size
+        return torch.from_numpy(deterministic_input(batch or profile.batch.example(), h, w))
+
+    def dynamic_shapes(self, profile: Profile) -> tuple[dict[int, Any]] | None:
+        """``dynamic_shapes`` for ``torch.export`` / ``torch.onnx.export``: the batch as a bounded ``Dim``.
+
+        Returns None for a fixed batch (min == max), which is then exported as a constant.
+        """
+        if not self.is_dynamic(profile):
+            return None
+        return ({self.batch_axis: torch.export.Dim(self.batch_dim, min=profile.batch.min, max=profile.batch.max)},)
+
+    def check_batches(self, profile: Profile) -> list[int]:
+        """Batch sizes an exported artifact is run at before it is declared done: 1 and 3, kept inside the range."""
+        rng = profile.batch
+        return sorted({min(max(b, rng.min), rng.max) for b in (1, 3)})
+
+
+IO = IOSpec()
+
+
+@dataclass(frozen=True)
+class ArtifactInfo:
+    """What an exporter may embed as metadata: where the model came from and how to feed it.
+
+    Attributes:
+        name: Artifact name, ``<variant>-<profile>``.
+        variant: Model variant name.
+        weights: ``WeightsInfo.to_dict()`` of the source weights.
+        contract: ``Contract.to_dict()`` of the pre/post-processing.
+    """
+
+    name: str
+    variant: str
+    weights: dict[str, Any]
+    contract: dict[str, Any]
+
+    def metadata(self) -> dict[str, str]:
+        """Flat string key/values for formats whose metadata is a string map (ONNX, CoreML, OpenVINO)."""
+        w = self.weights
+        return {
+            "birefnet_edge.artifact": self.name,
+            "birefnet_edge.variant": self.variant,
+            "birefnet_edge.weights.source": str(w.get("source")),
+            "birefnet_edge.weights.revision": str(w.get("revision")),
+            "birefnet_edge.weights.sha256": str(w.get("sha256")),
+            "birefnet_edge.weights.deterministic": str(bool(w.get("deterministic"))).lower(),
+            "birefnet_edge.mean": json.dumps(list(self.contract.get("mean", []))),
+            "birefnet_edge.std": json.dumps(list(self.contract.get("std", []))),
+            "birefnet_edge.size": json.dumps(list(self.contract.get("size", []))),
+            "birefnet_edge.output": f"{IO.output_name}: pre-sigmoid logits (N, 1, H, W)",
+            "birefnet_edge.contract": json.dumps(self.contract, sort_keys=True),
+        }
+
+
+@dataclass(frozen=True)
+class ExportOutput:
+    """What an exporter produced, for the manifest.
+
+    Attributes:
+        files: Relative path inside the artifact folder -> role (``model``, ``weights``, ``aux``).
+        checks: Checks run on the artifact, with their numbers.
+        skipped: Steps not done here -> the reason.
+        tools: Package -> version of what produced the files.
+        details: Format facts a runner needs (e.g. an inference precision hint, the input kind).
+    """
+
+    files: dict[str, str] = field(default_factory=dict)
+    checks: dict[str, Any] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    tools: dict[str, str] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Exporter(ABC):
+    """Base of every format's exporter; subclasses register with ``@EXPORTERS.register("<format>")``.
+
+    Args:
+        info: Artifact metadata the exporter may embed in its files.
+    """
+
+    def __init__(self, info: ArtifactInfo) -> None:
+        self.info = info
+
+    @abstractmethod
+    def export(self, model: torch.nn.Module, profile: Profile, out_dir: Path) -> ExportOutput:
+        """Write the target's files into ``out_dir`` (an empty staging folder) and check them.
+
+        Args:
+            model: The BiRefNet in eval mode, already in the profile's deformable-conv form.
+            profile: The validated target profile.
+            out_dir: Where to write; the pipeline renames it when the whole export succeeded.
+
+        Returns:
+            The files written (with roles), checks run, steps skipped and tool versions.
+
+        Raises:
+            ExportError: The conversion or a check of the result failed.
+            MissingDependencyError: The format's extra is not installed.
+        """
+
+
+@contextlib.contextmanager
+def converting(tool: str, profile: Profile) -> Iterator[None]:
+    """Turn a converter's own exception into an :class:`ExportError` that names the tool and the target.
+
+    Converters raise anything (``RuntimeError``, ``ValueError``, their own classes) for an op they
+    cannot convert; the user needs to know which step failed, on which target, and what to try.
+    """
+    try:
+        yield
+    except BirefnetEdgeError:
+        raise
+    except Exception as exc:
+        raise ExportError(
+            f"{tool} could not convert the model for target '{profile.name}': {_root_cause(exc)}. "
+            "Run with --debug for the full traceback; if the failing op is the deformable conv, check the "
+            f"profile's graph.deform (now '{profile.deform}')"
+        ) from exc
+
+
+def _root_cause(exc: BaseException) -> str:
+    """``Type: message`` of the innermost cause, one line, without terminal colours."""
+    root = exc
+    while root.__cause__ is not None and root.__cause__ is not root:
+        root = root.__cause__
+    lines = [ln.strip() for ln in _ANSI.sub("", str(root)).splitlines() if ln.strip()]
+    text = " | ".join(lines[:4])[:800]
+    prefix = f"{type(exc).__name__} caused by " if root is not exc else ""
+    return f"{prefix}{type(root).__name__}: {text}"
+
+
+def export_program(model: torch.nn.Module, profile: Profile) -> torch.export.ExportedProgram:
+    """``torch.export`` at the example batch (>= 2) with the profile's batch bounds (once per model state)."""
+    from birefnet_edge.export._cache import cached_program
+
+    def make() -> torch.export.ExportedProgram:
+        with converting("torch.export", profile), torch.no_grad():
+            return torch.export.export(model, (IO.example_input(profile),), dynamic_shapes=IO.dynamic_shapes(profile))
+
+    return cached_program(model, profile, make)
+
+
+def require_portable(profile: Profile, tool: str) -> None:
+    """Reject ``graph.deform = 'native'`` for converters that cannot translate the custom deformable-conv op.
+
+    Raises:
+        ExportError: The profile asks for the native form.
+    """
+    if profile.deform != "portable":
+        raise ExportError(
+            f"target '{profile.name}' has graph.deform = {profile.deform!r}, but {tool} can only convert the "
+            "portable (grid_sample) deformable conv; set graph.deform = 'portable' in the profile"
+        )
+
+
+def torch_reference(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
+    """PyTorch logits for ``x``, one sample at a time (peak memory of batch 1; samples are independent)."""
+    with torch.no_grad():
+        outs = [model(x[i : i + 1]) for i in range(x.shape[0])]
+    return torch.cat(outs).numpy()
+
+
+def compare_logits(label: str, got: np.ndarray, ref: np.ndarray, profile: Profile) -> dict[str, float]:
+    """Check shape, then values, of one artifact output against the PyTorch reference.
+
+    Returns:
+        ``{"max_abs": ..., "mean_abs": ...}`` for the manifest.
+
+    Raises:
+        ExportError: Shape mismatch, non-finite values, or a difference above the profile tolerance.
+    """
+    if got.shape != ref.shape:
+        raise ExportError(f"{label}: output shape {got.shape} differs from PyTorch's {ref.shape}")
+    got = got.astype(np.float64)
+    diff = np.abs(got - ref.astype(np.float64))
+    tol = profile.tolerance
+    if not np.isfinite(got).all():
+        raise ExportError(f"{label}: the artifact produced non-finite logits (NaN or inf)")
+    excess = diff - (tol.max_abs_logit + tol.rtol * np.abs(ref))
+    stats = {"max_abs": float(diff.max()), "mean_abs": float(diff.mean())}
+    if (excess > 0).any():
+        raise ExportError(
+            f"{label}: max |artifact - PyTorch| logit difference is {stats['max_abs']:.3g}, above the profile "
+            f"tolerance max_abs_logit={tol.max_abs_logit} (rtol={tol.rtol}); the export is wrong or the "
+            f"tolerance in {profile.source or profile.name} is too tight for {profile.precision}"
+        )
+    return stats
+
+
+def check_against_torch(label: str, run: Any, model: torch.nn.Module, profile: Profile) -> dict[str, dict[str, float]]:
+    """Run an artifact at the check batches (1 and 3) and compare each result with PyTorch.
+
+    Args:
+        label: Names the artifact in messages (e.g. ``onnxruntime``).
+        run: Callable mapping a float32 NCHW numpy batch to the logits array.
+        model: The PyTorch model (reference).
+        profile: Gives the batches, the input size and the tolerance.
+
+    Returns:
+        ``{"batch_1": {"max_abs":..., "mean_abs":...}, "batch_3": ...}``.
+
+    Raises:
+        ExportError: Lists every batch that failed.
+    """
+    batches = IO.check_batches(profile)
+    x = IO.example_input(profile, max(batches))
+    ref = torch_reference(model, x)
+    results, failures = {}, []
+    for b in batches:
+        try:
+            results[f"batch_{b}"] = compare_logits(
+                f"{label} at batch {b}", np.asarray(run(x[:b].numpy())), ref[:b], profile
+            )
+        except ExportError as exc:
+            failures.append(str(exc))
+    if failures:
+        raise ExportError("; ".join(failures))
+    return results
+
+
+def tool_versions(*modules: str) -> dict[str, str]:
+    """Versions of the named packages (those not installed are left out)."""
+    from importlib import metadata
+
+    names = {
+        "onnx": "onnx",
+        "onnxruntime": "onnxruntime",
+        "onnxscript": "onnxscript",
+        "onnxslim": "onnxslim",
+        "openvino": "openvino",
+        "coremltools": "coremltools",
+        "tensorrt": "tensorrt",
+        "torch": "torch",
+        "numpy": "numpy",
+        "birefnet_edge": "birefnet-edge",
+    }
+    out = {}
+    for mod in modules:
+        try:
+            out[mod] = metadata.version(names.get(mod, mod))
+        except metadata.PackageNotFoundError:
+            module = sys.modules.get(mod)
+            if module is not None and hasattr(module, "__version__"):
+                out[mod] = str(module.__version__)
+    return out

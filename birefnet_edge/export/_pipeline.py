@@ -1,0 +1,254 @@
+"""Run exporters: one staging folder, one manifest, one result record per target.
+
+This is the only place that times an export, measures its memory, names its folder and writes
+its manifest, so every format's artifact looks the same to the runtime.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from birefnet_edge._io import staging_dir
+from birefnet_edge.errors import BirefnetEdgeError
+from birefnet_edge.export._base import EXPORTERS, ArtifactInfo, ExportOutput, tool_versions
+from birefnet_edge.export._memory import PeakRSS
+from birefnet_edge.manifest import FileEntry, Manifest
+from birefnet_edge.profile import Profile, load_profile
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, "ExportResult | None"], None]
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """Outcome of exporting one target.
+
+    Attributes:
+        target: Profile name.
+        status: ``"ok"`` or ``"failed"``.
+        path: The finished artifact folder (None when failed).
+        seconds: Wall time of the export, checks included.
+        peak_rss_bytes: Peak resident memory of the process during the export.
+        skipped: ``"<step>: <reason>"`` for every step not done here (e.g. the TensorRT engine).
+        error: The failure message (None when ok).
+    """
+
+    target: str
+    status: str
+    path: Path | None
+    seconds: float
+    peak_rss_bytes: int
+    skipped: tuple[str, ...] = ()
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the artifact was written."""
+        return self.status == "ok"
+
+
+def artifact_name(variant: str, profile: Profile) -> str:
+    """Folder name of an artifact: ``<variant>-<profile>``."""
+    return f"{variant}-{profile.name}"
+
+
+def model_overrides(model: torch.nn.Module, variant: str, profile: Profile) -> dict[str, Any]:
+    """Config fields that differ from the registered variant, so the runtime rebuilds the same model."""
+    overrides: dict[str, Any] = {"deform": profile.deform}
+    config = getattr(model, "config", None)
+    try:
+        from birefnet_edge.model import get_config
+
+        default = get_config(variant)
+    except (BirefnetEdgeError, ImportError, KeyError):
+        return overrides
+    if config is None or not dataclasses.is_dataclass(config):
+        return overrides
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if f.name not in ("deform", "name") and value != getattr(default, f.name, value):
+            overrides[f.name] = list(value) if isinstance(value, tuple) else value
+    return overrides
+
+
+def profile_dict(profile: Profile) -> dict[str, Any]:
+    """The profile as JSON-ready data, readable by ``Profile.from_dict``.
+
+    Built field by field because ``dataclasses.asdict`` deep-copies the read-only ``options``
+    mapping, which cannot be copied.
+    """
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(profile):
+        value = getattr(profile, f.name)
+        if dataclasses.is_dataclass(value):
+            value = dataclasses.asdict(value)
+        elif f.name == "options":
+            value = json.loads(json.dumps(dict(value)))
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[f.name] = value
+    return out
+
+
+def _contract(profile: Profile) -> dict[str, Any]:
+    from birefnet_edge.model.contract import Contract
+
+    return Contract(size=tuple(profile.input_size)).to_dict()
+
+
+def _manifest(
+    name: str, variant: str, weights: dict[str, Any], profile: Profile, stage: Path, out: ExportOutput, extra: dict
+) -> Manifest:
+    files = [FileEntry.of(stage, rel, role) for rel, role in out.files.items()]
+    return Manifest(
+        name=name,
+        variant=variant,
+        weights=weights,
+        profile=profile_dict(profile),
+        contract=extra["contract"],
+        files=files,
+        model_overrides=extra["overrides"],
+        tools={**tool_versions("torch", "numpy", "birefnet_edge"), **out.tools},
+        export={
+            "seconds": round(extra["seconds"], 3),
+            "peak_rss_bytes": extra["peak_rss_bytes"],
+            "checks": out.checks,
+            "skipped": dict(out.skipped),
+            **({"warning": "deterministic test weights, not a trained model"} if weights.get("deterministic") else {}),
+            **out.details,
+        },
+    )
+
+
+def _restore_form(model: torch.nn.Module, form: str | None) -> None:
+    if form is not None and hasattr(model, "set_deform_form"):
+        model.set_deform_form(form)
+
+
+def export_target(
+    model: torch.nn.Module, profile: Profile, out_dir: str | Path, *, weights: Any, variant: str
+) -> ExportResult:
+    """Export one target into ``out_dir/<variant>-<profile.name>/`` with its ``manifest.json``.
+
+    The folder is built under a hidden ``.partial`` name and renamed only when every file and check
+    succeeded, so a failed or interrupted export never leaves a folder that looks complete. The
+    model is switched to the profile's deformable-conv form for the export and switched back after.
+
+    Args:
+        model: BiRefNet in eval mode.
+        profile: The target profile.
+        out_dir: Parent folder of the artifact.
+        weights: The ``WeightsInfo`` of the model's weights (recorded in the manifest).
+        variant: Model variant name (names the folder).
+
+    Returns:
+        The result; user errors give ``status="failed"`` with the message instead of raising.
+    """
+    name = artifact_name(variant, profile)
+    start = time.perf_counter()
+    previous_form = getattr(getattr(model, "config", None), "deform", None)
+    with PeakRSS() as rss:
+        try:
+            path, out = _run_exporter(
+                model, profile, Path(out_dir), weights=weights.to_dict(), variant=variant, rss=rss, start=start
+            )
+        except BirefnetEdgeError as exc:
+            error: str | None = str(exc)
+        except Exception as exc:  # a converter bug must not stop the other targets
+            log.debug("export of %s failed", name, exc_info=True)
+            error = (
+                f"unexpected {type(exc).__name__} while exporting {name}: {exc} (run with --debug for the traceback)"
+            )
+        else:
+            error = None
+        finally:
+            _restore_form(model, previous_form)
+    seconds = time.perf_counter() - start
+    if error is not None:
+        return ExportResult(profile.name, "failed", None, seconds, rss.peak_bytes, (), error)
+    skipped = tuple(f"{step}: {why}" for step, why in out.skipped.items())
+    return ExportResult(profile.name, "ok", path, seconds, rss.peak_bytes, skipped, None)
+
+
+def _run_exporter(
+    model: torch.nn.Module, profile: Profile, out_dir: Path, *, weights: dict, variant: str, rss: PeakRSS, start: float
+) -> tuple[Path, ExportOutput]:
+    name = artifact_name(variant, profile)
+    exporter_cls = EXPORTERS.get(profile.format)
+    contract = _contract(profile)
+    info = ArtifactInfo(name=name, variant=variant, weights=weights, contract=contract)
+    if hasattr(model, "set_deform_form"):
+        model.set_deform_form(profile.deform)
+    model.eval()
+    final = out_dir / name
+    with staging_dir(final) as stage:
+        out = exporter_cls(info).export(model, profile, stage)
+        extra = {
+            "contract": contract,
+            "overrides": model_overrides(model, variant, profile),
+            "seconds": time.perf_counter() - start,
+            "peak_rss_bytes": max(rss.peak_bytes, rss.current()),
+        }
+        _manifest(name, variant, weights, profile, stage, out, extra).write(stage)
+    return final, out
+
+
+def resolve_profiles(targets: Sequence[str], size: tuple[int, int] | None = None) -> list[Profile]:
+    """Load profiles by shipped name or TOML path, optionally overriding the input size.
+
+    Raises:
+        ProfileError: An unknown name, a bad file or an illegal size.
+    """
+    profiles = [load_profile(t) for t in targets]
+    if size is not None:
+        profiles = [p.with_overrides(input_size=tuple(size)) for p in profiles]
+    return profiles
+
+
+def export_targets(
+    weights: str,
+    targets: list[str],
+    out_dir: str | Path,
+    *,
+    size: tuple[int, int] | None = None,
+    progress: Progress | None = None,
+) -> list[ExportResult]:
+    """Load the model once and export every target, going on after a failure.
+
+    Args:
+        weights: ``random:<variant>``, a checkpoint path or a hub id (see ``load_model``).
+        targets: Shipped profile names or paths to TOML files.
+        out_dir: Parent folder of the artifacts.
+        size: (H, W) overriding every profile's input size.
+        progress: Called as ``progress(target, None)`` before and ``progress(target, result)`` after each export.
+
+    Returns:
+        One result per target, in order.
+
+    Raises:
+        ProfileError: A target cannot be loaded (raised before anything is exported).
+        WeightsError: The weights cannot be loaded.
+    """
+    from birefnet_edge.model import load_model
+
+    profiles = resolve_profiles(targets, size)
+    model, info = load_model(weights)
+    results = []
+    for profile in profiles:
+        if progress is not None:
+            progress(profile.name, None)
+        result = export_target(model, profile, out_dir, weights=info, variant=info.variant)
+        results.append(result)
+        if progress is not None:
+            progress(profile.name, result)
+    return results

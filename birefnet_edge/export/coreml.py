@@ -1,0 +1,335 @@
+"""CoreML export: an ``mlprogram`` package converted from ``torch.export``, validated from its spec.
+
+Core ML models only execute on macOS. On other systems the exporter checks everything the spec
+records — input/output names and types, the batch range or enumerated shapes, the deployment
+target, the compute precision and that every op belongs to the target's opset — and leaves the
+numbers to macOS (recorded as a skipped check).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from birefnet_edge._deps import require
+from birefnet_edge.errors import ExportError, ProfileError
+from birefnet_edge.export._base import (
+    EXPORTERS,
+    IO,
+    Exporter,
+    ExportOutput,
+    check_against_torch,
+    converting,
+    export_program,
+    require_portable,
+    tool_versions,
+)
+from birefnet_edge.export._cache import cached_program
+from birefnet_edge.profile import Profile
+
+EXTRA = "coreml"
+MODEL_FILE = "model.mlpackage"
+BATCH_SHAPES = ("range", "enumerated")
+IO_DTYPES = {"float32": np.float32, "float16": np.float16}
+_SPEC_VERSION = {"iOS15": 6, "iOS16": 7, "iOS17": 8, "iOS18": 9, "macOS12": 6, "macOS13": 7, "macOS14": 8, "macOS15": 9}
+
+
+def _option(profile: Profile, key: str, default: Any, allowed: tuple[Any, ...] | None = None) -> Any:
+    value = profile.options.get(key, default)
+    if allowed is not None and value not in allowed:
+        raise ProfileError(
+            f"options.{key} = {value!r} in profile '{profile.name}' is not allowed; "
+            f"choose one of: {', '.join(map(str, allowed))}"
+        )
+    return value
+
+
+class _PixelInput(torch.nn.Module):
+    """Finishes the normalisation that the image input's single scale cannot do per channel.
+
+    Core ML's ``ImageType`` applies one scale and a per-channel bias. With scale ``1/(255*s)`` and
+    bias ``-mean/s`` (``s`` the mean std) the input becomes ``(x/255 - mean)/s``; multiplying by
+    ``s/std`` per channel makes it exactly ``(x/255 - mean)/std``.
+    """
+
+    def __init__(self, model: torch.nn.Module, gain: list[float]) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("gain", torch.tensor(gain, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x * self.gain)
+
+
+def image_normalisation(contract: dict[str, Any]) -> dict[str, Any]:
+    """Scale, bias and per-channel gain that turn 0..255 RGB pixels into the model's normalised input."""
+    mean, std = [float(v) for v in contract["mean"]], [float(v) for v in contract["std"]]
+    s = sum(std) / 3.0
+    return {"scale": 1.0 / (255.0 * s), "bias": [-m / s for m in mean], "channel_gain": [s / d for d in std]}
+
+
+def _batch_shape(ct: Any, profile: Profile) -> Any:
+    _, c, h, w = IO.input_shape(profile, profile.batch.opt)
+    rng = profile.batch
+    if _option(profile, "batch_shapes", "range", BATCH_SHAPES) == "enumerated":
+        shapes = [(b, c, h, w) for b in range(rng.min, rng.max + 1)]
+        return ct.EnumeratedShapes(shapes=shapes, default=(rng.opt, c, h, w))
+    batch = (
+        ct.RangeDim(lower_bound=rng.min, upper_bound=rng.max, default=rng.opt) if IO.is_dynamic(profile) else rng.min
+    )
+    return (batch, c, h, w)
+
+
+def io_types(ct: Any, profile: Profile, contract: dict[str, Any]) -> tuple[Any, Any]:
+    """The Core ML input type (tensor, or RGB image with the normalisation baked in) and output type."""
+    dtype = IO_DTYPES[_option(profile, "io_dtype", "float32", tuple(IO_DTYPES))]
+    shape = _batch_shape(ct, profile)
+    if _option(profile, "image_input", False, (True, False)):
+        norm = image_normalisation(contract)
+        inp = ct.ImageType(
+            name=IO.input_name, shape=shape, scale=norm["scale"], bias=norm["bias"], color_layout=ct.colorlayout.RGB
+        )
+    else:
+        inp = ct.TensorType(name=IO.input_name, shape=shape, dtype=dtype)
+    return inp, ct.TensorType(name=IO.output_name, dtype=dtype)
+
+
+def deployment_target(ct: Any, profile: Profile) -> Any:
+    """The ``ct.target`` named by ``options.minimum_deployment_target`` (mlprogram needs iOS15 or newer)."""
+    name = _option(profile, "minimum_deployment_target", "iOS17", tuple(_SPEC_VERSION))
+    return getattr(ct.target, name)
+
+
+def folded_program(model: torch.nn.Module, profile: Profile) -> torch.export.ExportedProgram:
+    """The ``torch.export`` program with every weight-only subgraph precomputed, then ATen-decomposed.
+
+    coremltools' ``torch.export`` frontend converts ops one by one and fails on some that only
+    combine weights and static sizes (a matrix-vector product of two weights, a division by a
+    size held in a 1-element tensor); computing those once in PyTorch leaves it nothing to trip on.
+    """
+    from torch.fx.experimental.const_fold import split_const_subgraphs
+
+    def make() -> torch.export.ExportedProgram:
+        program = export_program(model, profile)
+        with converting("constant folding (torch.fx) for coremltools", profile), torch.no_grad():
+            folded = split_const_subgraphs(program.module())
+            folded.run_folding()
+            x = IO.example_input(profile)
+            return torch.export.export(folded, (x,), dynamic_shapes=IO.dynamic_shapes(profile)).run_decompositions({})
+
+    return cached_program(model, profile, make, tag="coreml-folded")
+
+
+def convert(model: torch.nn.Module, profile: Profile, contract: dict[str, Any]) -> Any:
+    """Convert to an in-memory ``MLModel`` (mlprogram) through ``torch.export``."""
+    ct = require("coremltools", EXTRA, "CoreML export")
+    source = model
+    if _option(profile, "image_input", False, (True, False)):
+        source = _PixelInput(model, image_normalisation(contract)["channel_gain"]).eval()
+    program = folded_program(source, profile)
+    inp, out = io_types(ct, profile, contract)
+    precision = ct.precision.FLOAT16 if profile.precision == "fp16" else ct.precision.FLOAT32
+    with converting("coremltools.convert", profile):
+        return ct.convert(
+            program,
+            inputs=[inp],
+            outputs=[out],
+            convert_to="mlprogram",
+            minimum_deployment_target=deployment_target(ct, profile),
+            compute_precision=precision,
+        )
+
+
+def add_metadata(mlmodel: Any, profile: Profile, metadata: dict[str, str]) -> None:
+    """Description, licence, version and the contract as user-defined metadata."""
+    mlmodel.short_description = (
+        f"BiRefNet ({metadata['birefnet_edge.variant']}) dichotomous segmentation; {profile.description}"
+    )
+    mlmodel.license = str(profile.options.get("license", "MIT (BiRefNet code and official weights)"))
+    mlmodel.author = "birefnet-edge"
+    mlmodel.version = tool_versions("birefnet_edge").get("birefnet_edge", "unknown")
+    mlmodel.input_description[IO.input_name] = (
+        "RGB image (normalisation applied inside)"
+        if profile.options.get("image_input")
+        else "RGB batch NCHW, (x/255 - mean)/std with the contract's mean and std"
+    )
+    mlmodel.output_description[IO.output_name] = "pre-sigmoid logits (N, 1, H, W); sigmoid gives the mask"
+    mlmodel.user_defined_metadata.update(metadata)
+
+
+def program_ops(spec: Any) -> dict[str, int]:
+    """Op type -> count over every function and block of an mlprogram spec (nested blocks included)."""
+    counts: dict[str, int] = {}
+
+    def walk(block: Any) -> None:
+        for op in block.operations:
+            counts[op.type] = counts.get(op.type, 0) + 1
+            for inner in op.blocks:
+                walk(inner)
+
+    for fn in spec.mlProgram.functions.values():
+        for block in fn.block_specializations.values():
+            walk(block)
+    return counts
+
+
+def program_dtypes(spec: Any) -> set[str]:
+    """Names of the tensor data types produced by the program's ops (e.g. ``FLOAT16``, ``FLOAT32``)."""
+    from coremltools.proto import MIL_pb2
+
+    kinds = set()
+    for fn in spec.mlProgram.functions.values():
+        for block in fn.block_specializations.values():
+            for op in block.operations:
+                for out in op.outputs:
+                    if out.type.HasField("tensorType"):
+                        kinds.add(MIL_pb2.DataType.Name(out.type.tensorType.dataType))
+    return kinds
+
+
+def unsupported_ops(ops: dict[str, int], target: Any) -> list[str]:
+    """Op types that are not core ops available at ``target`` (custom layers, newer opsets, dialect ops)."""
+    from coremltools.converters.mil.mil.ops.registry import SSAOpRegistry
+
+    bad = []
+    for op_type in ops:
+        versions = SSAOpRegistry.core_ops.get(op_type, {})
+        if op_type != "const" and not any(v <= target for v in versions):
+            bad.append(op_type)
+    return sorted(bad)
+
+
+def _check_io(spec: Any, profile: Profile) -> list[str]:
+    problems = []
+    inputs, outputs = spec.description.input, spec.description.output
+    if [i.name for i in inputs] != [IO.input_name] or [o.name for o in outputs] != [IO.output_name]:
+        return [
+            f"I/O names are {[i.name for i in inputs]} / {[o.name for o in outputs]}, "
+            f"expected [{IO.input_name!r}] / [{IO.output_name!r}]"
+        ]
+    kind = inputs[0].type.WhichOneof("Type")
+    want = "imageType" if profile.options.get("image_input") else "multiArrayType"
+    if kind != want:
+        problems.append(f"input type is {kind}, expected {want}")
+    want_dtype = "FLOAT16" if profile.options.get("io_dtype") == "float16" else "FLOAT32"
+    for feature in (inputs[0], outputs[0]) if kind == "multiArrayType" else (outputs[0],):
+        from coremltools.proto import FeatureTypes_pb2
+
+        got = FeatureTypes_pb2.ArrayFeatureType.ArrayDataType.Name(feature.type.multiArrayType.dataType)
+        if got != want_dtype:
+            problems.append(f"{feature.name} data type is {got}, expected {want_dtype}")
+    if kind == "multiArrayType":
+        problems += _check_batch(inputs[0].type.multiArrayType, profile)
+    return problems
+
+
+def _check_batch(array: Any, profile: Profile) -> list[str]:
+    _, c, h, w = IO.input_shape(profile, 1)
+    rng = profile.batch
+    if array.HasField("enumeratedShapes"):
+        shapes = sorted(tuple(s.shape) for s in array.enumeratedShapes.shapes)
+        want = [(b, c, h, w) for b in range(rng.min, rng.max + 1)]
+        return [] if shapes == want else [f"enumerated input shapes are {shapes}, expected {want}"]
+    if array.HasField("shapeRange"):
+        got = [(r.lowerBound, r.upperBound) for r in array.shapeRange.sizeRanges]
+        want = [(rng.min, rng.max), (c, c), (h, h), (w, w)]
+        return [] if got == want else [f"input shape ranges are {got}, expected {want}"]
+    got = tuple(array.shape)
+    fixed = (rng.min, c, h, w)
+    return (
+        []
+        if got == fixed and not IO.is_dynamic(profile)
+        else [f"input shape is fixed at {got}, expected a batch range"]
+    )
+
+
+def validate_spec(path: Path, profile: Profile) -> dict[str, Any]:
+    """Check what Linux can check of a saved ``.mlpackage``: type, target, I/O, batch, precision, ops.
+
+    Raises:
+        ExportError: Lists every check that failed.
+    """
+    ct = require("coremltools", EXTRA)
+    spec = ct.models.MLModel(str(path), skip_model_load=True).get_spec()
+    target = deployment_target(ct, profile)
+    problems = []
+    if spec.WhichOneof("Type") != "mlProgram":
+        problems.append(f"model type is {spec.WhichOneof('Type')}, expected mlProgram")
+    want_version = _SPEC_VERSION[profile.options.get("minimum_deployment_target", "iOS17")]
+    if spec.specificationVersion < want_version:
+        problems.append(f"specification version {spec.specificationVersion} < {want_version}")
+    problems += _check_io(spec, profile)
+    ops, dtypes = program_ops(spec), program_dtypes(spec)
+    half = "FLOAT16" in dtypes
+    if profile.precision == "fp16" and not half:
+        problems.append("an fp16 profile produced a program without float16 tensors")
+    if profile.precision == "fp32" and half and profile.options.get("io_dtype") != "float16":
+        problems.append("an fp32 profile produced float16 tensors")
+    bad = unsupported_ops(ops, target)
+    if bad:
+        problems.append(f"ops outside the {target.name} core opset: {', '.join(bad)}")
+    if problems:
+        raise ExportError(f"CoreML spec check of target '{profile.name}' failed: {'; '.join(problems)}")
+    return {
+        "spec_version": spec.specificationVersion,
+        "model_type": "mlProgram",
+        "dtypes": sorted(dtypes),
+        "ops": ops,
+        "unsupported_ops": [],
+        "deployment_target": target.name,
+    }
+
+
+def execution_check(path: Path, model: torch.nn.Module, profile: Profile) -> tuple[dict[str, Any], dict[str, str]]:
+    """On macOS run the package and compare with PyTorch; elsewhere report why it was skipped."""
+    if sys.platform != "darwin":
+        return {}, {
+            "coreml_execution": f"Core ML models execute only on macOS (this is {sys.platform}); "
+            "run `birefnet-edge parity` on a Mac for numeric parity"
+        }
+    if profile.options.get("image_input"):
+        return {}, {"coreml_execution": "image inputs take pixel buffers; numeric parity uses the tensor-input profile"}
+    ct = require("coremltools", EXTRA)
+    mlmodel = ct.models.MLModel(str(path), compute_units=ct.ComputeUnit.CPU_ONLY)
+    parity = check_against_torch(
+        "Core ML (CPU)", lambda x: mlmodel.predict({IO.input_name: x})[IO.output_name], model, profile
+    )
+    return {"coreml_cpu": parity}, {}
+
+
+@EXPORTERS.register("coreml")
+class CoremlExporter(Exporter):
+    """CoreML mlprogram with a batch range or enumerated batches; float32 I/O; spec-validated everywhere."""
+
+    def export(self, model: torch.nn.Module, profile: Profile, out_dir: Path) -> ExportOutput:
+        require("coremltools", EXTRA, "CoreML export")
+        require_portable(profile, "coremltools (Core ML has no deformable convolution)")
+        contract = self.info.contract
+        mlmodel = convert(model, profile, contract)
+        add_metadata(mlmodel, profile, self.info.metadata())
+        path = out_dir / MODEL_FILE
+        with converting("coremltools (saving the mlpackage)", profile):
+            mlmodel.save(str(path))
+        del mlmodel
+        checks = validate_spec(path, profile)
+        ran, skipped = execution_check(path, model, profile)
+        checks.update(ran)
+        details: dict[str, Any] = {
+            "compute_units": str(profile.options.get("compute_units", "ALL")),
+            "compute_precision": "float16" if profile.precision == "fp16" else "float32",
+            "input_kind": "image" if profile.options.get("image_input") else "tensor",
+            "batch_shapes": _option(profile, "batch_shapes", "range", BATCH_SHAPES),
+        }
+        if profile.options.get("image_input"):
+            details["image_normalisation"] = image_normalisation(contract)
+        return ExportOutput(
+            files={MODEL_FILE: "model"},
+            checks=checks,
+            skipped=skipped,
+            tools=tool_versions("coremltools"),
+            details=details,
+        )

@@ -1,0 +1,265 @@
+"""ONNX export: the dynamo exporter, a symbolic ``batch`` axis, optional simplification and fp16.
+
+The graph steps (export, check, simplify, fp16, metadata, save, ONNX Runtime check) are plain
+functions so the TensorRT exporter can build its TensorRT-ready ONNX from the same code.
+"""
+
+from __future__ import annotations
+
+import heapq
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from birefnet_edge._deps import is_available, require
+from birefnet_edge.errors import ExportError
+from birefnet_edge.export._base import (
+    EXPORTERS,
+    IO,
+    Exporter,
+    ExportOutput,
+    check_against_torch,
+    converting,
+    export_program,
+    tool_versions,
+)
+from birefnet_edge.export._cache import cached_onnx
+from birefnet_edge.profile import Profile
+
+EXTRA = "onnx"
+MODEL_FILE = "model.onnx"
+# Protobuf cannot serialise a model of 2 GiB or more; stay well below and move weights to a side file.
+_EXTERNAL_DATA_BYTES = 1_800_000_000
+_FLOAT = 1  # onnx.TensorProto.FLOAT
+
+
+def translation_table(profile: Profile) -> dict[Any, Any]:
+    """Custom op translations: attention at any rank, plus DeformConv for ``graph.deform = 'native'``.
+
+    Raises:
+        ExportError: ``deform = 'native'`` but the DeformConv translation is not in this build.
+    """
+    from birefnet_edge.export._sdpa_onnx import sdpa_translation_table
+
+    table = sdpa_translation_table()
+    if profile.deform != "native":
+        return table
+    try:
+        from birefnet_edge.export._deform_onnx import deform_conv_translation_table
+    except ImportError as exc:
+        raise ExportError(
+            f"target '{profile.name}' asks for graph.deform = 'native' (ONNX DeformConv), but this build lacks "
+            "birefnet_edge.export._deform_onnx (the DeformConv translation); use a profile with "
+            "graph.deform = 'portable' or update birefnet-edge"
+        ) from exc
+    return {**table, **deform_conv_translation_table()}
+
+
+def dynamo_export(model: torch.nn.Module, profile: Profile, path: Path) -> None:
+    """Export with ``torch.onnx.export(dynamo=True)`` at an example batch >= 2 and save to ``path``.
+
+    Tracing at batch 1 lets the exporter specialise the batch to a constant, so the shared
+    ``torch.export`` program is traced at :meth:`BatchRange.example` with the profile's batch bounds,
+    and its batch symbol is renamed ``batch``.
+    """
+    require("onnxscript", EXTRA, "the dynamo ONNX exporter")
+    program = export_program(model, profile)
+    names = ({IO.batch_axis: IO.batch_dim},) if IO.is_dynamic(profile) else None
+    with converting("torch.onnx.export (dynamo)", profile):
+        onnx_program = torch.onnx.export(
+            program,
+            (),
+            dynamo=True,
+            input_names=[IO.input_name],
+            output_names=[IO.output_name],
+            dynamic_shapes=names,
+            opset_version=profile.opset,
+            verbose=False,
+            custom_translation_table=translation_table(profile),
+        )
+        onnx_program.save(str(path))
+
+
+def raw_onnx(model: torch.nn.Module, profile: Profile) -> Path:
+    """The exporter's ONNX for this model state, shapes and opset (made once per process; see ``_cache``)."""
+    return cached_onnx(model, profile, lambda path: dynamo_export(model, profile, path))
+
+
+def check_batch_axis(proto: Any, profile: Profile, step: str) -> None:
+    """Verify the input's and output's batch axis is the symbol ``batch`` (or the fixed batch when min == max).
+
+    Raises:
+        ExportError: The axis was fixed or renamed (names the step that did it).
+    """
+    problems = []
+    for value in list(proto.graph.input) + list(proto.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) != 4:
+            problems.append(f"{value.name} has rank {len(dims)}, expected 4")
+            continue
+        dim = dims[IO.batch_axis]
+        if IO.is_dynamic(profile) and dim.dim_param != IO.batch_dim:
+            got = dim.dim_param or dim.dim_value
+            problems.append(f"{value.name} batch axis is {got!r}, expected the symbol {IO.batch_dim!r}")
+        if not IO.is_dynamic(profile) and dim.dim_value != profile.batch.min:
+            problems.append(
+                f"{value.name} batch axis is {dim.dim_param or dim.dim_value!r}, expected {profile.batch.min}"
+            )
+    if problems:
+        raise ExportError(
+            f"after {step} for target '{profile.name}': {'; '.join(problems)}"
+            + ("; set graph.simplify = false in the profile" if step == "simplification" else "")
+        )
+
+
+def check_io_float32(proto: Any, profile: Profile) -> None:
+    """Verify the model's inputs and outputs are float32 (fp16 artifacts convert inside the graph)."""
+    wrong = [
+        v.name for v in list(proto.graph.input) + list(proto.graph.output) if v.type.tensor_type.elem_type != _FLOAT
+    ]
+    if wrong:
+        raise ExportError(f"target '{profile.name}': inputs/outputs {wrong} are not float32 after fp16 conversion")
+
+
+def simplify(proto: Any, profile: Profile) -> Any:
+    """Simplify with onnxslim, then verify that the batch axis stayed symbolic."""
+    onnxslim = require("onnxslim", EXTRA, "ONNX simplification")
+    with converting("onnxslim", profile):
+        slim = onnxslim.slim(proto)
+    check_batch_axis(slim, profile, "simplification")
+    return slim
+
+
+def to_fp16(proto: Any, profile: Profile) -> Any:
+    """Convert weights and compute to float16, keeping float32 inputs/outputs and the profile's fp32 ops."""
+    require("onnxruntime", EXTRA, "float16 conversion")
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+
+    keep = sorted(set(DEFAULT_OP_BLOCK_LIST) | set(profile.options.get("keep_fp32_ops", [])))
+    with converting("float16 conversion", profile):
+        half = convert_float_to_float16(proto, keep_io_types=True, op_block_list=keep)
+    sort_nodes(half.graph)
+    check_io_float32(half, profile)
+    return half
+
+
+def sort_nodes(graph: Any) -> None:
+    """Order the main graph's nodes topologically (the fp16 converter appends its input casts at the end)."""
+    producer = {out: i for i, node in enumerate(graph.node) for out in node.output if out}
+    waiting = [0] * len(graph.node)
+    consumers: dict[int, list[int]] = {}
+    for i, node in enumerate(graph.node):
+        for name in {n for n in node.input if n in producer}:
+            waiting[i] += 1
+            consumers.setdefault(producer[name], []).append(i)
+    ready = [i for i, count in enumerate(waiting) if count == 0]
+    heapq.heapify(ready)  # lowest index first: keeps the exporter's order wherever it was already valid
+    order = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(i)
+        for j in consumers.get(i, []):
+            waiting[j] -= 1
+            if waiting[j] == 0:
+                heapq.heappush(ready, j)
+    if len(order) != len(graph.node):
+        raise ExportError("the ONNX graph has a cycle after fp16 conversion; report this with the profile used")
+    nodes = [graph.node[i] for i in order]
+    copies = [type(n)() for n in nodes]
+    for copy, node in zip(copies, nodes):
+        copy.CopyFrom(node)
+    del graph.node[:]
+    graph.node.extend(copies)
+
+
+def add_metadata(proto: Any, metadata: dict[str, str]) -> None:
+    """Write string key/values into the model's ``metadata_props`` (replacing same-named ones)."""
+    existing = {p.key: p for p in proto.metadata_props}
+    for key, value in metadata.items():
+        entry = existing.get(key) or proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.producer_name = "birefnet-edge"
+
+
+def save(proto: Any, path: Path) -> dict[str, str]:
+    """Save the model, moving weights to ``<name>.data`` when the file would approach 2 GiB.
+
+    Returns:
+        Written files (relative to ``path.parent``) -> role.
+    """
+    onnx = require("onnx", EXTRA)
+    files = {path.name: "model"}
+    if proto.ByteSize() > _EXTERNAL_DATA_BYTES:
+        data = f"{path.name}.data"
+        onnx.save_model(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location=data)
+        files[data] = "weights"
+    else:
+        onnx.save_model(proto, str(path))
+    return files
+
+
+def ort_check(path: Path, model: torch.nn.Module, profile: Profile) -> dict[str, Any]:
+    """Run the saved model in ONNX Runtime (CPU) at batch 1 and 3 and compare with PyTorch.
+
+    Raises:
+        ExportError: A batch differs beyond the profile tolerance, or ONNX Runtime cannot load the model.
+    """
+    ort = require("onnxruntime", EXTRA, "checking the ONNX model")
+    with converting("onnxruntime (loading the exported model)", profile):
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def run(x: Any) -> Any:
+        return session.run([IO.output_name], {IO.input_name: x})[0]
+
+    return check_against_torch("onnxruntime (CPU)", run, model, profile)
+
+
+def build_onnx(model: torch.nn.Module, profile: Profile, out_dir: Path, metadata: dict[str, str]) -> ExportOutput:
+    """Export, check, optionally simplify and convert to fp16, tag, save and verify one ONNX model.
+
+    Args:
+        model: BiRefNet in eval mode in the profile's deformable-conv form.
+        profile: Gives opset, batch range, simplify, precision and tolerance.
+        out_dir: Folder to write ``model.onnx`` (and ``model.onnx.data`` for huge models) into.
+        metadata: Written to ``metadata_props``.
+
+    Returns:
+        Files with role ``model`` (and ``weights``), the checks with their numbers and tool versions.
+    """
+    onnx = require("onnx", EXTRA, "ONNX export")
+    path = out_dir / MODEL_FILE
+    proto = onnx.load(str(raw_onnx(model, profile)))
+    check_batch_axis(proto, profile, "torch.onnx.export")
+    checks: dict[str, Any] = {"batch_axis": IO.batch_dim if IO.is_dynamic(profile) else profile.batch.min}
+    if profile.simplify:
+        proto = simplify(proto, profile)
+        checks["simplified"] = True
+    if profile.precision == "fp16":
+        proto = to_fp16(proto, profile)
+        checks["io_dtype"] = "float32"
+    add_metadata(proto, metadata)
+    checks["ops"] = sorted({node.op_type for node in proto.graph.node})
+    files = save(proto, path)
+    del proto
+    with converting("onnx.checker", profile):
+        onnx.checker.check_model(str(path))
+    checks["onnx_checker"] = "passed"
+    tools = tool_versions("onnx", "onnxscript", "onnxslim", "onnxruntime")
+    return ExportOutput(files=files, checks=checks, tools=tools)
+
+
+@EXPORTERS.register("onnx")
+class OnnxExporter(Exporter):
+    """ONNX (opset >= 18) with a symbolic batch axis; fp16 keeps float32 I/O; checked in ONNX Runtime."""
+
+    def export(self, model: torch.nn.Module, profile: Profile, out_dir: Path) -> ExportOutput:
+        out = build_onnx(model, profile, out_dir, self.info.metadata())
+        out.checks["onnxruntime"] = ort_check(out_dir / MODEL_FILE, model, profile)
+        out.details["providers"] = list(profile.options.get("providers", ["CPUExecutionProvider"]))
+        return out
+
+
+def onnxruntime_available() -> bool:
+    """True when ONNX Runtime can be imported (the TensorRT extra does not install it)."""
+    return is_available("onnxruntime")

@@ -1,0 +1,131 @@
+"""OpenVINO IR export: ``torch.export`` -> ``openvino.convert_model`` -> a bounded dynamic batch.
+
+The PyTorch frontend reads the ``torch.export`` program directly, so this path needs neither onnx
+nor onnxscript, and the symbolic batch of ``torch.export`` becomes the bounded dimension
+``min..max`` of the profile. OpenVINO's ONNX frontend has no DeformConv and its PyTorch frontend
+does not know our custom deformable-conv op, so only the portable form is accepted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from birefnet_edge._deps import require
+from birefnet_edge.errors import ExportError
+from birefnet_edge.export._base import (
+    EXPORTERS,
+    IO,
+    Exporter,
+    ExportOutput,
+    check_against_torch,
+    converting,
+    export_program,
+    require_portable,
+    tool_versions,
+)
+from birefnet_edge.profile import Profile
+
+EXTRA = "openvino"
+MODEL_FILE = "model.xml"
+WEIGHTS_FILE = "model.bin"
+DEFAULT_INFERENCE_PRECISION = "f32"
+
+
+def batch_shape(ov: Any, profile: Profile) -> Any:
+    """The input's partial shape: a bounded ``min..max`` batch (or the fixed batch) and the profile's H, W."""
+    rng = profile.batch
+    batch = ov.Dimension(rng.min, rng.max) if IO.is_dynamic(profile) else ov.Dimension(rng.min)
+    _, c, h, w = IO.input_shape(profile, rng.min)
+    return ov.PartialShape([batch, c, h, w])
+
+
+def convert(model: torch.nn.Module, profile: Profile, metadata: dict[str, str]) -> Any:
+    """Convert to an in-memory ``openvino.Model`` with named I/O, bounded batch and metadata."""
+    ov = require("openvino", EXTRA, "OpenVINO export")
+    program = export_program(model, profile)
+    with converting("openvino.convert_model", profile):
+        ov_model = ov.convert_model(program)
+        ov_model.reshape({ov_model.inputs[0]: batch_shape(ov, profile)})
+    if len(ov_model.inputs) != 1 or len(ov_model.outputs) != 1:
+        raise ExportError(
+            f"target '{profile.name}': OpenVINO model has {len(ov_model.inputs)} inputs and "
+            f"{len(ov_model.outputs)} outputs, expected 1 and 1"
+        )
+    ov_model.inputs[0].get_tensor().set_names({IO.input_name})
+    ov_model.outputs[0].get_tensor().set_names({IO.output_name})
+    for key, value in metadata.items():
+        ov_model.set_rt_info(value, ["birefnet_edge", key.removeprefix("birefnet_edge.").replace(".", "_")])
+    return ov_model
+
+
+def count_fp16_constants(ov_model: Any) -> tuple[int, int]:
+    """(float16 constants, all floating constants) of a read-back IR: shows whether weights were compressed."""
+    half = floating = 0
+    for op in ov_model.get_ops():
+        if op.get_type_name() != "Constant":
+            continue
+        kind = op.get_output_element_type(0).get_type_name()
+        if kind in ("f16", "f32", "bf16"):
+            floating += 1
+            half += kind == "f16"
+    return half, floating
+
+
+def check_ir(path: Path, model: torch.nn.Module, profile: Profile) -> dict[str, Any]:
+    """Read the saved IR back; check names, batch bounds and weight precision, then compare with PyTorch.
+
+    Raises:
+        ExportError: Lists what differs from the profile.
+    """
+    ov = require("openvino", EXTRA)
+    core = ov.Core()
+    ir = core.read_model(str(path))
+    problems = []
+    if IO.input_name not in ir.inputs[0].get_names() or IO.output_name not in ir.outputs[0].get_names():
+        problems.append(f"I/O names are {ir.inputs[0].get_names()} / {ir.outputs[0].get_names()}")
+    expected = batch_shape(ov, profile)
+    if ir.inputs[0].get_partial_shape() != expected:
+        problems.append(f"input shape is {ir.inputs[0].get_partial_shape()}, expected {expected}")
+    half, floating = count_fp16_constants(ir)
+    if profile.precision == "fp32" and half:
+        problems.append(f"{half} weight constants are float16 in an fp32 IR")
+    if profile.precision == "fp16" and not half:
+        problems.append("no weight constant is float16 in an fp16 IR")
+    if problems:
+        raise ExportError(f"OpenVINO IR of target '{profile.name}': {'; '.join(problems)}")
+    hint = str(profile.options.get("inference_precision", DEFAULT_INFERENCE_PRECISION))
+    with converting("openvino (compiling the IR on CPU)", profile):
+        compiled = core.compile_model(ir, "CPU", {"INFERENCE_PRECISION_HINT": hint})
+    parity = check_against_torch(f"OpenVINO CPU ({hint})", lambda x: compiled(x)[0], model, profile)
+    return {"input_shape": str(expected), "fp16_constants": half, "float_constants": floating, "openvino_cpu": parity}
+
+
+@EXPORTERS.register("openvino")
+class OpenvinoExporter(Exporter):
+    """OpenVINO IR with a bounded batch; fp32 uncompressed, fp16 compressed weights; checked on CPU."""
+
+    def export(self, model: torch.nn.Module, profile: Profile, out_dir: Path) -> ExportOutput:
+        ov = require("openvino", EXTRA, "OpenVINO export")
+        require_portable(profile, "OpenVINO (no DeformConv in its ONNX frontend, no translation of our custom op)")
+        ov_model = convert(model, profile, self.info.metadata())
+        path = out_dir / MODEL_FILE
+        with converting("openvino.save_model", profile):
+            # save_model compresses to fp16 unless told otherwise; fp32 artifacts must stay fp32.
+            ov.save_model(ov_model, str(path), compress_to_fp16=profile.precision == "fp16")
+        del ov_model
+        checks = check_ir(path, model, profile)
+        hint = str(profile.options.get("inference_precision", DEFAULT_INFERENCE_PRECISION))
+        details = {
+            "inference_precision_hint": hint,
+            "weights_compressed_to_fp16": profile.precision == "fp16",
+            "device": str(profile.options.get("device", "CPU")),
+        }
+        return ExportOutput(
+            files={MODEL_FILE: "model", WEIGHTS_FILE: "weights"},
+            checks=checks,
+            tools=tool_versions("openvino"),
+            details=details,
+        )
