@@ -216,9 +216,15 @@ def _echo_export_step(name: str, result: ExportResult | None) -> None:
 
 
 def _export_record(result: ExportResult) -> dict:
-    return {"target": result.target, "status": result.status, "path": str(result.path) if result.path else None,
-            "seconds": round(result.seconds, 2), "peak_rss_bytes": result.peak_rss_bytes,
-            "skipped": list(result.skipped), "error": result.error}  # fmt: skip
+    return {
+        "target": result.target,
+        "status": result.status,
+        "path": str(result.path) if result.path else None,
+        "seconds": round(result.seconds, 2),
+        "peak_rss_bytes": result.peak_rss_bytes,
+        "skipped": list(result.skipped),
+        "error": result.error,
+    }
 
 
 def main(argv: Optional[list[str]] = None) -> None:  # noqa: UP045  (keeps the shared header's import in use)

@@ -18,7 +18,7 @@ import numpy as np
 from birefnet_edge.errors import ArtifactError, BirefnetEdgeError, MissingDependencyError
 from birefnet_edge.manifest import Manifest, read_manifest, verify_files
 from birefnet_edge.model import deterministic_input
-from birefnet_edge.parity.results import OK, SKIPPED, BenchResult, LatencyStats
+from birefnet_edge.parity.results import OK, SKIPPED, BenchResult, LatencyStats, artifact_bytes
 from birefnet_edge.profile import BatchRange
 from birefnet_edge.runtime import RUNNERS, InputSpec, PytorchRunner, Runner
 
@@ -93,8 +93,16 @@ def evaluate_goals(results: Sequence[BenchResult], variant: str, size: Sequence[
             if result.status != OK or result.format == "pytorch" or not goal.matches(result):
                 continue
             value = goal.measure(result)
-            rows.append({"goal": goal.label, "target": result.name, "value": value, "threshold": goal.threshold,
-                         "met": None if value is None else goal.met(value), "applies": applies})  # fmt: skip
+            rows.append(
+                {
+                    "goal": goal.label,
+                    "target": result.name,
+                    "value": value,
+                    "threshold": goal.threshold,
+                    "met": None if value is None else goal.met(value),
+                    "applies": applies,
+                }
+            )
     return rows
 
 
@@ -138,8 +146,9 @@ def time_batch(runner: Runner, batch: int, runs: int, warmup: int) -> LatencySta
         runner.infer(x)
         times.append(1000.0 * (runner.last_inference_time or 0.0))
     arr = np.asarray(times)
-    return LatencyStats(batch, runs, float(np.percentile(arr, 50)), float(np.percentile(arr, 90)),
-                        float(arr.mean()), float(arr.min()))  # fmt: skip
+    return LatencyStats(
+        batch, runs, float(np.percentile(arr, 50)), float(np.percentile(arr, 90)), float(arr.mean()), float(arr.min())
+    )
 
 
 def bench_batches(requested: Sequence[int], batch: BatchRange) -> list[int]:
@@ -166,7 +175,7 @@ def bench_artifact(folder: Path, batches: Sequence[int], runs: int, warmup: int)
         verify_files(folder, manifest)
         profile = manifest.get_profile()
         result.name, result.format, result.precision = manifest.name, profile.format, profile.precision
-        result.size_bytes = sum(f.bytes for f in manifest.files if f.role != "aux")
+        result.size_bytes = artifact_bytes(manifest)
         result.input_size = list(profile.input_size)
         return bench_runner(RUNNERS.get(profile.format).from_artifact(folder, manifest), result, batches, runs, warmup)
     except (ArtifactError, MissingDependencyError) as exc:

@@ -20,7 +20,7 @@ from birefnet_edge.manifest import Manifest, read_manifest, verify_files
 from birefnet_edge.model import Contract
 from birefnet_edge.parity import metrics as M
 from birefnet_edge.parity.inputs import ParityInputs
-from birefnet_edge.parity.results import FAIL, PASS, SKIPPED, BatchMetrics, Check, ParityResult
+from birefnet_edge.parity.results import FAIL, PASS, SKIPPED, BatchMetrics, Check, ParityResult, artifact_bytes
 from birefnet_edge.profile import BatchRange, Tolerance
 from birefnet_edge.runtime import RUNNERS, InputSpec, PytorchRunner, Runner
 
@@ -38,10 +38,16 @@ class ReferenceCache:
     def logits(self, folder: Path, manifest: Manifest, x: np.ndarray) -> np.ndarray:
         """Return the reference logits of ``x`` for the artifact's source model (batch 1 per image)."""
         key = json.dumps(
-            [manifest.weights.get("source"), manifest.variant, manifest.weights.get("revision"),
-             manifest.model_overrides, manifest.get_profile().input_size],
-            sort_keys=True, default=str,
-        )  # fmt: skip
+            [
+                manifest.weights.get("source"),
+                manifest.variant,
+                manifest.weights.get("revision"),
+                manifest.model_overrides,
+                manifest.get_profile().input_size,
+            ],
+            sort_keys=True,
+            default=str,
+        )
         if key not in self._logits:
             reference = PytorchRunner.from_artifact(folder, manifest)
             # The reference is not bound to the artifact's batch range: run it one image at a time.
@@ -95,24 +101,38 @@ def value_checks(target: np.ndarray, reference: np.ndarray, m: BatchMetrics, tol
     b = m.batch
     checks = [
         Check("finite", b, float(np.isfinite(target).mean()), 1.0, bool(np.isfinite(target).all())),
-        Check("max_abs_logit", b, m.max_abs_logit, tol.max_abs_logit,
-              M.within_tolerance(target, reference, tol.max_abs_logit, tol.rtol)),
+        Check(
+            "max_abs_logit",
+            b,
+            m.max_abs_logit,
+            tol.max_abs_logit,
+            M.within_tolerance(target, reference, tol.max_abs_logit, tol.rtol),
+        ),
         Check("iou", b, m.iou, tol.min_iou, m.iou >= tol.min_iou),
         Check("mae", b, m.mae, tol.max_mae, m.mae <= tol.max_mae),
-    ]  # fmt: skip
+    ]
     if m.batch_consistency is not None:
-        checks.append(Check("batch_consistency", b, m.batch_consistency, tol.max_abs_logit,
-                            m.batch_consistency <= tol.max_abs_logit))  # fmt: skip
+        checks.append(
+            Check(
+                "batch_consistency", b, m.batch_consistency, tol.max_abs_logit, m.batch_consistency <= tol.max_abs_logit
+            )
+        )
     return checks
 
 
 def _base_result(folder: Path, manifest: Manifest, inputs: ParityInputs) -> ParityResult:
     profile = manifest.get_profile()
     return ParityResult(
-        name=manifest.name, artifact=str(folder), format=profile.format, precision=profile.precision,
-        size_bytes=sum(f.bytes for f in manifest.files if f.role != "aux"), input_size=list(profile.input_size),
-        tolerance=vars(profile.tolerance).copy(), inputs=inputs.note, input_names=list(inputs.names),
-    )  # fmt: skip
+        name=manifest.name,
+        artifact=str(folder),
+        format=profile.format,
+        precision=profile.precision,
+        size_bytes=artifact_bytes(manifest),
+        input_size=list(profile.input_size),
+        tolerance=vars(profile.tolerance).copy(),
+        inputs=inputs.note,
+        input_names=list(inputs.names),
+    )
 
 
 def _batches_in_range(requested: Sequence[int], batch: BatchRange) -> list[int]:
@@ -160,9 +180,15 @@ def check_artifact(
 
 
 def _gate(
-    result: ParityResult, folder: Path, manifest: Manifest, inputs: ParityInputs, batches: Sequence[int],
-    references: ReferenceCache, samples_dir: Path | None, n_samples: int,
-) -> None:  # fmt: skip
+    result: ParityResult,
+    folder: Path,
+    manifest: Manifest,
+    inputs: ParityInputs,
+    batches: Sequence[int],
+    references: ReferenceCache,
+    samples_dir: Path | None,
+    n_samples: int,
+) -> None:
     profile = manifest.get_profile()
     x = inputs.batch(Contract.from_dict(manifest.contract))
     with RUNNERS.get(profile.format).from_artifact(folder, manifest) as runner:

@@ -79,8 +79,10 @@ def render_pictures(report: RunReport, base: Path) -> str:
     first = loaded[0][1]
     rows = []
     for i, name in enumerate(first["names"]):
-        cells = [_figure(png_data_uri(_thumb(first["images"][i])), f"input {name}"),
-                 _figure(png_data_uri(_thumb(_mask(first["reference"][i]))), "PyTorch reference mask")]  # fmt: skip
+        cells = [
+            _figure(png_data_uri(_thumb(first["images"][i])), f"input {name}"),
+            _figure(png_data_uri(_thumb(_mask(first["reference"][i]))), "PyTorch reference mask"),
+        ]
         for target, data in loaded:
             if i >= len(data["target"]) or str(data["names"][i]) != str(name):
                 continue
@@ -113,9 +115,11 @@ def latency_chart(bench: list[BenchResult]) -> str:
     for i, (label, value) in enumerate(bars):
         y, bar = 5 + i * row_h, max(1.0, bar_w * value / top)
         colour = "#888" if label.startswith("pytorch") else "#3a6ea5"
-        parts += [f'<text x="{label_w - 6}" y="{y + 15}" font-size="12" text-anchor="end">{html.escape(label)}</text>',
-                  f'<rect x="{label_w}" y="{y + 3}" width="{bar:.1f}" height="{row_h - 6}" fill="{colour}"/>',
-                  f'<text x="{label_w + bar + 4}" y="{y + 15}" font-size="12">{value:.1f} ms</text>']  # fmt: skip
+        parts += [
+            f'<text x="{label_w - 6}" y="{y + 15}" font-size="12" text-anchor="end">{html.escape(label)}</text>',
+            f'<rect x="{label_w}" y="{y + 3}" width="{bar:.1f}" height="{row_h - 6}" fill="{colour}"/>',
+            f'<text x="{label_w + bar + 4}" y="{y + 15}" font-size="12">{value:.1f} ms</text>',
+        ]
     return "".join(parts) + "</svg><p>Median engine time per image; grey = PyTorch eager baseline.</p>"
 
 

@@ -73,8 +73,13 @@ def machine_info() -> dict[str, Any]:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-            "processor": platform.processor() or platform.machine(), "packages": versions}  # fmt: skip
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+        "packages": versions,
+    }
 
 
 def build_report(
@@ -86,9 +91,14 @@ def build_report(
     """Assemble a report from measured results, evaluating the speed goals on the bench results."""
     variant, size = _run_setting(parity, bench)
     return RunReport(
-        title=title, created=_dt.datetime.now().astimezone().isoformat(timespec="seconds"), machine=machine_info(),
-        parity=list(parity), bench=list(bench), goals=evaluate_goals(bench, variant, size), exports=list(exports),
-    )  # fmt: skip
+        title=title,
+        created=_dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        machine=machine_info(),
+        parity=list(parity),
+        bench=list(bench),
+        goals=evaluate_goals(bench, variant, size),
+        exports=list(exports),
+    )
 
 
 def _run_setting(parity: Sequence[ParityResult], bench: Sequence[BenchResult]) -> tuple[str, list[int]]:
@@ -144,9 +154,13 @@ def _row(name: str, p: ParityResult | None, b: BenchResult | None) -> dict[str, 
     row = {"target": name, "status": p.status if p else (b.status if b else "-")}
     row["size"] = _size((p.size_bytes if p else 0) or (b.size_bytes if b else 0))
     if p is not None:
-        row.update(max_abs_logit=_fmt(p.worst("max_abs_logit")), iou=_fmt(p.worst("iou"), ".5f"),
-                   mae=_fmt(p.worst("mae")), s_measure=_fmt(p.worst("s_measure"), ".4f"),
-                   batch_consistency=_fmt(p.worst("batch_consistency")))  # fmt: skip
+        row.update(
+            max_abs_logit=_fmt(p.worst("max_abs_logit")),
+            iou=_fmt(p.worst("iou"), ".5f"),
+            mae=_fmt(p.worst("mae")),
+            s_measure=_fmt(p.worst("s_measure"), ".4f"),
+            batch_consistency=_fmt(p.worst("batch_consistency")),
+        )
     if b is not None and b.latency:
         one, big = b.at(1), max(b.latency, key=lambda s: s.batch)
         row["p50_b1_ms"] = _fmt(one.p50_ms if one else None, ".1f")
@@ -156,10 +170,18 @@ def _row(name: str, p: ParityResult | None, b: BenchResult | None) -> dict[str, 
 
 
 COLUMNS = (
-    ("target", "target"), ("status", "status"), ("size", "size"), ("max_abs_logit", "max |dlogit|"),
-    ("iou", "IoU"), ("mae", "MAE"), ("s_measure", "S-measure"), ("batch_consistency", "batch cons."),
-    ("p50_b1_ms", "p50 b1 (ms)"), ("per_image_bn_ms", "per image bN (ms)"), ("speedup_b1", "speed-up b1"),
-)  # fmt: skip
+    ("target", "target"),
+    ("status", "status"),
+    ("size", "size"),
+    ("max_abs_logit", "max |dlogit|"),
+    ("iou", "IoU"),
+    ("mae", "MAE"),
+    ("s_measure", "S-measure"),
+    ("batch_consistency", "batch cons."),
+    ("p50_b1_ms", "p50 b1 (ms)"),
+    ("per_image_bn_ms", "per image bN (ms)"),
+    ("speedup_b1", "speed-up b1"),
+)
 
 
 def render_text_table(report: RunReport) -> str:
@@ -176,8 +198,16 @@ def render_markdown(report: RunReport) -> str:
     head = "| " + " | ".join(h for _, h in COLUMNS) + " |"
     sep = "|" + "|".join("---" for _ in COLUMNS) + "|"
     body = ["| " + " | ".join(r.get(k, "-").replace("|", "/") for k, _ in COLUMNS) + " |" for r in summary_rows(report)]
-    lines = [f"# {report.title}", "", f"{report.created} on {report.machine.get('platform')} "
-             f"({report.machine.get('cpus')} CPUs)", "", head, sep, *body, ""]  # fmt: skip
+    lines = [
+        f"# {report.title}",
+        "",
+        f"{report.created} on {report.machine.get('platform')} ({report.machine.get('cpus')} CPUs)",
+        "",
+        head,
+        sep,
+        *body,
+        "",
+    ]
     return "\n".join(lines + [f"- {n}" for n in _notes(report)]) + "\n"
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from birefnet_edge.manifest import Manifest
+
 PASS, FAIL, SKIPPED = "PASS", "FAIL", "SKIPPED"
 OK = "OK"
 
@@ -176,3 +178,9 @@ def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     """Keep only the keys ``cls`` declares (derived figures written by ``to_dict`` are dropped)."""
     names = {f.name for f in fields(cls)}
     return {k: v for k, v in dict(data).items() if k in names}
+
+
+def artifact_bytes(manifest: Manifest) -> int:
+    """Size of what ships: every file but the auxiliary ones (all files when only auxiliary ones exist)."""
+    shipped = sum(f.bytes for f in manifest.files if f.role != "aux")
+    return shipped or sum(f.bytes for f in manifest.files)

@@ -83,8 +83,9 @@ class OpenvinoRunner(Runner):
 def recorded_precision_hint(manifest: Manifest) -> str:
     """Return the inference precision hint recorded in the manifest ('' when none was recorded).
 
-    The exporter records it under ``export["inference_precision"]``; older artifacts only carry the
-    profile option of the same name.
+    The exporter records it under ``export["inference_precision_hint"]``; without it the profile's
+    ``options.inference_precision`` is used.
     """
-    hint = manifest.export.get("inference_precision") or manifest.get_profile().options.get("inference_precision")
+    options = manifest.get_profile().options
+    hint = manifest.export.get("inference_precision_hint") or options.get("inference_precision")
     return str(hint) if hint else ""

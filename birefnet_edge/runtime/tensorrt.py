@@ -111,16 +111,19 @@ class TensorrtRunner(Runner):
 
 
 def _engine_file(manifest: Manifest) -> Path:
-    for entry in manifest.files:
-        if entry.role == "engine":
-            return Path(entry.path)
+    """The serialized engine: role ``engine``, or the ``model`` file (exporters list the engine as the model)."""
+    for role in ("engine", "model"):
+        for entry in manifest.files:
+            if entry.role == role and not entry.path.endswith(".onnx"):
+                return Path(entry.path)
     skipped = manifest.export.get("skipped") or {}
     why = "; ".join(f"{k}: {v}" for k, v in skipped.items()) if isinstance(skipped, dict) else str(skipped)
-    onnx_files = [e.path for e in manifest.files if e.path.endswith(".onnx")]
-    source = f"<artifact>/{onnx_files[0]}" if onnx_files else "<the TensorRT-ready .onnx>"
+    command = manifest.export.get("build_engine_command") or (
+        f"birefnet-edge build-engine <the artifact's .onnx> --profile {manifest.get_profile().name}"
+    )
     raise ArtifactError(
         f"{manifest.name}: the artifact holds no TensorRT engine ({why or 'none was built at export time'}); "
-        f"build it on the GPU: `birefnet-edge build-engine {source} --profile {manifest.get_profile().name}`"
+        f"build it inside the artifact folder on the target GPU: `{command}`"
     )
 
 
@@ -131,9 +134,10 @@ def _capability() -> str:
 
 def _check_portability(manifest: Manifest, trt_version: str, capability: tuple[int, int]) -> None:
     """Raise when the engine was built by another TensorRT version or for another GPU architecture."""
-    info = manifest.export.get("tensorrt", {}) if isinstance(manifest.export.get("tensorrt"), dict) else {}
-    built_version = info.get("version") or manifest.tools.get("tensorrt")
-    built_cc = info.get("compute_capability") or manifest.export.get("compute_capability")
+    engine = manifest.export.get("engine")
+    info = engine if isinstance(engine, dict) else {}
+    built_version = info.get("tensorrt_version") or manifest.tools.get("tensorrt")
+    built_cc = info.get("compute_capability")
     here_cc = f"{capability[0]}.{capability[1]}"
     problems = []
     if built_version and str(built_version) != trt_version:

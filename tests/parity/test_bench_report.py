@@ -1,0 +1,72 @@
+"""Benchmark figures and the reports rendered from them (goals are printed, never asserted)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from birefnet_edge.parity import GOALS, SKIPPED, Goal, bench_artifacts, build_report, run_parity, write_reports
+from birefnet_edge.parity.bench import OK, evaluate_goals
+from birefnet_edge.parity.report import load_report, render_markdown, render_text_table
+from birefnet_edge.parity.results import BenchResult, LatencyStats
+
+
+@pytest.fixture(scope="module")
+def bench(onnx_artifact, relabelled):
+    return bench_artifacts([onnx_artifact, relabelled("tensorrt")], runs=2, warmup=1, batches=(1, 4))
+
+
+def test_bench_measures_target_and_eager_baseline(bench):
+    eager, onnx_result, skipped = bench
+    assert eager.format == "pytorch" and eager.name.startswith("pytorch-eager (birefnet_tiny 64x64)")
+    assert onnx_result.status == OK and onnx_result.format == "onnx"
+    assert [s.batch for s in onnx_result.latency] == [1, 4] == [s.batch for s in eager.latency]
+    for stats in onnx_result.latency:
+        assert stats.runs == 2 and 0 < stats.min_ms <= stats.p50_ms <= stats.p90_ms
+    b1 = onnx_result.at(1)
+    assert onnx_result.speedup["1"] == pytest.approx(eager.at(1).p50_ms / b1.p50_ms)
+    assert onnx_result.load_s > 0 and onnx_result.size_bytes > 0
+    assert onnx_result.peak_rss_mb >= onnx_result.base_rss_mb > 0
+    assert skipped.status == SKIPPED and "no TensorRT engine" in skipped.reason and skipped.latency == []
+
+
+def test_goals_are_evaluated_not_asserted():
+    fast = BenchResult(
+        "x-openvino-fp32",
+        "openvino",
+        "fp32",
+        speedup={"1": 5.0},
+        latency=[LatencyStats(1, 3, 10.0, 11.0, 10.0, 9.0), LatencyStats(4, 3, 32.0, 33.0, 32.0, 31.0)],
+    )
+    rows = evaluate_goals([fast], "BiRefNet_lite", [1024, 1024])
+    by_goal = {r["goal"]: r for r in rows}
+    assert by_goal[GOALS[0].label]["met"] is True and by_goal[GOALS[0].label]["value"] == 5.0
+    assert by_goal[GOALS[2].label]["value"] == pytest.approx(0.8) and by_goal[GOALS[2].label]["met"] is True
+    assert GOALS[1].label not in by_goal  # the ONNX goal is not about an OpenVINO target
+    assert all(r["applies"] is False for r in evaluate_goals([fast], "birefnet_tiny", [64, 64]))
+    assert not Goal("g", "speedup", 4.0).met(3.9) and Goal("g", "batch_scaling", 0.9).met(0.9)
+
+
+def test_reports_are_written_and_html_embeds_pictures(onnx_artifact, relabelled, parity_inputs, bench, tmp_path):
+    parity = run_parity([onnx_artifact, relabelled("coreml")], parity_inputs, (1, 3), samples_dir=tmp_path / "samples")
+    exports = [{"target": "onnx-fp16", "status": "failed", "error": "boom", "skipped": []}]
+    report = build_report(parity, bench, exports)
+    paths = write_reports(report, tmp_path)
+    assert all(p.is_file() for p in paths.values())
+
+    html = paths["html"].read_text()
+    assert html.count("data:image/png;base64,") >= 4  # input, reference mask, target mask, error map
+    assert "<svg" in html and "pytorch-eager" in html and "birefnet_tiny-onnx-fp32 mask" in html
+
+    markdown = paths["markdown"].read_text()
+    assert "| target | status | size |" in markdown
+    assert "| birefnet_tiny-onnx-fp32 | PASS |" in markdown
+    assert "EXPORT FAILED" in markdown and "onnx-fp16 export failed: boom" in markdown
+    assert "SKIPPED" in markdown and "goal OpenVINO" not in markdown  # no OpenVINO result, no OpenVINO goal line
+    assert "indicative" in markdown  # tiny model: goals shown as indicative only
+
+    again = load_report(paths["json"])
+    assert again.to_dict() == json.loads(paths["json"].read_text())
+    assert render_markdown(again) == markdown
+    assert "speed-up b1" in render_text_table(again)

@@ -1,0 +1,107 @@
+"""The parity gate: honest artifacts pass, a changed weight fails, unrunnable targets are SKIPPED (not passed)."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from birefnet_edge.errors import ParityError
+from birefnet_edge.parity import FAIL, PASS, SKIPPED, check_artifact, raise_on_failure, run_parity
+from birefnet_edge.parity.compare import ReferenceCache, run_in_batches
+from birefnet_edge.profile import BatchRange
+from birefnet_edge.runtime import InputSpec, Runner
+
+
+@pytest.fixture(scope="module")
+def references() -> ReferenceCache:
+    return ReferenceCache()
+
+
+@pytest.fixture(scope="module")
+def honest(onnx_artifact, parity_inputs, references, tmp_path_factory):
+    samples = tmp_path_factory.mktemp("samples")
+    return check_artifact(onnx_artifact, parity_inputs, (1, 3), references, samples_dir=samples)
+
+
+def test_honest_onnx_artifact_passes(honest, parity_inputs):
+    assert honest.status == PASS, honest.reason
+    assert honest.batches == [1, 3]  # exported at batch 2, validated at 1 and 3
+    assert [m.batch for m in honest.metrics] == [1, 3]
+    assert honest.failures() == []
+    names = {c.name for c in honest.checks}
+    assert {"finite", "max_abs_logit", "iou", "mae", "batch_consistency"} <= names
+    for m in honest.metrics:
+        assert m.max_abs_logit <= honest.tolerance["max_abs_logit"]
+        assert m.iou == pytest.approx(1.0) and m.s_measure == pytest.approx(1.0, abs=1e-6)
+    assert honest.metrics[0].batch_consistency is None
+    assert honest.metrics[1].batch_consistency < 1e-4  # a batch of 3 equals 3 single runs
+    assert honest.input_names == list(parity_inputs.names) and honest.inputs == parity_inputs.note
+    assert honest.samples and honest.size_bytes > 0
+
+
+def test_perturbed_weight_fails_with_every_reason(perturbed_artifact, parity_inputs, references, honest):
+    result = check_artifact(perturbed_artifact, parity_inputs, (1, 3), references)
+    assert result.status == FAIL
+    failed = {(c.name, c.batch) for c in result.failures()}
+    assert {("max_abs_logit", 1), ("max_abs_logit", 3)} <= failed  # collected for every batch, not the first only
+    assert "max_abs_logit" in result.reason and "batch 3" in result.reason
+    assert result.worst("max_abs_logit") > 1e-3
+    with pytest.raises(ParityError, match="1 of 2 target.*birefnet_tiny-onnx-perturbed: batch 1: max_abs_logit"):
+        raise_on_failure([honest, result])
+
+
+@pytest.mark.parametrize(("fmt", "why"), [("coreml", "macOS"), ("tensorrt", "no TensorRT engine")])
+def test_unrunnable_target_is_skipped_not_passed(relabelled, parity_inputs, references, fmt, why):
+    result = check_artifact(relabelled(fmt), parity_inputs, (1, 3), references)
+    if fmt == "coreml" and result.status != SKIPPED:
+        pytest.skip("CoreML runs on this machine (macOS)")
+    assert result.status == SKIPPED and why in result.reason
+    assert result.status != PASS and result.metrics == [] and result.checks == []
+    raise_on_failure([result])  # SKIPPED does not fail the gate ...
+    assert sum(r.status == PASS for r in [result]) == 0  # ... and is never counted as passed
+
+
+def test_broken_artifact_fails(onnx_artifact, parity_inputs, tmp_path):
+    broken = shutil.copytree(onnx_artifact, tmp_path / "broken")
+    (broken / "model.onnx").write_bytes(b"")
+    result = check_artifact(broken, parity_inputs)
+    assert result.status == FAIL and "unusable artifact" in result.reason and "incomplete" in result.reason
+
+
+def test_batches_outside_the_profile_are_left_out_and_noted(onnx_artifact, parity_inputs, references):
+    result = check_artifact(onnx_artifact, parity_inputs, (2, 9), references)
+    assert result.status == PASS and result.batches == [2]
+    assert "batch 9 outside the profile range 1..4" in result.reason
+
+
+def test_run_parity_shares_the_reference(onnx_artifact, relabelled, parity_inputs):
+    seen = []
+    results = run_parity([onnx_artifact, relabelled("tensorrt")], parity_inputs, (3,), on_result=seen.append)
+    assert [r.status for r in results] == [PASS, SKIPPED] and seen == results
+
+
+class _WrongShape(Runner):
+    """Returns half-size outputs: the gate must report the shape and skip value checks."""
+
+    target = "stub"
+
+    @classmethod
+    def from_artifact(cls, folder, manifest):  # pragma: no cover - not used
+        raise NotImplementedError
+
+    def _activate_impl(self) -> None:
+        pass
+
+    def _infer_impl(self, x: np.ndarray) -> np.ndarray:
+        with self._timed():
+            return np.zeros((x.shape[0], 1, 32, 32), np.float32)
+
+
+def test_shapes_are_checked_before_values():
+    runner = _WrongShape("stub", InputSpec((64, 64), BatchRange(2, 2, 4)), {}).activate()
+    out, problems = run_in_batches(runner, np.zeros((3, 3, 64, 64), np.float32), 2)
+    assert out is None
+    assert [p.name for p in problems] == ["shape", "shape"]
+    assert "output shape (2, 1, 32, 32), expected (2, 1, 64, 64)" in problems[1].detail  # last chunk padded to min 2

@@ -1,0 +1,165 @@
+"""The runtime CLI commands end to end: exit codes, one-line errors, reports, resumable predict."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from birefnet_edge.cli import main
+from birefnet_edge.errors import BirefnetEdgeError
+
+
+def run(args: list[str], capsys) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+@pytest.fixture(scope="module")
+def onnx_artifact(export_tiny) -> Path:
+    return export_tiny("onnx-fp32")
+
+
+@pytest.fixture()
+def coreml_relabelled(onnx_artifact, tmp_path) -> Path:
+    """The tiny ONNX artifact declared as CoreML: unrunnable off macOS, so SKIPPED."""
+    dst = shutil.copytree(onnx_artifact, tmp_path / "birefnet_tiny-coreml-relabelled")
+    data = json.loads((dst / "manifest.json").read_text())
+    data["profile"]["format"], data["name"] = "coreml", dst.name
+    (dst / "manifest.json").write_text(json.dumps(data))
+    return dst
+
+
+@pytest.fixture()
+def photos(tmp_path) -> Path:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(np.full((30, 45, 3), 200, np.uint8)).save(folder / "a.png")
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(folder / "b.png")
+    (folder / "c.jpg").write_bytes(b"truncated")
+    return folder
+
+
+def test_predict_reports_unreadable_file_and_resumes(photos, tmp_path, capsys):
+    args = ["predict", "random:birefnet_tiny", str(photos), "--out", str(tmp_path / "out"), "--batch", "2"]
+    code, out, err = run(args, capsys)
+    assert code == 1
+    assert err.count("skipped") == 1 and "c.jpg: cannot read image" in err
+    assert "error: 1 input(s) could not be read" in err and "Traceback" not in err
+    assert "wrote 2, skipped 0 already done, failed 1" in out
+    assert (tmp_path / "out" / "a_mask.png").is_file() and (tmp_path / "out" / "b_cutout.png").is_file()
+    code, out, _ = run(args, capsys)
+    assert code == 1 and "wrote 0, skipped 2 already done, failed 1" in out
+
+
+def test_user_error_is_one_line_and_debug_shows_the_traceback(photos, tmp_path, capsys):
+    args = ["predict", "random:no_such_variant", str(photos / "a.png"), "--out", str(tmp_path)]
+    code, out, err = run(args, capsys)
+    assert code == 1 and "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    with pytest.raises(BirefnetEdgeError):
+        main(["--debug", *args])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["predict", "--bogus"], "No such option"),
+        (["parity"], "Missing argument"),
+        (["pipeline", "--weights", "w", "--target", "t", "--out", "o", "--size", "big"], "size must look like 512"),
+    ],
+)
+def test_usage_errors_exit_2_without_traceback(args, message, capsys):
+    code, _, err = run(args, capsys)
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_parity_command_with_report(onnx_artifact, coreml_relabelled, tmp_path, capsys):
+    report = tmp_path / "report"
+    code, out, err = run(
+        [
+            "parity",
+            str(onnx_artifact),
+            str(coreml_relabelled),
+            "--report",
+            str(report),
+            "--batch",
+            "1",
+            "--batch",
+            "2",
+            "--synthetic",
+            "1",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert "birefnet_tiny-onnx-fp32" in out and "PASS" in out and "SKIPPED" in out and "macOS" in out
+    assert {"results.json", "summary.md", "report.html"} <= {p.name for p in report.iterdir()}
+    assert "data:image/png;base64," in (report / "report.html").read_text()
+
+    code, out, _ = run(["report", str(report / "results.json"), "--out", str(tmp_path / "again")], capsys)
+    assert code == 0 and (tmp_path / "again" / "report.html").is_file() and "PASS" in out
+
+
+def test_parity_command_fails_on_a_broken_artifact(onnx_artifact, tmp_path, capsys):
+    broken = shutil.copytree(onnx_artifact, tmp_path / "broken")
+    (broken / "model.onnx").write_bytes(b"")
+    code, _, err = run(["parity", str(broken), "--synthetic", "1"], capsys)
+    assert code == 1 and "failed parity" in err and "Traceback" not in err
+
+
+def test_bench_command_prints_speedup_and_goals(onnx_artifact, capsys):
+    code, out, _ = run(["bench", str(onnx_artifact), "--runs", "1", "--warmup", "0", "--batch", "1"], capsys)
+    assert code == 0
+    assert "pytorch-eager (birefnet_tiny 64x64)" in out and "speed-up b1" in out
+    assert "goal ONNX Runtime fp32 >= 2x faster than PyTorch eager" in out and "indicative" in out
+
+
+def test_pipeline_wires_export_parity_bench_report(onnx_artifact, tmp_path, capsys, monkeypatch):
+    """Export is the export engineer's (tested there); here it is replaced by the tiny artifact plus one failure."""
+    import birefnet_edge.export as export_pkg
+    from birefnet_edge.export import ExportResult
+
+    calls = {}
+
+    def fake_export_targets(weights, targets, out_dir, *, size=None, progress=None):
+        calls.update(weights=weights, targets=targets, size=size)
+        return [
+            ExportResult("onnx-fp32", "ok", onnx_artifact, 1.0, 1),
+            ExportResult("onnx-fp16", "failed", None, 1.0, 1, (), "converter exploded"),
+        ]
+
+    monkeypatch.setattr(export_pkg, "export_targets", fake_export_targets)
+    out = tmp_path / "dist"
+    code, stdout, err = run(
+        [
+            "pipeline",
+            "--weights",
+            "random:birefnet_tiny",
+            "--target",
+            "onnx-fp32",
+            "--target",
+            "onnx-fp16",
+            "--out",
+            str(out),
+            "--size",
+            "64",
+            "--runs",
+            "1",
+            "--warmup",
+            "0",
+        ],
+        capsys,
+    )
+    assert calls == {"weights": "random:birefnet_tiny", "targets": ["onnx-fp32", "onnx-fp16"], "size": (64, 64)}
+    assert code == 1 and "export failed for onnx-fp16" in err
+    assert "PASS" in stdout and "EXPORT FAILED" in stdout and "pytorch-eager" in stdout
+    summary = (out / "report" / "summary.md").read_text()
+    assert "onnx-fp16 export failed: converter exploded" in summary
