@@ -52,6 +52,152 @@ def models_cmd() -> None:
 # --- export commands (export engineer) --------------------------------------------------------
 
 
+def _exp_size(text: str | None) -> tuple[int, int] | None:
+    """``1024`` or ``768x1024`` (H x W) -> (H, W); the profile validates the values."""
+    if text is None:
+        return None
+    parts = text.lower().replace("*", "x").split("x")
+    if len(parts) not in (1, 2) or not all(p.strip().isdigit() for p in parts):
+        raise typer.BadParameter(f"expected H or HxW such as 1024 or 768x1024; got {text!r}", param_hint="--size")
+    h, w = int(parts[0]), int(parts[-1])
+    return h, w
+
+
+def _exp_bytes(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+def _exp_warn_random(weights: str) -> None:
+    if not weights.startswith("random:"):
+        return
+    bar = "!" * 78
+    lines = [
+        bar,
+        f"!! {weights}: DETERMINISTIC TEST WEIGHTS, NOT A TRAINED MODEL.",
+        "!! The artifacts compute real graphs but segment nothing useful; use them for offline demos",
+        "!! and tests only. Every manifest records weights.deterministic = true.",
+        bar,
+    ]
+    typer.secho("\n".join(lines), fg=typer.colors.YELLOW, bold=True, err=True)
+
+
+class _ExportProgress:
+    """Prints one line when a target starts and one when it ends (with skipped steps)."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done = total, 0
+
+    def __call__(self, target: str, result: ExportResult | None) -> None:
+        if result is None:
+            self.done += 1
+            typer.echo(f"[{self.done}/{self.total}] {target}: exporting ...", err=True)
+            return
+        if result.ok:
+            typer.secho(
+                f"[{self.done}/{self.total}] {target}: ok in {result.seconds:.1f} s, peak RSS "
+                f"{_exp_bytes(result.peak_rss_bytes)} -> {result.path}",
+                fg=typer.colors.GREEN,
+                err=True,
+            )
+        else:
+            typer.secho(f"[{self.done}/{self.total}] {target}: FAILED: {result.error}", fg=typer.colors.RED, err=True)
+        for note in result.skipped:
+            typer.secho(f"    skipped {note}", fg=typer.colors.YELLOW, err=True)
+
+
+def _exp_summary(results: list[ExportResult]) -> None:
+    rows = [("target", "status", "seconds", "peak RSS", "artifact / error")]
+    for r in results:
+        where = str(r.path) if r.ok else (r.error or "").splitlines()[0][:100]
+        status = r.status + (f" ({len(r.skipped)} skipped)" if r.skipped else "")
+        rows.append((r.target, status, f"{r.seconds:.1f}", _exp_bytes(r.peak_rss_bytes), where))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    typer.echo("")
+    for k, row in enumerate(rows):
+        typer.echo("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4])
+        if k == 0:
+            typer.echo("  ".join("-" * w for w in widths) + "  " + "-" * 16)
+
+
+_ExpWeights = Annotated[str, typer.Option("--weights", help="random:<variant>, a checkpoint, or a hub id owner/name.")]
+_ExpTargets = Annotated[
+    list[str] | None,
+    typer.Option("--target", "-t", help="Profile name (see `targets`) or path to a TOML file; repeat for several."),
+]
+_ExpAll = Annotated[bool, typer.Option("--all", help="Export every shipped profile.")]
+_ExpSize = Annotated[str | None, typer.Option("--size", help="Input size H or HxW for every target.")]
+_ExpOut = Annotated[Path, typer.Option("--out", help="Folder that receives one sub-folder per artifact.")]
+
+
+@app.command("export")
+def export_cmd(
+    weights: _ExpWeights,
+    target: _ExpTargets = None,
+    all_targets: _ExpAll = False,
+    size: _ExpSize = None,
+    out: _ExpOut = Path("dist"),
+) -> None:
+    """Export a model to target artifacts (model files + manifest.json); exit 1 if any target failed."""
+    from birefnet_edge.export import export_targets, resolve_profiles
+    from birefnet_edge.profile import list_profiles
+
+    targets = list(target or []) + ([p for p in list_profiles() if p not in (target or [])] if all_targets else [])
+    if not targets:
+        raise typer.BadParameter("name at least one --target, or pass --all", param_hint="--target")
+    hw = _exp_size(size)
+    resolve_profiles(targets, hw)  # a bad name, file or size fails here, before any slow work
+    _exp_warn_random(weights)
+    results = export_targets(weights, targets, out, size=hw, progress=_ExportProgress(len(targets)))
+    _exp_summary(results)
+    failed = [r.target for r in results if not r.ok]
+    if failed:
+        _fail(f"{len(failed)} of {len(results)} target(s) failed: {', '.join(failed)}")
+
+
+@app.command("targets")
+def targets_cmd() -> None:
+    """List the shipped target profiles with their format, precision and description."""
+    from birefnet_edge.profile import list_profiles, load_profile
+
+    for name in list_profiles():
+        p = load_profile(name)
+        typer.echo(f"{name:<16} {p.format:<9} {p.precision:<5} batch {p.batch.min}..{p.batch.max}  {p.description}")
+
+
+_ExpOnnx = Annotated[Path, typer.Argument(metavar="ONNX", help="TensorRT-ready ONNX (from a tensorrt-* export).")]
+_ExpProfile = Annotated[
+    str | None, typer.Option("--profile", help="Profile name or TOML (default: the manifest next to the ONNX).")
+]
+_ExpEngine = Annotated[Path | None, typer.Option("--out", help="Engine file (default: model.engine beside the ONNX).")]
+
+
+@app.command("build-engine")
+def build_engine_cmd(onnx_path: _ExpOnnx, profile: _ExpProfile = None, out: _ExpEngine = None) -> None:
+    """Build a TensorRT engine on this machine's GPU; records it in the artifact's manifest when there is one."""
+    from birefnet_edge.export.tensorrt import ENGINE_FILE, attach_engine, build_engine
+    from birefnet_edge.manifest import MANIFEST_NAME, read_manifest
+    from birefnet_edge.profile import Profile, load_profile
+
+    folder = onnx_path.resolve().parent
+    has_manifest = (folder / MANIFEST_NAME).is_file()
+    if profile is not None:
+        prof = load_profile(profile)
+    elif has_manifest:
+        prof = Profile.from_dict(read_manifest(folder).profile)
+    else:
+        raise typer.BadParameter(f"no {MANIFEST_NAME} beside {onnx_path}; pass --profile", param_hint="--profile")
+    engine = (out or folder / ENGINE_FILE).resolve()
+    cache = engine.parent / str(prof.options.get("timing_cache", "timing.cache"))
+    info = build_engine(onnx_path, prof, engine, timing_cache=cache)
+    typer.echo(
+        f"engine {engine}: TensorRT {info.tensorrt_version}, {info.gpu} (compute capability "
+        f"{info.compute_capability}), {info.precision}, batch {info.batch}, built in {info.seconds:.1f} s"
+    )
+    if has_manifest and engine.parent == folder:
+        attach_engine(folder, info)
+        typer.echo(f"recorded in {folder / MANIFEST_NAME}")
+
+
 # --- runtime / parity / predict commands (runtime engineer) ------------------------------------
 
 from typing import TYPE_CHECKING  # noqa: E402  (kept inside this section: other sections are edited in parallel)

@@ -24,7 +24,7 @@ import torch
 
 from birefnet_edge.profile import Profile
 
-_KEEP = 3
+_KEEP = 6
 
 
 def _tensors(model: torch.nn.Module) -> list[torch.Tensor]:

@@ -9,6 +9,7 @@ numbers to macOS (recorded as a skipped check).
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -75,11 +76,19 @@ def image_normalisation(contract: dict[str, Any]) -> dict[str, Any]:
 def _batch_shape(ct: Any, profile: Profile) -> Any:
     _, c, h, w = IO.input_shape(profile, profile.batch.opt)
     rng = profile.batch
+    default = rng.opt
+    if _option(profile, "image_input", False, (True, False)):
+        # Core ML images have no batch axis: the default shape must be (1, 3, H, W), batches go through batch APIs.
+        if rng.min != 1:
+            raise ProfileError(
+                f"profile '{profile.name}': options.image_input = true needs batch.min = 1; got {rng.min}"
+            )
+        default = 1
     if _option(profile, "batch_shapes", "range", BATCH_SHAPES) == "enumerated":
         shapes = [(b, c, h, w) for b in range(rng.min, rng.max + 1)]
-        return ct.EnumeratedShapes(shapes=shapes, default=(rng.opt, c, h, w))
+        return ct.EnumeratedShapes(shapes=shapes, default=(default, c, h, w))
     batch = (
-        ct.RangeDim(lower_bound=rng.min, upper_bound=rng.max, default=rng.opt) if IO.is_dynamic(profile) else rng.min
+        ct.RangeDim(lower_bound=rng.min, upper_bound=rng.max, default=default) if IO.is_dynamic(profile) else rng.min
     )
     return (batch, c, h, w)
 
@@ -104,33 +113,37 @@ def deployment_target(ct: Any, profile: Profile) -> Any:
     return getattr(ct.target, name)
 
 
-def folded_program(model: torch.nn.Module, profile: Profile) -> torch.export.ExportedProgram:
+def folded_program(model: torch.nn.Module, profile: Profile, gain: list[float] | None = None) -> Any:
     """The ``torch.export`` program with every weight-only subgraph precomputed, then ATen-decomposed.
 
     coremltools' ``torch.export`` frontend converts ops one by one and fails on some that only
     combine weights and static sizes (a matrix-vector product of two weights, a division by a
     size held in a 1-element tensor); computing those once in PyTorch leaves it nothing to trip on.
+    With ``gain`` (image inputs) the per-channel correction of :class:`_PixelInput` is put in front.
     """
     from torch.fx.experimental.const_fold import split_const_subgraphs
 
     def make() -> torch.export.ExportedProgram:
         program = export_program(model, profile)
         with converting("constant folding (torch.fx) for coremltools", profile), torch.no_grad():
-            folded = split_const_subgraphs(program.module())
+            with warnings.catch_warnings():
+                # const_fold looks up source modules by the unlifted graph's names and warns for each miss;
+                # the lookup only serves debug names, so the (thousands of) warnings carry no information.
+                warnings.filterwarnings("ignore", message="Failed to fetch module", category=UserWarning)
+                folded = split_const_subgraphs(program.module())
             folded.run_folding()
+            source = _PixelInput(folded, gain).eval() if gain else folded
             x = IO.example_input(profile)
-            return torch.export.export(folded, (x,), dynamic_shapes=IO.dynamic_shapes(profile)).run_decompositions({})
+            return torch.export.export(source, (x,), dynamic_shapes=IO.dynamic_shapes(profile)).run_decompositions({})
 
-    return cached_program(model, profile, make, tag="coreml-folded")
+    return cached_program(model, profile, make, tag=f"coreml-folded-{gain}")
 
 
 def convert(model: torch.nn.Module, profile: Profile, contract: dict[str, Any]) -> Any:
     """Convert to an in-memory ``MLModel`` (mlprogram) through ``torch.export``."""
     ct = require("coremltools", EXTRA, "CoreML export")
-    source = model
-    if _option(profile, "image_input", False, (True, False)):
-        source = _PixelInput(model, image_normalisation(contract)["channel_gain"]).eval()
-    program = folded_program(source, profile)
+    image = _option(profile, "image_input", False, (True, False))
+    program = folded_program(model, profile, image_normalisation(contract)["channel_gain"] if image else None)
     inp, out = io_types(ct, profile, contract)
     precision = ct.precision.FLOAT16 if profile.precision == "fp16" else ct.precision.FLOAT32
     with converting("coremltools.convert", profile):

@@ -34,17 +34,14 @@ _EXTERNAL_DATA_BYTES = 1_800_000_000
 _FLOAT = 1  # onnx.TensorProto.FLOAT
 
 
-def translation_table(profile: Profile) -> dict[Any, Any]:
-    """Custom op translations: attention at any rank, plus DeformConv for ``graph.deform = 'native'``.
+def translation_table(profile: Profile) -> dict[Any, Any] | None:
+    """Custom op translations: ONNX ``DeformConv`` for ``graph.deform = 'native'``, nothing otherwise.
 
     Raises:
         ExportError: ``deform = 'native'`` but the DeformConv translation is not in this build.
     """
-    from birefnet_edge.export._sdpa_onnx import sdpa_translation_table
-
-    table = sdpa_translation_table()
     if profile.deform != "native":
-        return table
+        return None
     try:
         from birefnet_edge.export._deform_onnx import deform_conv_translation_table
     except ImportError as exc:
@@ -53,7 +50,7 @@ def translation_table(profile: Profile) -> dict[Any, Any]:
             "birefnet_edge.export._deform_onnx (the DeformConv translation); use a profile with "
             "graph.deform = 'portable' or update birefnet-edge"
         ) from exc
-    return {**table, **deform_conv_translation_table()}
+    return deform_conv_translation_table()
 
 
 def dynamo_export(model: torch.nn.Module, profile: Profile, path: Path) -> None:

@@ -26,6 +26,7 @@ from birefnet_edge.export._base import (
     require_portable,
     tool_versions,
 )
+from birefnet_edge.export._cache import cached_program
 from birefnet_edge.profile import Profile
 
 EXTRA = "openvino"
@@ -45,9 +46,15 @@ def batch_shape(ov: Any, profile: Profile) -> Any:
 def convert(model: torch.nn.Module, profile: Profile, metadata: dict[str, str]) -> Any:
     """Convert to an in-memory ``openvino.Model`` with named I/O, bounded batch and metadata."""
     ov = require("openvino", EXTRA, "OpenVINO export")
-    program = export_program(model, profile)
-    with converting("openvino.convert_model", profile):
-        ov_model = ov.convert_model(program)
+
+    def make() -> Any:
+        program = export_program(model, profile)
+        with converting("openvino.convert_model", profile):
+            return ov.convert_model(program)
+
+    # The conversion is the same for fp32 and fp16 (only saving differs), so it is made once and cloned.
+    ov_model = cached_program(model, profile, make, tag="openvino").clone()
+    with converting("openvino (reshaping to the bounded batch)", profile):
         ov_model.reshape({ov_model.inputs[0]: batch_shape(ov, profile)})
     if len(ov_model.inputs) != 1 or len(ov_model.outputs) != 1:
         raise ExportError(

@@ -1,0 +1,78 @@
+"""The export, targets and build-engine commands through the real entry point."""
+
+from __future__ import annotations
+
+import pytest
+
+from birefnet_edge.cli import main
+
+pytest.importorskip("onnxscript", reason="onnxscript is not installed (extra 'onnx')")
+
+# Same size and batch range as the session's tiny artifacts, so the export reuses their trace.
+USER_PROFILE = """
+description = "my ONNX target"
+format = "onnx"
+precision = "fp32"
+[input]
+size = [64, 64]
+[batch]
+min = 1
+opt = 2
+max = 4
+"""
+
+
+def _run(argv: list[str]) -> int:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+        raise SystemExit(0)
+    return int(exit_info.value.code or 0)
+
+
+def test_export_with_a_user_toml_and_a_failing_target(tmp_path, capsys, export_tiny) -> None:
+    export_tiny("onnx-fp32")  # warms the shared trace (no-op when already exported in this session)
+    good = tmp_path / "mine.toml"
+    good.write_text(USER_PROFILE)
+    bad = tmp_path / "ov-native.toml"
+    bad.write_text('format = "openvino"\n[input]\nsize = [64, 64]\n[graph]\ndeform = "native"\nopset = 19\n')
+    out = tmp_path / "dist"
+    code = _run(["export", "--weights", "random:birefnet_tiny", "-t", str(bad), "-t", str(good), "--out", str(out)])
+    err = capsys.readouterr()
+    text = err.out + err.err
+    assert code == 1
+    assert "DETERMINISTIC TEST WEIGHTS" in text
+    assert "[1/2] ov-native: FAILED" in text and "[2/2] mine: ok" in text
+    assert "1 of 2 target(s) failed: ov-native" in text
+    assert "mine" in err.out and "target" in err.out  # the summary table
+    assert sorted(p.name for p in out.iterdir()) == ["birefnet_tiny-mine"]
+    assert (out / "birefnet_tiny-mine" / "manifest.json").is_file()
+
+
+def test_export_needs_a_target(capsys) -> None:
+    assert _run(["export", "--weights", "random:birefnet_tiny"]) != 0
+    assert "--all" in capsys.readouterr().err
+
+
+def test_bad_size_and_unknown_target_fail_before_exporting(tmp_path, capsys) -> None:
+    assert _run(["export", "--weights", "random:birefnet_tiny", "-t", "onnx-fp32", "--size", "big"]) != 0
+    assert "expected H or HxW" in capsys.readouterr().err
+    assert _run(["export", "--weights", "random:birefnet_tiny", "-t", "onnx-int8", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "unknown target profile 'onnx-int8'" in err and "DETERMINISTIC" not in err
+    assert _run(["export", "--weights", "random:birefnet_tiny", "-t", "onnx-fp32", "--size", "100"]) == 1
+    assert "nearest legal: 96x96" in capsys.readouterr().err
+
+
+def test_targets_lists_every_shipped_profile(capsys) -> None:
+    from birefnet_edge.profile import list_profiles
+
+    assert _run(["targets"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == list_profiles()
+    assert any("tensorrt" in line and "DeformConv" in line for line in lines)
+
+
+def test_build_engine_without_a_manifest_asks_for_the_profile(tmp_path, capsys) -> None:
+    (tmp_path / "model.onnx").write_bytes(b"")
+    assert _run(["build-engine", str(tmp_path / "model.onnx")]) != 0
+    assert "pass --profile" in capsys.readouterr().err

@@ -1,0 +1,64 @@
+"""OpenVINO IR: bounded dynamic batch, fp32 uncompressed / fp16 compressed, f32 hint, matches PyTorch."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+ov = pytest.importorskip("openvino", reason="openvino is not installed (extra 'openvino')")
+
+pytestmark = pytest.mark.openvino
+PROFILES = ("openvino-fp32", "openvino-fp16")
+
+
+def _read(folder):
+    return ov.Core().read_model(str(folder / "model.xml"))
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_batch_is_a_bounded_dimension_and_names_are_kept(export_tiny, manifest_of, name: str) -> None:
+    folder = export_tiny(name)
+    model = _read(folder)
+    assert model.inputs[0].get_partial_shape() == ov.PartialShape([ov.Dimension(1, 4), 3, 64, 64])
+    assert model.outputs[0].get_partial_shape() == ov.PartialShape([ov.Dimension(1, 4), 1, 64, 64])
+    assert "input" in model.inputs[0].get_names() and "logits" in model.outputs[0].get_names()
+    roles = {e.path: e.role for e in manifest_of(folder).files}
+    assert roles == {"model.xml": "model", "model.bin": "weights"}
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_openvino_matches_pytorch_at_batch_1_and_3(
+    export_tiny, manifest_of, check_input, reference, assert_close, name
+) -> None:
+    folder = export_tiny(name)
+    manifest = manifest_of(folder)
+    hint = manifest.export["inference_precision_hint"]
+    assert hint == "f32"  # CPUs with AMX would otherwise run bf16
+    compiled = ov.Core().compile_model(_read(folder), "CPU", {"INFERENCE_PRECISION_HINT": hint})
+    tol = manifest.get_profile().tolerance.max_abs_logit
+    for batch in (1, 3):
+        assert_close(compiled(check_input[:batch])[0], reference[:batch], tol, f"{name} at batch {batch}")
+    with pytest.raises(RuntimeError):
+        compiled(check_input[:1].repeat(5, axis=0))  # batch 5 is outside the bounded range 1..4
+
+
+def test_fp32_is_uncompressed_and_fp16_compressed(export_tiny, manifest_of) -> None:
+    from birefnet_edge.export.openvino import count_fp16_constants
+
+    half32, floats32 = count_fp16_constants(_read(export_tiny("openvino-fp32")))
+    half16, floats16 = count_fp16_constants(_read(export_tiny("openvino-fp16")))
+    assert half32 == 0 and floats32 > 0
+    assert half16 > 0
+    bin32 = (export_tiny("openvino-fp32") / "model.bin").stat().st_size
+    bin16 = (export_tiny("openvino-fp16") / "model.bin").stat().st_size
+    assert bin16 < 0.6 * bin32
+    assert manifest_of(export_tiny("openvino-fp16")).export["weights_compressed_to_fp16"] is True
+    assert manifest_of(export_tiny("openvino-fp32")).export["weights_compressed_to_fp16"] is False
+
+
+def test_rt_info_carries_the_contract(export_tiny) -> None:
+    model = _read(export_tiny("openvino-fp32"))
+    assert model.get_rt_info(["birefnet_edge", "variant"]).astype(str) == "birefnet_tiny"
+    contract = json.loads(model.get_rt_info(["birefnet_edge", "contract"]).astype(str))
+    assert contract["size"] == [64, 64] and contract["output_name"] == "logits"

@@ -1,0 +1,101 @@
+"""Profile loading and validation (birefnet_edge/profile.py): every bad value names what is allowed."""
+
+from __future__ import annotations
+
+import pytest
+
+from birefnet_edge.errors import ProfileError
+from birefnet_edge.profile import BatchRange, Profile, Tolerance, list_profiles, load_profile
+
+SHIPPED = {
+    "onnx-fp32",
+    "onnx-fp16",
+    "openvino-fp32",
+    "openvino-fp16",
+    "coreml-fp32",
+    "coreml-fp16",
+    "tensorrt-fp32",
+    "tensorrt-fp16",
+}
+
+
+def test_every_required_profile_ships_and_loads() -> None:
+    assert set(list_profiles()) >= SHIPPED
+    for name in list_profiles():
+        profile = load_profile(name)
+        assert profile.name == name
+        assert profile.description
+        assert name.startswith(profile.format) and name.endswith(profile.precision)
+
+
+def test_tensorrt_profiles_use_native_deform_conv_at_opset_19() -> None:
+    for name in ("tensorrt-fp32", "tensorrt-fp16"):
+        profile = load_profile(name)
+        assert (profile.deform, profile.opset) == ("native", 19)
+
+
+def _write(tmp_path, body: str):
+    path = tmp_path / "mine.toml"
+    path.write_text(body, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('format = "tflite"', r"format = 'tflite' is not allowed; choose one of: onnx, openvino, coreml, tensorrt"),
+        ('format = "onnx"\nprecision = "int8"', r"precision = 'int8' is not allowed; choose one of: fp32, fp16"),
+        ('format = "onnx"\n[graph]\ndeform = "dcn"', r"graph.deform = 'dcn' is not allowed; choose one of: portable"),
+        ('format = "onnx"\n[input]\nsize = [100, 64]', r"multiples of 32.*got 100x64.*nearest legal: 96x64"),
+        ('format = "onnx"\n[batch]\nmin = 4\nopt = 2\nmax = 8', r"1 <= min <= opt <= max; got min=4, opt=2, max=8"),
+        ('format = "onnx"\n[graph]\ndeform = "native"\nopset = 18', r"needs opset >= 19.*got opset 18"),
+        ('format = "onnx"\n[graph]\nopset = 12', r"graph.opset must lie in 17..23; got 12"),
+        ('format = "onnx"\n[graph]\nfold = true', r"unknown key\(s\) in \[graph\]: fold; allowed: deform, opset"),
+        ('format = "onnx"\ntarget = "x"', r"unknown key\(s\) in profile .*: target; allowed:"),
+        ('precision = "fp32"', r"has no 'format'; choose one of: onnx"),
+        ('format = "onnx"\n[tolerance]\nmin_iou = 1.5', r"tolerance.min_iou must lie in \[0, 1\]; got 1.5"),
+        ('format = "onnx"\n[tolerance]\nmax_abs_logit = -1', r"tolerance.max_abs_logit must be >= 0"),
+        ('format = "onnx"\nprecision = ', r"is not valid TOML"),
+    ],
+)
+def test_invalid_profile_is_rejected_with_the_allowed_values(tmp_path, body: str, message: str) -> None:
+    with pytest.raises(ProfileError, match=message):
+        load_profile(_write(tmp_path, body))
+
+
+def test_unknown_profile_name_lists_the_shipped_ones() -> None:
+    with pytest.raises(ProfileError, match=r"unknown target profile 'onnx-int8'; shipped profiles: .*onnx-fp32"):
+        load_profile("onnx-int8")
+
+
+def test_user_toml_profile_loads_with_its_own_name(tmp_path) -> None:
+    path = _write(tmp_path, 'format = "openvino"\nprecision = "fp16"\n[batch]\nmin = 2\nopt = 2\nmax = 2\n')
+    profile = load_profile(path)
+    assert (profile.name, profile.format, profile.batch) == ("mine", "openvino", BatchRange(2, 2, 2))
+    assert profile.source == str(path)
+
+
+def test_one_batch_range_feeds_every_backend() -> None:
+    rng = BatchRange(1, 2, 8)
+    assert rng.example() == 2 and rng.contains(8) and not rng.contains(9)
+    assert BatchRange(1, 1, 1).example() == 1  # a fixed batch of 1 is traced at 1
+    assert BatchRange(1, 1, 4).example() == 2  # never trace at 1 when the batch may vary
+
+
+def test_overrides_are_validated() -> None:
+    profile = load_profile("onnx-fp32")
+    with pytest.raises(ProfileError, match="input.size must be two multiples of 32"):
+        profile.with_overrides(input_size=(65, 64))
+    with pytest.raises(ProfileError, match="1 <= min <= opt <= max"):
+        profile.with_overrides(batch={"min": 0, "opt": 1, "max": 2})
+    small = profile.with_overrides(input_size=(64, 64), batch={"min": 1, "opt": 2, "max": 4})
+    assert small.input_size == (64, 64) and small.batch == BatchRange(1, 2, 4)
+
+
+def test_profile_round_trips_through_the_manifest_form() -> None:
+    from birefnet_edge.export._pipeline import profile_dict
+
+    profile = load_profile("coreml-fp16")
+    again = Profile.from_dict(profile_dict(profile))
+    assert again == profile
+    assert isinstance(again.tolerance, Tolerance) and dict(again.options) == dict(profile.options)

@@ -1,0 +1,107 @@
+"""TensorRT: the TensorRT-ready ONNX is always built and checked; the engine needs tensorrt and a GPU."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from birefnet_edge.export.tensorrt import EngineInfo, attach_engine, engine_skip_reason, gpu_info
+
+onnx = pytest.importorskip("onnx", reason="onnx is not installed (extra 'onnx')")
+pytest.importorskip("onnxscript", reason="onnxscript is not installed (extra 'onnx')")
+
+PROFILES = ("tensorrt-fp32", "tensorrt-fp16")
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_tensorrt_ready_onnx_has_deform_conv_opset_19_and_dynamic_batch(export_tiny, tiny_model, manifest_of, name):
+    folder = export_tiny(name)
+    proto = onnx.load(str(folder / "model.onnx"))
+    assert next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) == 19
+    deform_convs = sum(type(m).__name__ == "DeformableConv2d" for m in tiny_model.modules())
+    assert deform_convs > 0
+    assert sum(n.op_type == "DeformConv" for n in proto.graph.node) == deform_convs
+    assert "GridSample" not in {n.op_type for n in proto.graph.node}
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert proto.graph.output[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    # TensorRT applies fp16 when building; the ONNX it reads stays float32.
+    assert all(i.data_type != onnx.TensorProto.FLOAT16 for i in proto.graph.initializer)
+    manifest = manifest_of(folder)
+    assert {e.path: e.role for e in manifest.files}.get("model.onnx") == "aux"
+    assert manifest.export["checks"]["deform_conv_nodes"] == deform_convs
+
+
+def test_tensorrt_ready_onnx_matches_pytorch_in_onnxruntime(export_tiny, check_input, reference, assert_close):
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (extra 'onnx')")
+    session = ort.InferenceSession(str(export_tiny("tensorrt-fp32") / "model.onnx"), providers=["CPUExecutionProvider"])
+    for batch in (1, 3):
+        got = session.run(["logits"], {"input": check_input[:batch]})[0]
+        assert_close(got, reference[:batch], 1e-3, f"DeformConv ONNX at batch {batch}")
+
+
+def test_skipped_engine_is_ok_and_says_why(export_tiny, manifest_of) -> None:
+    reason = engine_skip_reason()
+    if reason is None:
+        pytest.skip("tensorrt and a GPU are present here: the engine is built, nothing is skipped")
+    export = manifest_of(export_tiny("tensorrt-fp16")).export
+    assert export["skipped"]["engine"] == reason
+    assert export["build_engine_command"] == "birefnet-edge build-engine birefnet_tiny-tensorrt-fp16/model.onnx"
+    assert not any(e.role == "model" for e in manifest_of(export_tiny("tensorrt-fp16")).files)
+
+
+@pytest.mark.tensorrt
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", PROFILES)
+def test_engine_is_built_with_the_batch_profile(export_tiny, manifest_of, name: str) -> None:
+    pytest.importorskip("tensorrt", reason="tensorrt is not installed (it comes from NVIDIA's package index)")
+    if gpu_info() is None:
+        pytest.skip("no NVIDIA GPU / CUDA driver visible: TensorRT engines are built on the GPU")
+    folder = export_tiny(name)
+    export = manifest_of(folder).export
+    assert (folder / "model.engine").is_file() and (folder / "timing.cache").is_file()
+    assert export["engine"]["batch"] == {"min": 1, "opt": 2, "max": 4}
+    assert export["engine"]["compute_capability"] == gpu_info()["compute_capability"]
+    assert export["engine"]["tensorrt_version"]
+    if "tensorrt" in export["checks"]:  # run when PyTorch has CUDA
+        tolerance = manifest_of(folder).get_profile().tolerance.max_abs_logit
+        assert export["checks"]["tensorrt"]["batch_3"]["max_abs"] <= tolerance
+
+
+def test_build_engine_without_tensorrt_names_the_extra(tmp_path, monkeypatch) -> None:
+    from birefnet_edge.errors import MissingDependencyError
+    from birefnet_edge.export import tensorrt as trt_export
+    from birefnet_edge.profile import load_profile
+
+    def missing(module, extra, purpose=""):
+        raise MissingDependencyError(module, extra, purpose)
+
+    monkeypatch.setattr(trt_export, "require", missing)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'birefnet-edge\[tensorrt\]'"):
+        trt_export.build_engine(tmp_path / "model.onnx", load_profile("tensorrt-fp16"), tmp_path / "model.engine")
+
+
+def test_attach_engine_records_a_later_build_in_the_manifest(export_tiny, tmp_path, manifest_of) -> None:
+    import shutil
+
+    folder = tmp_path / "artifact"
+    shutil.copytree(export_tiny("tensorrt-fp16"), folder)
+    (folder / "model.engine").write_bytes(b"engine bytes")
+    (folder / "timing.cache").write_bytes(b"cache")
+    info = EngineInfo(
+        path=str(folder / "model.engine"),
+        tensorrt_version="10.9.0",
+        gpu="Test GPU",
+        compute_capability="9.0",
+        precision="fp16",
+        batch={"min": 1, "opt": 2, "max": 4},
+        seconds=1.0,
+        timing_cache=str(folder / "timing.cache"),
+    )
+    attach_engine(folder, info)
+    manifest = manifest_of(folder)
+    roles = {e.path: e.role for e in manifest.files}
+    assert roles["model.engine"] == "model" and roles["timing.cache"] == "aux" and roles["model.onnx"] == "aux"
+    assert "engine" not in manifest.export["skipped"]
+    assert manifest.export["engine"]["compute_capability"] == "9.0" and manifest.tools["tensorrt"] == "10.9.0"
+    assert dataclasses.asdict(info)["gpu"] == "Test GPU"
