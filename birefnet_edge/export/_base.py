@@ -182,7 +182,7 @@ def converting(tool: str, profile: Profile) -> Iterator[None]:
         raise
     except Exception as exc:
         raise ExportError(
-            f"{tool} could not convert the model for target '{profile.name}': {_root_cause(exc)}. "
+            f"{tool} failed for target '{profile.name}': {_root_cause(exc)}. "
             "Run with --debug for the full traceback; if the failing op is the deformable conv, check the "
             f"profile's graph.deform (now '{profile.deform}')"
         ) from exc

@@ -10,10 +10,11 @@ import dataclasses
 import json
 import logging
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -23,6 +24,9 @@ from birefnet_edge.export._base import EXPORTERS, ArtifactInfo, ExportOutput, to
 from birefnet_edge.export._memory import PeakRSS
 from birefnet_edge.manifest import FileEntry, Manifest
 from birefnet_edge.profile import Profile, load_profile
+
+if TYPE_CHECKING:
+    from birefnet_edge.model import WeightsInfo
 
 log = logging.getLogger(__name__)
 
@@ -130,13 +134,20 @@ def _manifest(
     )
 
 
+def _unexpected(name: str, exc: Exception) -> str:
+    """One-line report of a bug (not a user error), with where it was raised."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (raised at {Path(frames[-1].filename).name}:{frames[-1].lineno} in {frames[-1].name})" if frames else ""
+    return f"unexpected {type(exc).__name__} while exporting {name}: {exc}{where}; please report this as a bug"
+
+
 def _restore_form(model: torch.nn.Module, form: str | None) -> None:
     if form is not None and hasattr(model, "set_deform_form"):
         model.set_deform_form(form)
 
 
 def export_target(
-    model: torch.nn.Module, profile: Profile, out_dir: str | Path, *, weights: Any, variant: str
+    model: torch.nn.Module, profile: Profile, out_dir: str | Path, *, weights: WeightsInfo, variant: str
 ) -> ExportResult:
     """Export one target into ``out_dir/<variant>-<profile.name>/`` with its ``manifest.json``.
 
@@ -166,9 +177,7 @@ def export_target(
             error: str | None = str(exc)
         except Exception as exc:  # a converter bug must not stop the other targets
             log.debug("export of %s failed", name, exc_info=True)
-            error = (
-                f"unexpected {type(exc).__name__} while exporting {name}: {exc} (run with --debug for the traceback)"
-            )
+            error = _unexpected(name, exc)
         else:
             error = None
         finally:

@@ -35,21 +35,11 @@ _FLOAT = 1  # onnx.TensorProto.FLOAT
 
 
 def translation_table(profile: Profile) -> dict[Any, Any] | None:
-    """Custom op translations: ONNX ``DeformConv`` for ``graph.deform = 'native'``, nothing otherwise.
-
-    Raises:
-        ExportError: ``deform = 'native'`` but the DeformConv translation is not in this build.
-    """
+    """Custom op translations: ONNX ``DeformConv`` (opset >= 19) for ``graph.deform = 'native'``, else none."""
     if profile.deform != "native":
         return None
-    try:
-        from birefnet_edge.export._deform_onnx import deform_conv_translation_table
-    except ImportError as exc:
-        raise ExportError(
-            f"target '{profile.name}' asks for graph.deform = 'native' (ONNX DeformConv), but this build lacks "
-            "birefnet_edge.export._deform_onnx (the DeformConv translation); use a profile with "
-            "graph.deform = 'portable' or update birefnet-edge"
-        ) from exc
+    from birefnet_edge.export._deform_onnx import deform_conv_translation_table
+
     return deform_conv_translation_table()
 
 

@@ -1,0 +1,141 @@
+"""Export wall time and peak memory per CPU target, and the peak memory of exporting BiRefNet (Swin-L).
+
+Usage: python benchmarks/bench_export.py [--variant BiRefNet_lite] [--size 1024] [--targets onnx-fp32 ...]
+                                         [--large BiRefNet | --no-large] [--json results.json]
+
+Each export runs in its own Python process (deterministic weights, ``random:<variant>``) so that its
+peak RSS is its own: the figure is the process's lifetime peak, model loading and the artifact's
+checks against PyTorch included, and nothing is shared between targets (no reuse of a trace).
+The official ONNX notebook needed 19.7 GB of GPU memory to convert BiRefNet; the goal here is
+<= 6 GB of host memory for the same export.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+GOAL_LARGE_RSS_GIB = 6.0
+# Every shipped profile builds its artifact on a CPU (TensorRT: the TensorRT-ready ONNX; the engine is skipped).
+CPU_TARGETS = (
+    "onnx-fp32",
+    "onnx-fp16",
+    "openvino-fp32",
+    "openvino-fp16",
+    "coreml-fp32",
+    "coreml-fp16",
+    "tensorrt-fp32",
+    "tensorrt-fp16",
+)
+
+
+def export_one(variant: str, target: str, size: int, out: Path) -> dict:
+    """Child process body: export one target and report the result plus the process's peak RSS."""
+    from birefnet_edge.export import export_targets
+
+    start = time.perf_counter()
+    (result,) = export_targets(f"random:{variant}", [target], out, size=(size, size))
+    wall = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+    files = sum(p.stat().st_size for p in result.path.rglob("*") if p.is_file()) if result.path else 0
+    return {
+        "variant": variant,
+        "target": target,
+        "size": size,
+        "status": result.status,
+        "export_s": round(result.seconds, 2),
+        "process_s": round(wall, 2),
+        "peak_rss_bytes": peak,
+        "export_peak_rss_bytes": result.peak_rss_bytes,
+        "artifact_bytes": files,
+        "skipped": list(result.skipped),
+        "error": result.error,
+    }
+
+
+def run_child(variant: str, target: str, size: int, out: Path, timeout: float) -> dict:
+    """Run :func:`export_one` in a fresh interpreter and parse its JSON line."""
+    cmd = [sys.executable, __file__, "--child", variant, target, str(size), str(out)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=os.environ.copy())
+    except subprocess.TimeoutExpired:
+        return {"variant": variant, "target": target, "size": size, "status": "timeout", "error": f"> {timeout:.0f} s"}
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"variant": variant, "target": target, "size": size, "status": "crashed", "error": tail}
+    return json.loads(lines[-1])
+
+
+def gib(n: int | None) -> str:
+    return "-" if not n else f"{n / 2**30:.2f}"
+
+
+def print_table(rows: list[dict]) -> None:
+    head = ("variant", "target", "size", "status", "export s", "peak RSS GiB", "artifact MiB", "note")
+    table = [head]
+    for r in rows:
+        note = (r.get("error") or "; ".join(s.split(":")[0] + " skipped" for s in r.get("skipped", [])))[:60]
+        table.append(
+            (
+                r["variant"],
+                r["target"],
+                str(r["size"]),
+                r["status"],
+                str(r.get("export_s", "-")),
+                gib(r.get("peak_rss_bytes")),
+                f"{r.get('artifact_bytes', 0) / 2**20:.0f}",
+                note,
+            )
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+    for k, row in enumerate(table):
+        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)))
+        if k == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        variant, target, size, out = sys.argv[2:6]
+        print(json.dumps(export_one(variant, target, int(size), Path(out))))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variant", default="BiRefNet_lite")
+    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--targets", nargs="+", default=list(CPU_TARGETS))
+    parser.add_argument("--large", default="BiRefNet", help="variant whose ONNX export memory is measured")
+    parser.add_argument("--no-large", action="store_true", help="skip the large-variant measurement")
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds per export")
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-export-") as tmp:
+        for target in args.targets:
+            rows.append(run_child(args.variant, target, args.size, Path(tmp), args.timeout))
+            print(f"{target}: {rows[-1]['status']} {rows[-1].get('export_s', '')}", file=sys.stderr, flush=True)
+        if not args.no_large:
+            rows.append(run_child(args.large, "onnx-fp32", args.size, Path(tmp), args.timeout))
+    print(f"\nExport benchmark (CPU, {os.cpu_count()} cores visible, deterministic weights, one process per export)")
+    print_table(rows)
+    large = [r for r in rows if r["variant"] == args.large and not args.no_large]
+    if large and large[0].get("peak_rss_bytes"):
+        peak = large[0]["peak_rss_bytes"] / 2**30
+        verdict = "met" if peak <= GOAL_LARGE_RSS_GIB else "NOT met"
+        print(
+            f"\n{args.large} -> onnx-fp32 peak RSS {peak:.2f} GiB; goal <= {GOAL_LARGE_RSS_GIB} GiB: {verdict} "
+            "(the official notebook needed 19.7 GB of GPU memory)"
+        )
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
