@@ -12,7 +12,7 @@ import json
 import re
 import sys
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -202,9 +202,10 @@ def _root_cause(exc: BaseException) -> str:
 def export_program(model: torch.nn.Module, profile: Profile) -> torch.export.ExportedProgram:
     """``torch.export`` at the example batch (>= 2) with the profile's batch bounds (once per model state)."""
     from birefnet_edge.export._cache import cached_program
+    from birefnet_edge.export._memory import phase
 
     def make() -> torch.export.ExportedProgram:
-        with converting("torch.export", profile), torch.no_grad():
+        with phase("torch.export"), converting("torch.export", profile), torch.no_grad():
             return torch.export.export(model, (IO.example_input(profile),), dynamic_shapes=IO.dynamic_shapes(profile))
 
     return cached_program(model, profile, make)
@@ -257,12 +258,17 @@ def compare_logits(label: str, got: np.ndarray, ref: np.ndarray, profile: Profil
     return stats
 
 
-def check_against_torch(label: str, run: Any, model: torch.nn.Module, profile: Profile) -> dict[str, dict[str, float]]:
+def check_against_torch(
+    label: str, load: Callable[[], Callable[[np.ndarray], Any]], model: torch.nn.Module, profile: Profile
+) -> dict[str, dict[str, float]]:
     """Run an artifact at the check batches (1 and 3) and compare each result with PyTorch.
+
+    The reference is computed first and the artifact loaded after it, so PyTorch's activations and
+    the runtime's copy of the weights are never in memory together.
 
     Args:
         label: Names the artifact in messages (e.g. ``onnxruntime``).
-        run: Callable mapping a float32 NCHW numpy batch to the logits array.
+        load: Loads the artifact and returns a callable mapping a float32 NCHW numpy batch to the logits.
         model: The PyTorch model (reference).
         profile: Gives the batches, the input size and the tolerance.
 
@@ -272,17 +278,20 @@ def check_against_torch(label: str, run: Any, model: torch.nn.Module, profile: P
     Raises:
         ExportError: Lists every batch that failed.
     """
+    from birefnet_edge.export._memory import phase
+
     batches = IO.check_batches(profile)
     x = IO.example_input(profile, max(batches))
-    ref = torch_reference(model, x)
     results, failures = {}, []
-    for b in batches:
-        try:
-            results[f"batch_{b}"] = compare_logits(
-                f"{label} at batch {b}", np.asarray(run(x[:b].numpy())), ref[:b], profile
-            )
-        except ExportError as exc:
-            failures.append(str(exc))
+    with phase("checks"):
+        ref = torch_reference(model, x)
+        run = load()
+        for b in batches:
+            try:
+                got = np.asarray(run(x[:b].numpy()))
+                results[f"batch_{b}"] = compare_logits(f"{label} at batch {b}", got, ref[:b], profile)
+            except ExportError as exc:
+                failures.append(str(exc))
     if failures:
         raise ExportError("; ".join(failures))
     return results

@@ -1,15 +1,21 @@
-"""Peak resident memory of one step inside a longer-lived process.
+"""Peak resident memory of one step inside a longer-lived process, split by phase.
 
 ``getrusage`` only knows the process's lifetime peak. When that peak rises during the step, the
 new value is exactly the step's peak; otherwise a background sampler gives a close lower bound.
+Phases (``convert`` by default, ``checks`` while an artifact is run against PyTorch) let the
+manifest tell the memory a conversion needs from the memory of running the artifact at batch 3.
 """
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import sys
 import threading
+from collections.abc import Iterator
 from types import TracebackType
+
+_ACTIVE: list[PeakRSS] = []
 
 
 def _lifetime_peak_bytes() -> int:
@@ -18,43 +24,74 @@ def _lifetime_peak_bytes() -> int:
     return int(peak) if sys.platform == "darwin" else int(peak) * 1024
 
 
+def current_rss() -> int:
+    """Resident memory of this process now, in bytes."""
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
 class PeakRSS:
-    """Context manager measuring the peak RSS (bytes) reached while it is active.
+    """Context manager measuring the peak RSS (bytes) reached while it is active, overall and per phase.
 
     Args:
         interval: Seconds between samples of the current RSS.
+        first_phase: Label of the samples taken outside any :func:`phase` block.
     """
 
-    def __init__(self, interval: float = 0.05) -> None:
+    def __init__(self, interval: float = 0.05, first_phase: str = "convert") -> None:
         self.interval = interval
         self.peak_bytes = 0
+        self.by_phase: dict[str, int] = {}
+        self._label = first_phase
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._start_peak = 0
 
-    def current(self) -> int:
-        import psutil
+    def sample(self) -> int:
+        """Take one sample now (also done every ``interval`` seconds) and return it."""
+        now = current_rss()
+        self.peak_bytes = max(self.peak_bytes, now)
+        self.by_phase[self._label] = max(self.by_phase.get(self._label, 0), now)
+        return now
 
-        return int(psutil.Process().memory_info().rss)
-
-    def _sample(self) -> None:
+    def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            self.peak_bytes = max(self.peak_bytes, self.current())
+            self.sample()
 
     def __enter__(self) -> PeakRSS:
         self._start_peak = _lifetime_peak_bytes()
-        self.peak_bytes = self.current()
-        self._thread = threading.Thread(target=self._sample, name="peak-rss", daemon=True)
+        self.sample()
+        self._thread = threading.Thread(target=self._run, name="peak-rss", daemon=True)
         self._thread.start()
+        _ACTIVE.append(self)
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        _ACTIVE.remove(self)
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        self.peak_bytes = max(self.peak_bytes, self.current())
+        self.sample()
         end_peak = _lifetime_peak_bytes()
         if end_peak > self._start_peak:
             self.peak_bytes = max(self.peak_bytes, end_peak)
+
+
+@contextlib.contextmanager
+def phase(label: str) -> Iterator[None]:
+    """Attribute the innermost active monitor's samples to ``label`` inside the block (no-op without one)."""
+    if not _ACTIVE:
+        yield
+        return
+    monitor = _ACTIVE[-1]
+    previous = monitor._label
+    monitor.sample()
+    monitor._label = label
+    try:
+        yield
+    finally:
+        monitor.sample()
+        monitor._label = previous

@@ -126,6 +126,7 @@ def _manifest(
         export={
             "seconds": round(extra["seconds"], 3),
             "peak_rss_bytes": extra["peak_rss_bytes"],
+            "peak_rss_by_phase": extra["peak_rss_by_phase"],
             "checks": out.checks,
             "skipped": dict(out.skipped),
             **({"warning": "deterministic test weights, not a trained model"} if weights.get("deterministic") else {}),
@@ -206,7 +207,8 @@ def _run_exporter(
             "contract": contract,
             "overrides": model_overrides(model, variant, profile),
             "seconds": time.perf_counter() - start,
-            "peak_rss_bytes": max(rss.peak_bytes, rss.current()),
+            "peak_rss_bytes": max(rss.peak_bytes, rss.sample()),
+            "peak_rss_by_phase": dict(rss.by_phase),
         }
         _manifest(name, variant, weights, profile, stage, out, extra).write(stage)
     return final, out

@@ -30,6 +30,7 @@ from birefnet_edge.export._base import (
     tool_versions,
 )
 from birefnet_edge.export._cache import cached_program
+from birefnet_edge.export._memory import phase
 from birefnet_edge.profile import Profile
 
 EXTRA = "coreml"
@@ -125,7 +126,7 @@ def folded_program(model: torch.nn.Module, profile: Profile, gain: list[float] |
 
     def make() -> torch.export.ExportedProgram:
         program = export_program(model, profile)
-        with converting("constant folding (torch.fx) for coremltools", profile), torch.no_grad():
+        with phase("constant folding"), converting("constant folding (torch.fx)", profile), torch.no_grad():
             with warnings.catch_warnings():
                 # const_fold looks up source modules by the unlifted graph's names and warns for each miss;
                 # the lookup only serves debug names, so the (thousands of) warnings carry no information.
@@ -142,11 +143,11 @@ def folded_program(model: torch.nn.Module, profile: Profile, gain: list[float] |
 def convert(model: torch.nn.Module, profile: Profile, contract: dict[str, Any]) -> Any:
     """Convert to an in-memory ``MLModel`` (mlprogram) through ``torch.export``."""
     ct = require("coremltools", EXTRA, "CoreML export")
+    inp, out = io_types(ct, profile, contract)  # first: a bad option fails before the slow trace
     image = _option(profile, "image_input", False, (True, False))
     program = folded_program(model, profile, image_normalisation(contract)["channel_gain"] if image else None)
-    inp, out = io_types(ct, profile, contract)
     precision = ct.precision.FLOAT16 if profile.precision == "fp16" else ct.precision.FLOAT32
-    with converting("coremltools.convert", profile):
+    with phase("coremltools conversion"), converting("coremltools.convert", profile):
         return ct.convert(
             program,
             inputs=[inp],
@@ -307,10 +308,12 @@ def execution_check(path: Path, model: torch.nn.Module, profile: Profile) -> tup
     if profile.options.get("image_input"):
         return {}, {"coreml_execution": "image inputs take pixel buffers; numeric parity uses the tensor-input profile"}
     ct = require("coremltools", EXTRA)
-    mlmodel = ct.models.MLModel(str(path), compute_units=ct.ComputeUnit.CPU_ONLY)
-    parity = check_against_torch(
-        "Core ML (CPU)", lambda x: mlmodel.predict({IO.input_name: x})[IO.output_name], model, profile
-    )
+
+    def load() -> Any:
+        mlmodel = ct.models.MLModel(str(path), compute_units=ct.ComputeUnit.CPU_ONLY)
+        return lambda x: mlmodel.predict({IO.input_name: x})[IO.output_name]
+
+    parity = check_against_torch("Core ML (CPU)", load, model, profile)
     return {"coreml_cpu": parity}, {}
 
 

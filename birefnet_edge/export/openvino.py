@@ -27,6 +27,7 @@ from birefnet_edge.export._base import (
     tool_versions,
 )
 from birefnet_edge.export._cache import cached_program
+from birefnet_edge.export._memory import phase
 from birefnet_edge.profile import Profile
 
 EXTRA = "openvino"
@@ -49,7 +50,7 @@ def convert(model: torch.nn.Module, profile: Profile, metadata: dict[str, str]) 
 
     def make() -> Any:
         program = export_program(model, profile)
-        with converting("openvino.convert_model", profile):
+        with phase("openvino conversion"), converting("openvino.convert_model", profile):
             return ov.convert_model(program)
 
     # The conversion is the same for fp32 and fp16 (only saving differs), so it is made once and cloned.
@@ -104,9 +105,13 @@ def check_ir(path: Path, model: torch.nn.Module, profile: Profile) -> dict[str, 
     if problems:
         raise ExportError(f"OpenVINO IR of target '{profile.name}': {'; '.join(problems)}")
     hint = str(profile.options.get("inference_precision", DEFAULT_INFERENCE_PRECISION))
-    with converting("openvino (compiling the IR on CPU)", profile):
-        compiled = core.compile_model(ir, "CPU", {"INFERENCE_PRECISION_HINT": hint})
-    parity = check_against_torch(f"OpenVINO CPU ({hint})", lambda x: compiled(x)[0], model, profile)
+
+    def load() -> Any:
+        with converting("openvino (compiling the IR on CPU)", profile):
+            compiled = core.compile_model(ir, "CPU", {"INFERENCE_PRECISION_HINT": hint})
+        return lambda x: compiled(x)[0]
+
+    parity = check_against_torch(f"OpenVINO CPU ({hint})", load, model, profile)
     return {"input_shape": str(expected), "fp16_constants": half, "float_constants": floating, "openvino_cpu": parity}
 
 

@@ -252,7 +252,9 @@ def _engine_step(out_dir: Path, model: torch.nn.Module, profile: Profile, name: 
     }
     if not torch.cuda.is_available():
         return files, {}, {"engine_check": "this PyTorch build has no CUDA, so the engine was not run here"}, details
-    checks = {"tensorrt": check_against_torch("TensorRT engine", run_engine(out_dir / ENGINE_FILE), model, profile)}
+    checks = {
+        "tensorrt": check_against_torch("TensorRT engine", lambda: run_engine(out_dir / ENGINE_FILE), model, profile)
+    }
     return files, checks, {}, details
 
 
