@@ -26,4 +26,7 @@ bench:
 	$(BIN)/python benchmarks/bench_runtime.py
 
 demo:
-	$(BIN)/birefnet-edge pipeline --weights random:BiRefNet_lite --size 512 --target onnx-fp32 --target onnx-fp16 --target openvino-fp32 --target openvino-fp16 --target coreml-fp16 --target tensorrt-fp16 --out dist/demo
+	$(BIN)/birefnet-edge pipeline --weights random:BiRefNet_lite --size 512 --runs 2 --warmup 1 \
+		--target onnx-fp32 --target onnx-fp16 --target openvino-fp32 --target openvino-fp16 \
+		--target coreml-fp16 --target tensorrt-fp16 --out dist/demo
+	@echo "report: dist/demo/report/report.html (summary: dist/demo/report/summary.md)"

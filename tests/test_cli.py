@@ -118,7 +118,7 @@ def test_parity_command_fails_on_a_broken_artifact(onnx_artifact, tmp_path, caps
 def test_bench_command_prints_speedup_and_goals(onnx_artifact, capsys):
     code, out, _ = run(["bench", str(onnx_artifact), "--runs", "1", "--warmup", "0", "--batch", "1"], capsys)
     assert code == 0
-    assert "pytorch-eager (birefnet_tiny 64x64)" in out and "speed-up b1" in out
+    assert "pytorch-eager (birefnet_tiny 64x64)" in out and "speed-up b1 (best)" in out
     assert "goal ONNX Runtime fp32 >= 2x faster than PyTorch eager" in out and "indicative" in out
 
 

@@ -7,11 +7,15 @@ beside the figures; they are never asserted.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,8 +36,8 @@ class Goal:
 
     Attributes:
         label: What the goal says, in words.
-        kind: ``speedup`` (eager p50 / target p50 at batch 1 >= threshold) or ``batch_scaling``
-            (per-image latency at the larger batch <= threshold x batch 1).
+        kind: ``speedup`` (eager / target latency at batch 1 >= threshold) or ``batch_scaling``
+            (per-image latency at the larger batch <= threshold x batch 1); both from the fastest runs.
         threshold: The number to meet.
         format: Target format the goal is about (None: every target).
         precision: Precision the goal is about (None: any).
@@ -56,9 +60,9 @@ class Goal:
         if self.kind == "speedup":
             return result.speedup.get("1")
         one, larger = result.at(1), _largest(result)
-        if one is None or larger is None or larger.batch == 1:
+        if one is None or larger is None or larger.batch == 1 or one.min_ms <= 0:
             return None
-        return larger.per_image_ms / one.per_image_ms
+        return (larger.min_ms / larger.batch) / one.min_ms
 
     def met(self, value: float) -> bool:
         """True when ``value`` meets the goal."""
@@ -101,6 +105,7 @@ def evaluate_goals(results: Sequence[BenchResult], variant: str, size: Sequence[
                     "threshold": goal.threshold,
                     "met": None if value is None else goal.met(value),
                     "applies": applies,
+                    "batch": _largest(result).batch if goal.kind == "batch_scaling" and result.latency else 1,
                 }
             )
     return rows
@@ -189,8 +194,7 @@ def bench_eager(folder: Path, manifest: Manifest, batches: Sequence[int], runs: 
     """Benchmark the PyTorch eager model an artifact was exported from (the speed-up baseline)."""
     runner = PytorchRunner.from_artifact(folder, manifest)
     runner.spec = InputSpec(runner.spec.size, BatchRange(1, 1, max(batches)))
-    label = f"pytorch-eager ({manifest.variant} {'x'.join(map(str, runner.spec.size))})"
-    result = BenchResult(name=label, format="pytorch", input_size=list(runner.spec.size))
+    result = BenchResult(name=eager_label(manifest), format="pytorch", input_size=list(runner.spec.size))
     try:
         return bench_runner(runner, result, batches, runs, warmup)
     except BirefnetEdgeError as exc:
@@ -198,8 +202,32 @@ def bench_eager(folder: Path, manifest: Manifest, batches: Sequence[int], runs: 
         return result
 
 
+def eager_label(manifest: Manifest) -> str:
+    """Name of the eager baseline of an artifact, e.g. ``pytorch-eager (BiRefNet_lite 1024x1024)``."""
+    return f"pytorch-eager ({manifest.variant} {'x'.join(map(str, manifest.get_profile().input_size))})"
+
+
 def _baseline_key(manifest: Manifest) -> str:
     return repr((manifest.weights.get("source"), manifest.variant, manifest.get_profile().input_size))
+
+
+def run_isolated(fn: Callable[..., BenchResult], *args: Any) -> BenchResult | None:
+    """Run a benchmark function in a fresh process; None when that process died (e.g. killed for memory).
+
+    A fresh process per runner makes the peak RSS that runner's own and keeps one backend's memory
+    arenas (or a crash) from affecting the next.
+    """
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        try:
+            return pool.submit(fn, *args).result()
+        except BrokenProcessPool:
+            return None
+
+
+def _died(name: str, fmt: str) -> BenchResult:
+    reason = "the benchmark process died (most likely killed by the OS for memory; try a smaller --batch)"
+    return BenchResult(name=name, format=fmt, status=FAILED, reason=reason)
 
 
 def bench_artifacts(
@@ -208,6 +236,7 @@ def bench_artifacts(
     warmup: int = 1,
     batches: Sequence[int] = DEFAULT_BATCHES,
     on_result: Callable[[BenchResult], None] | None = None,
+    isolate: bool = True,
 ) -> list[BenchResult]:
     """Benchmark artifacts and their PyTorch eager baselines in one run; fill in the speed-ups.
 
@@ -217,6 +246,7 @@ def bench_artifacts(
         warmup: Untimed runs before timing, per batch size.
         batches: Batch sizes (clamped into each artifact's range).
         on_result: Called with each result as soon as it is known.
+        isolate: Measure each runner in its own process (accurate peak RSS, survives a crash).
 
     Returns:
         The eager baselines first, then one result per artifact.
@@ -225,17 +255,9 @@ def bench_artifacts(
     results: list[BenchResult] = []
     for artifact in artifacts:
         folder = Path(artifact)
-        key = None
-        try:
-            manifest = read_manifest(folder)
-            key = _baseline_key(manifest)
-            if key not in baselines:
-                baselines[key] = bench_eager(folder, manifest, batches, runs, warmup)
-                if on_result is not None:
-                    on_result(baselines[key])
-        except BirefnetEdgeError:
-            pass  # bench_artifact reports the broken manifest for this artifact
-        result = bench_artifact(folder, batches, runs, warmup)
+        key = _eager_baseline(folder, baselines, (batches, runs, warmup), isolate, on_result)
+        args = (folder, batches, runs, warmup)
+        result = (run_isolated(bench_artifact, *args) if isolate else bench_artifact(*args)) or _died(folder.name, "")
         if key is not None and result.status == OK:
             add_speedup(result, baselines[key])
         if on_result is not None:
@@ -244,10 +266,37 @@ def bench_artifacts(
     return list(baselines.values()) + results
 
 
+def _eager_baseline(
+    folder: Path,
+    baselines: dict[str, BenchResult],
+    setting: tuple[Sequence[int], int, int],
+    isolate: bool,
+    on_result: Callable[[BenchResult], None] | None,
+) -> str | None:
+    """Measure the eager baseline of ``folder`` unless one with the same key exists; return the key."""
+    try:
+        manifest = read_manifest(folder)
+    except BirefnetEdgeError:
+        return None  # bench_artifact reports the broken manifest for this artifact
+    key = _baseline_key(manifest)
+    if key not in baselines:
+        args = (folder, manifest, *setting)
+        result = run_isolated(bench_eager, *args) if isolate else bench_eager(*args)
+        baselines[key] = result or _died(eager_label(manifest), "pytorch")
+        if on_result is not None:
+            on_result(baselines[key])
+    return key
+
+
 def add_speedup(result: BenchResult, baseline: BenchResult) -> None:
-    """Fill ``result.speedup`` with eager p50 / target p50 for every batch both measured."""
+    """Fill ``result.speedup`` with eager / target latency for every batch both measured.
+
+    The ratio uses each side's fastest run: on a shared machine other processes only ever add time,
+    so the minimum is the least disturbed estimate of what the engine itself costs (the eager baseline
+    and the target are measured minutes apart and need not see the same load).
+    """
     result.baseline = baseline.name
     for stats in result.latency:
         base = baseline.at(stats.batch)
-        if base is not None and stats.p50_ms > 0:
-            result.speedup[str(stats.batch)] = base.p50_ms / stats.p50_ms
+        if base is not None and stats.min_ms > 0:
+            result.speedup[str(stats.batch)] = base.min_ms / stats.min_ms

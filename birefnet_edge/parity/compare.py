@@ -8,6 +8,7 @@ the verdict, so a report lists all that is wrong at once. A target that cannot r
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from birefnet_edge._io import atomic_write_bytes
 from birefnet_edge.errors import ArtifactError, BirefnetEdgeError, MissingDependencyError, ParityError
 from birefnet_edge.manifest import Manifest, read_manifest, verify_files
 from birefnet_edge.model import Contract
@@ -179,6 +181,23 @@ def check_artifact(
     return result
 
 
+def _measure_batches(
+    result: ParityResult, runner: Runner, x: np.ndarray, reference: np.ndarray, tol: Tolerance
+) -> np.ndarray | None:
+    """Run every batch size, appending figures and checks to ``result``; return the first good output."""
+    base = None
+    for b in result.batches:
+        target, shape_failures = run_in_batches(runner, x, b)
+        result.checks += shape_failures
+        if target is None:
+            continue  # values of a wrongly shaped output mean nothing
+        m = measure(target, reference, b, base)
+        result.metrics.append(m)
+        result.checks += value_checks(target, reference, m, tol)
+        base = target if base is None else base
+    return base
+
+
 def _gate(
     result: ParityResult,
     folder: Path,
@@ -191,23 +210,20 @@ def _gate(
 ) -> None:
     profile = manifest.get_profile()
     x = inputs.batch(Contract.from_dict(manifest.contract))
-    with RUNNERS.get(profile.format).from_artifact(folder, manifest) as runner:
+    runner = RUNNERS.get(profile.format).from_artifact(folder, manifest).activate()  # may raise: SKIPPED
+    try:
         result.runtime = runner.runtime_info()
         try:
             reference = references.logits(folder, manifest, x)
         except BirefnetEdgeError as exc:
             raise ArtifactError(f"the PyTorch reference cannot be built here: {exc}") from exc
         result.batches = _batches_in_range(batches, profile.batch)
-        base = None
-        for b in result.batches:
-            target, shape_failures = run_in_batches(runner, x, b)
-            result.checks += shape_failures
-            if target is None:
-                continue  # values of a wrongly shaped output mean nothing
-            m = measure(target, reference, b, base)
-            result.metrics.append(m)
-            result.checks += value_checks(target, reference, m, profile.tolerance)
-            base = target if base is None else base
+        try:
+            base = _measure_batches(result, runner, x, reference, profile.tolerance)
+        except _UNRUNNABLE as exc:  # it loaded, so a failure while running is the target's fault
+            raise ParityError(f"{result.name} failed while running: {exc}") from exc
+    finally:
+        runner.deactivate()
     failures = result.failures()
     result.status = FAIL if failures or not result.metrics else PASS
     skipped = sorted(set(batches) - set(result.batches))
@@ -220,22 +236,37 @@ def _gate(
 def save_samples(
     folder: Path, name: str, inputs: ParityInputs, reference: np.ndarray, target: np.ndarray, n: int
 ) -> Path:
-    """Save the first ``n`` inputs with reference and target probabilities (float16) for the HTML report."""
-    from birefnet_edge._io import atomic_write_bytes
+    """Save what the HTML report draws for the first ``n`` inputs.
 
+    Masks are stored as 8-bit probabilities; the error |p_target - p_reference| is computed here in
+    float32 (an 8- or 16-bit copy of the probabilities would show its own rounding, ~5e-4 in float16,
+    instead of an fp32 target's real error) and max-pooled to at most 256 pixels a side.
+    """
     n = min(n, len(inputs))
-    size = tuple(reference.shape[-2:])
+    ref_p, tgt_p = M.sigmoid(reference[:n, 0]), M.sigmoid(target[:n, 0])
+    error = np.abs(tgt_p - ref_p).astype(np.float32)
     payload = {
         "names": np.asarray(inputs.names[:n]),
-        "images": inputs.resized(size)[:n],  # type: ignore[arg-type]
-        "reference": M.sigmoid(reference[:n, 0]).astype(np.float16),
-        "target": M.sigmoid(target[:n, 0]).astype(np.float16),
+        "images": inputs.resized(tuple(reference.shape[-2:]))[:n],  # type: ignore[arg-type]
+        "reference": _to_uint8(ref_p),
+        "target": _to_uint8(tgt_p),
+        "error": np.stack([max_pool(e, 256) for e in error]),
+        "error_max": error.reshape(n, -1).max(axis=1),
     }
-    import io
-
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **payload)
     return atomic_write_bytes(Path(folder) / f"{name}.npz", buffer.getvalue())
+
+
+def _to_uint8(prob: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(prob * 255.0), 0, 255).astype(np.uint8)
+
+
+def max_pool(error: np.ndarray, max_side: int) -> np.ndarray:
+    """Shrink a 2-D map to at most ``max_side`` pixels a side keeping block maxima (one bad pixel stays visible)."""
+    factor = max(1, int(np.ceil(max(error.shape) / max_side)))
+    h, w = (error.shape[0] // factor) * factor, (error.shape[1] // factor) * factor
+    return error[:h, :w].reshape(h // factor, factor, w // factor, factor).max(axis=(1, 3))
 
 
 def run_parity(

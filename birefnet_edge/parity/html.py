@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from birefnet_edge.parity.compare import max_pool
 from birefnet_edge.parity.report import COLUMNS, RunReport, _notes, summary_rows
 from birefnet_edge.parity.results import BenchResult, ParityResult
 
@@ -49,13 +50,6 @@ def heat_map(error: np.ndarray) -> np.ndarray:
     return (rgb * 255).astype(np.uint8)
 
 
-def _max_pool_thumb(error: np.ndarray) -> np.ndarray:
-    """Shrink an error map keeping its maxima, so one bad pixel stays visible in a thumbnail."""
-    factor = max(1, int(np.ceil(max(error.shape) / THUMB)))
-    h, w = (error.shape[0] // factor) * factor, (error.shape[1] // factor) * factor
-    return error[:h, :w].reshape(h // factor, factor, w // factor, factor).max(axis=(1, 3))
-
-
 def _figure(uri: str, caption: str) -> str:
     text = html.escape(caption)
     return f'<figure><img src="{uri}" alt="{text}"><figcaption>{text}</figcaption></figure>'
@@ -81,23 +75,20 @@ def render_pictures(report: RunReport, base: Path) -> str:
     for i, name in enumerate(first["names"]):
         cells = [
             _figure(png_data_uri(_thumb(first["images"][i])), f"input {name}"),
-            _figure(png_data_uri(_thumb(_mask(first["reference"][i]))), "PyTorch reference mask"),
+            _figure(png_data_uri(_thumb(first["reference"][i])), "PyTorch reference mask"),
         ]
         for target, data in loaded:
             if i >= len(data["target"]) or str(data["names"][i]) != str(name):
                 continue
-            err = np.abs(data["target"][i].astype(np.float32) - data["reference"][i].astype(np.float32))
-            cells.append(_figure(png_data_uri(_thumb(_mask(data["target"][i]))), f"{target} mask"))
-            cells.append(_figure(png_data_uri(heat_map(_max_pool_thumb(err))), f"{target} |dp| max {err.max():.2g}"))
+            worst = float(data["error_max"][i])
+            cells.append(_figure(png_data_uri(_thumb(data["target"][i])), f"{target} mask"))
+            heat = heat_map(max_pool(data["error"][i], THUMB))  # block maxima: one bad pixel stays visible
+            cells.append(_figure(png_data_uri(heat), f"{target} |dp| max {worst:.2g}"))
         rows.append(f"<div>{''.join(cells)}</div>")
     legend = (
         "<p>Error maps: |p_target - p_reference|, log scale: black &le; 1e-6, red ~1e-4, yellow ~1e-2, white 1.</p>"
     )
     return legend + "\n".join(rows)
-
-
-def _mask(prob: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(prob.astype(np.float32) * 255), 0, 255).astype(np.uint8)
 
 
 def latency_chart(bench: list[BenchResult]) -> str:
