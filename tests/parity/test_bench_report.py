@@ -70,3 +70,11 @@ def test_reports_are_written_and_html_embeds_pictures(onnx_artifact, relabelled,
     assert again.to_dict() == json.loads(paths["json"].read_text())
     assert render_markdown(again) == markdown
     assert "speed-up b1" in render_text_table(again)
+
+
+def test_a_runner_process_that_dies_is_reported_not_fatal():
+    import os
+
+    from birefnet_edge.parity.bench import run_isolated
+
+    assert run_isolated(os._exit, 1) is None  # as when the kernel kills the process for memory
