@@ -278,7 +278,7 @@ def check_against_torch(
     Raises:
         ExportError: Lists every batch that failed.
     """
-    from birefnet_edge.export._memory import phase
+    from birefnet_edge.export._memory import phase, release
 
     batches = IO.check_batches(profile)
     x = IO.example_input(profile, max(batches))
@@ -292,6 +292,8 @@ def check_against_torch(
                 results[f"batch_{b}"] = compare_logits(f"{label} at batch {b}", got, ref[:b], profile)
             except ExportError as exc:
                 failures.append(str(exc))
+        del run
+        release()
     if failures:
         raise ExportError("; ".join(failures))
     return results

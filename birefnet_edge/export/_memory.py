@@ -9,6 +9,8 @@ manifest tell the memory a conversion needs from the memory of running the artif
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import gc
 import resource
 import sys
 import threading
@@ -22,6 +24,17 @@ def _lifetime_peak_bytes() -> int:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # Linux reports KiB, macOS bytes.
     return int(peak) if sys.platform == "darwin" else int(peak) * 1024
+
+
+def release() -> None:
+    """Collect garbage and hand freed heap pages back to the OS (glibc keeps them otherwise).
+
+    Converters free gigabytes of temporaries in many small blocks; without this the RSS of one step
+    stays counted in every later one, and the checks run on top of it.
+    """
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def current_rss() -> int:

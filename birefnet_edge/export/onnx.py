@@ -25,7 +25,7 @@ from birefnet_edge.export._base import (
     tool_versions,
 )
 from birefnet_edge.export._cache import cached_onnx
-from birefnet_edge.export._memory import phase
+from birefnet_edge.export._memory import phase, release
 from birefnet_edge.profile import Profile
 
 EXTRA = "onnx"
@@ -241,6 +241,7 @@ def build_onnx(model: torch.nn.Module, profile: Profile, out_dir: Path, metadata
     checks: dict[str, Any] = {"batch_axis": IO.batch_dim if IO.is_dynamic(profile) else profile.batch.min}
     proto = simplify(raw, profile) if profile.simplify else onnx.load(str(raw))
     checks["simplified"] = profile.simplify
+    release()
     if profile.precision == "fp16":
         proto = to_fp16(proto, profile)
         checks["io_dtype"] = "float32"
@@ -249,6 +250,7 @@ def build_onnx(model: torch.nn.Module, profile: Profile, out_dir: Path, metadata
     with phase("save"):
         files = save(proto, path)
     del proto
+    release()
     with phase("save"), converting("onnx.checker", profile):
         onnx.checker.check_model(str(path))
     checks["onnx_checker"] = "passed"
