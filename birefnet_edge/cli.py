@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -373,7 +373,7 @@ def _export_record(result: ExportResult) -> dict:
     }
 
 
-def main(argv: Optional[list[str]] = None) -> None:  # noqa: UP045  (keeps the shared header's import in use)
+def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app, turning user errors into one-line messages.
 
     Exit codes: 0 success, 1 a user error or a failed gate, 2 a usage error (bad option or argument),

@@ -9,6 +9,7 @@ lives here, so exporters, runners and the parity gate read the same numbers.
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -135,10 +136,22 @@ class Profile:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict (as written into manifests)."""
-        out = dataclasses.asdict(self)
-        out["options"] = dict(self.options)
-        out["input_size"] = list(self.input_size)
+        """Return a JSON-ready dict (as written into manifests), readable by :meth:`from_dict`.
+
+        Built field by field because ``dataclasses.asdict`` deep-copies the read-only ``options``
+        mapping, which cannot be copied.
+        """
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if dataclasses.is_dataclass(value):
+                value = dataclasses.asdict(value)
+            elif f.name == "options":
+                # A JSON round trip turns nested tuples into lists, as the manifest will hold them.
+                value = json.loads(json.dumps(dict(value)))
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
         return out
 
     @classmethod

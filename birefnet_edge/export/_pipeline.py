@@ -7,7 +7,6 @@ its manifest, so every format's artifact looks the same to the runtime.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 import traceback
@@ -85,25 +84,6 @@ def model_overrides(model: torch.nn.Module, variant: str, profile: Profile) -> d
     return overrides
 
 
-def profile_dict(profile: Profile) -> dict[str, Any]:
-    """The profile as JSON-ready data, readable by ``Profile.from_dict``.
-
-    Built field by field because ``dataclasses.asdict`` deep-copies the read-only ``options``
-    mapping, which cannot be copied.
-    """
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(profile):
-        value = getattr(profile, f.name)
-        if dataclasses.is_dataclass(value):
-            value = dataclasses.asdict(value)
-        elif f.name == "options":
-            value = json.loads(json.dumps(dict(value)))
-        elif isinstance(value, tuple):
-            value = list(value)
-        out[f.name] = value
-    return out
-
-
 def _contract(profile: Profile) -> dict[str, Any]:
     from birefnet_edge.model.contract import Contract
 
@@ -118,7 +98,7 @@ def _manifest(
         name=name,
         variant=variant,
         weights=weights,
-        profile=profile_dict(profile),
+        profile=profile.to_dict(),
         contract=extra["contract"],
         files=files,
         model_overrides=extra["overrides"],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from birefnet_edge.errors import ProfileError
@@ -93,9 +95,9 @@ def test_overrides_are_validated() -> None:
 
 
 def test_profile_round_trips_through_the_manifest_form() -> None:
-    from birefnet_edge.export._pipeline import profile_dict
-
     profile = load_profile("coreml-fp16")
-    again = Profile.from_dict(profile_dict(profile))
+    data = profile.to_dict()
+    json.dumps(data)  # what the manifest writer does; fails on a mapping proxy or tuple key
+    again = Profile.from_dict(data)
     assert again == profile
     assert isinstance(again.tolerance, Tolerance) and dict(again.options) == dict(profile.options)
