@@ -115,3 +115,24 @@ def test_other_decoder_attentions_run(dec_att: str, tiny_input) -> None:
     assert any("aspp4" in k for k in keys) == (dec_att == "ASPP")
     with torch.no_grad():
         assert model(tiny_input).shape == (2, 1, 64, 64)
+
+
+@pytest.mark.parametrize("kind", ["ASPP", "ASPPDeformable"])
+def test_aspp_fusion_equals_the_concat_definition(kind: str) -> None:
+    """``_fuse`` sums one 1x1 conv per branch instead of concatenating; it must equal conv1(cat(...))."""
+    import torch.nn.functional as F
+
+    from birefnet_edge.model.layers.blocks import make_attention
+
+    torch.manual_seed(0)
+    aspp = make_attention(kind, 8, 16, "portable").eval()
+    with torch.no_grad():
+        for p in aspp.parameters():
+            p.normal_(0.0, 0.3)
+        x = torch.randn(2, 8, 12, 10)
+        branches = [aspp.aspp1(x), *(m(x) for m in getattr(aspp, "aspp_deforms", []))]
+        if kind == "ASPP":
+            branches += [aspp.aspp2(x), aspp.aspp3(x), aspp.aspp4(x)]
+        pooled = F.interpolate(aspp.global_avg_pool(x), size=x.shape[-2:], mode="bilinear", align_corners=True)
+        expected = aspp.relu(aspp.bn1(aspp.conv1(torch.cat([*branches, pooled], dim=1))))
+        torch.testing.assert_close(aspp(x), expected, atol=1e-5, rtol=1e-5)
