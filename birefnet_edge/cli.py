@@ -52,13 +52,13 @@ def models_cmd() -> None:
 # --- export commands (export engineer) --------------------------------------------------------
 
 
-def _exp_size(text: str | None) -> tuple[int, int] | None:
+def _parse_size(text: str | None) -> tuple[int, int] | None:
     """``1024`` or ``768x1024`` (H x W) -> (H, W); the profile validates the values."""
     if text is None:
         return None
     parts = text.lower().replace("*", "x").split("x")
     if len(parts) not in (1, 2) or not all(p.strip().isdigit() for p in parts):
-        raise typer.BadParameter(f"expected H or HxW such as 1024 or 768x1024; got {text!r}", param_hint="--size")
+        raise typer.BadParameter(f"size must look like 1024 or 768x1024 (H or HxW); got {text!r}", param_hint="--size")
     h, w = int(parts[0]), int(parts[-1])
     return h, w
 
@@ -138,20 +138,28 @@ def export_cmd(
     out: _ExpOut = Path("dist"),
 ) -> None:
     """Export a model to target artifacts (model files + manifest.json); exit 1 if any target failed."""
-    from birefnet_edge.export import export_targets, resolve_profiles
-    from birefnet_edge.profile import list_profiles
+    from birefnet_edge.export import export_targets
 
-    targets = list(target or []) + ([p for p in list_profiles() if p not in (target or [])] if all_targets else [])
-    if not targets:
-        raise typer.BadParameter("name at least one --target, or pass --all", param_hint="--target")
-    hw = _exp_size(size)
-    resolve_profiles(targets, hw)  # a bad name, file or size fails here, before any slow work
+    hw = _parse_size(size)
+    targets = _chosen_targets(target, all_targets, hw)
     _exp_warn_random(weights)
     results = export_targets(weights, targets, out, size=hw, progress=_ExportProgress(len(targets)))
     _exp_summary(results)
     failed = [r.target for r in results if not r.ok]
     if failed:
         _fail(f"{len(failed)} of {len(results)} target(s) failed: {', '.join(failed)}")
+
+
+def _chosen_targets(target: list[str] | None, all_targets: bool, hw: tuple[int, int] | None) -> list[str]:
+    """The --target names plus, with --all, every other shipped profile; all validated before slow work."""
+    from birefnet_edge.export import resolve_profiles
+    from birefnet_edge.profile import list_profiles
+
+    targets = list(target or []) + ([p for p in list_profiles() if p not in (target or [])] if all_targets else [])
+    if not targets:
+        raise typer.BadParameter("name at least one --target, or pass --all", param_hint="--target")
+    resolve_profiles(targets, hw)  # a bad name, file or size fails here, before any slow work
+    return targets
 
 
 @app.command("targets")
@@ -221,20 +229,6 @@ _ModelSpec = Annotated[
 ]
 
 
-def _hw(text: str | None) -> tuple[int, int] | None:
-    """Parse ``512`` or ``512x768`` (H x W) into a size tuple."""
-    if text is None:
-        return None
-    parts = text.lower().replace("*", "x").split("x")
-    try:
-        sizes = [int(p) for p in parts]
-    except ValueError:
-        sizes = []
-    if len(sizes) not in (1, 2):
-        raise typer.BadParameter(f"size must look like 512 or 512x768 (H x W); got {text!r}", param_hint="--size")
-    return (sizes[0], sizes[-1])
-
-
 def _echo_parity(result: ParityResult) -> None:
     colour = {"PASS": typer.colors.GREEN, "FAIL": typer.colors.RED}.get(result.status, typer.colors.YELLOW)
     typer.secho(f"{result.status:<8}{result.name} ({result.seconds:.1f} s)", fg=colour, err=True)
@@ -298,7 +292,7 @@ def predict_cmd(
     from birefnet_edge.runtime import open_model
 
     files = collect_inputs(inputs)
-    runner = open_model(model, size=_hw(size))
+    runner = open_model(model, size=_parse_size(size))
     bar = typer.progressbar(length=len(files), label=f"segmenting with {runner.name}", file=sys.stderr)
     with runner, bar:
         summary = predict_files(runner, files, out, batch, overwrite, bar.update, _echo_unreadable)
@@ -326,8 +320,9 @@ def report_cmd(
 @app.command("pipeline")
 def pipeline_cmd(
     weights: Annotated[str, typer.Option("--weights", help="random:<variant>, a checkpoint file or a hub id.")],
-    target: Annotated[list[str], typer.Option("--target", help="Target profile name or TOML path; repeat.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for the artifacts and report/.")],
+    target: _ExpTargets = None,
+    all_targets: _ExpAll = False,
     size: _Size = None,
     images: _Images = None,
     batch: _Batches = None,
@@ -338,8 +333,9 @@ def pipeline_cmd(
     from birefnet_edge.export import export_targets
     from birefnet_edge.parity import bench_artifacts, build_report, load_inputs, raise_on_failure, run_parity
 
+    targets = _chosen_targets(target, all_targets, _parse_size(size))
     inputs = load_inputs(images)  # before exporting: a bad --images folder should fail in seconds
-    exports = export_targets(weights, target, out, size=_hw(size), progress=_echo_export_step)
+    exports = export_targets(weights, targets, out, size=_parse_size(size), progress=_echo_export_step)
     artifacts = [r.path for r in exports if r.ok]
     report_dir = out / "report"
     typer.echo(f"parity inputs: {inputs.note}", err=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -21,19 +20,10 @@ def run(args: list[str], capsys) -> tuple[int, str, str]:
     return exit_info.value.code, out, err
 
 
-@pytest.fixture(scope="module")
-def onnx_artifact(export_tiny) -> Path:
-    return export_tiny("onnx-fp32")
-
-
 @pytest.fixture()
-def coreml_relabelled(onnx_artifact, tmp_path) -> Path:
+def coreml_relabelled(relabelled) -> Path:
     """The tiny ONNX artifact declared as CoreML: unrunnable off macOS, so SKIPPED."""
-    dst = shutil.copytree(onnx_artifact, tmp_path / "birefnet_tiny-coreml-relabelled")
-    data = json.loads((dst / "manifest.json").read_text())
-    data["profile"]["format"], data["name"] = "coreml", dst.name
-    (dst / "manifest.json").write_text(json.dumps(data))
-    return dst
+    return relabelled("coreml")
 
 
 @pytest.fixture()
@@ -73,7 +63,8 @@ def test_user_error_is_one_line_and_debug_shows_the_traceback(photos, tmp_path, 
     [
         (["predict", "--bogus"], "No such option"),
         (["parity"], "Missing argument"),
-        (["pipeline", "--weights", "w", "--target", "t", "--out", "o", "--size", "big"], "size must look like 512"),
+        (["pipeline", "--weights", "w", "--target", "t", "--out", "o", "--size", "big"], "size must look like 1024"),
+        (["pipeline", "--weights", "w", "--out", "o"], "name at least one --target, or pass --all"),
     ],
 )
 def test_usage_errors_exit_2_without_traceback(args, message, capsys):

@@ -11,6 +11,7 @@ import contextlib
 import json
 import re
 import sys
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -177,7 +178,11 @@ def converting(tool: str, profile: Profile) -> Iterator[None]:
     cannot convert; the user needs to know which step failed, on which target, and what to try.
     """
     try:
-        yield
+        with warnings.catch_warnings():
+            # torch 2.13's own pytree code trips its own deprecation warning inside torch.export; it is
+            # not about anything the user can change, so it would only read as a problem with the export.
+            warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)`", category=FutureWarning)
+            yield
     except BirefnetEdgeError:
         raise
     except Exception as exc:

@@ -6,7 +6,10 @@ functions so the TensorRT exporter can build its TensorRT-ready ONNX from the sa
 
 from __future__ import annotations
 
+import contextlib
 import heapq
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +61,7 @@ def dynamo_export(model: torch.nn.Module, profile: Profile, path: Path) -> None:
     require("onnxscript", EXTRA, "the dynamo ONNX exporter")
     program = export_program(model, profile)
     names = ({IO.batch_axis: IO.batch_dim},) if IO.is_dynamic(profile) else None
-    with phase("onnx translation"), converting("torch.onnx.export (dynamo)", profile):
+    with phase("onnx translation"), converting("torch.onnx.export (dynamo)", profile), _quiet_registry():
         onnx_program = torch.onnx.export(
             program,
             (),
@@ -73,6 +76,22 @@ def dynamo_export(model: torch.nn.Module, profile: Profile, path: Path) -> None:
         # Weights in a side file: saving streams them instead of building one big message, and the
         # batch-axis check can then read the graph alone.
         onnx_program.save(str(path), external_data=True)
+
+
+@contextlib.contextmanager
+def _quiet_registry() -> Iterator[None]:
+    """Silence the exporter's "torchvision is not installed. Skipping torchvision::..." lines.
+
+    torch.onnx logs one warning per torchvision op it cannot register; this project never uses
+    torchvision, so in every export they are four lines of noise a user would take for a problem.
+    """
+    logger = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def raw_onnx(model: torch.nn.Module, profile: Profile) -> Path:

@@ -13,11 +13,6 @@ from birefnet_edge.manifest import FileEntry, read_manifest
 
 
 @pytest.fixture(scope="session")
-def onnx_artifact(export_tiny) -> Path:
-    return export_tiny("onnx-fp32")
-
-
-@pytest.fixture(scope="session")
 def parity_inputs():
     """One photo (when scikit-image is installed) plus two synthetic images: small and quick."""
     from birefnet_edge.parity import load_inputs
@@ -64,25 +59,3 @@ def perturbed_artifact(onnx_artifact, tmp_path_factory) -> Path:
     data["files"] = [vars(FileEntry.of(folder, e.path, e.role)) for e in manifest.files]
     (folder / "manifest.json").write_text(json.dumps(data))
     return folder
-
-
-@pytest.fixture(scope="session")
-def relabelled(onnx_artifact, tmp_path_factory):
-    """Factory: the tiny ONNX artifact declared as another format (reaches a runner's refusal path)."""
-    root = tmp_path_factory.mktemp("relabelled")
-    cache: dict[str, Path] = {}
-
-    def make(fmt: str) -> Path:
-        if fmt not in cache:
-            dst = shutil.copytree(onnx_artifact, root / f"birefnet_tiny-{fmt}-relabelled")
-            data = json.loads((dst / "manifest.json").read_text())
-            data["profile"]["format"], data["name"] = fmt, dst.name
-            if fmt == "tensorrt":
-                for entry in data["files"]:
-                    entry["role"] = "aux"  # what the exporter lists where no engine could be built
-                data["export"]["skipped"] = {"engine": "tensorrt is not installed"}
-            (dst / "manifest.json").write_text(json.dumps(data))
-            cache[fmt] = dst
-        return cache[fmt]
-
-    return make
