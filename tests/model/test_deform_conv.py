@@ -76,6 +76,18 @@ def test_banded_portable_matches_reference(small_column_budget, height: int, wid
     torch.testing.assert_close(got, expected, atol=1e-10, rtol=0)
 
 
+def test_tracing_a_banded_block_gives_no_tracer_warning(small_column_budget) -> None:
+    """Converters that trace (coremltools' trace path, OpenVINO from a module) must see a clean trace."""
+    import warnings
+
+    block = _random_block(7, "portable", seed=12)
+    x = torch.randn(2, 3, 7, 5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", torch.jit.TracerWarning)
+        traced = torch.jit.trace(block, x)
+    torch.testing.assert_close(traced(x[:1]), block(x[:1]), atol=1e-5, rtol=1e-5)
+
+
 def test_banded_portable_exports_with_dynamic_batch(small_column_budget) -> None:
     onnx = pytest.importorskip("onnx", reason="onnx (extra 'onnx') is needed to inspect the graph")
     block = _random_block(7, "portable", seed=11)

@@ -16,6 +16,8 @@ Offset layout (torchvision and ONNX ``DeformConv`` agree): channel ``2k`` is the
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -74,8 +76,8 @@ def deform_conv2d_portable(x: Tensor, offset: Tensor, mask: Tensor, weight: Tens
     Returns:
         Output (B, O, H, W).
     """
-    out_channels, channels, kh, kw = weight.shape
-    height, width = x.shape[-2], x.shape[-1]
+    out_channels, channels, kh, kw = _static_shape(weight)
+    height, width = _static_shape(x)[-2:]
     taps = kh * kw
     flat_weight = weight.reshape(out_channels, channels * taps)
     grid = _tap_grid(offset, kh, kw, padding, height, width)
@@ -89,6 +91,20 @@ def deform_conv2d_portable(x: Tensor, offset: Tensor, mask: Tensor, weight: Tens
         band = grid[:, :, top : top + rows].reshape(-1, taps * min(rows, height - top), width, 2)
         outs.append(_sample_and_combine(x, band, mask[:, :, top : top + rows], flat_weight, taps))
     return torch.cat(outs, dim=2).reshape(-1, out_channels, height, width)
+
+
+def _static_shape(t: Tensor) -> tuple[int, ...]:
+    """The shape as Python ints, also under ``torch.jit.trace`` (some converters trace).
+
+    Tracing records sizes as tensors and warns when one becomes a Python number. The band plan is meant
+    to be a trace-time constant (an export's spatial size and weights are fixed; only the batch is
+    dynamic, and it never enters the plan), so that warning would be noise here.
+    """
+    if not torch.jit.is_tracing():
+        return tuple(t.shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        return tuple(int(n) for n in t.shape)
 
 
 def _sample_and_combine(x: Tensor, grid: Tensor, mask: Tensor, flat_weight: Tensor, taps: int) -> Tensor:
