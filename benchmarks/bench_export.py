@@ -118,15 +118,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", default="BiRefNet_lite")
     parser.add_argument("--size", type=int, default=1024)
-    parser.add_argument("--targets", nargs="*", default=list(CPU_TARGETS), help="none: only the large variant")
+    parser.add_argument(
+        "--targets",
+        nargs="*",
+        default=list(CPU_TARGETS),
+        help="profiles to export; 'none' (or no names) measures only the large variant",
+    )
     parser.add_argument("--large", default="BiRefNet", help="variant whose ONNX export memory is measured")
     parser.add_argument("--no-large", action="store_true", help="skip the large-variant measurement")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per export")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
     args = parser.parse_args()
+    targets = [t for t in args.targets if t != "none"]
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-export-") as tmp:
-        for target in args.targets:
+        for target in targets:
             rows.append(run_child(args.variant, target, args.size, Path(tmp), args.timeout))
             print(f"{target}: {rows[-1]['status']} {rows[-1].get('export_s', '')}", file=sys.stderr, flush=True)
         if not args.no_large:
