@@ -23,18 +23,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from birefnet_edge.profile import list_profiles
+
 GOAL_LARGE_RSS_GIB = 6.0
 # Every shipped profile builds its artifact on a CPU (TensorRT: the TensorRT-ready ONNX; the engine is skipped).
-CPU_TARGETS = (
-    "onnx-fp32",
-    "onnx-fp16",
-    "openvino-fp32",
-    "openvino-fp16",
-    "coreml-fp32",
-    "coreml-fp16",
-    "tensorrt-fp32",
-    "tensorrt-fp16",
-)
+CPU_TARGETS = tuple(list_profiles())  # profile.py is light: the parent process stays small
 
 
 def export_one(variant: str, target: str, size: int, out: Path) -> dict:

@@ -25,9 +25,20 @@ app = typer.Typer(
 _STATE = {"debug": False}
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from birefnet_edge import __version__
+
+        typer.echo(f"birefnet-edge {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     _STATE["debug"] = debug
 

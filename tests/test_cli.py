@@ -154,3 +154,10 @@ def test_pipeline_wires_export_parity_bench_report(onnx_artifact, tmp_path, caps
     assert "PASS" in stdout and "EXPORT FAILED" in stdout and "pytorch-eager" in stdout
     summary = (out / "report" / "summary.md").read_text()
     assert "onnx-fp16 export failed: converter exploded" in summary
+
+
+def test_version_names_the_installed_distribution(capsys):
+    from importlib import metadata
+
+    code, out, _ = run(["--version"], capsys)
+    assert code == 0 and out.strip() == f"birefnet-edge {metadata.version('birefnet-edge')}"
