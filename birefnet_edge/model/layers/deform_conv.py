@@ -51,9 +51,9 @@ def _tap_grid(offset: Tensor, kh: int, kw: int, padding: int, height: int, width
     return torch.stack((grid_x, grid_y), dim=-1).reshape(-1, taps * height, width, 2)
 
 
-# Largest column matrix (elements per image) sampled at once; bigger maps are done in row tiles. At 1024 px
+# Largest column matrix (elements per image) sampled at once; bigger maps are done in row bands. At 1024 px
 # the decoder's 7x7 layer would otherwise hold 64·49 x 256² floats (822 MB) per image, three copies of it
-# at times; 2**26 (256 MB) cuts that to four tiles, which also runs 5-10% faster (fewer cache misses).
+# at times; 2**26 (256 MB) cuts that to four bands, which also runs 5-10% faster (fewer cache misses).
 COLUMN_BUDGET = 1 << 26
 
 
