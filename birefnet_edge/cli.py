@@ -344,9 +344,10 @@ def pipeline_cmd(
     from birefnet_edge.export import export_targets
     from birefnet_edge.parity import bench_artifacts, build_report, load_inputs, raise_on_failure, run_parity
 
-    targets = _chosen_targets(target, all_targets, _parse_size(size))
+    hw = _parse_size(size)
+    targets = _chosen_targets(target, all_targets, hw)
     inputs = load_inputs(images)  # before exporting: a bad --images folder should fail in seconds
-    exports = export_targets(weights, targets, out, size=_parse_size(size), progress=_echo_export_step)
+    exports = export_targets(weights, targets, out, size=hw, progress=_echo_export_step)
     artifacts = [r.path for r in exports if r.ok]
     report_dir = out / "report"
     typer.echo(f"parity inputs: {inputs.note}", err=True)

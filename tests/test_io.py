@@ -33,6 +33,21 @@ def test_atomic_write_failure_keeps_the_old_file(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json"]
 
 
+def test_atomic_write_interrupted_at_rename_removes_the_temp(tmp_path: Path, monkeypatch) -> None:
+    target = tmp_path / "m.json"
+    atomic_write_json(target, {"ok": 1})
+
+    def broken_replace(src, dst):
+        raise KeyboardInterrupt  # e.g. Ctrl-C between writing and renaming
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_json(target, {"ok": 2})
+    monkeypatch.undo()
+    assert '"ok": 1' in target.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json"]
+
+
 def test_staging_dir_removes_partial_on_error_and_replaces_on_success(tmp_path: Path) -> None:
     final = tmp_path / "art"
     with pytest.raises(RuntimeError), staging_dir(final) as stage:
