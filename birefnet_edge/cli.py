@@ -231,6 +231,9 @@ _Batches = Annotated[
     typer.Option("--batch", help="Batch size; repeat for several (default: parity 1 and 3, bench 1 and 4)."),
 ]
 _ReportDir = Annotated[Path | None, typer.Option("--report", help="Write results.json, summary.md, report.html.")]
+_Junit = Annotated[
+    Path | None, typer.Option("--junit", help="Write JUnit XML (one test case per artifact and check) for CI.")
+]
 _Images = Annotated[Path | None, typer.Option("--images", help="Folder of photos (default: sample photos).")]
 _Size = Annotated[str | None, typer.Option("--size", help="Input size H or HxW (PyTorch weights / export).")]
 _Runs = Annotated[int, typer.Option("--runs", min=1, help="Timed runs per batch size.")]
@@ -250,13 +253,27 @@ def _echo_bench(result: BenchResult) -> None:
     typer.echo(f"bench   {result.name}: {figures}", err=True)
 
 
-def _finish(report: RunReport, out: Path | None) -> None:
+def _finish(report: RunReport, out: Path | None, junit: Path | None = None, ci: bool = False) -> None:
     from birefnet_edge.parity.report import render_text_table, write_reports
 
     typer.echo(render_text_table(report))
     if out is not None:
         for kind, path in write_reports(report, out).items():
             typer.echo(f"{kind:<9}{path}")
+    if junit is not None or ci:
+        _finish_ci(report, junit)
+
+
+def _finish_ci(report: RunReport, junit: Path | None) -> None:
+    """JUnit XML when asked for, and the Markdown summary into ``$GITHUB_STEP_SUMMARY`` when set."""
+    from birefnet_edge.parity.ci import append_step_summary, write_junit
+    from birefnet_edge.parity.report import render_markdown
+
+    if junit is not None:
+        typer.echo(f"{'junit':<9}{write_junit(report, junit)}")
+    summary = append_step_summary(render_markdown(report))
+    if summary is not None:
+        typer.echo(f"{'summary':<9}{summary}")
 
 
 @app.command("parity")
@@ -266,6 +283,7 @@ def parity_cmd(
     batch: _Batches = None,
     report: _ReportDir = None,
     synthetic: Annotated[int, typer.Option("--synthetic", min=0, max=4, help="Synthetic images to add.")] = 3,
+    junit: _Junit = None,
 ) -> None:
     """Compare artifacts with the PyTorch reference; exit 1 when a runnable target fails."""
     from birefnet_edge.parity import build_report, load_inputs, raise_on_failure, run_parity
@@ -274,7 +292,7 @@ def parity_cmd(
     typer.echo(f"parity inputs: {inputs.note}", err=True)
     samples = report / "samples" if report is not None else None
     results = run_parity(artifacts, inputs, batch or (1, 3), samples_dir=samples, on_result=_echo_parity)
-    _finish(build_report(parity=results), report)
+    _finish(build_report(parity=results), report, junit, ci=True)
     raise_on_failure(results)
 
 
@@ -339,6 +357,7 @@ def pipeline_cmd(
     batch: _Batches = None,
     runs: _Runs = 3,
     warmup: _Warmup = 1,
+    junit: _Junit = None,
 ) -> None:
     """Export -> parity -> bench -> report in one go; exit 1 when an export or a runnable target fails."""
     from birefnet_edge.export import export_targets
@@ -354,7 +373,8 @@ def pipeline_cmd(
     parity = run_parity(artifacts, inputs, batch or (1, 3), samples_dir=report_dir / "samples", on_result=_echo_parity)
     bench = bench_artifacts(artifacts, runs, warmup, on_result=_echo_bench)
     records = [_export_record(r) for r in exports]
-    _finish(build_report(parity, bench, records, title=f"birefnet-edge pipeline: {weights}"), report_dir)
+    run_report = build_report(parity, bench, records, title=f"birefnet-edge pipeline: {weights}")
+    _finish(run_report, report_dir, junit, ci=True)
     failed = [r.target for r in exports if not r.ok]
     if failed:
         _fail(f"export failed for {', '.join(failed)} (see the notes above)")
