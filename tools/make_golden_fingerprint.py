@@ -14,16 +14,16 @@ from pathlib import Path
 
 import numpy as np
 
-# file -> (variant, model overrides, array holding the logits)
+# file -> (variant, tile order the deterministic weights are read with, array holding the logits)
 GOLDENS = {
-    "golden_BiRefNet_lite_2x512.npz": ("BiRefNet_lite", {}, "logits"),
-    "golden_BiRefNet_lite_1x512.npz": ("BiRefNet_lite", {}, "logits"),
-    "golden_BiRefNet_lite_1x512_legacy_patch_order.npz": ("BiRefNet_lite", {"patch_order": "legacy"}, "logits"),
-    "golden_BiRefNet_lite_1x1024.npz": ("BiRefNet_lite", {}, "logits"),
-    "golden_BiRefNet_pvt_v2_b0_2x512.npz": ("BiRefNet_pvt_v2_b0", {}, "logits"),
-    "golden_BiRefNet_pvt_v2_b1_1x512.npz": ("BiRefNet_pvt_v2_b1", {}, "logits"),
-    "trace_BiRefNet_1x256.npz": ("BiRefNet", {}, "final_logits"),
-    "trace_BiRefNet_lite_1x256.npz": ("BiRefNet_lite", {}, "final_logits"),
+    "golden_BiRefNet_lite_2x512.npz": ("BiRefNet_lite", "current", "logits"),
+    "golden_BiRefNet_lite_1x512.npz": ("BiRefNet_lite", "current", "logits"),
+    "golden_BiRefNet_lite_1x512_legacy_patch_order.npz": ("BiRefNet_lite", "legacy", "logits"),
+    "golden_BiRefNet_lite_1x1024.npz": ("BiRefNet_lite", "current", "logits"),
+    "golden_BiRefNet_pvt_v2_b0_2x512.npz": ("BiRefNet_pvt_v2_b0", "current", "logits"),
+    "golden_BiRefNet_pvt_v2_b1_1x512.npz": ("BiRefNet_pvt_v2_b1", "current", "logits"),
+    "trace_BiRefNet_1x256.npz": ("BiRefNet", "current", "final_logits"),
+    "trace_BiRefNet_lite_1x256.npz": ("BiRefNet_lite", "current", "final_logits"),
 }
 SAMPLES = 2048
 
@@ -48,9 +48,9 @@ def fingerprint(path: Path, key: str) -> dict:
 def main() -> None:
     folder = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "shared" / "birefnet")
     out = {}
-    for name, (variant, overrides, key) in GOLDENS.items():
+    for name, (variant, patch_order, key) in GOLDENS.items():
         entry = fingerprint(folder / name, key)
-        entry.update(variant=variant, overrides=overrides)
+        entry.update(variant=variant, patch_order=patch_order)
         out[name] = entry
     target = Path(__file__).resolve().parents[1] / "tests" / "model" / "data" / "golden_fingerprint.json"
     target.write_text(json.dumps(out, separators=(",", ":")) + "\n")

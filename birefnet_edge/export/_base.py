@@ -115,6 +115,7 @@ class ArtifactInfo:
             "birefnet_edge.weights.revision": str(w.get("revision")),
             "birefnet_edge.weights.sha256": str(w.get("sha256")),
             "birefnet_edge.weights.deterministic": str(bool(w.get("deterministic"))).lower(),
+            "birefnet_edge.weights.patch_order": str(w.get("patch_order")),
             "birefnet_edge.mean": json.dumps(list(self.contract.get("mean", []))),
             "birefnet_edge.std": json.dumps(list(self.contract.get("std", []))),
             "birefnet_edge.size": json.dumps(list(self.contract.get("size", []))),

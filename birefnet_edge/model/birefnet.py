@@ -16,7 +16,7 @@ from torch import nn
 from birefnet_edge.errors import InputError
 from birefnet_edge.model.layers.blocks import BasicDecBlk, BasicLatBlk, SimpleConvs
 from birefnet_edge.model.layers.deform_conv import DeformableConv2d
-from birefnet_edge.model.layers.patches import PATCH_ORDERS, image_to_patches
+from birefnet_edge.model.layers.patches import image_to_patches
 
 BACKBONES = (
     "swin_v1_t",
@@ -46,7 +46,6 @@ class BiRefNetConfig:
         multi_scale_input: Run the backbone on a half-size copy and concatenate ('cat' in the official config).
         context: Fuse stage 1-3 maps into stage 4 (cxt_num 3).
         dec_att: Attention inside every decoder block: 'ASPPDeformable', 'ASPP' or 'none'.
-        patch_order: Tile order of the image-patch injection: 'current' or 'legacy' (before 2024-11-05).
         deform: Deformable-conv form: 'portable' (grid_sample) or 'native' (exports as ONNX DeformConv).
         dec_channels: Inner width of every BasicDecBlk (64 officially).
         aspp_channels: Width of every ASPP branch (256 officially).
@@ -60,7 +59,6 @@ class BiRefNetConfig:
     multi_scale_input: bool = True
     context: bool = True
     dec_att: str = "ASPPDeformable"
-    patch_order: str = "current"
     deform: str = "portable"
     dec_channels: int = 64
     aspp_channels: int = 256
@@ -72,7 +70,6 @@ class BiRefNetConfig:
         for key, allowed in (
             ("backbone", BACKBONES),
             ("dec_att", DEC_ATTENTIONS),
-            ("patch_order", PATCH_ORDERS),
             ("deform", DEFORM_FORMS),
         ):
             if getattr(self, key) not in allowed:
@@ -154,7 +151,7 @@ class Decoder(nn.Module):
     def _inject(self, x: torch.Tensor, ref: torch.Tensor, level: int) -> torch.Tensor:
         """Concatenate ``ref`` with the injection branch fed by image tiles matching ref's grid."""
         gh, gw = x.shape[-2] // ref.shape[-2], x.shape[-1] // ref.shape[-1]
-        patches = image_to_patches(x, gh, gw, self.cfg.patch_order) if gh * gw > 1 else x
+        patches = image_to_patches(x, gh, gw) if gh * gw > 1 else x
         ipt = getattr(self, f"ipt_blk{level}")(resize(patches, ref.shape[-2:]))
         return torch.cat([ref, ipt], dim=1)
 

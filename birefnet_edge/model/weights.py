@@ -1,9 +1,12 @@
-"""Loading official checkpoints (file or hub) and the deterministic test weights.
+"""Loading checkpoints (file or hub) and the deterministic test weights.
 
 Weights specs understood by :func:`load_model`:
 - ``random:<variant>``: the deterministic weights of ``../shared/birefnet/README.md`` (tests, demos);
 - a local ``.safetensors`` / ``.pth`` / ``.pt`` / ``.bin`` file;
 - a hub id ``owner/name[@revision]`` such as ``ZhengPeng7/BiRefNet_lite@<commit>``.
+
+A checkpoint trained with the legacy tile order is converted to the graph's order while loading;
+:mod:`birefnet_edge.model.patch_order` says how the order is decided.
 """
 
 from __future__ import annotations
@@ -22,11 +25,20 @@ from birefnet_edge._io import sha256_file
 from birefnet_edge.errors import WeightsError
 from birefnet_edge.model._registry import create_model, list_models
 from birefnet_edge.model.birefnet import BiRefNet
+from birefnet_edge.model.checkpoint import (
+    WEIGHT_SUFFIXES,
+    check_finite,
+    config_from_metadata,
+    read_checkpoint,
+    read_metadata,
+)
 from birefnet_edge.model.contract import Contract
+from birefnet_edge.model.hub import download_from_hub, hub_repo_of_path, hub_variant, parse_hub_id
+from birefnet_edge.model.layers.patches import legacy_to_current
+from birefnet_edge.model.patch_order import DETERMINISTIC, USER, check_order, decide_patch_order
 
 log = logging.getLogger(__name__)
 
-WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 # In the official state dict but unused at inference; a checkpoint without them still loads.
 OPTIONAL_KEY_PATTERNS = (
     r"\.conv_ms_spvn_\d\.",
@@ -34,15 +46,6 @@ OPTIONAL_KEY_PATTERNS = (
     r"num_batches_tracked$",
     r"relative_position_index$",
 )
-HUB_FILE = "model.safetensors"
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
-# Hub repositories whose architecture differs from the default (swin_v1_l) BiRefNet.
-HUB_VARIANTS = {
-    "BiRefNet_lite": "BiRefNet_lite",
-    "BiRefNet_lite-2K": "BiRefNet_lite-2K",
-    "BiRefNet_HR": "BiRefNet_HR",
-    "BiRefNet_HR-matting": "BiRefNet_HR",
-}
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,9 @@ class WeightsInfo:
         sha256: SHA-256 of the weights file (None for random weights).
         deterministic: True for the deterministic test weights (not a trained model).
         file: Resolved local file path, if any.
+        patch_order: Tile order the weights were trained with (``legacy`` ones were converted at load).
+        patch_order_source: Who decided it: ``user``, ``hub table``, ``file name``, ``file metadata``,
+            ``default`` or ``deterministic`` (the defaults describe deterministic weights).
     """
 
     source: str
@@ -64,6 +70,8 @@ class WeightsInfo:
     sha256: str | None = None
     deterministic: bool = False
     file: str | None = None
+    patch_order: str = "current"
+    patch_order_source: str = DETERMINISTIC
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -105,69 +113,6 @@ def deterministic_input(batch: int, height: int, width: int) -> np.ndarray:
     mean = np.asarray(Contract().mean, dtype=np.float32)[None, :, None, None]
     std = np.asarray(Contract().std, dtype=np.float32)[None, :, None, None]
     return ((x - mean) / std).astype(np.float32)
-
-
-def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a state dict from ``.safetensors`` or a torch pickle (``weights_only=True``), unwrapped.
-
-    Raises:
-        WeightsError: Missing file, unknown extension, truncated/corrupt file, or no tensors inside.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"weights file not found: {path}")
-    suffix = path.suffix.lower()
-    if suffix == ".safetensors":
-        state = _read_safetensors(path)
-    elif suffix in (".pth", ".pt", ".bin", ".ckpt"):
-        state = _read_pickle(path)
-    else:
-        raise WeightsError(f"unsupported weights file type '{suffix}' ({path}); use .safetensors, .pth or .pt")
-    return strip_prefixes(state)
-
-
-def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise WeightsError(
-            f"{path} is not a readable safetensors file (truncated or corrupt?): {exc}. Download it again."
-        ) from exc
-
-
-def _read_pickle(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types (UnpicklingError, RuntimeError, EOFError) for bad files
-        raise WeightsError(
-            f"{path} is not a readable PyTorch checkpoint (truncated, corrupt, or it holds "
-            f"non-tensor objects that weights_only loading refuses): {exc}"
-        ) from exc
-    for wrapper in ("state_dict", "model", "model_state_dict"):
-        if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
-            obj = obj[wrapper]
-    if not isinstance(obj, dict) or not any(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise WeightsError(
-            f"{path} holds no state dict of tensors (found {type(obj).__name__}); is it a BiRefNet checkpoint?"
-        )
-    return {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-
-
-def strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Remove DDP (``module.``) and torch.compile (``_orig_mod.``) prefixes from every key."""
-    out = {}
-    for key, value in state.items():
-        changed = True
-        while changed:
-            changed = False
-            for prefix in WRAPPER_PREFIXES:
-                if key.startswith(prefix):
-                    key, changed = key[len(prefix) :], True
-        out[key] = value
-    return out
 
 
 def guess_backbone(state: dict[str, torch.Tensor]) -> str | None:
@@ -242,94 +187,109 @@ def _mismatch_message(model: BiRefNet, state: dict, source: str, missing: list, 
         )
     likely = guess_variant(state)
     if likely and likely != model.config.name:
-        parts.append(f"the file looks like variant '{likely}': pass --variant {likely}")
+        parts.append(f"the file looks like variant '{likely}': pass --variant {likely} (API: variant={likely!r})")
     elif not likely:
         parts.append("it does not look like any registered BiRefNet variant; is it a BiRefNet checkpoint?")
     return "; ".join(parts)
 
 
-def parse_hub_id(spec: str) -> tuple[str, str | None] | None:
-    """Split ``owner/name[@revision]``; None when ``spec`` is not a hub id."""
-    if not _HUB_ID.match(spec):
-        return None
-    repo, _, revision = spec.partition("@")
-    return repo, revision or None
-
-
-def download_from_hub(repo: str, revision: str | None) -> tuple[Path, str]:
-    """Fetch ``model.safetensors`` of a hub repo; return the local path and the commit actually served.
-
-    Without ``revision`` the hub serves whatever ``main`` points to today: the commit is resolved and
-    recorded, with a warning that the reference floats.
-
-    Raises:
-        MissingDependencyError: huggingface_hub is not installed (extra ``hub``).
-        WeightsError: The hub is unreachable or the repo/revision/file does not exist.
-    """
-    from birefnet_edge._deps import require
-
-    hub = require("huggingface_hub", "hub", "downloading weights from the hub")
-    try:
-        path = Path(hub.hf_hub_download(repo_id=repo, filename=HUB_FILE, revision=revision))
-    except Exception as exc:  # offline, 404, auth: huggingface_hub raises many types
-        raise WeightsError(
-            f"cannot fetch {HUB_FILE} of '{repo}' at revision {revision or 'main'} from the hub: "
-            f"{type(exc).__name__}: {exc}. If the hub is unreachable, download the file elsewhere and pass "
-            "its local path with --weights (and --variant)."
-        ) from exc
-    served = path.parent.name if re.fullmatch(r"[0-9a-f]{40}", path.parent.name) else None
-    if revision is None:
-        log.warning(
-            "no revision pinned for %s: using commit %s; pin it (%s@%s) so the reference cannot move",
-            repo,
-            served or "unknown",
-            repo,
-            served or "<commit>",
-        )
-    return path, served or revision or "unknown"
-
-
 def load_model(
-    weights: str, variant: str | None = None, revision: str | None = None, **overrides: Any
+    weights: str,
+    variant: str | None = None,
+    revision: str | None = None,
+    patch_order: str | None = None,
+    **overrides: Any,
 ) -> tuple[BiRefNet, WeightsInfo]:
     """Build a model and load its weights from a spec (see the module docstring).
 
+    A ``.safetensors`` file written by birefnet-edge carries its variant, config overrides and tile
+    order in its metadata (``birefnet_edge.variant``, ``birefnet_edge.config``,
+    ``birefnet_edge.patch_order``), so it loads with no other argument.
+
     Args:
         weights: ``random:<variant>``, a checkpoint path, or a hub id ``owner/name[@revision]``.
-        variant: Registered variant; inferred from the spec or the checkpoint's shapes when omitted.
+        variant: Registered variant; otherwise from the hub table, the file's metadata or its shapes.
         revision: Hub revision (overrides an ``@revision`` in the spec).
-        **overrides: Config overrides (e.g. ``deform="native"``).
+        patch_order: Tile order the weights were trained with, ``legacy`` or ``current``; None decides
+            it from the hub table, the file name or metadata, else assumes ``legacy`` with a warning.
+            Deterministic weights are ``current`` unless given.
+        **overrides: Config overrides (e.g. ``deform="native"``), applied over the file's own.
 
     Returns:
         The model in eval mode and the record of where its weights came from.
 
     Raises:
-        WeightsError: The spec cannot be resolved or the weights do not fit.
-        InputError: Unknown variant or override.
+        WeightsError: The spec cannot be resolved, the file is damaged or non-finite, or the weights
+            do not fit.
+        InputError: Unknown variant, override or tile order.
     """
+    if patch_order is not None:
+        check_order(patch_order, "patch_order")
     if weights.startswith("random:"):
-        name = variant or weights.split(":", 1)[1]
-        model = deterministic_weights(create_model(name, **overrides))
-        return model, WeightsInfo(source=weights, variant=name, deterministic=True)
-    path, served, hub_variant = _resolve_file(weights, revision)
+        return _load_deterministic(weights, variant, patch_order, overrides)
+    path, served, repo = _resolve_file(weights, revision)
     state = read_checkpoint(path)
-    name = variant or hub_variant or guess_variant(state)
+    check_finite(state, str(path))
+    metadata = read_metadata(path)
+    meta_variant, meta_config = config_from_metadata(metadata, weights)
+    name = variant or (hub_variant(repo) if repo else None) or meta_variant or guess_variant(state)
     if name is None:
         raise WeightsError(
-            f"cannot tell which BiRefNet variant {weights} holds; pass --variant (one of: {', '.join(list_models())})"
+            f"cannot tell which BiRefNet variant {weights} holds; pass --variant NAME (API: variant=...), "
+            f"one of: {', '.join(list_models())}"
         )
-    model = create_model(name, **overrides)
+    order, order_source = decide_patch_order(patch_order, repo, path, metadata, weights)
+    if order == "legacy":
+        state = _legacy_state(state, weights)
+    model = create_model(name, **({**meta_config, **overrides} if name == meta_variant else overrides))
     load_state_dict_checked(model, state, source=str(weights))
-    info = WeightsInfo(source=weights, variant=name, revision=served, sha256=sha256_file(path), file=str(path))
+    info = WeightsInfo(
+        source=weights,
+        variant=name,
+        revision=served,
+        sha256=sha256_file(path),
+        file=str(path),
+        patch_order=order,
+        patch_order_source=order_source,
+    )
     return model.eval(), info
 
 
+def _load_deterministic(
+    weights: str, variant: str | None, patch_order: str | None, overrides: dict[str, Any]
+) -> tuple[BiRefNet, WeightsInfo]:
+    """Deterministic weights are current-order by definition; ``patch_order="legacy"`` reads them as
+    legacy-trained (the weights the legacy golden file was computed with)."""
+    name = variant or weights.split(":", 1)[1]
+    model = deterministic_weights(create_model(name, **overrides))
+    if patch_order == "legacy":
+        model.load_state_dict(_legacy_state(model.state_dict(), weights))
+    info = WeightsInfo(
+        source=weights,
+        variant=name,
+        deterministic=True,
+        patch_order=patch_order or "current",
+        patch_order_source=USER if patch_order else DETERMINISTIC,
+    )
+    return model, info
+
+
+def _legacy_state(state: dict[str, torch.Tensor], spec: str) -> dict[str, torch.Tensor]:
+    try:
+        return legacy_to_current(state)
+    except ValueError as exc:
+        raise WeightsError(
+            f"{spec}: cannot convert from the legacy tile order: {exc}; is it a BiRefNet checkpoint?"
+        ) from exc
+
+
 def _resolve_file(weights: str, revision: str | None) -> tuple[Path, str | None, str | None]:
+    """Return (local file, hub commit served or None, hub repo ``owner/name`` or None)."""
     path = Path(weights).expanduser()
-    if path.exists() or path.suffix.lower() in (".safetensors", ".pth", ".pt", ".bin", ".ckpt"):
+    if path.exists() or path.suffix.lower() in WEIGHT_SUFFIXES:
         if not path.is_file():
             raise WeightsError(f"weights file not found: {path}")
-        return path, None, None
+        return path, None, hub_repo_of_path(path)
     hub = parse_hub_id(weights)
     if hub is None:
         raise WeightsError(
@@ -338,4 +298,4 @@ def _resolve_file(weights: str, revision: str | None) -> tuple[Path, str | None,
         )
     repo, spec_revision = hub
     local, served = download_from_hub(repo, revision or spec_revision)
-    return local, served, HUB_VARIANTS.get(repo.split("/")[1], "BiRefNet" if repo.startswith("ZhengPeng7/") else None)
+    return local, served, repo

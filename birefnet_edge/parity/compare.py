@@ -44,6 +44,7 @@ class ReferenceCache:
                 manifest.weights.get("source"),
                 manifest.variant,
                 manifest.weights.get("revision"),
+                manifest.weights.get("patch_order"),
                 manifest.model_overrides,
                 manifest.get_profile().input_size,
             ],

@@ -32,6 +32,7 @@ class PytorchRunner(Runner):
         variant: Variant name (None: inferred from the spec or checkpoint).
         revision: Hub revision, if any.
         overrides: Model config overrides (e.g. ``{"deform": "native"}``).
+        patch_order: Tile order the weights were trained with (None: decided by ``load_model``).
         expected_sha256: SHA-256 the loaded weights must have (None: not checked).
         **kwargs: Base-class arguments (see :class:`Runner`).
     """
@@ -44,6 +45,7 @@ class PytorchRunner(Runner):
         variant: str | None = None,
         revision: str | None = None,
         overrides: dict[str, Any] | None = None,
+        patch_order: str | None = None,
         expected_sha256: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -52,6 +54,7 @@ class PytorchRunner(Runner):
         self.variant = variant
         self.revision = revision
         self.overrides = dict(overrides or {})
+        self.patch_order = patch_order
         self.expected_sha256 = expected_sha256
         self.model: torch.nn.Module | None = None
         self.weights_info: dict[str, Any] = {}
@@ -59,6 +62,9 @@ class PytorchRunner(Runner):
     @classmethod
     def from_artifact(cls, folder: Path, manifest: Manifest) -> PytorchRunner:
         """Build the PyTorch reference of an artifact: its weights, variant, overrides, size and batch range.
+
+        The weights are read with the tile order the manifest records (``current`` for manifests older
+        than that record: they were exported from unconverted weights).
 
         Raises:
             ArtifactError: The manifest does not say where the weights came from.
@@ -75,6 +81,7 @@ class PytorchRunner(Runner):
             variant=manifest.variant,
             revision=manifest.weights.get("revision"),
             overrides=manifest.model_overrides,
+            patch_order=manifest.weights.get("patch_order", "current"),
             expected_sha256=manifest.weights.get("sha256"),
             **kwargs,
         )
@@ -105,7 +112,9 @@ class PytorchRunner(Runner):
         return runner
 
     def _activate_impl(self) -> None:
-        model, info = load_model(self.weights, variant=self.variant, revision=self.revision, **self.overrides)
+        model, info = load_model(
+            self.weights, variant=self.variant, revision=self.revision, patch_order=self.patch_order, **self.overrides
+        )
         if self.expected_sha256 and info.sha256 and info.sha256 != self.expected_sha256:
             raise ArtifactError(
                 f"{self.name}: weights '{self.weights}' have sha256 {info.sha256[:12]}..., but the artifact was "

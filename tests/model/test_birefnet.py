@@ -66,17 +66,16 @@ def test_native_and_portable_forms_agree_without_touching_weights(tiny_input) ->
     assert torch.allclose(portable, native, atol=1e-5, rtol=0)
 
 
-def test_patch_orders_place_tiles_as_documented() -> None:
-    """Current order: channel c*g^2 + row*g + col; legacy: (col*g + row)*3 + c."""
+def test_patches_place_tiles_as_documented() -> None:
+    """The graph's (current) order: channel c*g^2 + row*g + col."""
     g, tile = 2, 3
     x = torch.arange(2 * 3 * (g * tile) ** 2, dtype=torch.float32).reshape(2, 3, g * tile, g * tile)
-    cur, leg = image_to_patches(x, g, g, "current"), image_to_patches(x, g, g, "legacy")
+    cur = image_to_patches(x, g, g)
     for c in range(3):
         for row in range(g):
             for col in range(g):
                 ref = x[:, c, row * tile : (row + 1) * tile, col * tile : (col + 1) * tile]
                 assert torch.equal(cur[:, c * g * g + row * g + col], ref)
-                assert torch.equal(leg[:, (col * g + row) * 3 + c], ref)
 
 
 def test_unknown_variant_and_bad_override_are_clear() -> None:

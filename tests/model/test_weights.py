@@ -12,7 +12,9 @@ from safetensors.torch import save_file
 
 from birefnet_edge.errors import WeightsError
 from birefnet_edge.model import deterministic_input, load_model
-from birefnet_edge.model.weights import guess_variant, parse_hub_id, read_checkpoint, strip_prefixes
+from birefnet_edge.model.checkpoint import read_checkpoint, strip_prefixes
+from birefnet_edge.model.hub import hub_reachable, parse_hub_id
+from birefnet_edge.model.weights import guess_variant
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +37,7 @@ def test_random_spec_is_deterministic_and_flagged() -> None:
 def test_fp16_safetensors_loads_upcast_and_records_hash(tmp_path: Path, tiny_model, tiny_state) -> None:
     path = tmp_path / "model.safetensors"
     save_file({k: v.half() if v.is_floating_point() else v for k, v in tiny_state.items()}, str(path))
-    model, info = load_model(str(path))
+    model, info = load_model(str(path), patch_order="current")
     assert info.variant == "birefnet_tiny" and len(info.sha256) == 64 and not info.deterministic
     assert next(model.parameters()).dtype == torch.float32
     assert torch.allclose(_logits(model), _logits(tiny_model), atol=0.05)
@@ -44,7 +46,7 @@ def test_fp16_safetensors_loads_upcast_and_records_hash(tmp_path: Path, tiny_mod
 def test_pth_with_wrapper_prefixes_and_nested_dict(tmp_path: Path, tiny_model, tiny_state) -> None:
     path = tmp_path / "epoch_1.pth"
     torch.save({"state_dict": {f"module._orig_mod.{k}": v for k, v in tiny_state.items()}}, path)
-    model, _ = load_model(str(path), variant="birefnet_tiny")
+    model, _ = load_model(str(path), variant="birefnet_tiny", patch_order="current")
     assert torch.equal(_logits(model), _logits(tiny_model))
 
 
@@ -111,10 +113,51 @@ def test_unparseable_spec() -> None:
         load_model("not a spec")
 
 
-def test_hub_unreachable_says_to_pass_a_local_file(monkeypatch) -> None:
+@pytest.fixture
+def hub_spy(monkeypatch, tmp_path):
+    """Record every hf_hub_download call and pass it through to the real client (with an empty cache)."""
+    huggingface_hub = pytest.importorskip("huggingface_hub")
+    real, calls = huggingface_hub.hf_hub_download, []
+
+    def spy(**kwargs):
+        calls.append(kwargs)
+        return real(**kwargs, cache_dir=str(tmp_path))
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", spy)
+    return calls
+
+
+def test_hub_offline_env_reads_the_cache_once_without_probing(monkeypatch, hub_spy) -> None:
+    """HF_HUB_OFFLINE: one cache-only attempt (no network retries) and advice to pass a local file."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(WeightsError, match="pass its local path with --weights"):
+    monkeypatch.setattr("birefnet_edge.model.hub.hub_reachable", lambda endpoint: pytest.fail("probed the hub"))
+    with pytest.raises(
+        WeightsError,
+        match=r"HF_HUB_OFFLINE is set and the file is not in the local cache.*"
+        r"pass the local file instead: --weights path/to/model.safetensors",
+    ):
         load_model("ZhengPeng7/BiRefNet_lite@0123456789abcdef0123456789abcdef01234567")
+    assert len(hub_spy) == 1 and hub_spy[0]["local_files_only"] is True
+
+
+def test_hub_unreachable_reads_the_cache_once(monkeypatch, hub_spy) -> None:
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr("birefnet_edge.model.hub.hub_reachable", lambda endpoint: False)
+    with pytest.raises(
+        WeightsError,
+        match=r"the hub \(https?://.*\) cannot be reached and the file is not in the local "
+        r"cache.*--weights path/to/model.safetensors",
+    ):
+        load_model("ZhengPeng7/BiRefNet_lite")
+    assert [c["local_files_only"] for c in hub_spy] == [True]
+
+
+def test_hub_probe(monkeypatch) -> None:
+    for var in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    assert hub_reachable("https://host.invalid", timeout=1.0) is False  # .invalid never resolves (RFC 2606)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    assert hub_reachable("https://host.invalid", timeout=1.0) is True  # behind a proxy the client decides
 
 
 def test_hub_records_served_commit_and_warns_when_unpinned(tmp_path, monkeypatch, tiny_state, caplog) -> None:
@@ -125,18 +168,48 @@ def test_hub_records_served_commit_and_warns_when_unpinned(tmp_path, monkeypatch
     save_file(tiny_state, str(snap / "model.safetensors"))
     calls = []
 
-    def fake_download(repo_id: str, filename: str, revision: str | None = None) -> str:
-        calls.append((repo_id, filename, revision))
+    def fake_download(repo_id: str, filename: str, revision: str | None, local_files_only: bool) -> str:
+        calls.append((repo_id, filename, revision, local_files_only))
         return str(snap / filename)
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    monkeypatch.setattr("birefnet_edge.model.hub.hub_reachable", lambda endpoint: True)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     with caplog.at_level(logging.WARNING):
         _, info = load_model("someone/tiny-birefnet")
-    assert calls == [("someone/tiny-birefnet", "model.safetensors", None)]
+    assert calls == [("someone/tiny-birefnet", "model.safetensors", None, False)]
     assert info.revision == commit and info.variant == "birefnet_tiny"
     assert "no revision pinned" in caplog.text
     _, pinned = load_model("someone/tiny-birefnet@v1")
     assert calls[-1][2] == "v1" and pinned.revision == commit
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_weights_are_a_load_error(tmp_path: Path, tiny_state, bad: float) -> None:
+    state = dict(tiny_state)
+    state["decoder.conv_out1.0.weight"] = state["decoder.conv_out1.0.weight"].clone()
+    state["decoder.conv_out1.0.weight"][0, :2] = bad
+    path = tmp_path / "diverged.safetensors"
+    save_file(state, str(path))
+    counts = "2 NaN, 0 inf" if bad != bad else "0 NaN, 2 inf"
+    with pytest.raises(
+        WeightsError,
+        match=rf"{path} holds non-finite weights in 1 tensor\(s\), e.g. decoder.conv_out1.0.weight \({counts}\);"
+        " the file is damaged",
+    ):
+        load_model(str(path), patch_order="current")
+
+
+def test_checkpoint_of_another_model_names_the_option_that_exists(tmp_path: Path) -> None:
+    """Not BiRefNet at all: no variant to guess, and the advice names --variant, which the CLI has."""
+    path = tmp_path / "resnet.pth"
+    torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7), "fc.weight": torch.zeros(10, 512)}, path)
+    with pytest.raises(
+        WeightsError, match=r"cannot tell which BiRefNet variant .*resnet.pth holds; pass --variant NAME"
+    ):
+        load_model(str(path))
+    with pytest.raises(WeightsError, match=r"does not look like any registered BiRefNet variant"):
+        load_model(str(path), variant="birefnet_tiny")
 
 
 def test_helpers() -> None:
