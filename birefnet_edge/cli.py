@@ -238,6 +238,10 @@ _Images = Annotated[Path | None, typer.Option("--images", help="Folder of photos
 _Size = Annotated[str | None, typer.Option("--size", help="Input size H or HxW (PyTorch weights / export).")]
 _Runs = Annotated[int, typer.Option("--runs", min=1, help="Timed runs per batch size.")]
 _Warmup = Annotated[int, typer.Option("--warmup", min=0, help="Untimed runs before timing.")]
+_NoVerify = Annotated[
+    bool,
+    typer.Option("--no-verify", help="Skip the sha256 check of the artifact's files (sizes are still checked)."),
+]
 _ModelSpec = Annotated[
     str, typer.Argument(metavar="ARTIFACT", help="Artifact folder or weights: random:<variant>, checkpoint, hub id.")
 ]
@@ -284,27 +288,43 @@ def parity_cmd(
     report: _ReportDir = None,
     synthetic: Annotated[int, typer.Option("--synthetic", min=0, max=4, help="Synthetic images to add.")] = 3,
     junit: _Junit = None,
+    allow_skip: Annotated[
+        bool,
+        typer.Option("--allow-skip", help="Exit 0 when a target is skipped because its PyTorch reference is missing."),
+    ] = False,
+    no_verify: _NoVerify = False,
 ) -> None:
-    """Compare artifacts with the PyTorch reference; exit 1 when a runnable target fails."""
+    """Compare artifacts with the PyTorch reference; exit 1 when a target fails or cannot be judged."""
     from birefnet_edge.parity import build_report, load_inputs, raise_on_failure, run_parity
 
     inputs = load_inputs(images, synthetic)
     typer.echo(f"parity inputs: {inputs.note}", err=True)
     samples = report / "samples" if report is not None else None
-    results = run_parity(artifacts, inputs, batch or (1, 3), samples_dir=samples, on_result=_echo_parity)
+    results = run_parity(
+        artifacts, inputs, batch or (1, 3), samples_dir=samples, on_result=_echo_parity, verify=not no_verify
+    )
     _finish(build_report(parity=results), report, junit, ci=True)
-    raise_on_failure(results)
+    raise_on_failure(results, allow_skip=allow_skip)
 
 
 @app.command("bench")
 def bench_cmd(
-    artifacts: _ArtifactDirs, runs: _Runs = 5, warmup: _Warmup = 1, batch: _Batches = None, report: _ReportDir = None
+    artifacts: _ArtifactDirs,
+    runs: _Runs = 5,
+    warmup: _Warmup = 1,
+    batch: _Batches = None,
+    report: _ReportDir = None,
+    no_verify: _NoVerify = False,
 ) -> None:
-    """Measure latency, throughput, load time and memory against PyTorch eager; print the speed goals."""
+    """Measure latency, throughput, load time and memory against PyTorch eager; exit 1 if an artifact failed."""
     from birefnet_edge.parity import bench_artifacts, build_report
+    from birefnet_edge.parity.bench import FAILED
 
-    results = bench_artifacts(artifacts, runs, warmup, batch or (1, 4), on_result=_echo_bench)
+    results = bench_artifacts(artifacts, runs, warmup, batch or (1, 4), on_result=_echo_bench, verify=not no_verify)
     _finish(build_report(bench=results), report)
+    failed = [r for r in results if r.status == FAILED]
+    if failed:
+        _fail(f"{len(failed)} benchmark(s) failed: " + "; ".join(f"{r.name}: {r.reason}" for r in failed))
 
 
 @app.command("predict")
@@ -315,13 +335,14 @@ def predict_cmd(
     batch: Annotated[int, typer.Option("--batch", min=1, help="Images per inference call.")] = 1,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Rewrite outputs that already exist.")] = False,
     size: _Size = None,
+    no_verify: _NoVerify = False,
 ) -> None:
     """Write masks and RGBA cutouts at the original resolution; exit 1 if any input could not be read."""
     from birefnet_edge.predict import collect_inputs, predict_files
     from birefnet_edge.runtime import open_model
 
     files = collect_inputs(inputs)
-    runner = open_model(model, size=_parse_size(size))
+    runner = open_model(model, size=_parse_size(size), verify=not no_verify)
     bar = typer.progressbar(length=len(files), label=f"segmenting with {runner.name}", file=sys.stderr)
     with runner, bar:
         summary = predict_files(runner, files, out, batch, overwrite, bar.update, _echo_unreadable)

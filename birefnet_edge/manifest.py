@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from birefnet_edge._io import atomic_write_json, sha256_file
-from birefnet_edge.errors import ArtifactError
+from birefnet_edge.errors import ArtifactError, ProfileError
 from birefnet_edge.profile import Profile
 
 MANIFEST_NAME = "manifest.json"
@@ -102,13 +102,69 @@ class Manifest:
         return atomic_write_json(Path(folder) / MANIFEST_NAME, self.to_dict())
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Manifest:
-        """Rebuild from a parsed manifest, checking the schema version."""
+    def from_dict(cls, data: Any) -> Manifest:
+        """Rebuild from a parsed manifest, checking the schema version, the field types and every path.
+
+        Raises:
+            ArtifactError: Not a JSON object, wrong schema, a field of the wrong type, or a file path
+                that leaves the artifact folder.
+        """
+        if not isinstance(data, dict):
+            raise ArtifactError(f"a manifest must be a JSON object; got {type(data).__name__}")
         if data.get("schema") != SCHEMA_VERSION:
             raise ArtifactError(f"manifest schema {data.get('schema')!r} is not supported (expected {SCHEMA_VERSION})")
+        _check_field_types(data)
         data = dict(data)
         data["files"] = [FileEntry(**f) for f in data.get("files", [])]
+        for entry in data["files"]:
+            check_member_path(entry.path)
         return cls(**data)
+
+
+# The type each manifest field must have; a wrong one would fail far from here with a traceback.
+_FIELD_TYPES: dict[str, type] = {
+    "name": str,
+    "variant": str,
+    "weights": dict,
+    "profile": dict,
+    "contract": dict,
+    "files": list,
+    "model_overrides": dict,
+    "tools": dict,
+    "export": dict,
+}
+
+
+def _check_field_types(data: dict[str, Any]) -> None:
+    wrong = [
+        f"'{key}' is {type(data[key]).__name__}, expected {kind.__name__}"
+        for key, kind in _FIELD_TYPES.items()
+        if key in data and not isinstance(data[key], kind)
+    ]
+    wrong += [
+        f"files[{i}] is {type(f).__name__}, expected object"
+        for i, f in enumerate(data.get("files", []))
+        if not isinstance(f, dict)
+    ]
+    if wrong:
+        raise ArtifactError(f"manifest fields have the wrong type: {'; '.join(wrong)}")
+
+
+def check_member_path(relpath: str) -> PurePosixPath:
+    """Return ``relpath`` as a path inside the artifact folder, or raise.
+
+    A manifest is data a user may have downloaded: a listed path must never reach outside its folder.
+
+    Raises:
+        ArtifactError: ``relpath`` is empty, absolute (POSIX or Windows) or contains ``..``.
+    """
+    posix = PurePosixPath(str(relpath).replace("\\", "/"))
+    if not str(relpath) or posix.is_absolute() or PureWindowsPath(str(relpath)).drive or ".." in posix.parts:
+        raise ArtifactError(
+            f"manifest lists the file path {relpath!r}, which is outside the artifact folder; "
+            "paths must be relative and without '..' (re-export the artifact or fix manifest.json)"
+        )
+    return posix
 
 
 def read_manifest(folder: str | Path) -> Manifest:
@@ -127,24 +183,65 @@ def read_manifest(folder: str | Path) -> Manifest:
         )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return Manifest.from_dict(data)
-    except (json.JSONDecodeError, TypeError, KeyError) as exc:
-        raise ArtifactError(f"{path} is not a valid manifest: {exc}") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{path} is not a valid manifest (not JSON: {exc}); re-export the artifact") from exc
+    try:
+        manifest = Manifest.from_dict(data)
+        manifest.get_profile()
+    except (ArtifactError, ProfileError, TypeError, KeyError, ValueError) as exc:
+        raise ArtifactError(f"{path} is not a valid manifest: {exc}; re-export the artifact") from exc
+    return manifest
 
 
-def verify_files(folder: str | Path, manifest: Manifest) -> None:
-    """Check that every listed file exists with the recorded size (cheap; hashes are not recomputed).
+def file_problems(folder: str | Path, manifest: Manifest, hashes: bool = True) -> list[str]:
+    """List what is wrong with the files of an artifact: missing, resized, changed or outside the folder.
 
-    Raises:
-        ArtifactError: Lists every missing or resized file.
+    This is the one place artifact integrity is checked; runners, the parity gate, the benchmark and
+    ``verify`` all call it (or :func:`verify_files`).
+
+    Args:
+        folder: The artifact folder.
+        manifest: Its manifest.
+        hashes: Also recompute each file's SHA-256 (reads every byte); False checks presence and size only.
+
+    Returns:
+        One line per problem; empty when the files match the manifest.
     """
     folder = Path(folder)
+    root = folder.resolve()
     problems = []
     for entry in manifest.files:
+        try:
+            check_member_path(entry.path)
+        except ArtifactError:
+            problems.append(f"{entry.path} is outside the artifact folder")
+            continue
         target = folder / entry.path
         if not target.exists():
             problems.append(f"missing {entry.path}")
+        elif not target.resolve().is_relative_to(root):
+            problems.append(f"{entry.path} links outside the artifact folder")
         elif target.is_file() and target.stat().st_size != entry.bytes:
             problems.append(f"{entry.path} has {target.stat().st_size} bytes, manifest says {entry.bytes}")
+        elif hashes and FileEntry.of(folder, entry.path, entry.role).sha256 != entry.sha256:
+            problems.append(f"{entry.path} does not match its sha256 in the manifest (changed or corrupted)")
+    return problems
+
+
+def verify_files(folder: str | Path, manifest: Manifest, hashes: bool = True) -> None:
+    """Raise unless the artifact's files match its manifest (see :func:`file_problems`).
+
+    Args:
+        folder: The artifact folder.
+        manifest: Its manifest.
+        hashes: Recompute SHA-256s (False: presence and size only, for very large files).
+
+    Raises:
+        ArtifactError: Lists every problem found.
+    """
+    problems = file_problems(folder, manifest, hashes)
     if problems:
-        raise ArtifactError(f"artifact {folder} is incomplete: {'; '.join(problems)}; re-export it")
+        escape = " (or pass --no-verify to skip the sha256 check at your own risk)" if hashes else ""
+        raise ArtifactError(
+            f"artifact {folder} is incomplete or corrupted: {'; '.join(problems)}; re-export or re-download it{escape}"
+        )

@@ -176,6 +176,7 @@ def predict(
     size: tuple[int, int] | None = None,
     on_progress: Callable[[int], None] | None = None,
     on_error: Callable[[Path, str], None] | None = None,
+    verify: bool = True,
 ) -> PredictSummary:
     """Segment images with an artifact or PyTorch weights (see :func:`predict_files`).
 
@@ -188,6 +189,7 @@ def predict(
         size: (H, W) for PyTorch weights (artifacts have their own size).
         on_progress: Progress callback (inputs finished).
         on_error: Called per unreadable input.
+        verify: Check an artifact's file hashes against its manifest before loading it.
 
     Raises:
         InputError: Bad inputs or batch size.
@@ -195,5 +197,5 @@ def predict(
         WeightsError: The weights cannot be loaded.
     """
     files = collect_inputs(inputs)
-    with open_model(model, size=size) as runner:
+    with open_model(model, size=size, verify=verify) as runner:
         return predict_files(runner, files, out_dir, batch, overwrite, on_progress, on_error)

@@ -172,12 +172,16 @@ def bench_runner(runner: Runner, result: BenchResult, batches: Sequence[int], ru
     return result
 
 
-def bench_artifact(folder: Path, batches: Sequence[int], runs: int, warmup: int) -> BenchResult:
-    """Benchmark one artifact; unrunnable targets come back SKIPPED, crashes FAILED (with the reason)."""
+def bench_artifact(folder: Path, batches: Sequence[int], runs: int, warmup: int, verify: bool = True) -> BenchResult:
+    """Benchmark one artifact; unrunnable targets come back SKIPPED, broken artifacts and crashes FAILED."""
     result = BenchResult(name=folder.name, format="", artifact=str(folder))
     try:
         manifest = read_manifest(folder)
-        verify_files(folder, manifest)
+        verify_files(folder, manifest, hashes=verify)
+    except BirefnetEdgeError as exc:  # a broken or missing artifact is the user's to fix, not a platform skip
+        result.status, result.reason = FAILED, f"unusable artifact: {exc}"
+        return result
+    try:
         profile = manifest.get_profile()
         result.name, result.format, result.precision = manifest.name, profile.format, profile.precision
         result.size_bytes = artifact_bytes(manifest)
@@ -237,6 +241,7 @@ def bench_artifacts(
     batches: Sequence[int] = DEFAULT_BATCHES,
     on_result: Callable[[BenchResult], None] | None = None,
     isolate: bool = True,
+    verify: bool = True,
 ) -> list[BenchResult]:
     """Benchmark artifacts and their PyTorch eager baselines in one run; fill in the speed-ups.
 
@@ -247,6 +252,7 @@ def bench_artifacts(
         batches: Batch sizes (clamped into each artifact's range).
         on_result: Called with each result as soon as it is known.
         isolate: Measure each runner in its own process (accurate peak RSS, survives a crash).
+        verify: Check each artifact's file hashes against its manifest.
 
     Returns:
         The eager baselines first, then one result per artifact.
@@ -256,7 +262,7 @@ def bench_artifacts(
     for artifact in artifacts:
         folder = Path(artifact)
         key = _eager_baseline(folder, baselines, (batches, runs, warmup), isolate, on_result)
-        args = (folder, batches, runs, warmup)
+        args = (folder, batches, runs, warmup, verify)
         result = (run_isolated(bench_artifact, *args) if isolate else bench_artifact(*args)) or _died(folder.name, "")
         if key is not None and result.status == OK:
             add_speedup(result, baselines[key])

@@ -22,7 +22,17 @@ from birefnet_edge.manifest import Manifest, read_manifest, verify_files
 from birefnet_edge.model import Contract
 from birefnet_edge.parity import metrics as M
 from birefnet_edge.parity.inputs import ParityInputs
-from birefnet_edge.parity.results import FAIL, PASS, SKIPPED, BatchMetrics, Check, ParityResult, artifact_bytes
+from birefnet_edge.parity.results import (
+    FAIL,
+    PASS,
+    SKIP_PLATFORM,
+    SKIP_REFERENCE,
+    SKIPPED,
+    BatchMetrics,
+    Check,
+    ParityResult,
+    artifact_bytes,
+)
 from birefnet_edge.profile import BatchRange, Tolerance
 from birefnet_edge.runtime import RUNNERS, InputSpec, PytorchRunner, Runner
 
@@ -150,6 +160,7 @@ def check_artifact(
     references: ReferenceCache | None = None,
     samples_dir: Path | None = None,
     n_samples: int = 3,
+    verify: bool = True,
 ) -> ParityResult:
     """Run the parity gate on one artifact.
 
@@ -160,6 +171,7 @@ def check_artifact(
         references: Cache of PyTorch reference logits shared across artifacts.
         samples_dir: Where to save a few inputs/masks for the HTML report (None: not saved).
         n_samples: How many inputs to save.
+        verify: Check the artifact's file hashes against its manifest (False: presence and size only).
 
     Returns:
         The verdict; status PASS, FAIL (with every failing check) or SKIPPED (with the reason).
@@ -168,7 +180,7 @@ def check_artifact(
     folder = Path(folder)
     try:
         manifest = read_manifest(folder)
-        verify_files(folder, manifest)
+        verify_files(folder, manifest, hashes=verify)
     except BirefnetEdgeError as exc:
         return ParityResult(name=folder.name, artifact=str(folder), status=FAIL, reason=f"unusable artifact: {exc}")
     result = _base_result(folder, manifest, inputs)
@@ -176,6 +188,7 @@ def check_artifact(
         _gate(result, folder, manifest, inputs, batches, references or ReferenceCache(), samples_dir, n_samples)
     except _UNRUNNABLE as exc:
         result.status, result.reason = SKIPPED, str(exc)
+        result.skip_kind = result.skip_kind or SKIP_PLATFORM
     except Exception as exc:  # a backend crash fails this target without stopping the others
         result.status, result.reason = FAIL, f"{type(exc).__name__}: {exc}"
     result.seconds = time.perf_counter() - start
@@ -217,6 +230,7 @@ def _gate(
         try:
             reference = references.logits(folder, manifest, x)
         except BirefnetEdgeError as exc:
+            result.skip_kind = SKIP_REFERENCE
             raise ArtifactError(f"the PyTorch reference cannot be built here: {exc}") from exc
         result.batches = _batches_in_range(batches, profile.batch)
         try:
@@ -276,6 +290,7 @@ def run_parity(
     batches: Sequence[int] = DEFAULT_BATCHES,
     samples_dir: Path | None = None,
     on_result: Callable[[ParityResult], None] | None = None,
+    verify: bool = True,
 ) -> list[ParityResult]:
     """Run the gate on several artifacts, sharing the reference logits between them.
 
@@ -285,6 +300,7 @@ def run_parity(
         batches: Batch sizes to validate at.
         samples_dir: Where to save report samples (None: not saved).
         on_result: Called with each result as soon as it is known (progress output).
+        verify: Check each artifact's file hashes against its manifest.
 
     Returns:
         One result per artifact, in order.
@@ -292,20 +308,38 @@ def run_parity(
     references = ReferenceCache()
     results = []
     for artifact in artifacts:
-        result = check_artifact(artifact, inputs, batches, references, samples_dir)
+        result = check_artifact(artifact, inputs, batches, references, samples_dir, verify=verify)
         if on_result is not None:
             on_result(result)
         results.append(result)
     return results
 
 
-def raise_on_failure(results: Sequence[ParityResult]) -> None:
-    """Raise :class:`ParityError` naming every target that failed (SKIPPED targets do not fail the gate).
+def raise_on_failure(results: Sequence[ParityResult], allow_skip: bool = False) -> None:
+    """Raise :class:`ParityError` naming every target that failed or could not be judged.
+
+    A target this machine cannot run (:data:`SKIP_PLATFORM`) does not fail the gate. A target whose
+    PyTorch reference could not be built (:data:`SKIP_REFERENCE`) was never judged, so it fails the
+    gate unless ``allow_skip`` is set.
+
+    Args:
+        results: The parity results.
+        allow_skip: Accept targets that were skipped because the reference could not be built.
 
     Raises:
-        ParityError: At least one result has status FAIL.
+        ParityError: At least one result has status FAIL, or an unjudged result is not allowed.
     """
     failed = [r for r in results if r.status == FAIL]
+    unjudged = [r for r in results if r.status == SKIPPED and r.skip_kind == SKIP_REFERENCE and not allow_skip]
+    problems = []
     if failed:
         lines = "; ".join(f"{r.name}: {r.reason}" for r in failed)
-        raise ParityError(f"{len(failed)} of {len(results)} target(s) failed parity: {lines}")
+        problems.append(f"{len(failed)} of {len(results)} target(s) failed parity: {lines}")
+    if unjudged:
+        lines = "; ".join(f"{r.name}: {r.reason}" for r in unjudged)
+        problems.append(
+            f"{len(unjudged)} of {len(results)} target(s) could not be judged: {lines}; make the source weights "
+            "available (the path or hub id in the manifest's weights.source) or pass --allow-skip"
+        )
+    if problems:
+        raise ParityError("; ".join(problems))

@@ -13,6 +13,9 @@ from birefnet_edge.manifest import Manifest
 
 PASS, FAIL, SKIPPED = "PASS", "FAIL", "SKIPPED"
 OK = "OK"
+# Why a target was SKIPPED: this machine cannot run it (does not fail the gate), or the PyTorch
+# reference could not be built, so nothing was judged (fails the gate unless skips are allowed).
+SKIP_PLATFORM, SKIP_REFERENCE = "platform", "reference"
 
 
 @dataclass
@@ -69,7 +72,11 @@ class BatchMetrics:
 
 @dataclass
 class ParityResult:
-    """The parity verdict of one artifact."""
+    """The parity verdict of one artifact.
+
+    ``skip_kind`` says why a SKIPPED target was not judged: :data:`SKIP_PLATFORM` (it cannot run on
+    this machine) or :data:`SKIP_REFERENCE` (the PyTorch reference could not be built); empty otherwise.
+    """
 
     name: str
     artifact: str
@@ -77,6 +84,7 @@ class ParityResult:
     precision: str = ""
     status: str = SKIPPED
     reason: str = ""
+    skip_kind: str = ""
     size_bytes: int = 0
     input_size: list[int] = field(default_factory=list)
     tolerance: dict[str, float] = field(default_factory=dict)

@@ -18,37 +18,49 @@ from birefnet_edge.runtime.pytorch import PytorchRunner
 __all__ = ["RUNNERS", "InputSpec", "PytorchRunner", "Runner", "open_model", "open_reference", "open_runner"]
 
 
-def open_runner(artifact: str | Path) -> Runner:
+def open_runner(artifact: str | Path, verify: bool = True) -> Runner:
     """Return an inactive runner for an exported artifact folder.
 
     Args:
         artifact: A folder holding ``manifest.json`` and the files it lists.
+        verify: Check every file's SHA-256 against the manifest (False: presence and size only).
 
     Returns:
         The runner registered under the manifest's ``profile.format``; use it as a context manager.
 
     Raises:
-        ArtifactError: Missing or invalid manifest, missing files, or the artifact cannot run here.
+        ArtifactError: Missing or invalid manifest, missing or changed files, or the artifact cannot run here.
         MissingDependencyError: The backend's package is not installed.
     """
     folder = Path(artifact)
     manifest = read_manifest(folder)
-    verify_files(folder, manifest)
+    verify_files(folder, manifest, hashes=verify)
     return RUNNERS.get(manifest.get_profile().format).from_artifact(folder, manifest)
 
 
-def open_reference(artifact: str | Path) -> PytorchRunner:
-    """Return the (inactive) PyTorch reference of an artifact: same weights, variant, overrides and size."""
+def open_reference(artifact: str | Path, verify: bool = True) -> PytorchRunner:
+    """Return the (inactive) PyTorch reference of an artifact: same weights, variant, overrides and size.
+
+    Args:
+        artifact: The artifact folder.
+        verify: Check the artifact's files against the manifest first (False: presence and size only).
+
+    Raises:
+        ArtifactError: Invalid manifest, missing or changed files, or no weights source recorded.
+    """
     folder = Path(artifact)
-    return PytorchRunner.from_artifact(folder, read_manifest(folder))
+    manifest = read_manifest(folder)
+    verify_files(folder, manifest, hashes=verify)
+    return PytorchRunner.from_artifact(folder, manifest)
 
 
-def open_model(spec: str | Path, size: tuple[int, int] | None = None) -> Runner:
+def open_model(spec: str | Path, size: tuple[int, int] | None = None, verify: bool = True) -> Runner:
     """Return a runner for an artifact folder or for PyTorch weights.
 
     Args:
         spec: An artifact folder, or a weights spec (``random:<variant>``, a checkpoint file, a hub id).
         size: (H, W) for PyTorch weights (default: the variant's size); artifacts have their own size.
+        verify: Check an artifact's file hashes against its manifest (see :func:`open_runner`).
 
     Raises:
         ArtifactError: ``spec`` is a folder without a valid artifact.
@@ -60,7 +72,7 @@ def open_model(spec: str | Path, size: tuple[int, int] | None = None) -> Runner:
         path = path.parent
     if not path.is_dir():
         return PytorchRunner.from_weights(str(spec), size=size)
-    runner = open_runner(path)
+    runner = open_runner(path, verify=verify)
     if size is not None and tuple(size) != runner.spec.size:
         h, w = runner.spec.size
         raise InputError(

@@ -93,7 +93,7 @@ def test_open_runner_errors(onnx_artifact, tmp_path):
         open_runner(tmp_path)
     broken = shutil.copytree(onnx_artifact, tmp_path / "broken")
     (broken / read_manifest(broken).file("model")).unlink()
-    with pytest.raises(ArtifactError, match="incomplete: missing"):
+    with pytest.raises(ArtifactError, match="incomplete or corrupted: missing"):
         open_runner(broken)
 
 
