@@ -135,7 +135,13 @@ _FIELD_TYPES: dict[str, type] = {
 }
 
 
+_REQUIRED = ("name", "variant", "weights", "profile", "contract")
+
+
 def _check_field_types(data: dict[str, Any]) -> None:
+    missing = [key for key in _REQUIRED if key not in data]
+    if missing:
+        raise ArtifactError(f"manifest lacks the field(s) {', '.join(missing)}")
     wrong = [
         f"'{key}' is {type(data[key]).__name__}, expected {kind.__name__}"
         for key, kind in _FIELD_TYPES.items()

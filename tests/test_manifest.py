@@ -77,6 +77,7 @@ def test_a_symlink_leaving_the_artifact_is_a_problem(onnx_artifact: Path, tmp_pa
     ("text", "why"),
     [
         ("[1, 2]", "must be a JSON object; got list"),
+        ('{"schema": 1, "name": "n", "variant": "v"}', "lacks the field.s. weights, profile, contract"),
         ('"text"', "must be a JSON object; got str"),
         ("{not json", "not JSON"),
         ('{"schema": 1, "name": 3, "variant": "v", "weights": [], "profile": {}, "contract": {}}', "'name' is int"),
@@ -85,7 +86,8 @@ def test_a_symlink_leaving_the_artifact_is_a_problem(onnx_artifact: Path, tmp_pa
             r"files\[0\] is int",
         ),
         (
-            '{"schema": 1, "name": "n", "variant": "v", "profile": {"name": "p", "format": "nope"}, "contract": {}}',
+            '{"schema": 1, "name": "n", "variant": "v", "weights": {}, "profile": {"name": "p", "format": "nope"}, '
+            '"contract": {}}',
             "format = .nope. is not allowed",
         ),
     ],
