@@ -75,5 +75,52 @@ def _register_builtin() -> None:
         )
     )
 
+    _register_students()
+
+
+def _register_students() -> None:
+    """Distillation students: a small backbone and a slim decoder (widths from the sweep in docs/distill.md).
+
+    The official decoder (deformable ASPP, 64/256 channels, image tiles injected at every level) dominates
+    CPU time at 1024 px whatever the backbone, so students drop the half-size backbone pass and the
+    deformable ASPP and narrow every width.
+    """
+    slim = {"backbone": "pvt_v2_b0", "multi_scale_input": False}
+    register_config(
+        BiRefNetConfig(
+            name="student-s",
+            **slim,
+            dec_att="none",
+            dec_channels=16,
+            ipt_channels=8,
+            gdt_channels=8,
+            patch_injection=False,
+        )
+    )
+    register_config(
+        BiRefNetConfig(
+            name="student-m",
+            **slim,
+            dec_att="ASPP",
+            dec_channels=32,
+            aspp_channels=32,
+            ipt_channels=16,
+            gdt_channels=8,
+        )
+    )
+    # Test-size student beside birefnet_tiny (same backbone, so it also tests loading the teacher's backbone).
+    register_config(
+        BiRefNetConfig(
+            name="student_tiny",
+            backbone="swin_test_tiny",
+            size=(64, 64),
+            multi_scale_input=False,
+            dec_att="none",
+            dec_channels=8,
+            ipt_channels=8,
+            gdt_channels=4,
+        )
+    )
+
 
 _register_builtin()

@@ -15,7 +15,7 @@ from torch import nn
 
 from birefnet_edge.errors import InputError
 from birefnet_edge.model.layers.blocks import BasicDecBlk, BasicLatBlk, SimpleConvs
-from birefnet_edge.model.layers.deform_conv import DeformableConv2d
+from birefnet_edge.model.layers.deform_conv import DEFORM_FORMS, DeformableConv2d
 from birefnet_edge.model.layers.patches import image_to_patches
 
 BACKBONES = (
@@ -30,7 +30,6 @@ BACKBONES = (
     "swin_test_tiny",
 )
 DEC_ATTENTIONS = ("ASPPDeformable", "ASPP", "none")
-DEFORM_FORMS = ("portable", "native")
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 
@@ -51,6 +50,8 @@ class BiRefNetConfig:
         aspp_channels: Width of every ASPP branch (256 officially).
         ipt_channels: Inner width of the injection convs (64 officially).
         gdt_channels: Width of the gradient-gate convs (16 officially).
+        patch_injection: Feed image tiles into every decoder level (official); off in slim students, whose
+            decoder then works on backbone features alone and the head upsamples the H/4 prediction.
     """
 
     name: str = "BiRefNet"
@@ -64,6 +65,7 @@ class BiRefNetConfig:
     aspp_channels: int = 256
     ipt_channels: int = 64
     gdt_channels: int = 16
+    patch_injection: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -120,9 +122,10 @@ class Decoder(nn.Module):
         self.cfg = cfg
         ch = fused[::-1]  # [16C, 8C, 4C, 2C] for Swin
         ipt_in = (3 * 32**2, 3 * 16**2, 3 * 8**2, 3 * 4**2, 3)
-        ipt_out = (ch[0] // 8, ch[0] // 8, ch[1] // 8, ch[2] // 8, ch[3] // 8)
+        ipt_out = (ch[0] // 8, ch[0] // 8, ch[1] // 8, ch[2] // 8, ch[3] // 8) if cfg.patch_injection else (0,) * 5
         for i, (cin, cout) in enumerate(zip(ipt_in, ipt_out)):
-            self.add_module(f"ipt_blk{5 - i}", SimpleConvs(cin, cout, cfg.ipt_channels))
+            if cout:
+                self.add_module(f"ipt_blk{5 - i}", SimpleConvs(cin, cout, cfg.ipt_channels))
         dec_io = (
             (ch[0] + ipt_out[0], ch[1]),
             (ch[1] + ipt_out[1], ch[2]),
@@ -150,6 +153,8 @@ class Decoder(nn.Module):
 
     def _inject(self, x: torch.Tensor, ref: torch.Tensor, level: int) -> torch.Tensor:
         """Concatenate ``ref`` with the injection branch fed by image tiles matching ref's grid."""
+        if not self.cfg.patch_injection:
+            return ref
         gh, gw = x.shape[-2] // ref.shape[-2], x.shape[-1] // ref.shape[-1]
         patches = image_to_patches(x, gh, gw) if gh * gw > 1 else x
         ipt = getattr(self, f"ipt_blk{level}")(resize(patches, ref.shape[-2:]))
@@ -181,6 +186,8 @@ class Decoder(nn.Module):
         weights; at 1024 px this avoids a 120-channel full-size concat and a C-channel full-size resize.
         """
         head = self.conv_out1[0]
+        if not self.cfg.patch_injection:
+            return resize(head(p), x.shape[-2:])
         w_dec, w_ipt = head.weight[:, : p.shape[1]], head.weight[:, p.shape[1] :, 0, 0]
         ipt = self.ipt_blk1
         folded_w = torch.einsum("oc,cikl->oikl", w_ipt, ipt.conv_out.weight)
@@ -242,7 +249,7 @@ class BiRefNet(nn.Module):
         self.decoder = Decoder(config, fused)
 
     def set_deform_form(self, form: str) -> BiRefNet:
-        """Switch every deformable conv between 'portable' and 'native' (weights are untouched)."""
+        """Switch every deformable conv between 'portable', 'native' and 'torchvision' (weights are untouched)."""
         self.config = self.config.replace(deform=form)
         for module in self.modules():
             if isinstance(module, DeformableConv2d):

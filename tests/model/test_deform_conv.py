@@ -16,6 +16,7 @@ from birefnet_edge.model.layers.deform_conv import (
     deform_conv2d_native,
     deform_conv2d_portable,
     deform_conv2d_reference,
+    torchvision_available,
 )
 
 # (H, W, k): non-square maps, single rows/columns and 2-pixel sides, every kernel size BiRefNet uses.
@@ -178,8 +179,32 @@ def test_unknown_form_raises() -> None:
         DeformableConv2d(3, 4, 3, form="fast")
     block = DeformableConv2d(3, 4, 3)
     with pytest.raises(InputError, match="expected one of"):
+        block.form = "fast"
+    assert block.form == "portable" and DEFORM_FORMS == ("portable", "native", "torchvision")
+
+
+@pytest.mark.skipif(torchvision_available(), reason="torchvision is installed: the refusal path cannot be reached")
+def test_torchvision_form_without_torchvision_raises() -> None:
+    block = DeformableConv2d(3, 4, 3)
+    with pytest.raises(InputError, match="form 'torchvision' needs torchvision"):
         block.form = "torchvision"
-    assert block.form == "portable" and DEFORM_FORMS == ("portable", "native")
+    assert block.form == "portable"
+
+
+@pytest.mark.skipif(
+    not torchvision_available(), reason="needs torchvision.ops (none beside torch 2.13 here)"
+)
+def test_torchvision_form_matches_portable() -> None:
+    torch.manual_seed(0)
+    block = DeformableConv2d(6, 5, 3)
+    for conv in (block.offset_conv, block.modulator_conv):
+        torch.nn.init.normal_(conv.weight, std=0.3)
+    x = torch.randn(2, 6, 9, 11)
+    with torch.no_grad():
+        portable = block(x)
+        block.form = "torchvision"
+        got = block(x)
+    torch.testing.assert_close(got, portable, atol=1e-5, rtol=1e-5)
 
 
 def test_portable_backward_matches_reference() -> None:

@@ -8,7 +8,9 @@ groups 1, padding k//2). This module gives three interchangeable implementations
   to every format (ONNX GridSample / CoreML resample / OpenVINO GridSample) and is several times faster
   than torchvision's kernel on CPU;
 - :func:`deform_conv2d_native`: a ``torch.library`` custom op whose eager body is the portable math and
-  which the ONNX exporter translates to the single ``DeformConv`` node (see ``export/_deform_onnx.py``).
+  which the ONNX exporter translates to the single ``DeformConv`` node (see ``export/_deform_onnx.py``);
+- :func:`deform_conv2d_torchvision`: ``torchvision.ops.deform_conv2d`` itself, when torchvision is installed
+  (never a dependency): its CUDA kernel is several times faster than grid_sample there, so training uses it.
 
 Offset layout (torchvision and ONNX ``DeformConv`` agree): channel ``2k`` is the row shift dy and
 ``2k + 1`` the column shift dx of tap ``k = i * kw + j``. Bilinear samples read zero outside the image.
@@ -24,7 +26,7 @@ from torch import Tensor, nn
 
 from birefnet_edge.errors import InputError
 
-DEFORM_FORMS: tuple[str, ...] = ("portable", "native")
+DEFORM_FORMS: tuple[str, ...] = ("portable", "native", "torchvision")
 
 
 def _float_range(n: int, like: Tensor) -> Tensor:
@@ -188,7 +190,30 @@ def deform_conv2d_native(x: Tensor, offset: Tensor, mask: Tensor, weight: Tensor
     return _deform_conv2d_op(x, offset, mask, weight, padding)
 
 
-_FORMS = {"portable": deform_conv2d_portable, "native": deform_conv2d_native}
+def torchvision_available() -> bool:
+    """True when ``torchvision.ops.deform_conv2d`` imports (checked when the form is chosen, not per call)."""
+    try:
+        from torchvision.ops import deform_conv2d  # noqa: F401
+    except (ImportError, RuntimeError):  # a torchvision built for another torch fails with RuntimeError
+        return False
+    return True
+
+
+def deform_conv2d_torchvision(x: Tensor, offset: Tensor, mask: Tensor, weight: Tensor, padding: int) -> Tensor:
+    """Modulated deformable convolution by ``torchvision.ops.deform_conv2d`` (same arguments and result).
+
+    Only reached through :class:`DeformableConv2d` with form ``'torchvision'``, which checks the import.
+    """
+    from torchvision.ops import deform_conv2d
+
+    return deform_conv2d(x, offset, weight, padding=(padding, padding), mask=mask)
+
+
+_FORMS = {
+    "portable": deform_conv2d_portable,
+    "native": deform_conv2d_native,
+    "torchvision": deform_conv2d_torchvision,
+}
 
 
 class DeformableConv2d(nn.Module):
@@ -201,10 +226,11 @@ class DeformableConv2d(nn.Module):
         in_channels: Input channels.
         out_channels: Output channels.
         kernel_size: Square kernel size; padding is ``kernel_size // 2`` so H x W is kept.
-        form: ``"portable"`` (grid_sample; exports everywhere) or ``"native"`` (ONNX ``DeformConv``).
+        form: ``"portable"`` (grid_sample; exports everywhere), ``"native"`` (ONNX ``DeformConv``) or
+            ``"torchvision"`` (torchvision's kernel; needs torchvision).
 
     Raises:
-        InputError: ``form`` is not one of :data:`DEFORM_FORMS`.
+        InputError: ``form`` is not one of :data:`DEFORM_FORMS`, or is 'torchvision' without torchvision.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, form: str = "portable") -> None:
@@ -230,7 +256,13 @@ class DeformableConv2d(nn.Module):
         if value not in _FORMS:
             raise InputError(
                 f"unknown deformable-convolution form {value!r}; expected one of {list(DEFORM_FORMS)}. "
-                "Use 'portable' for CoreML/OpenVINO/any ONNX runtime, 'native' for an ONNX DeformConv node."
+                "Use 'portable' for CoreML/OpenVINO/any ONNX runtime, 'native' for an ONNX DeformConv node, "
+                "'torchvision' for torchvision's kernel (fast on CUDA; needs torchvision)."
+            )
+        if value == "torchvision" and not torchvision_available():
+            raise InputError(
+                "deformable-conv form 'torchvision' needs torchvision.ops (the build matching your torch), which "
+                "does not import here; install it or use form 'portable'"
             )
         self._form = value
 

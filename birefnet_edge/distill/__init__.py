@@ -1,0 +1,21 @@
+"""Knowledge distillation: train a small registered BiRefNet student from any teacher on unlabeled images.
+
+Builds on ``model/`` (and the parity gate's metric functions); nothing in ``model/``, ``export/`` or
+``runtime/`` imports this package. The ``distill`` command calls :func:`run_distill`.
+"""
+
+from birefnet_edge.distill._cli import cli_run
+from birefnet_edge.distill.config import Augment, DistillConfig, LossWeights
+from birefnet_edge.distill.students import list_students
+from birefnet_edge.distill.trainer import Distiller, DistillResult, run_distill
+
+__all__ = [
+    "Augment",
+    "cli_run",
+    "DistillConfig",
+    "DistillResult",
+    "Distiller",
+    "LossWeights",
+    "list_students",
+    "run_distill",
+]

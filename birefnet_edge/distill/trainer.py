@@ -1,0 +1,340 @@
+"""The distillation loop: data -> teacher targets -> augmentation -> student step, with eval and checkpoints.
+
+One process, or one per device under ``torchrun`` (DistributedDataParallel; rank 0 evaluates and writes).
+Every random choice is either a pure function of (seed, sample position) or a saved RNG state, so a run
+resumed from a checkpoint ends bit-identical to one that was never stopped (on CPU).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from birefnet_edge.distill import _dist, checkpoint
+from birefnet_edge.distill.config import DistillConfig
+from birefnet_edge.distill.data import (
+    ImageFolderDataset,
+    Sample,
+    StreamSampler,
+    augment_pair,
+    collate,
+    find_images,
+    readable_images,
+    split_held_out,
+)
+from birefnet_edge.distill.evaluate import build_held_out, evaluate
+from birefnet_edge.distill.losses import FeatureProjector, distill_loss
+from birefnet_edge.distill.plot import write_curves
+from birefnet_edge.distill.schedule import WarmupCosine
+from birefnet_edge.distill.students import build_student, check_student
+from birefnet_edge.distill.teacher import TargetCache, load_teacher, normalise, teacher_probs
+from birefnet_edge.model import BiRefNet, TrainOutputs
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class DistillResult:
+    """What a finished (or stopped) run reached."""
+
+    out: Path
+    step: int
+    best_step: int | None
+    best: dict[str, float] = field(default_factory=dict)
+    images_per_s: float = 0.0
+    backbone_note: str = ""
+
+
+class _Trainable(nn.Module):
+    """Student plus feature projector in one module, so DDP sees every trained parameter inside forward."""
+
+    def __init__(self, student: BiRefNet, projector: FeatureProjector | None) -> None:
+        super().__init__()
+        self.student, self.projector = student, projector
+
+    def forward(self, x: torch.Tensor, teacher_feats: list[torch.Tensor] | None) -> tuple[TrainOutputs, Any]:
+        feats: list[Any] = []
+        handle = self.student.bb.register_forward_hook(lambda _m, _i, out: feats.append(out))
+        try:
+            outputs = self.student(x)
+        finally:
+            handle.remove()
+        if self.projector is None or teacher_feats is None:
+            return outputs, None
+        return outputs, self.projector(feats[0], teacher_feats)
+
+
+def _aug_seed(seed: int, position: int) -> int:
+    return int(np.random.SeedSequence([seed, position]).generate_state(1)[0])
+
+
+class Distiller:
+    """One distillation run: builds everything from a config, then :meth:`train` runs the loop.
+
+    Args:
+        config: The run's settings.
+        resume: Continue the run saved in ``config.out``.
+        progress: Called on rank 0 with a record after every step and evaluation.
+    """
+
+    def __init__(self, config: DistillConfig, resume: bool = False, progress: Progress | None = None) -> None:
+        check_student(config.student)
+        self.config, self.progress = config, progress or (lambda record: None)
+        files, bad = readable_images(find_images(config.images))
+        self.unreadable = bad
+        self.train_files, held_files = split_held_out(files, config.val_fraction, config.val_max, config.seed)
+        self.dist = _dist.setup(config.device)
+        saved = checkpoint.prepare_run_folder(config, resume)
+        self.teacher, self.teacher_info, teacher_id = load_teacher(config.teacher, self.dist.device)
+        self.teacher_id = teacher_id
+        cache = config.cache and TargetCache(config.cache, teacher_id, config.size, config.cache_format)
+        self.cache = cache or None
+        student, self.backbone_note = build_student(config.student, self.teacher, config.seed)
+        self.student = student.to(self.dist.device)
+        self.model = self._wrap(student)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.schedule = WarmupCosine(self.optimizer, config.lr, config.warmup, config.steps, config.min_lr_ratio)
+        self.step, self.position, self.best, self.best_step = 0, 0, -1.0, None
+        masks = (config.images, config.masks) if config.masks else None
+        self.held = build_held_out(held_files, config.size, self.teacher, self.dist.device, config.batch_size, masks)
+        torch.manual_seed(config.seed + 1 + self.dist.rank)  # the training stream (dropout), per rank
+        if saved is not None:
+            self._restore(saved)
+        elif self.dist.main:
+            config.out.mkdir(parents=True, exist_ok=True)
+            checkpoint.write_run_file(config, {"teacher_sha256": teacher_id, "teacher": self.teacher_info.to_dict()})
+        self.images_per_step = config.batch_size * config.accum * self.dist.world
+
+    def _wrap(self, student: BiRefNet) -> nn.Module:
+        projector = None
+        if self.config.loss.feature > 0:
+            projector = FeatureProjector(student.bb.channels, self.teacher.bb.channels).to(self.dist.device)
+        module = _Trainable(student, projector)
+        if self.dist.world == 1:
+            return module
+        if self.dist.device.type == "cuda":  # per-GPU batches then normalise like one big batch
+            module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+            self.student = module.student
+        # The gate-prediction heads are trained by nothing here (they only supervise the official model).
+        return nn.parallel.DistributedDataParallel(module, find_unused_parameters=True)
+
+    @property
+    def trainable(self) -> _Trainable:
+        """The unwrapped student + projector."""
+        model = self.model
+        return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+    # --- state -------------------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """Everything a resumed run needs (rank 0 collects every rank's RNG states)."""
+        return {
+            "model": self.trainable.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "step": self.step,
+            "position": self.position,
+            "best": self.best,
+            "best_step": self.best_step,
+            "rng": _dist.gather_objects(self.dist, checkpoint.rng_state()),
+            "world": self.dist.world,
+            "settings": self.config.to_dict(),
+        }
+
+    def _restore(self, saved: dict[str, Any]) -> None:
+        self.trainable.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.schedule.load_state_dict(saved["schedule"])
+        self.step, self.position = saved["step"], saved["position"]
+        self.best, self.best_step = saved["best"], saved["best_step"]
+        states = saved["rng"]
+        checkpoint.set_rng_state(states[self.dist.rank % len(states)])
+        if self.dist.main:
+            checkpoint.truncate_metrics(self.config.out, self.step)
+        log.info("resumed %s at step %d (%d samples seen)", self.config.out, self.step, self.position)
+
+    # --- one step ----------------------------------------------------------------------------------
+
+    def _targets(self, samples: list[Sample], images: torch.Tensor) -> torch.Tensor:
+        """Teacher probabilities of the un-augmented images: from the cache, else computed (and cached)."""
+        found = [s.target for s in samples]
+        missing = [i for i, t in enumerate(found) if t is None]
+        if missing:
+            autocast = self.dist.device.type == "cuda"
+            probs = teacher_probs(self.teacher, images[missing], autocast).cpu()
+            for i, prob in zip(missing, probs):
+                found[i] = self.cache.quantise(prob) if self.cache else prob
+                if self.cache is not None:
+                    self.cache.put(samples[i].image_sha256, prob)
+        return torch.stack(found).to(self.dist.device)  # type: ignore[arg-type]
+
+    def _batch(self, samples: list[Sample], first: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Augmented (images, targets) of one micro-batch whose first sample is stream position ``first``."""
+        images = torch.stack([s.image for s in samples]).to(self.dist.device).float() / 255.0
+        targets = self._targets(samples, images)
+        pairs = [
+            augment_pair(img, tgt, self.config.augment, _aug_seed(self.config.seed, first + j))
+            for j, (img, tgt) in enumerate(zip(images, targets))
+        ]
+        return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+
+    def _micro_step(self, samples: list[Sample], first: int, sync: bool) -> dict[str, float]:
+        images, targets = self._batch(samples, first)
+        x = normalise(images)
+        teacher_feats = None
+        if self.config.loss.feature > 0:
+            with torch.no_grad():
+                teacher_feats = self.teacher.bb(x)
+        no_sync = getattr(self.model, "no_sync", None)
+        context = no_sync() if (no_sync is not None and not sync) else contextlib.nullcontext()
+        autocast = torch.autocast(self.dist.device.type, dtype=torch.bfloat16, enabled=self.dist.device.type == "cuda")
+        with context:
+            with autocast:
+                outputs, feature_loss = self.model(x, teacher_feats)
+            parts = distill_loss(outputs, targets, self.config.loss)
+            loss = parts["loss"]
+            if feature_loss is not None:
+                parts["feature"] = self.config.loss.feature * feature_loss
+                loss = loss + parts["feature"]
+            (loss / self.config.accum).backward()
+        parts["loss"] = loss
+        return {k: float(v.detach()) for k, v in parts.items()}
+
+    def train_step(self, batches: Iterator[list[Sample]]) -> dict[str, float]:
+        """One optimizer step over ``accum`` micro-batches; returns the mean loss parts of this rank."""
+        cfg, world, rank = self.config, self.dist.world, self.dist.rank
+        self.optimizer.zero_grad(set_to_none=True)
+        totals: dict[str, float] = {}
+        for i in range(cfg.accum):
+            first = self.position + (i * world + rank) * cfg.batch_size
+            parts = self._micro_step(next(batches), first, sync=i == cfg.accum - 1)
+            for k, v in parts.items():
+                totals[k] = totals.get(k, 0.0) + v / cfg.accum
+        if cfg.clip > 0:
+            totals["grad_norm"] = float(nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip))
+        totals["lr"] = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.step()
+        self.schedule.step()
+        self.step += 1
+        self.position += self.images_per_step
+        return totals
+
+    # --- loop --------------------------------------------------------------------------------------
+
+    def _loader(self) -> Iterator[list[Sample]]:
+        cfg = self.config
+        dataset = ImageFolderDataset(self.train_files, cfg.size, self.cache)
+        sampler = StreamSampler(len(dataset), cfg.batch_size, self.dist.world, self.dist.rank, cfg.seed, self.position)
+        loader = torch.utils.data.DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            num_workers=cfg.workers,
+            collate_fn=collate,
+            generator=torch.Generator().manual_seed(cfg.seed),  # never draws from the global RNG
+        )
+        return iter(loader)
+
+    def evaluate_and_save_best(self) -> dict[str, float]:
+        """Held-out agreement on rank 0; writes best.safetensors when the teacher IoU improves."""
+        metrics: dict[str, float] = {}
+        if self.dist.main:
+            metrics = evaluate(self.student, self.held, self.dist.device, self.config.batch_size)
+            if metrics["iou"] > self.best:
+                self.best, self.best_step = metrics["iou"], self.step
+                checkpoint.save_best(self.config.out, self.student.state_dict(), self.best_metadata(metrics))
+                metrics["best"] = True
+            self._record({"kind": "eval", "step": self.step, **metrics})
+        _dist.barrier(self.dist)
+        return metrics
+
+    def best_metadata(self, metrics: dict[str, float]) -> dict[str, str]:
+        """safetensors metadata: what ``load_model`` needs to rebuild the student, and the provenance."""
+        return {
+            "birefnet_edge.variant": self.config.student,
+            "birefnet_edge.config": json.dumps({}),  # a registered student as is; the export picks its size
+            "birefnet_edge.patch_order": "current",
+            "birefnet_edge.teacher": self.config.teacher,
+            "birefnet_edge.teacher_sha256": self.teacher_id,
+            "birefnet_edge.steps": str(self.step),
+            "birefnet_edge.agreement": json.dumps({k: round(float(v), 6) for k, v in metrics.items()}),
+        }
+
+    def _record(self, record: dict[str, Any]) -> None:
+        checkpoint.append_metrics(self.config.out, record)
+        if record["kind"] == "eval":
+            write_curves(self.config.out)
+        self.progress(record)
+
+    def _after_step(self, parts: dict[str, float], started: float, first_step: int) -> None:
+        cfg = self.config
+        last = self.step == cfg.steps
+        if self.step % cfg.log_every == 0 or last or self.step == 1:
+            parts = _dist.mean_across(self.dist, parts)
+            if self.dist.main:
+                rate = (self.step - first_step) * self.images_per_step / max(time.perf_counter() - started, 1e-9)
+                eta = (cfg.steps - self.step) * self.images_per_step / max(rate, 1e-9)
+                self._record({"kind": "train", "step": self.step, "images_per_s": rate, "eta_s": eta, **parts})
+        if self.step % cfg.eval_every == 0 or last:
+            self.evaluate_and_save_best()
+        if self.step % cfg.save_every == 0 or last:
+            if self.dist.main:
+                checkpoint.save_checkpoint(cfg.out, self.state())
+            else:
+                _dist.gather_objects(self.dist, checkpoint.rng_state())  # rank 0 gathers inside state()
+            _dist.barrier(self.dist)
+
+    def train(self, on_step: Callable[[int], None] | None = None) -> DistillResult:
+        """Run until ``config.steps``; ``on_step(step)`` is called after each step (tests stop runs with it)."""
+        first_step, started = self.step, time.perf_counter()
+        if self.step == 0:
+            self.evaluate_and_save_best()  # the starting point the curves and the tests compare with
+        batches = self._loader()
+        self.model.train()
+        while self.step < self.config.steps:
+            parts = self.train_step(batches)
+            self._after_step(parts, started, first_step)
+            if on_step is not None:
+                on_step(self.step)
+        rate = (self.step - first_step) * self.images_per_step / max(time.perf_counter() - started, 1e-9)
+        return DistillResult(self.config.out, self.step, self.best_step, {"iou": self.best}, rate, self.backbone_note)
+
+    def close(self) -> None:
+        """Leave the process group if this run created it."""
+        _dist.teardown(self.dist)
+
+
+def run_distill(
+    config: DistillConfig,
+    resume: bool = False,
+    progress: Progress | None = None,
+    on_step: Callable[[int], None] | None = None,
+) -> DistillResult:
+    """Distil ``config.teacher`` into ``config.student`` (see :class:`DistillConfig`); the ``distill`` command.
+
+    Returns:
+        Where the run ended and its best held-out agreement.
+
+    Raises:
+        InputError: Bad images folder, size, student, output folder or resume settings.
+        WeightsError: The teacher does not load.
+    """
+    distiller = Distiller(config, resume, progress)
+    try:
+        for path, why in distiller.unreadable:
+            log.warning("skipping unreadable image %s (%s)", path, why)
+        log.info("%s", distiller.backbone_note)
+        return distiller.train(on_step)
+    finally:
+        distiller.close()
