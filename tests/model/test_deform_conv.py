@@ -191,9 +191,7 @@ def test_torchvision_form_without_torchvision_raises() -> None:
     assert block.form == "portable"
 
 
-@pytest.mark.skipif(
-    not torchvision_available(), reason="needs torchvision.ops (none beside torch 2.13 here)"
-)
+@pytest.mark.skipif(not torchvision_available(), reason="needs torchvision.ops (none beside torch 2.13 here)")
 def test_torchvision_form_matches_portable() -> None:
     torch.manual_seed(0)
     block = DeformableConv2d(6, 5, 3)

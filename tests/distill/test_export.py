@@ -1,0 +1,25 @@
+"""A distilled student's best.safetensors loads by itself (metadata), exports to ONNX and passes parity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from birefnet_edge.distill import run_distill
+
+
+def test_best_weights_export_to_onnx_and_pass_parity(images_dir: Path, tmp_path: Path, tiny_config) -> None:
+    pytest.importorskip("onnxruntime", reason="onnxruntime (extra 'onnx') runs the exported student")
+    from birefnet_edge.export import export_targets
+    from birefnet_edge.model import load_model
+    from birefnet_edge.parity import load_inputs, run_parity
+
+    run_distill(tiny_config(images_dir, tmp_path / "run", steps=2, eval_every=2, lr=2e-3))
+    best = tmp_path / "run" / "best.safetensors"
+    model, info = load_model(str(best))  # no variant given: the file's metadata names it
+    assert info.variant == "student_tiny" and model.config.size == (64, 64)
+    results = export_targets(str(best), ["onnx-fp32"], tmp_path / "dist", size=(64, 64))
+    assert [r.status for r in results] == ["ok"], results[0].error
+    parity = run_parity([results[0].path], load_inputs(None, synthetic=3), batches=(1, 2))
+    assert parity[0].status == "PASS", parity[0].reason
