@@ -71,6 +71,12 @@ def _parse_size(text: str | None) -> tuple[int, int] | None:
     if len(parts) not in (1, 2) or not all(p.strip().isdigit() for p in parts):
         raise typer.BadParameter(f"size must look like 1024 or 768x1024 (H or HxW); got {text!r}", param_hint="--size")
     h, w = int(parts[0]), int(parts[-1])
+    from birefnet_edge.model.contract import MAX_SIDE
+
+    if max(h, w) > MAX_SIDE:  # before any slow work: such a run dies of memory after loading the model
+        raise typer.BadParameter(
+            f"{text} is larger than the {MAX_SIDE} px a side that a run can hold", param_hint="--size"
+        )
     return h, w
 
 
@@ -338,10 +344,11 @@ def predict_cmd(
     no_verify: _NoVerify = False,
 ) -> None:
     """Write masks and RGBA cutouts at the original resolution; exit 1 if any input could not be read."""
-    from birefnet_edge.predict import collect_inputs, predict_files
+    from birefnet_edge.predict import collect_inputs, plan_outputs, predict_files
     from birefnet_edge.runtime import open_model
 
     files = collect_inputs(inputs)
+    plan_outputs(files, out, overwrite)  # a bad --out fails before the model loads
     runner = open_model(model, size=_parse_size(size), verify=not no_verify)
     bar = typer.progressbar(length=len(files), label=f"segmenting with {runner.name}", file=sys.stderr)
     with runner, bar:

@@ -5,11 +5,17 @@ resolution) and ``<stem>_cutout.png`` (RGBA, the mask as alpha) into the output 
 processed in batches; an unreadable file is reported and skipped while the run goes on; outputs that
 already exist are kept unless ``overwrite`` is set, so an interrupted run can simply be restarted.
 Every file is written under a temporary name and renamed, so a crash never leaves half a PNG.
+
+The job keeps a record of the files it wrote (:data:`OUTPUT_RECORD`) in the output folder. It never
+overwrites a file that record does not list (a user's own ``cat_mask.png``), even with ``overwrite``,
+and when a folder is given as input it leaves out the outputs its record lists, so running with
+``--out`` equal to the input folder does not segment its own masks on the next run.
 """
 
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,13 +23,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from birefnet_edge._io import atomic_write_bytes
+from birefnet_edge._io import atomic_write_bytes, atomic_write_json, check_output_dir
 from birefnet_edge.errors import InputError
 from birefnet_edge.model import Contract, cutout, load_image, postprocess, preprocess
 from birefnet_edge.parity.inputs import IMAGE_SUFFIXES, collect_image_files
 from birefnet_edge.runtime import Runner, open_model
 
 MASK_SUFFIX, CUTOUT_SUFFIX = "_mask.png", "_cutout.png"
+OUTPUT_RECORD = ".birefnet-edge-outputs.json"
 
 
 @dataclass
@@ -53,6 +60,9 @@ class PredictSummary:
 def collect_inputs(inputs: Sequence[str | Path]) -> list[Path]:
     """Expand files and folders (their images, not recursive) into a list of files, in order.
 
+    A file named twice (directly or through its folder) is kept once; files that the output record
+    of their folder lists (masks and cutouts an earlier run wrote there) are left out.
+
     Raises:
         InputError: A path does not exist, nothing was found, or two inputs share a stem (their outputs
             would overwrite each other).
@@ -65,6 +75,10 @@ def collect_inputs(inputs: Sequence[str | Path]) -> list[Path]:
             files.append(item)
         else:
             raise InputError(f"input not found: {item}; pass image files or folders of images")
+    records = {folder: read_output_record(folder) for folder in {p.parent for p in files}}
+    files = [p for p in files if p.name not in records[p.parent]]
+    unique = {p.resolve(): p for p in reversed(files)}  # reversed: the first mention wins
+    files = [p for p in files if unique.get(p.resolve()) is p]
     if not files:
         raise InputError(f"no images found in {', '.join(map(str, inputs))} (looked for {', '.join(IMAGE_SUFFIXES)})")
     stems: dict[str, Path] = {}
@@ -72,6 +86,59 @@ def collect_inputs(inputs: Sequence[str | Path]) -> list[Path]:
     if clashes:
         raise InputError(f"inputs share a file stem, so their outputs would collide: {'; '.join(clashes)}")
     return files
+
+
+def read_output_record(folder: Path) -> set[str]:
+    """Names of the files earlier prediction runs wrote into ``folder`` (empty when there is no record).
+
+    An unreadable record counts as empty, which is the safe side: nothing is then taken for our own.
+    """
+    try:
+        data = json.loads((folder / OUTPUT_RECORD).read_text(encoding="utf-8"))
+        return {str(name) for name in data.get("files", [])} if isinstance(data, dict) else set()
+    except (OSError, ValueError):
+        return set()
+
+
+def _record_outputs(folder: Path, names: Sequence[str]) -> None:
+    """Add ``names`` to the folder's record before they are written (a crash then leaves no unknown file)."""
+    known = read_output_record(folder)
+    if not set(names) <= known:
+        files = sorted(known | set(names))
+        atomic_write_json(folder / OUTPUT_RECORD, {"written_by": "birefnet-edge predict", "files": files})
+
+
+def plan_outputs(files: Sequence[Path], out_dir: str | Path, overwrite: bool = False) -> tuple[list[Path], list[Path]]:
+    """Split ``files`` into those to segment and those already done; check the output folder first.
+
+    Args:
+        files: Image files.
+        out_dir: Output folder.
+        overwrite: Redo inputs whose outputs this job already wrote.
+
+    Returns:
+        (to do, already done).
+
+    Raises:
+        InputError: ``out_dir`` is a file or cannot be written, or it holds a file named like an output
+            that this job did not write (it is never overwritten).
+    """
+    out = Path(out_dir)
+    check_output_dir(out, "--out")
+    own = read_output_record(out)
+    todo, done, foreign = [], [], []
+    for path in files:
+        targets = output_paths(out, path)
+        foreign += [t.name for t in targets if t.exists() and t.name not in own]
+        finished = all(t.exists() for t in targets)
+        (done if finished and not overwrite else todo).append(path)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise InputError(
+            f"--out {out} already holds {shown}, which predict did not write; it never overwrites them "
+            "(not even with --overwrite): choose another --out folder or move those files away"
+        )
+    return todo, done
 
 
 def output_paths(out_dir: Path, source: Path) -> tuple[Path, Path]:
@@ -127,21 +194,19 @@ def predict_files(
         What was written, skipped and failed.
 
     Raises:
-        InputError: ``batch`` is outside the runner's range.
+        InputError: ``batch`` is outside the runner's range, or the output folder is unusable (see
+            :func:`plan_outputs`).
     """
     check_batch(runner, batch)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    summary = PredictSummary()
-    todo = []
-    for path in files:
-        done = all(p.exists() for p in output_paths(out, path))
-        (summary.skipped if done and not overwrite else todo).append(path)
+    todo, done = plan_outputs(files, out, overwrite)
+    summary = PredictSummary(skipped=list(done))
     for start in range(0, len(todo), batch):
         chunk = todo[start : start + batch]
         loaded = _load_all(chunk, summary, on_error)
         if loaded:
             logits = _infer(runner, [img for _, img in loaded])
+            _record_outputs(out, [t.name for path, _ in loaded for t in output_paths(out, path)])
             for (path, img), item in zip(loaded, logits):
                 mask = postprocess(item, (img.height, img.width))
                 mask_path, cutout_path = output_paths(out, path)
@@ -159,7 +224,7 @@ def _load_all(
     loaded = []
     for path in paths:
         try:
-            loaded.append((path, load_image(path).convert("RGB")))
+            loaded.append((path, load_image(path)))
         except InputError as exc:
             summary.failed.append((path, str(exc)))
             if on_error is not None:
@@ -197,5 +262,6 @@ def predict(
         WeightsError: The weights cannot be loaded.
     """
     files = collect_inputs(inputs)
+    plan_outputs(files, out_dir, overwrite)  # a bad --out fails before the model loads
     with open_model(model, size=size, verify=verify) as runner:
         return predict_files(runner, files, out_dir, batch, overwrite, on_progress, on_error)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
@@ -106,3 +108,26 @@ def relabelled(onnx_artifact, tmp_path_factory):
         return cache[fmt]
 
     return make
+
+
+def _write_png(path: Path, width: int, height: int, depth: int, colour: int, row: bytes) -> Path:
+    """Write a PNG whose every row is ``row`` (streamed, so a huge image costs little memory or disk).
+
+    Pillow cannot save 16-bit RGB or declare huge sizes cheaply, so the chunks are written by hand.
+    """
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    packer = zlib.compressobj(9)
+    line = b"\x00" + row  # filter type 0 (none)
+    body = b"".join(packer.compress(line) for _ in range(height)) + packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.fixture(scope="session")
+def write_png():
+    """``write_png(path, width, height, depth, colour, row)``: a hand-made PNG (16-bit RGB, decompression bombs)."""
+    return _write_png

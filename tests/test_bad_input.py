@@ -6,6 +6,7 @@ Every case here was found by running the commands as a new user would (issue 8, 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -130,3 +131,27 @@ def test_platform_skip_passes_the_gate_and_says_so_in_the_results(relabelled, tm
     assert code == 0, text
     result = json.loads((tmp_path / "r" / "results.json").read_text())["parity"][0]
     assert (result["status"], result["skip_kind"]) == ("SKIPPED", "platform") and "macOS" in result["reason"]
+
+
+def test_predict_out_that_is_a_file_fails_before_the_model_loads(photo: Path, tmp_path: Path, cli: Cli) -> None:
+    taken = tmp_path / "masks.png"
+    taken.write_bytes(b"not a folder")
+    code, text = cli("predict", "random:birefnet_tiny", photo, "--out", taken)
+    assert code == 1 and "is a file, not a folder; pass a folder path" in _one_error_line(text)
+    assert "segmenting" not in text and taken.read_bytes() == b"not a folder"
+
+
+@pytest.mark.parametrize(
+    ("spec", "size", "code", "message"),
+    [
+        ("random:birefnet_tiny", "100000", 2, "100000 is larger than the 4096 px a side"),
+        ("random:BiRefNet_pvt_v2_b0", "32", 1, "input size 32x32 is not legal for BiRefNet: .* >= 64"),
+    ],
+)
+def test_predict_size_is_bounded_up_front(
+    spec: str, size: str, code: int, message: str, photo: Path, tmp_path: Path, cli: Cli
+) -> None:
+    got, text = cli("predict", spec, photo, "--out", tmp_path / "out", "--size", size)
+    assert got == code and "Traceback" not in text
+    assert re.search(message, text), text
+    assert not (tmp_path / "out").exists()

@@ -100,3 +100,80 @@ def test_predict_with_an_artifact_batches_and_pads(export_tiny, photo_folder, tm
     )
     assert summary.ok and len(summary.written) == 2
     assert Image.open(tmp_path / "out" / "tall_mask.png").size == (40, 90)
+
+
+def test_out_equal_to_the_input_folder_never_touches_user_files(photo_folder, tiny_runner):
+    users_own = photo_folder / "wide_mask.png"
+    users_own.write_bytes(b"the user's hand-made mask")
+    files = collect_inputs([photo_folder])
+    assert "wide_mask.png" in [p.name for p in files]  # not ours: it is an input like any other
+    with pytest.raises(InputError, match=r"already holds wide_mask.png, which predict did not write.*another --out"):
+        predict_files(tiny_runner, files, photo_folder)
+    with pytest.raises(InputError, match="did not write"):
+        predict_files(tiny_runner, files, photo_folder, overwrite=True)
+    assert users_own.read_bytes() == b"the user's hand-made mask"
+    assert not (photo_folder / "tall_mask.png").exists()  # refused before anything was written
+
+
+def test_out_equal_to_the_input_folder_does_not_read_its_own_outputs(photo_folder, tiny_runner):
+    (photo_folder / "broken.png").unlink()
+    first = predict_files(tiny_runner, collect_inputs([photo_folder]), photo_folder)
+    assert sorted(p.name for p in first.written) == ["tall.jpg", "wide.png"]
+    again = collect_inputs([photo_folder, photo_folder / "wide_mask.png"])  # by folder and by name
+    assert [p.name for p in again] == ["tall.jpg", "wide.png"]
+    second = predict_files(tiny_runner, again, photo_folder)
+    assert second.written == [] and len(second.skipped) == 2
+    assert not list(photo_folder.glob("*_mask_mask.png")) and not list(photo_folder.glob("*_mask_cutout.png"))
+
+
+def test_the_same_file_given_twice_is_processed_once(photo_folder):
+    wide = photo_folder / "wide.png"
+    files = collect_inputs([wide, photo_folder, photo_folder / ".." / "photos" / "wide.png"])
+    assert [p.name for p in files] == ["wide.png", "broken.png", "tall.jpg"]
+
+
+@pytest.mark.parametrize("make", ["file", "under a file"])
+def test_out_that_is_a_file_fails_before_anything_is_written(make, photo_folder, tmp_path, tiny_runner):
+    blocker = tmp_path / "taken"
+    blocker.write_text("a file")
+    out = blocker if make == "file" else blocker / "masks"
+    why = "is a file, not a folder" if make == "file" else "cannot be created: .*taken is a file"
+    with pytest.raises(InputError, match=f"--out {out} {why}; pass a folder"):
+        predict_files(tiny_runner, [photo_folder / "wide.png"], out)
+    assert blocker.read_text() == "a file"
+
+
+def test_unwritable_out_is_refused(photo_folder, tmp_path, tiny_runner, monkeypatch):
+    import birefnet_edge._io as io_module
+
+    monkeypatch.setattr(io_module.os, "access", lambda path, mode: False)  # root ignores permission bits
+    with pytest.raises(InputError, match="is not writable by this user; pass a folder you can write to"):
+        predict_files(tiny_runner, [photo_folder / "wide.png"], tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_decompression_bomb_fails_alone(photo_folder, tmp_path, tiny_runner, write_png):
+    write_png(photo_folder / "bomb.png", 20_000, 20_000, 1, 0, bytes(2500))
+    summary = predict_files(tiny_runner, collect_inputs([photo_folder]), tmp_path / "out", batch=2)
+    failed = {p.name: why for p, why in summary.failed}
+    assert set(failed) == {"bomb.png", "broken.png"} and "decompression bomb" in failed["bomb.png"]
+    assert sorted(p.name for p in summary.written) == ["tall.jpg", "wide.png"]
+
+
+def test_size_below_the_variant_minimum_fails_before_loading(monkeypatch):
+    import birefnet_edge.runtime.pytorch as pytorch_runner
+
+    monkeypatch.setattr(pytorch_runner, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    with pytest.raises(InputError, match=r"input size 32x32 is not legal.*>= 64; nearest legal: height 32 -> 64"):
+        open_model("random:BiRefNet_pvt_v2_b0", size=(32, 32))  # PVT needs 64; checked from the registry
+    with pytest.raises(InputError, match=r"100032x64 is too large: sides above 4096 px.*pick --size 4096 or less"):
+        open_model("random:birefnet_tiny", size=(100032, 64))
+
+
+def test_exif_rotated_photo_gets_a_mask_in_its_displayed_orientation(tmp_path, tiny_runner):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, displayed portrait
+    Image.new("RGB", (60, 30), (10, 200, 30)).save(tmp_path / "portrait.jpg", exif=exif)
+    predict_files(tiny_runner, [tmp_path / "portrait.jpg"], tmp_path / "out")
+    assert Image.open(tmp_path / "out" / "portrait_mask.png").size == (30, 60)
+    assert Image.open(tmp_path / "out" / "portrait_cutout.png").size == (30, 60)

@@ -12,12 +12,35 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from birefnet_edge.errors import InputError
-from birefnet_edge.model.birefnet import MEAN, STD
+from birefnet_edge.model.birefnet import MEAN, STD, check_input_size
 
 ImageLike = Image.Image | np.ndarray
+
+# Largest side a run may ask for: BiRefNet's memory grows with the pixel count (about 16x the
+# 1024 px figure at 4096), and a mistyped --size must fail in a second, not after a 447 GiB allocation.
+MAX_SIDE = 4096
+
+
+def check_run_size(height: int, width: int, minimum: int = 32) -> None:
+    """Raise :class:`InputError` unless (H, W) is a legal model size no larger than :data:`MAX_SIDE`.
+
+    Args:
+        height: Input height in pixels.
+        width: Input width in pixels.
+        minimum: The variant's smallest legal side (``BiRefNetConfig.min_side``).
+
+    Raises:
+        InputError: A side above :data:`MAX_SIDE`, not a multiple of 32, or below ``minimum``.
+    """
+    if max(height, width) > MAX_SIDE:
+        raise InputError(
+            f"input size {height}x{width} is too large: sides above {MAX_SIDE} px need far more memory than "
+            f"a model run can get (memory grows with the pixel count); pick --size {MAX_SIDE} or less"
+        )
+    check_input_size(height, width, minimum)
 
 
 @dataclass(frozen=True)
@@ -66,10 +89,14 @@ class Contract:
 
 
 def load_image(path: str | Path) -> Image.Image:
-    """Open an image file fully (so a truncated file fails here, not later).
+    """Open an image file as it is displayed: fully decoded, EXIF orientation applied, 8-bit RGB.
+
+    Decoding happens here (so a truncated file fails here, not later); a photo taken in portrait
+    comes back in portrait, so its mask has the size and orientation the user sees.
 
     Raises:
-        InputError: The file is missing or not a readable image.
+        InputError: The file is missing, not a readable image, larger than Pillow's decompression-bomb
+            limit, or in a mode that has no RGB meaning.
     """
     path = Path(path)
     if not path.is_file():
@@ -77,20 +104,64 @@ def load_image(path: str | Path) -> Image.Image:
     try:
         with Image.open(path) as img:
             img.load()
-            return img.copy()
+            upright = ImageOps.exif_transpose(img)
+            return to_rgb(upright if upright is not None else img)
+    except Image.DecompressionBombError as exc:
+        raise InputError(
+            f"refusing {path}: {exc}; if the image is genuine, downscale it first "
+            "(or raise PIL.Image.MAX_IMAGE_PIXELS in your own script)"
+        ) from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"cannot read image {path}: {exc}") from exc
 
 
+# Modes whose samples are wider than 8 bits, with the value that maps to white.
+_WIDE_MODES = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535, "I": 65535}
+
+
+def _pil_to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB from any PIL mode, scaling 16-bit and float samples instead of clipping them."""
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in _WIDE_MODES:
+        # Pillow's own convert clips 16-bit samples at 255, which turns a 16-bit PNG almost all white.
+        # "I" is what Pillow gives for 16-bit PNGs and most 32-bit integer files: read it as 16-bit.
+        arr = np.asarray(image, dtype=np.float64)
+        return _gray_to_rgb(np.clip(arr, 0, _WIDE_MODES[mode]) * (255.0 / _WIDE_MODES[mode]))
+    if mode == "F":
+        arr = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+        return _gray_to_rgb(arr * 255.0 if arr.size and arr.max() <= 1.0 else arr)
+    if mode in ("P", "PA"):
+        return image.convert("RGBA").convert("RGB")  # palette transparency is dropped, not blackened
+    try:
+        return image.convert("RGB")  # L, LA, 1, RGBA, RGBX, CMYK, YCbCr, ...
+    except (ValueError, OSError) as exc:
+        raise InputError(f"images in mode {mode} cannot be converted to RGB ({exc}); save the image as RGB") from exc
+
+
+def _gray_to_rgb(values: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L").convert("RGB")
+
+
 def to_rgb(image: ImageLike) -> Image.Image:
-    """Return an RGB PIL image from a PIL image (any mode) or an HxW / HxWx3 / HxWx4 array."""
+    """Return an 8-bit RGB PIL image from a PIL image (any mode) or an HxW / HxWx3 / HxWx4 array.
+
+    16-bit samples are scaled to 8 bits (not clipped); float samples are read as 0..1 when they
+    all lie in it, else as 0..255.
+
+    Raises:
+        InputError: An array of another shape, or a PIL mode with no RGB meaning.
+    """
     if isinstance(image, Image.Image):
-        return image.convert("RGB")
+        return _pil_to_rgb(image)
     arr = np.asarray(image)
+    if arr.dtype == np.uint16:
+        arr = arr / 257.0
     if arr.dtype != np.uint8:
         if np.issubdtype(arr.dtype, np.floating) and arr.size and arr.max() <= 1.0:
             arr = arr * 255.0
-        arr = np.clip(arr, 0, 255).astype(np.uint8)
+        arr = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
     if arr.ndim == 2:
         return Image.fromarray(arr, "L").convert("RGB")
     if arr.ndim == 3 and arr.shape[2] in (3, 4):

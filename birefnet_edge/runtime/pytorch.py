@@ -15,7 +15,8 @@ import torch
 
 from birefnet_edge.errors import ArtifactError
 from birefnet_edge.manifest import Manifest
-from birefnet_edge.model import Contract, check_input_size, load_model
+from birefnet_edge.model import Contract, get_config, load_model
+from birefnet_edge.model.contract import check_run_size
 from birefnet_edge.profile import BatchRange
 from birefnet_edge.runtime._base import RUNNERS, InputSpec, Runner, artifact_kwargs
 
@@ -99,13 +100,16 @@ class PytorchRunner(Runner):
 
         Raises:
             WeightsError: The spec cannot be resolved or the weights do not fit.
-            InputError: ``size`` is not two multiples of 32.
+            InputError: ``size`` is not two multiples of 32, is below the variant's minimum or above ``MAX_SIDE``.
         """
+        known = variant or (weights.removeprefix("random:") if weights.startswith("random:") else None)
+        if size is not None:  # a bad --size fails before the weights load, when the variant is known up front
+            check_run_size(*size, minimum=get_config(known).min_side if known else 32)
         runner = cls(weights, variant=variant, name=weights, spec=InputSpec(size=(64, 64)), contract={})
         runner.activate()
         assert runner.model is not None  # set by activate(); narrows the type for mypy
         final = tuple(size or runner.model.config.size)
-        check_input_size(*final)
+        check_run_size(*final, minimum=runner.model.config.min_side)
         contract = Contract(size=final)  # type: ignore[arg-type]
         runner.spec = InputSpec(size=final, batch=BatchRange(1, 1, _MAX_EAGER_BATCH))  # type: ignore[arg-type]
         runner.contract = contract.to_dict()
