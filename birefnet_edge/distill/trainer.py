@@ -113,6 +113,8 @@ class Distiller:
         if saved is not None:
             self._restore(saved)
         elif self.dist.main:
+            if resume:  # killed before its first checkpoint: start over, without the old run's records
+                checkpoint.truncate_metrics(config.out, -1)
             config.out.mkdir(parents=True, exist_ok=True)
             checkpoint.write_run_file(config, {"teacher_sha256": teacher_id, "teacher": self.teacher_info.to_dict()})
         self.images_per_step = config.batch_size * config.accum * self.dist.world
@@ -332,9 +334,10 @@ def run_distill(
     """
     distiller = Distiller(config, resume, progress)
     try:
-        for path, why in distiller.unreadable:
-            log.warning("skipping unreadable image %s (%s)", path, why)
-        log.info("%s", distiller.backbone_note)
+        if distiller.dist.main:
+            for path, why in distiller.unreadable:
+                log.warning("skipping unreadable image %s (%s)", path, why)
+            log.info("%s", distiller.backbone_note)
         return distiller.train(on_step)
     finally:
         distiller.close()

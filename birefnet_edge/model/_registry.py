@@ -81,31 +81,32 @@ def _register_builtin() -> None:
 def _register_students() -> None:
     """Distillation students: a small backbone and a slim decoder (widths from the sweep in docs/distill.md).
 
-    The official decoder (deformable ASPP, 64/256 channels, image tiles injected at every level) dominates
-    CPU time at 1024 px whatever the backbone, so students drop the half-size backbone pass and the
-    deformable ASPP and narrow every width.
+    The official decoder (deformable ASPP, 64/256 channels, image tiles at every level) and the half-size
+    backbone pass dominate CPU time at 1024 px, and PVT-v2's attention grows with the square of the pixel
+    count; so students use a narrow Swin (window attention, linear in pixels), one backbone pass, no
+    deformable ASPP and narrow widths.
     """
-    slim = {"backbone": "pvt_v2_b0", "multi_scale_input": False}
+    slim = {"multi_scale_input": False, "gdt_channels": 8}
     register_config(
         BiRefNetConfig(
             name="student-s",
+            backbone="swin_v1_atto",
             **slim,
             dec_att="none",
             dec_channels=16,
             ipt_channels=8,
-            gdt_channels=8,
             patch_injection=False,
         )
     )
     register_config(
         BiRefNetConfig(
             name="student-m",
+            backbone="swin_v1_femto",
             **slim,
             dec_att="ASPP",
             dec_channels=32,
             aspp_channels=32,
             ipt_channels=16,
-            gdt_channels=8,
         )
     )
     # Test-size student beside birefnet_tiny (same backbone, so it also tests loading the teacher's backbone).

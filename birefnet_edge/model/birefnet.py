@@ -27,6 +27,8 @@ BACKBONES = (
     "pvt_v2_b1",
     "pvt_v2_b2",
     "pvt_v2_b5",
+    "swin_v1_atto",
+    "swin_v1_femto",
     "swin_test_tiny",
 )
 DEC_ATTENTIONS = ("ASPPDeformable", "ASPP", "none")

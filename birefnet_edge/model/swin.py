@@ -27,6 +27,11 @@ SWIN_CONFIGS: dict[str, dict] = {
     "swin_v1_s": dict(embed_dim=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24), window_size=7),
     "swin_v1_b": dict(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32), window_size=12),
     "swin_v1_l": dict(embed_dim=192, depths=(2, 2, 18, 2), num_heads=(6, 12, 24, 48), window_size=12),
+    # Distillation-student backbones (not official BiRefNet ones): Swin-T's layout with a third / half of its
+    # width and two blocks per stage. Window attention keeps the cost linear in pixels, which PVT-v2's
+    # spatial-reduction attention is not (at 1024 px pvt_v2_b0 takes about as long as swin_v1_t on CPU).
+    "swin_v1_atto": dict(embed_dim=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8), window_size=7),
+    "swin_v1_femto": dict(embed_dim=48, depths=(2, 2, 2, 2), num_heads=(2, 4, 8, 16), window_size=7),
     # Test-only: few channels, a 4-token window so 64 px inputs still exercise padding and shifting.
     "swin_test_tiny": dict(embed_dim=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8), window_size=4),
 }

@@ -120,14 +120,18 @@ def guess_backbone(state: dict[str, torch.Tensor]) -> str | None:
     if "bb.patch_embed.proj.weight" in state:
         width = state["bb.patch_embed.proj.weight"].shape[0]
         depth3 = len({k.split(".")[4] for k in state if k.startswith("bb.layers.2.blocks.")})
+        table = state.get("bb.layers.0.blocks.0.attn.relative_position_bias_table")
+        window = (round(table.shape[0] ** 0.5) + 1) // 2 if table is not None else None
         names = {
-            (96, 6): "swin_v1_t",
-            (96, 18): "swin_v1_s",
-            (128, 18): "swin_v1_b",
-            (192, 18): "swin_v1_l",
-            (32, 2): "swin_test_tiny",
+            (96, 6, 7): "swin_v1_t",
+            (96, 18, 7): "swin_v1_s",
+            (128, 18, 12): "swin_v1_b",
+            (192, 18, 12): "swin_v1_l",
+            (32, 2, 7): "swin_v1_atto",
+            (48, 2, 7): "swin_v1_femto",
+            (32, 2, 4): "swin_test_tiny",
         }
-        return names.get((width, depth3))
+        return names.get((width, depth3, window))
     if "bb.patch_embed1.proj.weight" in state:
         width = state["bb.patch_embed1.proj.weight"].shape[0]
         depth3 = len({k.split(".")[2] for k in state if k.startswith("bb.block3.")})

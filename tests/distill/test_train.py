@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from safetensors import safe_open
 
-from birefnet_edge.distill import run_distill
+from birefnet_edge.distill import LossWeights, run_distill
 from birefnet_edge.distill.checkpoint import read_metrics
 from birefnet_edge.distill.data import file_sha256, find_images, load_resized
 from birefnet_edge.distill.teacher import TargetCache, load_teacher, teacher_probs
@@ -127,3 +127,19 @@ def test_cached_targets_are_keyed_by_teacher(images_dir: Path, tmp_path: Path, t
             break
     else:
         pytest.fail("no image of the second teacher's run was found in the cache")
+
+
+def test_feature_distillation_and_ground_truth_evaluation(images_dir: Path, tmp_path: Path, tiny_config) -> None:
+    masks = tmp_path / "masks"
+    for path in find_images(images_dir):
+        target = masks / path.relative_to(images_dir).with_suffix(".png")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("L", (40, 30), 255 * (len(path.stem) % 2)).save(target)
+    config = tiny_config(images_dir, tmp_path / "run", steps=2, masks=masks, loss=LossWeights(feature=1.0))
+    run_distill(config)
+    records = read_metrics(tmp_path / "run")
+    assert all(r["feature"] > 0 for r in records if r["kind"] == "train")
+    evals = [r for r in records if r["kind"] == "eval"]
+    assert evals and all({"gt_iou", "gt_mae", "gt_s_measure"} <= r.keys() for r in evals)
+    projector = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["model"]
+    assert any(k.startswith("projector.proj.") for k in projector)
