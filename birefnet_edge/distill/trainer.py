@@ -66,7 +66,8 @@ class _Trainable(nn.Module):
 
     def forward(self, x: torch.Tensor, teacher_feats: list[torch.Tensor] | None) -> tuple[TrainOutputs, Any]:
         feats: list[Any] = []
-        handle = self.student.bb.register_forward_hook(lambda _m, _i, out: feats.append(out))
+        # A copy of the list: forward_enc replaces stage 4 in the returned list by the context-fused map.
+        handle = self.student.bb.register_forward_hook(lambda _m, _i, out: feats.append(list(out)))
         try:
             outputs = self.student(x)
         finally:
