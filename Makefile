@@ -25,6 +25,7 @@ bench:
 	$(BIN)/python benchmarks/bench_export.py
 	$(BIN)/python benchmarks/bench_runtime.py
 	$(BIN)/python benchmarks/bench_distill.py
+	$(BIN)/python benchmarks/bench_predict.py
 
 demo:
 	$(BIN)/birefnet-edge pipeline --weights random:BiRefNet_lite --size 512 --runs 2 --warmup 1 \

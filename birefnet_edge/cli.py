@@ -225,12 +225,15 @@ def build_engine_cmd(onnx_path: _ExpOnnx, profile: _ExpProfile = None, out: _Exp
 
 # --- runtime / parity / predict commands (runtime engineer) ------------------------------------
 
-from typing import TYPE_CHECKING  # noqa: E402  (kept inside this section: other sections are edited in parallel)
+from typing import TYPE_CHECKING, Literal  # noqa: E402  (kept inside this section: other sections are edited in parallel)
 
 if TYPE_CHECKING:  # the commands import these lazily; the names are only needed for type hints
     from birefnet_edge.export import ExportResult
     from birefnet_edge.parity import BenchResult, ParityResult, RunReport
+    from birefnet_edge.predict import PredictSummary
+    from birefnet_edge.predict_ray import RayOptions
 
+_Engine = Literal["local", "ray"]
 _ArtifactDirs = Annotated[list[Path], typer.Argument(help="Artifact folders (each holds a manifest.json).")]
 _Batches = Annotated[
     list[int] | None,
@@ -263,14 +266,20 @@ def _echo_bench(result: BenchResult) -> None:
     typer.echo(f"bench   {result.name}: {figures}", err=True)
 
 
-def _finish(report: RunReport, out: Path | None, junit: Path | None = None, ci: bool = False) -> None:
+def _finish(report: RunReport, out: Path | None, junit: Path | None = None, fresh: bool = False) -> None:
+    """Print and save a report; a ``fresh`` run (not a re-render) also updates model cards and CI summaries."""
     from birefnet_edge.parity.report import render_text_table, write_reports
 
     typer.echo(render_text_table(report))
     if out is not None:
         for kind, path in write_reports(report, out).items():
             typer.echo(f"{kind:<9}{path}")
-    if junit is not None or ci:
+    if out is not None and fresh:
+        from birefnet_edge.parity.cards import update_cards
+
+        for card in update_cards(report):
+            typer.echo(f"{'card':<9}{card}")
+    if junit is not None or fresh:
         _finish_ci(report, junit)
 
 
@@ -309,7 +318,7 @@ def parity_cmd(
     results = run_parity(
         artifacts, inputs, batch or (1, 3), samples_dir=samples, on_result=_echo_parity, verify=not no_verify
     )
-    _finish(build_report(parity=results), report, junit, ci=True)
+    _finish(build_report(parity=results), report, junit, fresh=True)
     raise_on_failure(results, allow_skip=allow_skip)
 
 
@@ -327,7 +336,7 @@ def bench_cmd(
     from birefnet_edge.parity.bench import FAILED
 
     results = bench_artifacts(artifacts, runs, warmup, batch or (1, 4), on_result=_echo_bench, verify=not no_verify)
-    _finish(build_report(bench=results), report)
+    _finish(build_report(bench=results), report, fresh=True)
     failed = [r for r in results if r.status == FAILED]
     if failed:
         _fail(f"{len(failed)} benchmark(s) failed: " + "; ".join(f"{r.name}: {r.reason}" for r in failed))
@@ -342,20 +351,49 @@ def predict_cmd(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Rewrite outputs that already exist.")] = False,
     size: _Size = None,
     no_verify: _NoVerify = False,
+    engine: Annotated[_Engine, typer.Option("--engine", help="local (this process) or ray (Ray Data).")] = "local",
+    address: Annotated[
+        str | None, typer.Option("--address", help="Ray cluster to join (default: a local Ray).")
+    ] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Ray inference actors (default 2).")] = None,
+    cpus_per_worker: Annotated[float, typer.Option("--cpus-per-worker", min=0.01, help="Ray CPUs per actor.")] = 1.0,
+    gpus_per_worker: Annotated[
+        float | None,
+        typer.Option("--gpus-per-worker", min=0, help="Ray GPUs per actor (default: what the runner needs)."),
+    ] = None,
 ) -> None:
     """Write masks and RGBA cutouts at the original resolution; exit 1 if any input could not be read."""
     from birefnet_edge.predict import collect_inputs, plan_outputs, predict_files
     from birefnet_edge.runtime import open_model
 
     files = collect_inputs(inputs)
-    plan_outputs(files, out, overwrite)  # a bad --out fails before the model loads
-    runner = open_model(model, size=_parse_size(size), verify=not no_verify)
-    bar = typer.progressbar(length=len(files), label=f"segmenting with {runner.name}", file=sys.stderr)
-    with runner, bar:
-        summary = predict_files(runner, files, out, batch, overwrite, bar.update, _echo_unreadable)
+    plan_outputs(files, out, overwrite)  # a bad --out fails before the model (or Ray) starts
+    if engine == "ray":
+        from birefnet_edge.predict_ray import RayOptions
+
+        options = RayOptions(address, workers or 2, batch, cpus_per_worker, gpus_per_worker, verify=not no_verify)
+        summary = _predict_ray(model, files, out, overwrite, options)
+    elif address is not None or workers is not None:
+        raise typer.BadParameter("--address and --workers need --engine ray", param_hint="--engine")
+    else:
+        runner = open_model(model, size=_parse_size(size), verify=not no_verify)
+        bar = typer.progressbar(length=len(files), label=f"segmenting with {runner.name}", file=sys.stderr)
+        with runner, bar:
+            summary = predict_files(runner, files, out, batch, overwrite, bar.update, _echo_unreadable)
     typer.echo(f"{summary.describe()} -> {out}")
     if not summary.ok:
         _fail(f"{len(summary.failed)} input(s) could not be read: {', '.join(str(p) for p, _ in summary.failed)}")
+
+
+def _predict_ray(model: str, files: list[Path], out: Path, overwrite: bool, options: RayOptions) -> PredictSummary:
+    from birefnet_edge.errors import InputError
+    from birefnet_edge.predict_ray import predict_ray
+
+    if not Path(model).is_dir():
+        raise InputError(f"--engine ray runs exported artifacts; {model} is not an artifact folder (export it first)")
+    bar = typer.progressbar(length=len(files), label="segmenting on Ray", file=sys.stderr)
+    with bar:
+        return predict_ray(model, files, out, options, overwrite, bar.update, _echo_unreadable)
 
 
 def _echo_unreadable(path: Path, why: str) -> None:
@@ -402,7 +440,7 @@ def pipeline_cmd(
     bench = bench_artifacts(artifacts, runs, warmup, on_result=_echo_bench)
     records = [_export_record(r) for r in exports]
     run_report = build_report(parity, bench, records, title=f"birefnet-edge pipeline: {weights}")
-    _finish(run_report, report_dir, junit, ci=True)
+    _finish(run_report, report_dir, junit, fresh=True)
     failed = [r.target for r in exports if not r.ok]
     if failed:
         _fail(f"export failed for {', '.join(failed)} (see the notes above)")

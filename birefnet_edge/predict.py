@@ -41,11 +41,13 @@ class PredictSummary:
         written: Inputs whose mask and cutout were written.
         skipped: Inputs whose outputs already existed (kept, since overwrite was off).
         failed: Inputs that could not be read, with the reason.
+        recovered: Faults the run survived (e.g. a Ray worker that died and was replaced), one line each.
     """
 
     written: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    recovered: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -54,7 +56,8 @@ class PredictSummary:
 
     def describe(self) -> str:
         """One line: counts of written, skipped and failed inputs."""
-        return f"wrote {len(self.written)}, skipped {len(self.skipped)} already done, failed {len(self.failed)}"
+        line = f"wrote {len(self.written)}, skipped {len(self.skipped)} already done, failed {len(self.failed)}"
+        return "; ".join([line, *self.recovered])
 
 
 def collect_inputs(inputs: Sequence[str | Path]) -> list[Path]:
@@ -100,7 +103,7 @@ def read_output_record(folder: Path) -> set[str]:
         return set()
 
 
-def _record_outputs(folder: Path, names: Sequence[str]) -> None:
+def record_outputs(folder: Path, names: Sequence[str]) -> None:
     """Add ``names`` to the folder's record before they are written (a crash then leaves no unknown file)."""
     known = read_output_record(folder)
     if not set(names) <= known:
@@ -152,13 +155,25 @@ def _write_png(path: Path, image: Image.Image) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def write_outputs(out_dir: Path, source: Path, image: Image.Image, logits: np.ndarray) -> None:
+    """Write the mask and cutout of ``source`` from its (1, H, W) logits, each file atomically."""
+    mask = postprocess(logits, (image.height, image.width))
+    mask_path, cutout_path = output_paths(out_dir, source)
+    _write_png(mask_path, Image.fromarray(mask, "L"))
+    _write_png(cutout_path, cutout(image, mask))
+
+
 def _infer(runner: Runner, images: list[Image.Image]) -> np.ndarray:
-    """Run one batch, padding it up to the runner's minimum batch when it is short."""
-    x = preprocess(images, Contract.from_dict(runner.contract))
-    pad = max(0, runner.spec.batch.min - len(x))
+    return infer_array(runner, preprocess(images, Contract.from_dict(runner.contract)))
+
+
+def infer_array(runner: Runner, x: np.ndarray) -> np.ndarray:
+    """Run one preprocessed batch, padding it up to the runner's minimum batch when it is short."""
+    n = len(x)
+    pad = max(0, runner.spec.batch.min - n)
     if pad:
         x = np.concatenate([x, np.repeat(x[:1], pad, axis=0)])
-    return runner.infer(x)[: len(images)]
+    return runner.infer(x)[:n]
 
 
 def check_batch(runner: Runner, batch: int) -> None:
@@ -206,12 +221,9 @@ def predict_files(
         loaded = _load_all(chunk, summary, on_error)
         if loaded:
             logits = _infer(runner, [img for _, img in loaded])
-            _record_outputs(out, [t.name for path, _ in loaded for t in output_paths(out, path)])
+            record_outputs(out, [t.name for path, _ in loaded for t in output_paths(out, path)])
             for (path, img), item in zip(loaded, logits):
-                mask = postprocess(item, (img.height, img.width))
-                mask_path, cutout_path = output_paths(out, path)
-                _write_png(mask_path, Image.fromarray(mask, "L"))
-                _write_png(cutout_path, cutout(img, mask))
+                write_outputs(out, path, img, item)
                 summary.written.append(path)
         if on_progress is not None:
             on_progress(len(chunk))

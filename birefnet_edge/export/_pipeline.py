@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from birefnet_edge._io import staging_dir
+from birefnet_edge.card import write_card
 from birefnet_edge.errors import BirefnetEdgeError
 from birefnet_edge.export._base import EXPORTERS, ArtifactInfo, ExportOutput, tool_versions
 from birefnet_edge.export._memory import PeakRSS
@@ -191,6 +192,7 @@ def _run_exporter(
             "peak_rss_by_phase": dict(rss.by_phase),
         }
         _manifest(name, variant, weights, profile, stage, out, extra).write(stage)
+        write_card(stage, name=name)  # not hashed in the manifest: reports rewrite it (see birefnet_edge.card)
     return final, out
 
 

@@ -90,6 +90,8 @@ class Runner(abc.ABC):
     """
 
     target: ClassVar[str] = ""
+    # True when the backend cannot run without a GPU; schedulers (the Ray engine) reserve one per worker.
+    requires_gpu: ClassVar[bool] = False
 
     def __init__(
         self,

@@ -31,6 +31,8 @@ class TensorrtRunner(Runner):
         **kwargs: Base-class arguments (see :class:`Runner`).
     """
 
+    requires_gpu = True
+
     target = "tensorrt"
 
     def __init__(self, engine_path: Path, **kwargs: Any) -> None:

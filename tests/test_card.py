@@ -1,0 +1,92 @@
+"""Model cards: written at export with the artifact's own I/O, batch range and platform snippets; updated by reports."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+
+import pytest
+
+from birefnet_edge._io import sha256_file
+from birefnet_edge.card import CARD_NAME, read_figures, render_card, weights_licence, write_card
+from birefnet_edge.cli import main
+from birefnet_edge.manifest import MANIFEST_NAME, read_manifest
+
+
+def test_export_writes_the_card_with_io_batch_precision_and_onnx_snippets(onnx_artifact):
+    card = (onnx_artifact / CARD_NAME).read_text()
+    manifest = read_manifest(onnx_artifact)
+    assert card.startswith(f"# {manifest.name}\n") and "**onnx fp32**" in card
+    assert "| input | `input` | [N, 3, 64, 64] | float32 | normalised RGB, NCHW; N in 1..4 (tuned for 2) |" in card
+    assert "| output | `logits` | [N, 1, 64, 64] | float32 | pre-sigmoid logits |" in card
+    assert "Deterministic test weights" in card and f"`{manifest.weights['sha256']}`" in card
+    assert "### Python (onnxruntime)" in card and "### JavaScript (onnxruntime-web)" in card
+    assert 'ort.InferenceSession("model.onnx"' in card and 'session.run(["logits"], {"input": x})' in card
+    assert "Swift" not in card and "OpenVINO" not in card
+    assert "[0.485, 0.456, 0.406]" in card and "Not measured yet" in card
+    for entry in manifest.files:  # every hashed file is listed; the card itself is not
+        assert f"`{entry.path}` | {entry.role} | {entry.bytes} | `{entry.sha256}`" in card
+    assert CARD_NAME not in {e.path for e in manifest.files}
+
+
+def test_openvino_card_names_the_ir_and_its_snippets(export_tiny):
+    pytest.importorskip("openvino", reason="openvino is not installed (extra 'openvino')")
+    card = (export_tiny("openvino-fp32") / CARD_NAME).read_text()
+    assert "### Python (OpenVINO)" in card and "### C++ (OpenVINO)" in card
+    assert 'compile_model("model.xml", "CPU")' in card and 'request.set_tensor("input", input);' in card
+    assert "onnxruntime" not in card
+
+
+@pytest.mark.parametrize(
+    ("fmt", "options", "export", "wanted", "absent"),
+    [
+        ("coreml", {"io_dtype": "float16"}, {}, ["### Swift (Core ML)", "dataType: .float16", "| float16 |"], ["C++"]),
+        (
+            "coreml",
+            {},
+            {"input_kind": "image"},
+            ["pixelBuffer: pixelBuffer", "RGB image 64 x 64"],
+            ["MLMultiArray(shape"],
+        ),
+        ("tensorrt", {}, {}, ["### C++ (TensorRT 10)", "deserializeCudaEngine", '"model.engine"'], ["Swift"]),
+    ],
+)
+def test_card_snippet_follows_the_platform(onnx_artifact, fmt, options, export, wanted, absent):
+    m = read_manifest(onnx_artifact)
+    m = dataclasses.replace(
+        m, profile={**m.profile, "format": fmt, "options": options}, export={**m.export, **export}, files=[]
+    )
+    card = render_card(m)
+    assert all(w in card for w in wanted), [w for w in wanted if w not in card]
+    assert not any(a in card for a in absent)
+
+
+def test_licence_of_known_and_unknown_weights():
+    assert weights_licence({"source": "ZhengPeng7/BiRefNet_lite"}).startswith("MIT")
+    assert weights_licence({"source": "briaai/RMBG-2.0"}).startswith("CC BY-NC 4.0")
+    assert weights_licence({"source": "my_model.pth"}).startswith("unknown")
+    assert weights_licence({"source": "random:BiRefNet", "deterministic": True}).startswith("none")
+
+
+def test_figures_merge_so_bench_keeps_parity(onnx_artifact, tmp_path):
+    folder = shutil.copytree(onnx_artifact, tmp_path / onnx_artifact.name)
+    parity = {"status": "PASS", "reason": "", "created": "t1", "tolerance": {}, "inputs": "x", "metrics": []}
+    write_card(folder, {"parity": parity})
+    bench = {"created": "t2", "machine": "linux, 2 CPUs", "latency": [{"batch": 1, "p50_ms": 5.0, "throughput": 200.0}]}
+    write_card(folder, {"bench": bench})
+    assert read_figures(folder) == {"parity": parity, "bench": bench}
+    card = (folder / CARD_NAME).read_text()
+    assert "**PASS**" in card and "| 1 | 5.0 | 200.00 |" in card
+
+
+def test_parity_report_updates_the_card_and_leaves_the_manifest(onnx_artifact, tmp_path, capsys):
+    folder = shutil.copytree(onnx_artifact, tmp_path / onnx_artifact.name)
+    before = sha256_file(folder / MANIFEST_NAME)
+    args = ["parity", str(folder), "--synthetic", "1", "--batch", "1", "--batch", "2", "--report", str(tmp_path / "r")]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 0, capsys.readouterr().err
+    card = (folder / CARD_NAME).read_text()
+    assert "Parity against the PyTorch reference: **PASS**" in card and "Not measured yet" not in card
+    assert [m["batch"] for m in read_figures(folder)["parity"]["metrics"]] == [1, 2]
+    assert sha256_file(folder / MANIFEST_NAME) == before

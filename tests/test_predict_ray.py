@@ -1,0 +1,102 @@
+"""The Ray engine of predict: the local bytes, resume, a killed worker, a corrupt image, no Ray needed to import."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from birefnet_edge.cli import main
+from birefnet_edge.errors import InputError, MissingDependencyError
+from birefnet_edge.predict import collect_inputs, predict_files
+from birefnet_edge.predict_ray import FaultPlan, RayOptions, predict_ray, ray_session
+from birefnet_edge.runtime import open_runner
+
+# 2 actors at half a CPU each leave room for the read tasks on a 2-CPU local Ray.
+OPTIONS = RayOptions(workers=2, batch=2, cpus_per_worker=0.5)
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """One local Ray (2 CPUs) for the module: starting Ray costs seconds."""
+    ray = pytest.importorskip("ray", reason="ray is not installed (extra 'ray')")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    """Seven images of different sizes and one corrupt file."""
+    folder = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(1)
+    for i in range(7):
+        Image.fromarray((rng.random((30 + 7 * i, 60 - 4 * i, 3)) * 255).astype(np.uint8)).save(folder / f"im{i}.png")
+    (folder / "corrupt.png").write_bytes(b"\x89PNG not an image")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def local_outputs(onnx_artifact, photos, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("local")
+    with open_runner(onnx_artifact) as runner:
+        summary = predict_files(runner, collect_inputs([photos]), out, batch=2)
+    assert [p.name for p, _ in summary.failed] == ["corrupt.png"]
+    return out
+
+
+def _same_files(a: Path, b: Path) -> None:
+    names = sorted(p.name for p in a.glob("*.png"))  # the masks and cutouts (not the job's output record)
+    assert names == sorted(p.name for p in b.glob("*.png")) and len(names) == 14
+    for name in names:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+def test_cli_ray_engine_writes_the_local_bytes_then_skips_all(
+    ray_local, onnx_artifact, photos, local_outputs, tmp_path, capsys
+):
+    out = tmp_path / "masks"
+    args = ["predict", str(onnx_artifact), str(photos), "--out", str(out), "--engine", "ray", "--workers", "2"]
+    args += ["--batch", "2", "--cpus-per-worker", "0.5"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 1  # the corrupt file fails alone, as with the local engine
+    assert "wrote 7, skipped 0 already done, failed 1" in captured.out
+    assert "corrupt.png: cannot read image" in captured.err and "1 input(s) could not be read" in captured.err
+    _same_files(out, local_outputs)
+    with pytest.raises(SystemExit):
+        main(args)
+    assert "wrote 0, skipped 7 already done, failed 1" in capsys.readouterr().out
+
+
+def test_a_killed_worker_is_replaced_and_every_output_written(
+    ray_local, onnx_artifact, photos, local_outputs, tmp_path
+):
+    out, marker = tmp_path / "out", tmp_path / "killed"
+    summary = predict_ray(onnx_artifact, collect_inputs([photos]), out, OPTIONS, fault=FaultPlan(1, str(marker)))
+    assert marker.exists()  # the kill happened
+    assert len(summary.written) == 7 and [p.name for p, _ in summary.failed] == ["corrupt.png"]
+    assert summary.recovered == ["1 Ray worker(s) died and were restarted; their unfinished batches were redone"]
+    assert "1 Ray worker(s) died" in summary.describe()
+    _same_files(out, local_outputs)
+
+
+def test_batch_outside_the_artifact_range_fails_before_ray(onnx_artifact, photos, tmp_path):
+    with pytest.raises(InputError, match=r"--batch 9 is outside .* \(1\.\.4\)"):
+        predict_ray(onnx_artifact, collect_inputs([photos]), tmp_path, RayOptions(batch=9))
+
+
+def test_without_ray_the_error_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError, as on a base install
+    with pytest.raises(MissingDependencyError, match=r"pip install 'birefnet-edge\[ray\]'"), ray_session(OPTIONS):
+        pass
+
+
+def test_local_engine_refuses_ray_options(onnx_artifact, photos, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", str(onnx_artifact), str(photos), "--out", str(tmp_path), "--workers", "2"])
+    assert exit_info.value.code == 2 and "--address and --workers need --engine ray" in capsys.readouterr().err
