@@ -118,6 +118,8 @@ class _ExportProgress:
             )
         else:
             typer.secho(f"[{self.done}/{self.total}] {target}: FAILED: {result.error}", fg=typer.colors.RED, err=True)
+        if result.reuse:
+            typer.echo(f"    {result.reuse}", err=True)
         for note in result.skipped:
             typer.secho(f"    skipped {note}", fg=typer.colors.YELLOW, err=True)
 
@@ -126,7 +128,9 @@ def _exp_summary(results: list[ExportResult]) -> None:
     rows = [("target", "status", "seconds", "peak RSS", "artifact / error")]
     for r in results:
         where = str(r.path) if r.ok else (r.error or "").splitlines()[0][:100]
-        status = r.status + (f" ({len(r.skipped)} skipped)" if r.skipped else "")
+        status = ("reused" if r.reuse.startswith("reused") else r.status) + (
+            f" ({len(r.skipped)} skipped)" if r.skipped else ""
+        )
         rows.append((r.target, status, f"{r.seconds:.1f}", _exp_bytes(r.peak_rss_bytes), where))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     typer.echo("")
@@ -153,6 +157,9 @@ def export_cmd(
     all_targets: _ExpAll = False,
     size: _ExpSize = None,
     out: _ExpOut = Path("dist"),
+    reuse: Annotated[
+        bool, typer.Option("--reuse", help="Keep artifacts built from the same weights, profile, size and tools.")
+    ] = False,
 ) -> None:
     """Export a model to target artifacts (model files + manifest.json); exit 1 if any target failed."""
     from birefnet_edge.export import export_targets
@@ -160,7 +167,7 @@ def export_cmd(
     hw = _parse_size(size)
     targets = _chosen_targets(target, all_targets, hw)
     _exp_warn_random(weights)
-    results = export_targets(weights, targets, out, size=hw, progress=_ExportProgress(len(targets)))
+    results = export_targets(weights, targets, out, size=hw, progress=_ExportProgress(len(targets)), reuse=reuse)
     _exp_summary(results)
     failed = [r.target for r in results if not r.ok]
     if failed:
@@ -398,6 +405,36 @@ def _predict_ray(model: str, files: list[Path], out: Path, overwrite: bool, opti
 
 def _echo_unreadable(path: Path, why: str) -> None:
     typer.secho(f"\nskipped {path}: {why}", fg=typer.colors.YELLOW, err=True)
+
+
+@app.command("verify")
+def verify_cmd(artifacts: _ArtifactDirs) -> None:
+    """Check every file of each artifact against its manifest's sha256; exit 1 naming each mismatch."""
+    from birefnet_edge.pack import verify_artifact
+
+    bad = []
+    for folder in artifacts:
+        problems = verify_artifact(folder)
+        if problems:
+            bad.append(folder)
+            typer.secho(f"FAILED  {folder}: {'; '.join(problems)}", fg=typer.colors.RED, err=True)
+        else:
+            typer.secho(f"ok      {folder}", fg=typer.colors.GREEN)
+    if bad:
+        _fail(f"{len(bad)} of {len(artifacts)} artifact(s) do not match their manifest: {', '.join(map(str, bad))}")
+
+
+@app.command("pack")
+def pack_cmd(
+    artifact: Annotated[Path, typer.Argument(metavar="ARTIFACT", help="Artifact folder to archive.")],
+    out: Annotated[Path, typer.Option("--out", help="Archive to write, e.g. model.tar.gz.")],
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out if it exists.")] = False,
+) -> None:
+    """Verify an artifact and write a reproducible .tar.gz of it (sorted entries, fixed times); print its sha256."""
+    from birefnet_edge.pack import pack_artifact
+
+    path, digest = pack_artifact(artifact, out, overwrite)
+    typer.echo(f"{digest}  {path}")
 
 
 @app.command("report")

@@ -45,6 +45,8 @@ class ExportResult:
         peak_rss_bytes: Peak resident memory of the process during the export.
         skipped: ``"<step>: <reason>"`` for every step not done here (e.g. the TensorRT engine).
         error: The failure message (None when ok).
+        reuse: With ``reuse=True``: ``"reused: <why>"`` (the existing artifact was kept; no time spent)
+            or ``"rebuilt: <first difference>"``; empty otherwise.
     """
 
     target: str
@@ -54,6 +56,7 @@ class ExportResult:
     peak_rss_bytes: int
     skipped: tuple[str, ...] = ()
     error: str | None = None
+    reuse: str = ""
 
     @property
     def ok(self) -> bool:
@@ -215,6 +218,7 @@ def export_targets(
     *,
     size: tuple[int, int] | None = None,
     progress: Progress | None = None,
+    reuse: bool = False,
 ) -> list[ExportResult]:
     """Load the model once and export every target, going on after a failure.
 
@@ -224,6 +228,8 @@ def export_targets(
         out_dir: Parent folder of the artifacts.
         size: (H, W) overriding every profile's input size.
         progress: Called as ``progress(target, None)`` before and ``progress(target, result)`` after each export.
+        reuse: Keep an existing artifact built from the same weights, profile, size and tools whose files
+            all match its manifest (see :mod:`birefnet_edge.export._reuse`); rebuild the others.
 
     Returns:
         One result per target, in order.
@@ -240,8 +246,23 @@ def export_targets(
     for profile in profiles:
         if progress is not None:
             progress(profile.name, None)
-        result = export_target(model, profile, out_dir, weights=info, variant=info.variant)
+        if reuse:
+            result = _export_or_reuse(model, profile, Path(out_dir), info)
+        else:
+            result = export_target(model, profile, out_dir, weights=info, variant=info.variant)
         results.append(result)
         if progress is not None:
             progress(profile.name, result)
     return results
+
+
+def _export_or_reuse(model: torch.nn.Module, profile: Profile, out_dir: Path, info: WeightsInfo) -> ExportResult:
+    """Keep the existing artifact when it matches this export exactly, else export (replacing it only on success)."""
+    from birefnet_edge.export._reuse import judge_reuse
+
+    folder = out_dir / artifact_name(info.variant, profile)
+    verdict = judge_reuse(folder, info.to_dict(), profile, model_overrides(model, info.variant, profile))
+    if verdict.reusable:
+        return ExportResult(profile.name, "ok", folder, 0.0, 0, reuse=f"reused: {verdict.reason}")
+    result = export_target(model, profile, out_dir, weights=info, variant=info.variant)
+    return dataclasses.replace(result, reuse=f"rebuilt: {verdict.reason}")
