@@ -1,7 +1,8 @@
 """Usage snippets of the model card, per artifact format: data, filled in by :mod:`birefnet_edge.card`.
 
-Placeholders are ``string.Template`` names (``$model``, ``$input``, ``$output``, ``$h``, ``$w``,
-``$mean``, ``$std``, ``$weights``), so the braces of C++, JavaScript and Swift need no escaping.
+Placeholders are ``string.Template`` names (``$model``, ``$engine``, ``$input``, ``$output``, ``$h``,
+``$w``, ``$mean``, ``$std``, ``$js_external``, ``$swift_dtype``), so the braces of C++, JavaScript and Swift
+need no escaping.
 Each snippet shows the platform's own API end to end: load, one normalised NCHW batch in, logits out,
 sigmoid. Resizing the image to H x W and the mask back is left to the app's image library.
 """
@@ -121,39 +122,38 @@ cudaStreamSynchronize(stream);                     // y: logits; mask = 1 / (1 +
 """,
 )
 
-COREML_SWIFT = (
-    "Swift (Core ML)",
-    "swift",
-    """import CoreML
+_SWIFT_LOAD = """import CoreML
 
 // Add $model to the Xcode project (it is compiled to .mlmodelc), or compile it at run time:
 let compiled = try MLModel.compileModel(at: URL(fileURLWithPath: "$model"))
 let model = try MLModel(contentsOf: compiled)
 
-let x = try MLMultiArray(shape: [1, 3, $h, $w], dataType: .$swift_dtype)
-// fill x: RGB planes at $w x $h, (pixel / 255 - mean[c]) / std[c] with mean $mean, std $std
-let inputs = try MLDictionaryFeatureProvider(dictionary: ["$input": MLFeatureValue(multiArray: x)])
-let out = try model.prediction(from: inputs)
+"""
+
+_SWIFT_RUN = """let out = try model.prediction(from: inputs)
 let logits = out.featureValue(for: "$output")!.multiArrayValue!            // 1 x 1 x $h x $w
 // mask = 1 / (1 + exp(-logit)), then resize to the photo's size
-""",
+"""
+
+COREML_SWIFT = (
+    "Swift (Core ML)",
+    "swift",
+    _SWIFT_LOAD
+    + """let x = try MLMultiArray(shape: [1, 3, $h, $w], dataType: .$swift_dtype)
+// fill x: RGB planes at $w x $h, (pixel / 255 - mean[c]) / std[c] with mean $mean, std $std
+let inputs = try MLDictionaryFeatureProvider(dictionary: ["$input": MLFeatureValue(multiArray: x)])
+"""
+    + _SWIFT_RUN,
 )
 
 COREML_SWIFT_IMAGE = (
     "Swift (Core ML, image input)",
     "swift",
-    """import CoreML
-
-// Add $model to the Xcode project (it is compiled to .mlmodelc), or compile it at run time:
-let compiled = try MLModel.compileModel(at: URL(fileURLWithPath: "$model"))
-let model = try MLModel(contentsOf: compiled)
-
-// The model normalises inside: feed a $w x $h RGB CVPixelBuffer (e.g. 32BGRA) of the photo.
+    _SWIFT_LOAD
+    + """// The model normalises inside: feed a $w x $h RGB CVPixelBuffer (e.g. 32BGRA) of the photo.
 let inputs = try MLDictionaryFeatureProvider(dictionary: ["$input": MLFeatureValue(pixelBuffer: pixelBuffer)])
-let out = try model.prediction(from: inputs)
-let logits = out.featureValue(for: "$output")!.multiArrayValue!            // 1 x 1 x $h x $w
-// mask = 1 / (1 + exp(-logit)), then resize to the photo's size
-""",
+"""
+    + _SWIFT_RUN,
 )
 
 # Format -> the snippets its card shows. A new format adds one entry here (its card still renders without).

@@ -8,17 +8,10 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from test_cli import run  # the CLI runner of the CLI tests (tests/ is on the path)
 
-from birefnet_edge.cli import main
 from birefnet_edge.errors import ArtifactError, InputError
 from birefnet_edge.pack import pack_artifact
-
-
-def run(args: list[str], capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
 
 
 @pytest.fixture()
