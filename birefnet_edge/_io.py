@@ -115,3 +115,23 @@ def check_output_dir(path: str | Path, option: str) -> None:
         raise InputError(f"{option} {path} cannot be created: {existing} is a file; pass a folder path")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise InputError(f"{option} {path}: {existing} is not writable by this user; pass a folder you can write to")
+
+
+@contextlib.contextmanager
+def removing_new_empty_dirs(path: str | Path) -> Iterator[None]:
+    """Remove, after the block, the folders down to ``path`` that it created and left empty.
+
+    A run that fails (or is interrupted) before writing anything then leaves no empty output folder;
+    a folder that existed before, or that holds anything, is never removed.
+    """
+    path = Path(path)
+    created = []
+    while not path.exists() and path != path.parent:
+        created.append(path)
+        path = path.parent
+    try:
+        yield
+    finally:
+        for folder in created:  # deepest first
+            with contextlib.suppress(OSError):  # missing or not empty: leave it
+                folder.rmdir()

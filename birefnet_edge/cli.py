@@ -6,7 +6,9 @@ traceback. Heavy backends are imported inside the commands, so ``--help`` stays 
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +22,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Plain click help: the rich panels print a "<bool>" type beside every flag, which reads as if
+    # "--overwrite true" were the way to pass it (the "true" then becomes an input path).
+    rich_markup_mode=None,
 )
 
 _STATE = {"debug": False}
@@ -206,10 +211,16 @@ _ExpEngine = Annotated[Path | None, typer.Option("--out", help="Engine file (def
 @app.command("build-engine")
 def build_engine_cmd(onnx_path: _ExpOnnx, profile: _ExpProfile = None, out: _ExpEngine = None) -> None:
     """Build a TensorRT engine on this machine's GPU; records it in the artifact's manifest when there is one."""
+    from birefnet_edge.errors import InputError
     from birefnet_edge.export.tensorrt import ENGINE_FILE, attach_engine, build_engine
     from birefnet_edge.manifest import MANIFEST_NAME, read_manifest
     from birefnet_edge.profile import Profile, load_profile
 
+    if not onnx_path.is_file():
+        raise InputError(
+            f"ONNX file not found: {onnx_path}; pass the model.onnx of a tensorrt-* artifact "
+            "(birefnet-edge export --target tensorrt-fp16 writes one)"
+        )
     folder = onnx_path.resolve().parent
     has_manifest = (folder / MANIFEST_NAME).is_file()
     if profile is not None:
@@ -241,10 +252,30 @@ if TYPE_CHECKING:  # the commands import these lazily; the names are only needed
     from birefnet_edge.predict_ray import RayOptions
 
 _Engine = Literal["local", "ray"]
-_ArtifactDirs = Annotated[list[Path], typer.Argument(help="Artifact folders (each holds a manifest.json).")]
-_Batches = Annotated[
+
+
+def _positive_batches(values: list[int] | None) -> list[int] | None:
+    """Reject a batch size below 1, naming it (typer's range check does not say which value was bad)."""
+    bad = [v for v in values or [] if v < 1]
+    if bad:
+        raise typer.BadParameter(f"{', '.join(map(str, bad))}: a batch size must be 1 or more", param_hint="--batch")
+    return values
+
+
+_ArtifactDirs = Annotated[
+    list[Path], typer.Argument(metavar="ARTIFACT", help="Artifact folders (each holds a manifest.json).")
+]
+_ParityBatches = Annotated[
     list[int] | None,
-    typer.Option("--batch", help="Batch size; repeat for several (default: parity 1 and 3, bench 1 and 4)."),
+    typer.Option(
+        "--batch", callback=_positive_batches, help="Batch size to validate at; repeat for several (default: 1 and 3)."
+    ),
+]
+_BenchBatches = Annotated[
+    list[int] | None,
+    typer.Option(
+        "--batch", callback=_positive_batches, help="Batch size to time; repeat for several (default: 1 and 4)."
+    ),
 ]
 _ReportDir = Annotated[Path | None, typer.Option("--report", help="Write results.json, summary.md, report.html.")]
 _Junit = Annotated[
@@ -271,6 +302,14 @@ def _echo_parity(result: ParityResult) -> None:
 def _echo_bench(result: BenchResult) -> None:
     figures = ", ".join(f"b{s.batch} p50 {s.p50_ms:.1f} ms" for s in result.latency) or result.reason
     typer.echo(f"bench   {result.name}: {figures}", err=True)
+
+
+def _check_report_dir(report: Path | None, option: str = "--report") -> None:
+    """Fail before any slow work when the report folder cannot be written."""
+    from birefnet_edge._io import check_output_dir
+
+    if report is not None:
+        check_output_dir(report, option)
 
 
 def _finish(report: RunReport, out: Path | None, junit: Path | None = None, fresh: bool = False) -> None:
@@ -306,7 +345,7 @@ def _finish_ci(report: RunReport, junit: Path | None) -> None:
 def parity_cmd(
     artifacts: _ArtifactDirs,
     images: _Images = None,
-    batch: _Batches = None,
+    batch: _ParityBatches = None,
     report: _ReportDir = None,
     synthetic: Annotated[int, typer.Option("--synthetic", min=0, max=4, help="Synthetic images to add.")] = 3,
     junit: _Junit = None,
@@ -319,6 +358,7 @@ def parity_cmd(
     """Compare artifacts with the PyTorch reference; exit 1 when a target fails or cannot be judged."""
     from birefnet_edge.parity import build_report, load_inputs, raise_on_failure, run_parity
 
+    _check_report_dir(report)
     inputs = load_inputs(images, synthetic)
     typer.echo(f"parity inputs: {inputs.note}", err=True)
     samples = report / "samples" if report is not None else None
@@ -334,7 +374,7 @@ def bench_cmd(
     artifacts: _ArtifactDirs,
     runs: _Runs = 5,
     warmup: _Warmup = 1,
-    batch: _Batches = None,
+    batch: _BenchBatches = None,
     report: _ReportDir = None,
     no_verify: _NoVerify = False,
 ) -> None:
@@ -342,6 +382,7 @@ def bench_cmd(
     from birefnet_edge.parity import bench_artifacts, build_report
     from birefnet_edge.parity.bench import FAILED
 
+    _check_report_dir(report)
     results = bench_artifacts(artifacts, runs, warmup, batch or (1, 4), on_result=_echo_bench, verify=not no_verify)
     _finish(build_report(bench=results), report, fresh=True)
     failed = [r for r in results if r.status == FAILED]
@@ -439,14 +480,16 @@ def pack_cmd(
 
 @app.command("report")
 def report_cmd(
-    results: Annotated[Path, typer.Argument(help="A results.json (or the folder holding it).")],
+    results: Annotated[Path, typer.Argument(metavar="RESULTS", help="A results.json (or the folder holding it).")],
     out: Annotated[Path | None, typer.Option("--out", help="Output folder (default: beside the JSON).")] = None,
 ) -> None:
     """Render saved results to the summary table, Markdown and HTML."""
     from birefnet_edge.parity import load_report
 
     folder = results if results.is_dir() else results.parent
-    _finish(load_report(results), out or folder)
+    loaded = load_report(results)
+    _check_report_dir(out or folder, "--out")
+    _finish(loaded, out or folder)
 
 
 @app.command("pipeline")
@@ -457,7 +500,7 @@ def pipeline_cmd(
     all_targets: _ExpAll = False,
     size: _Size = None,
     images: _Images = None,
-    batch: _Batches = None,
+    batch: _ParityBatches = None,
     runs: _Runs = 3,
     warmup: _Warmup = 1,
     junit: _Junit = None,
@@ -468,6 +511,8 @@ def pipeline_cmd(
 
     hw = _parse_size(size)
     targets = _chosen_targets(target, all_targets, hw)
+    _check_report_dir(out, "--out")
+    _check_report_dir(out / "report", "--out")  # a file named report in --out would fail after the export
     inputs = load_inputs(images)  # before exporting: a bad --images folder should fail in seconds
     exports = export_targets(weights, targets, out, size=hw, progress=_echo_export_step)
     artifacts = [r.path for r in exports if r.ok]
@@ -540,10 +585,13 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app, turning user errors into one-line messages.
 
     Exit codes: 0 success, 1 a user error or a failed gate, 2 a usage error (bad option or argument),
-    130 interrupted. ``--debug`` re-raises user errors with their traceback.
+    130 interrupted (Ctrl-C), 143 terminated (SIGTERM; cleans up like Ctrl-C). ``--debug`` re-raises user
+    errors with their traceback.
     """
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    in_main_thread = threading.current_thread() is threading.main_thread()  # signal() works only there
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
         code = app(args=args, standalone_mode=False)
     except BirefnetEdgeError as exc:
@@ -554,15 +602,37 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
-        typer.secho("interrupted", err=True)
-        sys.exit(130)
+        _exit_interrupted()
     except Exception as exc:
         if not _is_usage_error(exc) or debug:
             raise
         exc.show()  # type: ignore[attr-defined]  (click's usage line and one-line message)
         sys.exit(exc.exit_code)  # type: ignore[attr-defined]
-    # Without standalone mode a `raise typer.Exit(n)` inside a command is returned, not raised.
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+    # Without standalone mode a `raise typer.Exit(n)` inside a command is returned, not raised; typer
+    # turns Ctrl-C (and so our SIGTERM exception) into a returned 130.
+    if code == 130 or _Terminated.received:
+        _exit_interrupted()
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _exit_interrupted() -> None:
+    """Say why the run stopped; exit 143 after SIGTERM, 130 after Ctrl-C (the shells' convention)."""
+    typer.secho("terminated" if _Terminated.received else "interrupted", err=True)
+    sys.exit(143 if _Terminated.received else 130)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM turned into an exception, so every ``with`` block and ``atexit`` cleanup runs as on Ctrl-C."""
+
+    received = False
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    _Terminated.received = True
+    raise _Terminated()
 
 
 def _is_usage_error(exc: BaseException) -> bool:

@@ -155,3 +155,137 @@ def test_predict_size_is_bounded_up_front(
     assert got == code and "Traceback" not in text
     assert re.search(message, text), text
     assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture
+def a_file(tmp_path: Path) -> Path:
+    path = tmp_path / "a-file"
+    path.write_text("keep me")
+    return path
+
+
+@pytest.mark.parametrize("command", ["parity", "bench"])
+@pytest.mark.parametrize("under", [False, True])
+def test_report_folder_that_is_a_file_fails_before_any_work(
+    command: str, under: bool, onnx_artifact: Path, a_file: Path, cli: Cli
+) -> None:
+    report = a_file / "report" if under else a_file
+    code, text = cli(command, onnx_artifact, "--report", report)
+    assert code == 1
+    why = "cannot be created: .*a-file is a file" if under else "is a file, not a folder"
+    assert re.search(f"--report {re.escape(str(report))} {why}", _one_error_line(text))
+    assert "PASS" not in text and "bench " not in text and a_file.read_text() == "keep me"
+
+
+def test_report_command_on_a_binary_file_or_a_bad_out(tmp_path: Path, a_file: Path, cli: Cli) -> None:
+    binary = tmp_path / "results.json"
+    binary.write_bytes(bytes(range(256)) * 4)
+    code, text = cli("report", binary)
+    assert code == 1
+    assert "is not a birefnet-edge results file" in _one_error_line(text) and "--report run wrote" in text
+    from birefnet_edge.parity import build_report
+
+    binary.write_text(json.dumps(build_report(parity=[]).to_dict()))
+    code, text = cli("report", binary, "--out", a_file)
+    assert code == 1 and "--out " in text and "is a file, not a folder" in _one_error_line(text)
+
+
+def test_samples_that_cannot_be_saved_do_not_fail_a_passing_artifact(onnx_artifact: Path, a_file: Path) -> None:
+    from birefnet_edge.parity import PASS, check_artifact, load_inputs
+
+    result = check_artifact(onnx_artifact, load_inputs(None, synthetic=1, limit=0), (1,), samples_dir=a_file / "s")
+    assert result.status == PASS and "report samples not saved" in result.reason and result.samples is None
+
+
+@pytest.mark.parametrize("command", ["export", "pipeline"])
+def test_export_out_that_is_a_file_fails_before_the_model_loads(
+    command: str, a_file: Path, cli: Cli, monkeypatch
+) -> None:
+    import birefnet_edge.model as model_package
+
+    monkeypatch.setattr(model_package, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    code, text = cli(command, "--weights", "random:birefnet_tiny", "--target", "onnx-fp32", "--out", a_file)
+    assert code == 1 and "is a file, not a folder" in _one_error_line(text)
+    assert "report this as a bug" not in text and a_file.read_text() == "keep me"
+
+
+def test_failed_export_leaves_no_empty_output_folder(tmp_path: Path, cli: Cli, monkeypatch) -> None:
+    from birefnet_edge.errors import ExportError
+    from birefnet_edge.export.onnx import OnnxExporter
+
+    def fail(*args, **kwargs):
+        raise ExportError("the converter gave up (simulated)")
+
+    monkeypatch.setattr(OnnxExporter, "export", fail)
+    out = tmp_path / "new" / "dist"
+    code, text = cli(
+        "export", "--weights", "random:birefnet_tiny", "--target", "onnx-fp32", "--size", "64", "--out", out
+    )
+    assert code == 1 and "1 of 1 target(s) failed: onnx-fp32" in _one_error_line(text) and "simulated" in text
+    assert not (tmp_path / "new").exists()  # created by the run, left empty: removed
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    assert cli("export", "--weights", "random:birefnet_tiny", "--target", "onnx-fp32", "--out", kept)[0] == 1
+    assert kept.is_dir()  # existed before the run: never removed
+
+
+def test_build_engine_on_a_missing_onnx_says_the_file_is_missing(tmp_path: Path, cli: Cli) -> None:
+    code, text = cli("build-engine", tmp_path / "model.onnx")
+    assert code == 1
+    line = _one_error_line(text)
+    assert "ONNX file not found" in line and "model.onnx" in line and "--profile" not in line
+
+
+@pytest.mark.parametrize(("command", "value"), [("bench", "0"), ("parity", "0"), ("parity", "-3"), ("pipeline", "0")])
+def test_batch_below_one_is_a_usage_error_naming_the_value(command: str, value: str, tmp_path: Path, cli: Cli) -> None:
+    extra = ["--weights", "random:birefnet_tiny", "--out", tmp_path] if command == "pipeline" else [tmp_path]
+    code, text = cli(command, *extra, "--batch", value)
+    assert code == 2 and f"--batch: {value}: a batch size must be 1 or more" in text and "Traceback" not in text
+
+
+COMMANDS = ["export", "build-engine", "parity", "bench", "predict", "report", "pipeline", "targets", "models"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_shows_flags_as_plain_flags_and_arguments_in_capitals(command: str, cli: Cli) -> None:
+    code, text = cli(command, "--help")
+    assert code == 0 and "<bool>" not in text
+    usage = text.split("\n\n")[0]
+    assert usage == usage.replace("artifacts", "").replace("results ", ""), usage  # ARTIFACT, RESULTS: as predict
+
+
+def test_overwrite_is_a_plain_flag(photo: Path, tmp_path: Path, cli: Cli) -> None:
+    code, text = cli("predict", "random:birefnet_tiny", photo, "--out", tmp_path / "o", "--overwrite", "true")
+    assert code == 1 and "input not found: true" in _one_error_line(text)
+
+
+def test_parity_and_bench_each_name_their_own_batch_default(cli: Cli) -> None:
+    parity_help, bench_help = (" ".join(cli(command, "--help")[1].split()) for command in ("parity", "bench"))
+    assert "(default: 1 and 3)" in parity_help and "bench" not in parity_help.split("--batch")[1].split("--")[0]
+    assert "(default: 1 and 4)" in bench_help and "parity" not in bench_help.split("--batch")[1].split("--")[0]
+
+
+def test_sigterm_during_export_cleans_up_like_ctrl_c(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    temp, out = tmp_path / "tmp", tmp_path / "dist"
+    temp.mkdir()
+    env = {**os.environ, "TMPDIR": str(temp), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    args = ["export", "--weights", "random:birefnet_tiny", "--target", "onnx-fp32", "--size", "64", "--out", str(out)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "birefnet_edge.cli", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 300
+    while not list(temp.glob("birefnet-edge-onnx-*")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)  # the ONNX scratch folder appears mid-export, inside the .partial folder's lifetime
+    assert proc.poll() is None, "the export ended before it could be interrupted"
+    assert list(out.glob(".*.partial")), "SIGTERM should arrive while the artifact is being staged"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and "terminated" in err.decode()
+    assert not out.exists()  # the .partial folder is gone, and with it the folder the run created
+    assert list(temp.iterdir()) == []  # no /tmp/birefnet-edge-onnx-* left

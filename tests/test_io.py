@@ -66,3 +66,27 @@ def test_sha256_file_reads_in_chunks(tmp_path: Path) -> None:
     data = bytes(range(256)) * 1000
     (tmp_path / "b").write_bytes(data)
     assert sha256_file(tmp_path / "b", chunk=777) == hashlib.sha256(data).hexdigest()
+
+
+def test_removing_new_empty_dirs_removes_only_what_the_block_created_and_left_empty(tmp_path: Path) -> None:
+    from birefnet_edge._io import removing_new_empty_dirs
+
+    with removing_new_empty_dirs(tmp_path / "a" / "b" / "c"):
+        (tmp_path / "a" / "b" / "c").mkdir(parents=True)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(RuntimeError, match="boom"), removing_new_empty_dirs(tmp_path / "x" / "y"):
+        (tmp_path / "x" / "y").mkdir(parents=True)
+        (tmp_path / "x" / "keep.txt").write_text("data")
+        raise RuntimeError("boom")
+    assert [p.name for p in tmp_path.rglob("*")] == ["x", "keep.txt"]  # y removed, x holds a file: kept
+
+
+def test_check_output_dir_creates_nothing_and_names_the_blocking_file(tmp_path: Path) -> None:
+    from birefnet_edge._io import check_output_dir
+    from birefnet_edge.errors import InputError
+
+    check_output_dir(tmp_path / "new" / "deeper", "--out")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(InputError, match=r"--report .*f/sub cannot be created: .*f is a file; pass a folder path"):
+        check_output_dir(tmp_path / "f" / "sub", "--report")

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from birefnet_edge._io import staging_dir
+from birefnet_edge._io import check_output_dir, removing_new_empty_dirs, staging_dir
 from birefnet_edge.card import write_card
 from birefnet_edge.errors import BirefnetEdgeError
 from birefnet_edge.export._base import EXPORTERS, ArtifactInfo, ExportOutput, tool_versions
@@ -236,23 +236,26 @@ def export_targets(
 
     Raises:
         ProfileError: A target cannot be loaded (raised before anything is exported).
+        InputError: ``out_dir`` is a file or cannot be written (raised before the model loads).
         WeightsError: The weights cannot be loaded.
     """
     from birefnet_edge.model import load_model
 
     profiles = resolve_profiles(targets, size)
-    model, info = load_model(weights)
+    check_output_dir(out_dir, "--out")  # before the model loads: a bad folder fails in a second
     results = []
-    for profile in profiles:
-        if progress is not None:
-            progress(profile.name, None)
-        if reuse:
-            result = _export_or_reuse(model, profile, Path(out_dir), info)
-        else:
-            result = export_target(model, profile, out_dir, weights=info, variant=info.variant)
-        results.append(result)
-        if progress is not None:
-            progress(profile.name, result)
+    with removing_new_empty_dirs(out_dir):  # every target failed or interrupted: no empty folder left
+        model, info = load_model(weights)
+        for profile in profiles:
+            if progress is not None:
+                progress(profile.name, None)
+            if reuse:
+                result = _export_or_reuse(model, profile, Path(out_dir), info)
+            else:
+                result = export_target(model, profile, out_dir, weights=info, variant=info.variant)
+            results.append(result)
+            if progress is not None:
+                progress(profile.name, result)
     return results
 
 

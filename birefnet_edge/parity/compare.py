@@ -245,7 +245,11 @@ def _gate(
     notes = [f"batch {', '.join(map(str, skipped))} outside the profile range {profile.batch.min}..{profile.batch.max}"]
     result.reason = "; ".join([c.describe() for c in failures] + (notes if skipped else []))
     if samples_dir is not None and base is not None:
-        result.samples = str(save_samples(samples_dir, result.name, inputs, reference, base, n_samples))
+        try:
+            result.samples = str(save_samples(samples_dir, result.name, inputs, reference, base, n_samples))
+        except OSError as exc:  # the report folder's fault, not the artifact's: the verdict stands
+            note = f"report samples not saved: {exc}"
+            result.reason = f"{result.reason}; {note}" if result.reason else note
 
 
 def save_samples(

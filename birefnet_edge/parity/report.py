@@ -128,8 +128,10 @@ def load_report(path: str | Path) -> RunReport:
         return RunReport.from_dict(json.loads(path.read_text(encoding="utf-8")))
     except FileNotFoundError as exc:
         raise ArtifactError(f"results file not found: {path}; run `birefnet-edge parity --report DIR` first") from exc
-    except (json.JSONDecodeError, TypeError, KeyError) as exc:
-        raise ArtifactError(f"{path} is not a birefnet-edge results file: {exc}") from exc
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:  # ValueError: bad JSON, not UTF-8
+        raise ArtifactError(
+            f"{path} is not a birefnet-edge results file ({exc}); pass the results.json a --report run wrote"
+        ) from exc
 
 
 def _fmt(value: float | None, spec: str = ".3g", suffix: str = "") -> str:
