@@ -300,9 +300,9 @@ class Distiller:
 
     def train(self, on_step: Callable[[int], None] | None = None) -> DistillResult:
         """Run until ``config.steps``; ``on_step(step)`` is called after each step (tests stop runs with it)."""
-        first_step, started = self.step, time.perf_counter()
         if self.step == 0:
             self.evaluate_and_save_best()  # the starting point the curves and the tests compare with
+        first_step, started = self.step, time.perf_counter()
         batches = self._loader()
         self.model.train()
         while self.step < self.config.steps:

@@ -143,3 +143,20 @@ def test_feature_distillation_and_ground_truth_evaluation(images_dir: Path, tmp_
     assert evals and all({"gt_iou", "gt_mae", "gt_s_measure"} <= r.keys() for r in evals)
     projector = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["model"]
     assert any(k.startswith("projector.proj.") for k in projector)
+
+
+def test_cli_prints_one_line_errors(images_dir: Path, tmp_path: Path, capsys) -> None:
+    from birefnet_edge.cli import main
+
+    base = ["distill", "--teacher", "random:birefnet_tiny", "--images", str(images_dir), "--steps", "1"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*base, "--student", "student-x", "--out", str(tmp_path / "a"), "--size", "64"])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 1 and err.count("\n") == 0
+    assert err.startswith("error: unknown student 'student-x'; known students:")
+    with pytest.raises(SystemExit) as exit_info:
+        main([*base, "--student", "student_tiny", "--out", str(tmp_path / "a"), "--size", "65"])
+    assert exit_info.value.code == 1 and "--size 65 is not a multiple of 32" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main([*base, "--student", "student_tiny", "--out", str(tmp_path / "a"), "--size", "64", "--loss", "bce=x"])
+    assert exit_info.value.code == 1 and "--loss 'bce=x': cannot read 'bce=x'" in capsys.readouterr().err
