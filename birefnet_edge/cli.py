@@ -9,8 +9,9 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -254,12 +255,25 @@ if TYPE_CHECKING:  # the commands import these lazily; the names are only needed
 _Engine = Literal["local", "ray"]
 
 
-def _positive_batches(values: list[int] | None) -> list[int] | None:
-    """Reject a batch size below 1, naming it (typer's range check does not say which value was bad)."""
-    bad = [v for v in values or [] if v < 1]
-    if bad:
-        raise typer.BadParameter(f"{', '.join(map(str, bad))}: a batch size must be 1 or more", param_hint="--batch")
-    return values
+def _in_range(low: float, high: float | None = None, what: str = "the value") -> Callable[[Any], Any]:
+    """An option callback that rejects numbers outside low..high naming the bad value.
+
+    typer's own ``min=``/``max=`` check says "Input should be greater than or equal to 1" without
+    saying which value was given, which matters most for repeated options such as ``--batch``.
+    """
+
+    def check(ctx: typer.Context, param: typer.CallbackParam, value: Any) -> Any:
+        values = value if isinstance(value, list) else [] if value is None else [value]
+        bad = [v for v in values if v < low or (high is not None and v > high)]
+        if bad:
+            limit = f"{low}..{high}" if high is not None else f"{low} or more"
+            raise typer.BadParameter(f"{', '.join(map(str, bad))}: {what} must be {limit}", param_hint=param.opts[0])
+        return value
+
+    return check
+
+
+_positive_batches = _in_range(1, what="a batch size")
 
 
 _ArtifactDirs = Annotated[
@@ -283,8 +297,8 @@ _Junit = Annotated[
 ]
 _Images = Annotated[Path | None, typer.Option("--images", help="Folder of photos (default: sample photos).")]
 _Size = Annotated[str | None, typer.Option("--size", help="Input size H or HxW (PyTorch weights / export).")]
-_Runs = Annotated[int, typer.Option("--runs", min=1, help="Timed runs per batch size.")]
-_Warmup = Annotated[int, typer.Option("--warmup", min=0, help="Untimed runs before timing.")]
+_Runs = Annotated[int, typer.Option("--runs", callback=_in_range(1), help="Timed runs per batch size.")]
+_Warmup = Annotated[int, typer.Option("--warmup", callback=_in_range(0), help="Untimed runs before timing.")]
 _NoVerify = Annotated[
     bool,
     typer.Option("--no-verify", help="Skip the sha256 check of the artifact's files (sizes are still checked)."),
@@ -347,7 +361,9 @@ def parity_cmd(
     images: _Images = None,
     batch: _ParityBatches = None,
     report: _ReportDir = None,
-    synthetic: Annotated[int, typer.Option("--synthetic", min=0, max=4, help="Synthetic images to add.")] = 3,
+    synthetic: Annotated[
+        int, typer.Option("--synthetic", callback=_in_range(0, 4), help="Synthetic images to add (0..4).")
+    ] = 3,
     junit: _Junit = None,
     allow_skip: Annotated[
         bool,
@@ -395,7 +411,7 @@ def predict_cmd(
     model: _ModelSpec,
     inputs: Annotated[list[Path], typer.Argument(metavar="INPUT", help="Image files and/or folders of images.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for <stem>_mask.png and <stem>_cutout.png.")],
-    batch: Annotated[int, typer.Option("--batch", min=1, help="Images per inference call.")] = 1,
+    batch: Annotated[int, typer.Option("--batch", callback=_positive_batches, help="Images per inference call.")] = 1,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Rewrite outputs that already exist.")] = False,
     size: _Size = None,
     no_verify: _NoVerify = False,

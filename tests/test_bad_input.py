@@ -236,11 +236,28 @@ def test_build_engine_on_a_missing_onnx_says_the_file_is_missing(tmp_path: Path,
     assert "ONNX file not found" in line and "model.onnx" in line and "--profile" not in line
 
 
-@pytest.mark.parametrize(("command", "value"), [("bench", "0"), ("parity", "0"), ("parity", "-3"), ("pipeline", "0")])
-def test_batch_below_one_is_a_usage_error_naming_the_value(command: str, value: str, tmp_path: Path, cli: Cli) -> None:
-    extra = ["--weights", "random:birefnet_tiny", "--out", tmp_path] if command == "pipeline" else [tmp_path]
-    code, text = cli(command, *extra, "--batch", value)
-    assert code == 2 and f"--batch: {value}: a batch size must be 1 or more" in text and "Traceback" not in text
+@pytest.mark.parametrize(
+    ("command", "option", "value", "rule"),
+    [
+        ("bench", "--batch", "0", "a batch size must be 1 or more"),
+        ("parity", "--batch", "0", "a batch size must be 1 or more"),
+        ("parity", "--batch", "-3", "a batch size must be 1 or more"),
+        ("pipeline", "--batch", "0", "a batch size must be 1 or more"),
+        ("predict", "--batch", "0", "a batch size must be 1 or more"),
+        ("bench", "--runs", "0", "must be 1 or more"),
+        ("bench", "--warmup", "-1", "must be 0 or more"),
+        ("parity", "--synthetic", "9", "must be 0..4"),
+    ],
+)
+def test_out_of_range_numbers_are_usage_errors_naming_the_value(
+    command: str, option: str, value: str, rule: str, photo: Path, tmp_path: Path, cli: Cli
+) -> None:
+    extra = {
+        "pipeline": ["--weights", "random:birefnet_tiny", "--out", tmp_path],
+        "predict": ["random:birefnet_tiny", photo, "--out", tmp_path / "o"],
+    }.get(command, [tmp_path])
+    code, text = cli(command, *extra, option, value)
+    assert code == 2 and f"{option}: {value}: " in text and rule in text and "Traceback" not in text
 
 
 COMMANDS = ["export", "build-engine", "parity", "bench", "predict", "report", "pipeline", "targets", "models"]
