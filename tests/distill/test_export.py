@@ -21,5 +21,6 @@ def test_best_weights_export_to_onnx_and_pass_parity(images_dir: Path, tmp_path:
     assert info.variant == "student_tiny" and model.config.size == (64, 64)
     results = export_targets(str(best), ["onnx-fp32"], tmp_path / "dist", size=(64, 64))
     assert [r.status for r in results] == ["ok"], results[0].error
-    parity = run_parity([results[0].path], load_inputs(None, synthetic=3), batches=(1, 2))
+    inputs = load_inputs(images_dir / "set1", synthetic=2, limit=2)  # two photos, two synthetic images
+    parity = run_parity([results[0].path], inputs, batches=(1, 2))
     assert parity[0].status == "PASS", parity[0].reason
