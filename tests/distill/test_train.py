@@ -21,9 +21,13 @@ from birefnet_edge.errors import InputError, WeightsError
 def trained(images_dir: Path, tmp_path_factory, tiny_config) -> Path:
     """A 12-step run (lr 2e-3) evaluated every 4 steps: long enough for the student to move."""
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    torch.set_num_threads(1)
-    config = tiny_config(images_dir, out, steps=12, lr=2e-3, eval_every=4, save_every=8, log_every=1)
-    result = run_distill(config)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # module scope runs before the per-test one_thread fixture
+    try:
+        config = tiny_config(images_dir, out, steps=12, lr=2e-3, eval_every=4, save_every=8, log_every=1)
+        result = run_distill(config)
+    finally:
+        torch.set_num_threads(threads)
     assert result.step == 12 and "loaded from the teacher" in result.backbone_note
     return out
 
