@@ -100,3 +100,41 @@ def test_local_engine_refuses_ray_options(onnx_artifact, photos, tmp_path, capsy
     with pytest.raises(SystemExit) as exit_info:
         main(["predict", str(onnx_artifact), str(photos), "--out", str(tmp_path), "--workers", "2"])
     assert exit_info.value.code == 2 and "--address and --workers need --engine ray" in capsys.readouterr().err
+
+
+class _FakeRay:
+    """Records how ray_session starts and stops Ray (no Ray process is started)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict]] = []
+        self.initialized = False
+
+    def is_initialized(self) -> bool:
+        return self.initialized
+
+    def init(self, **kwargs) -> None:
+        self.calls.append(("init", kwargs))
+
+    def shutdown(self) -> None:
+        self.calls.append(("shutdown", {}))
+
+
+@pytest.mark.parametrize(
+    ("options", "init"),
+    [
+        (RayOptions(address="10.0.0.1:6379"), {"address": "10.0.0.1:6379", "log_to_driver": False}),
+        (RayOptions(workers=3, num_cpus=5), {"num_cpus": 5, "include_dashboard": False}),
+    ],
+)
+def test_ray_session_joins_a_cluster_or_starts_a_local_ray_and_stops_after(monkeypatch, options, init):
+    fake = _FakeRay()
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.setitem(sys.modules, "ray.data", object())
+    with ray_session(options) as ray:
+        assert ray is fake and fake.calls == [("init", init)]
+    assert fake.calls[-1] == ("shutdown", {})
+    fake.calls.clear()
+    fake.initialized = True  # a Ray this process already started is used as it is and left running
+    with ray_session(options):
+        pass
+    assert fake.calls == []
