@@ -76,14 +76,20 @@ def collect_inputs(inputs: Sequence[str | Path]) -> list[Path]:
             files += collect_image_files(item)
         elif item.is_file():
             files.append(item)
+        elif item.name.lower() in ("true", "false", "yes", "no", "1", "0"):
+            raise InputError(f"input not found: {item}; flags such as --overwrite take no value (drop '{item}')")
         else:
             raise InputError(f"input not found: {item}; pass image files or folders of images")
     records = {folder: read_output_record(folder) for folder in {p.parent for p in files}}
+    own = [p for p in files if p.name in records[p.parent]]
     files = [p for p in files if p.name not in records[p.parent]]
     unique = {p.resolve(): p for p in reversed(files)}  # reversed: the first mention wins
     files = [p for p in files if unique.get(p.resolve()) is p]
     if not files:
-        raise InputError(f"no images found in {', '.join(map(str, inputs))} (looked for {', '.join(IMAGE_SUFFIXES)})")
+        mine = f"; {len(own)} file(s) there are outputs of an earlier predict run, never read as inputs" if own else ""
+        raise InputError(
+            f"no images found in {', '.join(map(str, inputs))} (looked for {', '.join(IMAGE_SUFFIXES)}){mine}"
+        )
     stems: dict[str, Path] = {}
     clashes = [f"{stems[p.stem]} and {p}" for p in files if stems.setdefault(p.stem, p) != p]
     if clashes:

@@ -273,7 +273,7 @@ def test_help_shows_flags_as_plain_flags_and_arguments_in_capitals(command: str,
 
 def test_overwrite_is_a_plain_flag(photo: Path, tmp_path: Path, cli: Cli) -> None:
     code, text = cli("predict", "random:birefnet_tiny", photo, "--out", tmp_path / "o", "--overwrite", "true")
-    assert code == 1 and "input not found: true" in _one_error_line(text)
+    assert code == 1 and "input not found: true; flags such as --overwrite take no value" in _one_error_line(text)
 
 
 def test_parity_and_bench_each_name_their_own_batch_default(cli: Cli) -> None:

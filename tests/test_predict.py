@@ -123,6 +123,8 @@ def test_out_equal_to_the_input_folder_does_not_read_its_own_outputs(photo_folde
     assert [p.name for p in again] == ["tall.jpg", "wide.png"]
     second = predict_files(tiny_runner, again, photo_folder)
     assert second.written == [] and len(second.skipped) == 2
+    with pytest.raises(InputError, match="no images found .*2 file.s. there are outputs of an earlier predict run"):
+        collect_inputs([photo_folder / "wide_mask.png", photo_folder / "tall_cutout.png"])
     assert not list(photo_folder.glob("*_mask_mask.png")) and not list(photo_folder.glob("*_mask_cutout.png"))
 
 
