@@ -214,6 +214,7 @@ def build_engine_cmd(onnx_path: _ExpOnnx, profile: _ExpProfile = None, out: _Exp
     """Build a TensorRT engine on this machine's GPU; records it in the artifact's manifest when there is one."""
     from birefnet_edge.errors import InputError
     from birefnet_edge.export.tensorrt import ENGINE_FILE, attach_engine, build_engine
+    from birefnet_edge.formats.tensorrt import TensorrtOptions
     from birefnet_edge.manifest import MANIFEST_NAME, read_manifest
     from birefnet_edge.profile import Profile, load_profile
 
@@ -231,7 +232,7 @@ def build_engine_cmd(onnx_path: _ExpOnnx, profile: _ExpProfile = None, out: _Exp
     else:
         raise typer.BadParameter(f"no {MANIFEST_NAME} beside {onnx_path}; pass --profile", param_hint="--profile")
     engine = (out or folder / ENGINE_FILE).resolve()
-    cache = engine.parent / str(prof.options.get("timing_cache", "timing.cache"))
+    cache = engine.parent / TensorrtOptions.of(prof).timing_cache
     info = build_engine(onnx_path, prof, engine, timing_cache=cache)
     typer.echo(
         f"engine {engine}: TensorRT {info.tensorrt_version}, {info.gpu} (compute capability "

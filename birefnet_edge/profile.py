@@ -3,28 +3,28 @@
 A profile is a TOML file in ``targets/`` (or a user's own file) loaded into the frozen
 :class:`Profile` dataclass and validated on load. Everything a target needs — format, precision,
 input size, the min/opt/max batch range, graph choices, runtime options and parity tolerances —
-lives here, so exporters, runners and the parity gate read the same numbers.
+lives here, so exporters, runners and the parity gate read the same numbers. The formats and
+their ``[options]`` come from the registry in :mod:`birefnet_edge.formats`, not from a list here.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
+import hashlib
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 from birefnet_edge.errors import ProfileError
+from birefnet_edge.formats import FORMAT_OPTIONS, FormatOptions
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-FORMATS = ("onnx", "openvino", "coreml", "tensorrt")
 PRECISIONS = ("fp32", "fp16")
 DEFORM_FORMS = ("portable", "native")
 _TOP_KEYS = {"name", "format", "precision", "description", "input", "batch", "graph", "tolerance", "options"}
@@ -87,17 +87,20 @@ class Profile:
 
     Attributes:
         name: Profile name, e.g. ``onnx-fp16`` (defaults to the file stem).
-        format: One of :data:`FORMATS`.
+        format: A format registered in :data:`birefnet_edge.formats.FORMAT_OPTIONS`.
         precision: ``fp32`` or ``fp16`` (weights/compute; I/O stays float32 unless options say so).
         input_size: (H, W) of the artifact; both multiples of 32.
         batch: The min/opt/max batch range.
         deform: ``portable`` (grid_sample form) or ``native`` (ONNX ``DeformConv``, opset >= 19).
         opset: ONNX opset for formats that go through ONNX.
         simplify: Run the ONNX simplifier.
-        options: Format-specific settings (read only by that format's exporter and runner).
+        options: The format's options dataclass (a mapping of its ``[options]`` table is accepted
+            and validated against it); read by that format's exporter and runner.
         tolerance: Parity thresholds.
         description: One line for listings.
-        source: Where the profile was read from (empty for programmatic profiles).
+        source: ``shipped`` for a profile shipped with the package, the file name (never its folder)
+            for a user's TOML file, empty for a profile built in code.
+        sha256: SHA-256 of the TOML file's bytes (empty for a profile built in code).
     """
 
     name: str
@@ -108,13 +111,14 @@ class Profile:
     deform: str = "portable"
     opset: int = 18
     simplify: bool = True
-    options: Mapping[str, Any] = field(default_factory=dict)
+    options: FormatOptions | Mapping[str, Any] = field(default_factory=dict)
     tolerance: Tolerance = field(default_factory=Tolerance)
     description: str = ""
     source: str = ""
+    sha256: str = ""
 
     def __post_init__(self) -> None:
-        _check_choice("format", self.format, FORMATS)
+        _check_choice("format", self.format, tuple(FORMAT_OPTIONS.names()))
         _check_choice("precision", self.precision, PRECISIONS)
         _check_choice("graph.deform", self.deform, DEFORM_FORMS)
         h, w = self.input_size
@@ -127,7 +131,8 @@ class Profile:
             raise ProfileError(f"graph.opset must lie in 17..23; got {self.opset}")
         if self.deform == "native" and self.opset < 19:
             raise ProfileError(f"graph.deform = 'native' needs opset >= 19 (ONNX DeformConv); got opset {self.opset}")
-        object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
+        options = FORMAT_OPTIONS.get(self.format).from_table(self.options, where=f"'{self.name}'")
+        object.__setattr__(self, "options", options)
 
     def with_overrides(self, **changes: Any) -> Profile:
         """Return a validated copy with some fields replaced (e.g. ``input_size=(64, 64)`` in tests)."""
@@ -136,19 +141,14 @@ class Profile:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict (as written into manifests), readable by :meth:`from_dict`.
-
-        Built field by field because ``dataclasses.asdict`` deep-copies the read-only ``options``
-        mapping, which cannot be copied.
-        """
+        """Return a JSON-ready dict (as written into manifests), readable by :meth:`from_dict`."""
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if dataclasses.is_dataclass(value):
-                value = dataclasses.asdict(value)
-            elif f.name == "options":
-                # A JSON round trip turns nested tuples into lists, as the manifest will hold them.
-                value = json.loads(json.dumps(dict(value)))
+            if isinstance(value, FormatOptions):
+                value = value.to_dict()
+            elif dataclasses.is_dataclass(value):
+                value = dataclasses.asdict(value)  # type: ignore[arg-type]
             elif isinstance(value, tuple):
                 value = list(value)
             out[f.name] = value
@@ -213,23 +213,39 @@ def load_profile(name_or_path: str | Path) -> Profile:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ProfileError(f"profile {path} is not valid TOML: {exc}") from exc
-    return profile_from_toml(data, default_name=path.stem, source=str(path))
+    shipped = path.resolve().parent == targets_dir().resolve()
+    return profile_from_toml(
+        data,
+        default_name=path.stem,
+        source="shipped" if shipped else path.name,
+        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        where=str(path),
+    )
 
 
-def profile_from_toml(data: Mapping[str, Any], default_name: str, source: str = "") -> Profile:
+def profile_from_toml(
+    data: Mapping[str, Any], default_name: str, source: str = "", sha256: str = "", where: str = ""
+) -> Profile:
     """Build a :class:`Profile` from parsed TOML tables, rejecting unknown keys.
 
+    Args:
+        data: The parsed TOML.
+        default_name: The profile name when the file sets none (its stem).
+        source: Recorded as :attr:`Profile.source`.
+        sha256: Recorded as :attr:`Profile.sha256`.
+        where: Names the file in error messages (defaults to ``default_name``).
+
     Raises:
-        ProfileError: Unknown keys, missing ``format`` or invalid values.
+        ProfileError: Unknown keys, missing ``format`` or invalid values (options included).
     """
+    where = where or default_name
     unknown = set(data) - _TOP_KEYS
     if unknown:
         raise ProfileError(
-            f"unknown key(s) in profile {source or default_name}: {', '.join(sorted(unknown))}; "
-            f"allowed: {', '.join(sorted(_TOP_KEYS))}"
+            f"unknown key(s) in profile {where}: {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(_TOP_KEYS))}"
         )
     if "format" not in data:
-        raise ProfileError(f"profile {source or default_name} has no 'format'; choose one of: {', '.join(FORMATS)}")
+        raise ProfileError(f"profile {where} has no 'format'; choose one of: {', '.join(FORMAT_OPTIONS.names())}")
     graph = _table(data, "graph", {"deform", "opset", "simplify"})
     inp = _table(data, "input", {"size"})
     try:
@@ -246,9 +262,10 @@ def profile_from_toml(data: Mapping[str, Any], default_name: str, source: str = 
             tolerance=Tolerance(**_table(data, "tolerance", {f.name for f in dataclasses.fields(Tolerance)})),
             description=str(data.get("description", "")),
             source=source,
+            sha256=sha256,
         )
     except (TypeError, ValueError) as exc:
-        raise ProfileError(f"profile {source or default_name}: {exc}") from exc
+        raise ProfileError(f"profile {where}: {exc}") from exc
 
 
 def _table(data: Mapping[str, Any], key: str, allowed: set[str]) -> dict[str, Any]:

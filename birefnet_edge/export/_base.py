@@ -1,8 +1,9 @@
 """The exporter interface, the registry, and the I/O description every format reads.
 
 An exporter turns a PyTorch BiRefNet into the files of one target format inside a folder it is
-given. It never writes the manifest, never times itself and never decides the folder name: the
-pipeline (:mod:`birefnet_edge.export._pipeline`) does that once for every format.
+given, then checks them by opening them with the format's runtime runner (:meth:`Exporter.check`).
+It never writes the manifest, never times itself and never decides the folder name: the pipeline
+(:mod:`birefnet_edge.export._pipeline`) does that once for every format.
 """
 
 from __future__ import annotations
@@ -16,14 +17,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from birefnet_edge._registry import Registry
-from birefnet_edge.errors import BirefnetEdgeError, ExportError
+from birefnet_edge.errors import ArtifactError, BirefnetEdgeError, ExportError, MissingDependencyError
+from birefnet_edge.manifest import Manifest
 from birefnet_edge.profile import Profile
+from birefnet_edge.runtime import RUNNERS, Runner
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -45,10 +48,6 @@ class IOSpec:
     output_name: str = "logits"
     batch_axis: int = 0
     batch_dim: str = "batch"
-
-    def dynamic_axes(self) -> dict[int, str]:
-        """The dynamic axes of the input and the output, as ``{axis: name}``."""
-        return {self.batch_axis: self.batch_dim}
 
     def input_shape(self, profile: Profile, batch: int) -> tuple[int, int, int, int]:
         """The input shape at ``batch`` for the profile's input size."""
@@ -150,8 +149,31 @@ class Exporter(ABC):
         info: Artifact metadata the exporter may embed in its files.
     """
 
+    #: Key of the runner check in the manifest's ``export.checks``.
+    check_key: ClassVar[str] = "runtime"
+
     def __init__(self, info: ArtifactInfo) -> None:
         self.info = info
+
+    def check(
+        self, model: torch.nn.Module, profile: Profile, folder: Path, manifest: Manifest
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """Open the written artifact with its runtime runner and compare it with PyTorch.
+
+        Called by the pipeline after :meth:`export`, with the manifest the artifact will carry, so
+        the check runs exactly what ``open_runner`` gives a user. Override to check more than one file
+        or to open the runner differently.
+
+        Returns:
+            ``(checks, skipped)``: the figures under :attr:`check_key`, or the reason it could not run here.
+
+        Raises:
+            ExportError: The artifact differs from PyTorch beyond the profile's tolerance.
+        """
+        record, reason = check_with_runner(
+            self.check_key, lambda: RUNNERS.get(profile.format).from_artifact(folder, manifest), model, profile
+        )
+        return ({self.check_key: record}, {}) if reason is None else ({}, {f"{self.check_key}_check": reason})
 
     @abstractmethod
     def export(self, model: torch.nn.Module, profile: Profile, out_dir: Path) -> ExportOutput:
@@ -237,72 +259,55 @@ def torch_reference(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
     return torch.cat(outs).numpy()
 
 
-def compare_logits(label: str, got: np.ndarray, ref: np.ndarray, profile: Profile) -> dict[str, float]:
-    """Check shape, then values, of one artifact output against the PyTorch reference.
-
-    Returns:
-        ``{"max_abs": ..., "mean_abs": ...}`` for the manifest.
-
-    Raises:
-        ExportError: Shape mismatch, non-finite values, or a difference above the profile tolerance.
-    """
-    if got.shape != ref.shape:
-        raise ExportError(f"{label}: output shape {got.shape} differs from PyTorch's {ref.shape}")
-    got = got.astype(np.float64)
-    diff = np.abs(got - ref.astype(np.float64))
-    tol = profile.tolerance
-    if not np.isfinite(got).all():
-        raise ExportError(f"{label}: the artifact produced non-finite logits (NaN or inf)")
-    excess = diff - (tol.max_abs_logit + tol.rtol * np.abs(ref))
-    stats = {"max_abs": float(diff.max()), "mean_abs": float(diff.mean())}
-    if (excess > 0).any():
-        raise ExportError(
-            f"{label}: max |artifact - PyTorch| logit difference is {stats['max_abs']:.3g}, above the profile "
-            f"tolerance max_abs_logit={tol.max_abs_logit} (rtol={tol.rtol}); the export is wrong or the "
-            f"tolerance in {profile.source or profile.name} is too tight for {profile.precision}"
-        )
-    return stats
-
-
-def check_against_torch(
-    label: str, load: Callable[[], Callable[[np.ndarray], Any]], model: torch.nn.Module, profile: Profile
-) -> dict[str, dict[str, float]]:
-    """Run an artifact at the check batches (1 and 3) and compare each result with PyTorch.
+def check_with_runner(
+    label: str, open_runner: Callable[[], Runner], model: torch.nn.Module, profile: Profile
+) -> tuple[dict[str, Any], str | None]:
+    """Run the written artifact with its runtime runner at the check batches and judge it as the parity gate does.
 
     The reference is computed first and the artifact loaded after it, so PyTorch's activations and
-    the runtime's copy of the weights are never in memory together.
+    the runtime's copy of the weights are never in memory together. The runner loads in low-memory
+    mode (the checks are a few one-off runs).
 
     Args:
         label: Names the artifact in messages (e.g. ``onnxruntime``).
-        load: Loads the artifact and returns a callable mapping a float32 NCHW numpy batch to the logits.
+        open_runner: Returns the inactive runner of the artifact (e.g. ``RUNNERS.get(fmt).from_artifact``).
         model: The PyTorch model (reference).
         profile: Gives the batches, the input size and the tolerance.
 
     Returns:
-        ``{"batch_1": {"max_abs":..., "mean_abs":...}, "batch_3": ...}``.
+        ``({"batch_1": BatchMetrics dict, "batch_3": ...}, None)``, or ``({}, reason)`` when the
+        artifact cannot run on this machine (wrong OS, no GPU, package missing).
 
     Raises:
-        ExportError: Lists every batch that failed.
+        ExportError: Lists every failed check (shape, finite, max_abs_logit, iou, mae, batch consistency).
     """
+    from birefnet_edge.comparison import compare_runner
     from birefnet_edge.export._memory import phase, release
 
     batches = IO.check_batches(profile)
     x = IO.example_input(profile, max(batches))
-    results, failures = {}, []
     with phase("checks"):
-        ref = torch_reference(model, x)
-        run = load()
-        for b in batches:
-            try:
-                got = np.asarray(run(x[:b].numpy()))
-                results[f"batch_{b}"] = compare_logits(f"{label} at batch {b}", got, ref[:b], profile)
-            except ExportError as exc:
-                failures.append(str(exc))
-        del run
-        release()
+        reference = torch_reference(model, x)
+        try:
+            runner = open_runner()
+            runner.low_memory = True
+            with converting(f"{label} (loading the exported model)", profile):
+                runner.activate()
+        except (ArtifactError, MissingDependencyError) as exc:
+            return {}, f"{label} cannot run here: {exc}"
+        try:
+            comparison = compare_runner(runner, x.numpy(), reference, batches, profile.tolerance)
+        finally:
+            runner.deactivate()
+            del runner
+            release()
+    failures = comparison.failures()
     if failures:
-        raise ExportError("; ".join(failures))
-    return results
+        raise ExportError(
+            f"{label} differs from PyTorch: {'; '.join(c.describe() for c in failures)}; the export is wrong or "
+            f"the tolerance of profile '{profile.name}' is too tight for {profile.precision}"
+        )
+    return {f"batch_{m.batch}": m.to_dict() for m in comparison.metrics}, None
 
 
 def tool_versions(*modules: str) -> dict[str, str]:

@@ -107,16 +107,20 @@ def _manifest(
         files=files,
         model_overrides=extra["overrides"],
         tools={**tool_versions("torch", "numpy", "birefnet_edge"), **out.tools},
-        export={
-            "seconds": round(extra["seconds"], 3),
-            "peak_rss_bytes": extra["peak_rss_bytes"],
-            "peak_rss_by_phase": extra["peak_rss_by_phase"],
-            "checks": out.checks,
-            "skipped": dict(out.skipped),
-            **({"warning": "deterministic test weights, not a trained model"} if weights.get("deterministic") else {}),
-            **out.details,
-        },
+        export=_export_record(weights, out, extra),
     )
+
+
+def _export_record(weights: dict[str, Any], out: ExportOutput, extra: dict) -> dict[str, Any]:
+    return {
+        "seconds": round(extra.get("seconds", 0.0), 3),
+        "peak_rss_bytes": extra.get("peak_rss_bytes", 0),
+        "peak_rss_by_phase": extra.get("peak_rss_by_phase", {}),
+        "checks": out.checks,
+        "skipped": dict(out.skipped),
+        **({"warning": "deterministic test weights, not a trained model"} if weights.get("deterministic") else {}),
+        **out.details,
+    }
 
 
 def _unexpected(name: str, exc: Exception) -> str:
@@ -186,14 +190,20 @@ def _run_exporter(
     model.eval()
     final = out_dir / name
     with staging_dir(final) as stage:
-        out = exporter_cls(info).export(model, profile, stage)
-        extra = {
-            "contract": contract,
-            "overrides": model_overrides(model, variant, profile),
-            "seconds": time.perf_counter() - start,
-            "peak_rss_bytes": max(rss.peak_bytes, rss.sample()),
-            "peak_rss_by_phase": dict(rss.by_phase),
-        }
+        exporter = exporter_cls(info)
+        out = exporter.export(model, profile, stage)
+        extra = {"contract": contract, "overrides": model_overrides(model, variant, profile)}
+        # The check opens the artifact as a user would, through the manifest it is about to carry.
+        checks, skipped = exporter.check(
+            model, profile, stage, _manifest(name, variant, weights, profile, stage, out, extra)
+        )
+        out.checks.update(checks)
+        out.skipped.update(skipped)
+        extra.update(
+            seconds=time.perf_counter() - start,
+            peak_rss_bytes=max(rss.peak_bytes, rss.sample()),
+            peak_rss_by_phase=dict(rss.by_phase),
+        )
         _manifest(name, variant, weights, profile, stage, out, extra).write(stage)
         write_card(stage, name=name)  # not hashed in the manifest: reports rewrite it (see birefnet_edge.card)
     return final, out

@@ -8,7 +8,6 @@ numbers to macOS (recorded as a skipped check).
 
 from __future__ import annotations
 
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from birefnet_edge.export._base import (
     IO,
     Exporter,
     ExportOutput,
-    check_against_torch,
+    check_with_runner,
     converting,
     export_program,
     require_portable,
@@ -31,23 +30,14 @@ from birefnet_edge.export._base import (
 )
 from birefnet_edge.export._cache import cached_program
 from birefnet_edge.export._memory import phase
+from birefnet_edge.formats.coreml import SPEC_VERSIONS, CoremlOptions
+from birefnet_edge.manifest import Manifest
 from birefnet_edge.profile import Profile
+from birefnet_edge.runtime.coreml import CoremlRunner
 
 EXTRA = "coreml"
 MODEL_FILE = "model.mlpackage"
-BATCH_SHAPES = ("range", "enumerated")
-IO_DTYPES = {"float32": np.float32, "float16": np.float16}
-_SPEC_VERSION = {"iOS15": 6, "iOS16": 7, "iOS17": 8, "iOS18": 9, "macOS12": 6, "macOS13": 7, "macOS14": 8, "macOS15": 9}
-
-
-def _option(profile: Profile, key: str, default: Any, allowed: tuple[Any, ...] | None = None) -> Any:
-    value = profile.options.get(key, default)
-    if allowed is not None and value not in allowed:
-        raise ProfileError(
-            f"options.{key} = {value!r} in profile '{profile.name}' is not allowed; "
-            f"choose one of: {', '.join(map(str, allowed))}"
-        )
-    return value
+_NUMPY_DTYPES = {"float32": np.float32, "float16": np.float16}
 
 
 class _PixelInput(torch.nn.Module):
@@ -78,14 +68,15 @@ def _batch_shape(ct: Any, profile: Profile) -> Any:
     _, c, h, w = IO.input_shape(profile, profile.batch.opt)
     rng = profile.batch
     default = rng.opt
-    if _option(profile, "image_input", False, (True, False)):
+    options = CoremlOptions.of(profile)
+    if options.image_input:
         # Core ML images have no batch axis: the default shape must be (1, 3, H, W), batches go through batch APIs.
         if rng.min != 1:
             raise ProfileError(
                 f"profile '{profile.name}': options.image_input = true needs batch.min = 1; got {rng.min}"
             )
         default = 1
-    if _option(profile, "batch_shapes", "range", BATCH_SHAPES) == "enumerated":
+    if options.batch_shapes == "enumerated":
         shapes = [(b, c, h, w) for b in range(rng.min, rng.max + 1)]
         return ct.EnumeratedShapes(shapes=shapes, default=(default, c, h, w))
     batch = (
@@ -96,9 +87,10 @@ def _batch_shape(ct: Any, profile: Profile) -> Any:
 
 def io_types(ct: Any, profile: Profile, contract: dict[str, Any]) -> tuple[Any, Any]:
     """The Core ML input type (tensor, or RGB image with the normalisation baked in) and output type."""
-    dtype = IO_DTYPES[_option(profile, "io_dtype", "float32", tuple(IO_DTYPES))]
+    options = CoremlOptions.of(profile)
+    dtype = _NUMPY_DTYPES[options.io_dtype]
     shape = _batch_shape(ct, profile)
-    if _option(profile, "image_input", False, (True, False)):
+    if options.image_input:
         norm = image_normalisation(contract)
         inp = ct.ImageType(
             name=IO.input_name, shape=shape, scale=norm["scale"], bias=norm["bias"], color_layout=ct.colorlayout.RGB
@@ -110,8 +102,7 @@ def io_types(ct: Any, profile: Profile, contract: dict[str, Any]) -> tuple[Any, 
 
 def deployment_target(ct: Any, profile: Profile) -> Any:
     """The ``ct.target`` named by ``options.minimum_deployment_target`` (mlprogram needs iOS15 or newer)."""
-    name = _option(profile, "minimum_deployment_target", "iOS17", tuple(_SPEC_VERSION))
-    return getattr(ct.target, name)
+    return getattr(ct.target, CoremlOptions.of(profile).minimum_deployment_target)
 
 
 def folded_program(model: torch.nn.Module, profile: Profile, gain: list[float] | None = None) -> Any:
@@ -144,7 +135,7 @@ def convert(model: torch.nn.Module, profile: Profile, contract: dict[str, Any]) 
     """Convert to an in-memory ``MLModel`` (mlprogram) through ``torch.export``."""
     ct = require("coremltools", EXTRA, "CoreML export")
     inp, out = io_types(ct, profile, contract)  # first: a bad option fails before the slow trace
-    image = _option(profile, "image_input", False, (True, False))
+    image = CoremlOptions.of(profile).image_input
     program = folded_program(model, profile, image_normalisation(contract)["channel_gain"] if image else None)
     precision = ct.precision.FLOAT16 if profile.precision == "fp16" else ct.precision.FLOAT32
     with phase("coremltools conversion"), converting("coremltools.convert", profile):
@@ -160,15 +151,16 @@ def convert(model: torch.nn.Module, profile: Profile, contract: dict[str, Any]) 
 
 def add_metadata(mlmodel: Any, profile: Profile, metadata: dict[str, str]) -> None:
     """Description, licence, version and the contract as user-defined metadata."""
+    options = CoremlOptions.of(profile)
     mlmodel.short_description = (
         f"BiRefNet ({metadata['birefnet_edge.variant']}) dichotomous segmentation; {profile.description}"
     )
-    mlmodel.license = str(profile.options.get("license", "MIT (BiRefNet code and official weights)"))
+    mlmodel.license = options.license
     mlmodel.author = "birefnet-edge"
     mlmodel.version = tool_versions("birefnet_edge").get("birefnet_edge", "unknown")
     mlmodel.input_description[IO.input_name] = (
         "RGB image (normalisation applied inside)"
-        if profile.options.get("image_input")
+        if options.image_input
         else "RGB batch NCHW, (x/255 - mean)/std with the contract's mean and std"
     )
     mlmodel.output_description[IO.output_name] = "pre-sigmoid logits (N, 1, H, W); sigmoid gives the mask"
@@ -226,10 +218,11 @@ def _check_io(spec: Any, profile: Profile) -> list[str]:
             f"expected [{IO.input_name!r}] / [{IO.output_name!r}]"
         ]
     kind = inputs[0].type.WhichOneof("Type")
-    want = "imageType" if profile.options.get("image_input") else "multiArrayType"
+    options = CoremlOptions.of(profile)
+    want = "imageType" if options.image_input else "multiArrayType"
     if kind != want:
         problems.append(f"input type is {kind}, expected {want}")
-    want_dtype = "FLOAT16" if profile.options.get("io_dtype") == "float16" else "FLOAT32"
+    want_dtype = "FLOAT16" if options.io_dtype == "float16" else "FLOAT32"
     for feature in (inputs[0], outputs[0]) if kind == "multiArrayType" else (outputs[0],):
         from coremltools.proto import FeatureTypes_pb2
 
@@ -273,7 +266,8 @@ def validate_spec(path: Path, profile: Profile) -> dict[str, Any]:
     problems = []
     if spec.WhichOneof("Type") != "mlProgram":
         problems.append(f"model type is {spec.WhichOneof('Type')}, expected mlProgram")
-    want_version = _SPEC_VERSION[profile.options.get("minimum_deployment_target", "iOS17")]
+    options = CoremlOptions.of(profile)
+    want_version = SPEC_VERSIONS[options.minimum_deployment_target]
     if spec.specificationVersion < want_version:
         problems.append(f"specification version {spec.specificationVersion} < {want_version}")
     problems += _check_io(spec, profile)
@@ -281,7 +275,7 @@ def validate_spec(path: Path, profile: Profile) -> dict[str, Any]:
     half = "FLOAT16" in dtypes
     if profile.precision == "fp16" and not half:
         problems.append("an fp16 profile produced a program without float16 tensors")
-    if profile.precision == "fp32" and half and profile.options.get("io_dtype") != "float16":
+    if profile.precision == "fp32" and half and options.io_dtype != "float16":
         problems.append("an fp32 profile produced float16 tensors")
     bad = unsupported_ops(ops, target)
     if bad:
@@ -298,28 +292,32 @@ def validate_spec(path: Path, profile: Profile) -> dict[str, Any]:
     }
 
 
-def execution_check(path: Path, model: torch.nn.Module, profile: Profile) -> tuple[dict[str, Any], dict[str, str]]:
-    """On macOS run the package and compare with PyTorch; elsewhere report why it was skipped."""
-    if sys.platform != "darwin":
-        return {}, {
-            "coreml_execution": f"Core ML models execute only on macOS (this is {sys.platform}); "
-            "run `birefnet-edge parity` on a Mac for numeric parity"
-        }
-    if profile.options.get("image_input"):
-        return {}, {"coreml_execution": "image inputs take pixel buffers; numeric parity uses the tensor-input profile"}
-    ct = require("coremltools", EXTRA)
-
-    def load() -> Any:
-        mlmodel = ct.models.MLModel(str(path), compute_units=ct.ComputeUnit.CPU_ONLY)
-        return lambda x: mlmodel.predict({IO.input_name: x})[IO.output_name]
-
-    parity = check_against_torch("Core ML (CPU)", load, model, profile)
-    return {"coreml_cpu": parity}, {}
-
-
 @EXPORTERS.register("coreml")
 class CoremlExporter(Exporter):
     """CoreML mlprogram with a batch range or enumerated batches; float32 I/O; spec-validated everywhere."""
+
+    check_key = "coreml_cpu"
+
+    def check(
+        self, model: torch.nn.Module, profile: Profile, folder: Path, manifest: Manifest
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """Run the package with the Core ML runner on the CPU (macOS only) and compare it with PyTorch.
+
+        CPU only: the compute units a profile names may include the Neural Engine, which computes in
+        float16 and would fail an fp32 target for reasons that are not the export's.
+        """
+        if CoremlOptions.of(profile).image_input:
+            return {}, {
+                "coreml_execution": "image inputs take pixel buffers; numeric parity uses the tensor-input profile"
+            }
+
+        def open_runner() -> CoremlRunner:
+            runner = CoremlRunner.from_artifact(folder, manifest)
+            runner.compute_units = "CPU_ONLY"
+            return runner
+
+        record, reason = check_with_runner(self.check_key, open_runner, model, profile)
+        return ({self.check_key: record}, {}) if reason is None else ({}, {"coreml_execution": reason})
 
     def export(self, model: torch.nn.Module, profile: Profile, out_dir: Path) -> ExportOutput:
         require("coremltools", EXTRA, "CoreML export")
@@ -332,20 +330,16 @@ class CoremlExporter(Exporter):
             mlmodel.save(str(path))
         del mlmodel
         checks = validate_spec(path, profile)
-        ran, skipped = execution_check(path, model, profile)
-        checks.update(ran)
+        options = CoremlOptions.of(profile)
         details: dict[str, Any] = {
-            "compute_units": str(profile.options.get("compute_units", "ALL")),
             "compute_precision": "float16" if profile.precision == "fp16" else "float32",
-            "input_kind": "image" if profile.options.get("image_input") else "tensor",
-            "batch_shapes": _option(profile, "batch_shapes", "range", BATCH_SHAPES),
+            "input_kind": "image" if options.image_input else "tensor",
         }
-        if profile.options.get("image_input"):
+        if options.image_input:
             details["image_normalisation"] = image_normalisation(contract)
         return ExportOutput(
             files={MODEL_FILE: "model"},
             checks=checks,
-            skipped=skipped,
             tools=tool_versions("coremltools"),
             details=details,
         )

@@ -22,17 +22,22 @@ from birefnet_edge.export._base import (
     IO,
     Exporter,
     ExportOutput,
-    check_against_torch,
+    check_with_runner,
     converting,
     export_program,
     tool_versions,
 )
 from birefnet_edge.export._cache import cached_onnx
 from birefnet_edge.export._memory import phase, release
+from birefnet_edge.formats.onnx import CPU_PROVIDER, OnnxOptions
+from birefnet_edge.manifest import Manifest
 from birefnet_edge.profile import Profile
+from birefnet_edge.runtime._base import artifact_kwargs
+from birefnet_edge.runtime.onnx import OnnxRunner
 
 EXTRA = "onnx"
 MODEL_FILE = "model.onnx"
+CHECK_KEY = "onnxruntime"
 # Protobuf cannot serialise a model of 2 GiB or more; stay well below and move weights to a side file.
 _EXTERNAL_DATA_BYTES = 1_800_000_000
 _FLOAT = 1  # onnx.TensorProto.FLOAT
@@ -156,7 +161,7 @@ def to_fp16(proto: Any, profile: Profile) -> Any:
     require("onnxruntime", EXTRA, "float16 conversion")
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
-    keep = sorted(set(DEFAULT_OP_BLOCK_LIST) | set(profile.options.get("keep_fp32_ops", [])))
+    keep = sorted(set(DEFAULT_OP_BLOCK_LIST) | set(OnnxOptions.of(profile).keep_fp32_ops))
     with phase("fp16"), converting("float16 conversion", profile):
         half = convert_float_to_float16(proto, keep_io_types=True, op_block_list=keep)
     sort_nodes(half.graph)
@@ -219,26 +224,21 @@ def save(proto: Any, path: Path) -> dict[str, str]:
     return files
 
 
-def ort_check(path: Path, model: torch.nn.Module, profile: Profile) -> dict[str, Any]:
-    """Run the saved model in ONNX Runtime (CPU) at batch 1 and 3 and compare with PyTorch.
+def onnx_check(
+    path: Path, model: torch.nn.Module, profile: Profile, folder: Path, manifest: Manifest
+) -> tuple[dict[str, Any], str | None]:
+    """Run an ONNX file of an artifact with the ONNX runner on the CPU and compare it with PyTorch.
 
-    Raises:
-        ExportError: A batch differs beyond the profile tolerance, or ONNX Runtime cannot load the model.
+    For the ``tensorrt`` artifacts, whose ONNX is an auxiliary file that their own runner does not read.
+
+    Returns:
+        The figures per check batch, or the reason ONNX Runtime cannot run here.
     """
-    ort = require("onnxruntime", EXTRA, "checking the ONNX model")
-    options = ort.SessionOptions()
-    # Two one-off runs: without the arena and the memory pattern, batch 3 at 1024 px peaks at ~6 GiB instead of
-    # ~9.5 GiB (BiRefNet_lite) and the memory is returned afterwards; without prepacking the weights are held once.
-    options.enable_cpu_mem_arena = False
-    options.enable_mem_pattern = False
-    options.add_session_config_entry("session.disable_prepacking", "1")
 
-    def load() -> Any:
-        with converting("onnxruntime (loading the exported model)", profile):
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        return lambda x: session.run([IO.output_name], {IO.input_name: x})[0]
+    def open_runner() -> OnnxRunner:
+        return OnnxRunner(path, [CPU_PROVIDER], **artifact_kwargs(folder, manifest))
 
-    return check_against_torch("onnxruntime (CPU)", load, model, profile)
+    return check_with_runner(CHECK_KEY, open_runner, model, profile)
 
 
 def build_onnx(model: torch.nn.Module, profile: Profile, out_dir: Path, metadata: dict[str, str]) -> ExportOutput:
@@ -279,13 +279,12 @@ def build_onnx(model: torch.nn.Module, profile: Profile, out_dir: Path, metadata
 
 @EXPORTERS.register("onnx")
 class OnnxExporter(Exporter):
-    """ONNX (opset >= 18) with a symbolic batch axis; fp16 keeps float32 I/O; checked in ONNX Runtime."""
+    """ONNX (opset >= 18) with a symbolic batch axis; fp16 keeps float32 I/O; checked with the ONNX runner."""
+
+    check_key = CHECK_KEY
 
     def export(self, model: torch.nn.Module, profile: Profile, out_dir: Path) -> ExportOutput:
-        out = build_onnx(model, profile, out_dir, self.info.metadata())
-        out.checks["onnxruntime"] = ort_check(out_dir / MODEL_FILE, model, profile)
-        out.details["providers"] = list(profile.options.get("providers", ["CPUExecutionProvider"]))
-        return out
+        return build_onnx(model, profile, out_dir, self.info.metadata())
 
 
 def onnxruntime_available() -> bool:

@@ -20,14 +20,14 @@ from birefnet_edge._deps import is_available, require
 from birefnet_edge._io import atomic_write_bytes
 from birefnet_edge.errors import ExportError
 from birefnet_edge.export import onnx as onnx_export
-from birefnet_edge.export._base import EXPORTERS, IO, Exporter, ExportOutput, check_against_torch, tool_versions
+from birefnet_edge.export._base import EXPORTERS, IO, Exporter, ExportOutput, tool_versions
+from birefnet_edge.formats.tensorrt import TensorrtOptions
 from birefnet_edge.manifest import FileEntry, Manifest, read_manifest
 from birefnet_edge.profile import Profile
 
 EXTRA = "tensorrt"
 ONNX_FILE = onnx_export.MODEL_FILE
 ENGINE_FILE = "model.engine"
-DEFAULT_TIMING_CACHE = "timing.cache"
 MIN_OPSET = 19
 # cuDeviceGetAttribute ids of the compute capability (CUDA driver API).
 _CC_MAJOR, _CC_MINOR = 75, 76
@@ -119,9 +119,8 @@ def _check_network_size(network: Any, profile: Profile, onnx_path: Path) -> None
 
 def _config(trt: Any, builder: Any, profile: Profile, cache_bytes: bytes) -> Any:
     config = builder.create_builder_config()
-    config.set_memory_pool_limit(
-        trt.MemoryPoolType.WORKSPACE, int(float(profile.options.get("workspace_gib", 4)) * (1 << 30))
-    )
+    workspace = TensorrtOptions.of(profile).workspace_gib
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace * (1 << 30)))
     if profile.precision == "fp16":
         config.set_flag(trt.BuilderFlag.FP16)
     rng = profile.batch
@@ -190,28 +189,6 @@ def build_engine(
     )
 
 
-def run_engine(engine_path: Path) -> Any:
-    """A callable running the engine on CUDA through PyTorch tensors (numpy in, numpy out)."""
-    trt = require("tensorrt", EXTRA)
-    logger = trt.Logger(trt.Logger.WARNING)
-    engine = trt.Runtime(logger).deserialize_cuda_engine(engine_path.read_bytes())
-    context = engine.create_execution_context()
-
-    def run(x: Any) -> Any:
-        inp = torch.from_numpy(x).cuda().contiguous()
-        context.set_input_shape(IO.input_name, tuple(inp.shape))
-        out = torch.empty(tuple(context.get_tensor_shape(IO.output_name)), device="cuda", dtype=torch.float32)
-        context.set_tensor_address(IO.input_name, inp.data_ptr())
-        context.set_tensor_address(IO.output_name, out.data_ptr())
-        stream = torch.cuda.current_stream()
-        if not context.execute_async_v3(stream.cuda_stream):
-            raise ExportError(f"TensorRT engine {engine_path} failed to execute")
-        stream.synchronize()
-        return out.cpu().numpy()
-
-    return run
-
-
 def check_trt_onnx(path: Path, model: torch.nn.Module, profile: Profile) -> dict[str, Any]:
     """Check the TensorRT-ready ONNX: opset >= 19 and one DeformConv node per deformable conv of the model.
 
@@ -236,31 +213,49 @@ def check_trt_onnx(path: Path, model: torch.nn.Module, profile: Profile) -> dict
     return {"opset": opset, "deform_conv_nodes": found}
 
 
-def _engine_step(out_dir: Path, model: torch.nn.Module, profile: Profile, name: str) -> tuple[dict, dict, dict, dict]:
-    """Build and check the engine here when possible; returns (files, checks, skipped, details)."""
+def _engine_step(out_dir: Path, profile: Profile, name: str) -> tuple[dict, dict, dict]:
+    """Build the engine here when possible; returns (files, skipped, details)."""
     # build-engine reads the profile from the manifest next to the ONNX and writes the engine beside it.
     command = f"birefnet-edge build-engine {name}/{ONNX_FILE}"
     reason = engine_skip_reason()
     if reason is not None:
-        return {}, {}, {"engine": reason}, {"build_engine_command": command}
-    cache = str(profile.options.get("timing_cache", DEFAULT_TIMING_CACHE))
+        return {}, {"engine": reason}, {"build_engine_command": command}
+    cache = TensorrtOptions.of(profile).timing_cache
     info = build_engine(out_dir / ONNX_FILE, profile, out_dir / ENGINE_FILE, timing_cache=out_dir / cache)
     files = {ENGINE_FILE: "model", cache: "aux"}
     details = {
         "engine": {**info.to_dict(), "path": ENGINE_FILE, "timing_cache": cache},
         "build_engine_command": command,
     }
-    if not torch.cuda.is_available():
-        return files, {}, {"engine_check": "this PyTorch build has no CUDA, so the engine was not run here"}, details
-    checks = {
-        "tensorrt": check_against_torch("TensorRT engine", lambda: run_engine(out_dir / ENGINE_FILE), model, profile)
-    }
-    return files, checks, {}, details
+    return files, {}, details
 
 
 @EXPORTERS.register("tensorrt")
 class TensorrtExporter(Exporter):
     """TensorRT-ready ONNX (always) and a serialized engine with the min/opt/max profile (GPU machines)."""
+
+    check_key = "tensorrt"
+
+    def check(
+        self, model: torch.nn.Module, profile: Profile, folder: Path, manifest: Manifest
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """Run the ONNX with the ONNX runner (CPU) and, when one was built, the engine with the TensorRT runner."""
+        checks: dict[str, Any] = {}
+        skipped: dict[str, str] = {}
+        if onnx_export.onnxruntime_available():
+            onnx_profile = profile.with_overrides(precision="fp32")  # TensorRT applies the precision; the ONNX is fp32
+            record, reason = onnx_export.onnx_check(folder / ONNX_FILE, model, onnx_profile, folder, manifest)
+            if reason is None:
+                checks[onnx_export.CHECK_KEY] = record
+            else:
+                skipped["onnxruntime_check"] = reason
+        else:
+            skipped["onnxruntime_check"] = "onnxruntime is not installed (extra 'onnx'), so the ONNX was not run here"
+        if any(entry.role == "model" for entry in manifest.files):  # an engine was built here
+            engine_checks, engine_skipped = super().check(model, profile, folder, manifest)
+            checks.update(engine_checks)
+            skipped.update(engine_skipped)
+        return checks, skipped
 
     def export(self, model: torch.nn.Module, profile: Profile, out_dir: Path) -> ExportOutput:
         if profile.opset < MIN_OPSET or profile.deform != "native":
@@ -273,15 +268,8 @@ class TensorrtExporter(Exporter):
         out = onnx_export.build_onnx(model, onnx_profile, out_dir, self.info.metadata())
         files = {rel: "aux" for rel in out.files}
         checks = {**out.checks, **check_trt_onnx(out_dir / ONNX_FILE, model, profile)}
-        skipped: dict[str, str] = {}
-        if onnx_export.onnxruntime_available():
-            checks["onnxruntime"] = onnx_export.ort_check(out_dir / ONNX_FILE, model, onnx_profile)
-        else:
-            skipped["onnxruntime_check"] = "onnxruntime is not installed (extra 'onnx'), so the ONNX was not run here"
-        engine_files, engine_checks, engine_skipped, details = _engine_step(out_dir, model, profile, self.info.name)
+        engine_files, skipped, details = _engine_step(out_dir, profile, self.info.name)
         files.update(engine_files)
-        checks.update(engine_checks)
-        skipped.update(engine_skipped)
         tools = {**out.tools, **tool_versions("tensorrt")}
         return ExportOutput(files=files, checks=checks, skipped=skipped, tools=tools, details=details)
 

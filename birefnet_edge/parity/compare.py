@@ -1,8 +1,9 @@
 """The parity gate: run an artifact and its PyTorch reference on the same inputs and judge the difference.
 
 For each batch size inside the profile's range the target runs over every input (exported at one
-batch, validated at others). Shapes are checked first, then values; every check is collected before
-the verdict, so a report lists all that is wrong at once. A target that cannot run on this machine
+batch, validated at others) through :func:`birefnet_edge.comparison.compare_runner`, the same
+comparison the export-time checks use. Shapes are checked first, then values; every check is
+collected before the verdict, so a report lists all that is wrong at once. A target that cannot run on this machine
 (missing package, wrong OS, no GPU, no engine) is SKIPPED with the reason, never counted as passed.
 """
 
@@ -16,11 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
+from birefnet_edge import metrics as M
 from birefnet_edge._io import atomic_write_bytes
+from birefnet_edge.comparison import compare_runner
 from birefnet_edge.errors import ArtifactError, BirefnetEdgeError, MissingDependencyError, ParityError
 from birefnet_edge.manifest import Manifest, read_manifest, verify_files
 from birefnet_edge.model import Contract
-from birefnet_edge.parity import metrics as M
 from birefnet_edge.parity.inputs import ParityInputs
 from birefnet_edge.parity.results import (
     FAIL,
@@ -28,13 +30,11 @@ from birefnet_edge.parity.results import (
     SKIP_PLATFORM,
     SKIP_REFERENCE,
     SKIPPED,
-    BatchMetrics,
-    Check,
     ParityResult,
     artifact_bytes,
 )
-from birefnet_edge.profile import BatchRange, Tolerance
-from birefnet_edge.runtime import RUNNERS, InputSpec, PytorchRunner, Runner
+from birefnet_edge.profile import BatchRange
+from birefnet_edge.runtime import RUNNERS, InputSpec, PytorchRunner
 
 DEFAULT_BATCHES = (1, 3)
 # Errors meaning "this target cannot run here" rather than "this target is wrong".
@@ -68,69 +68,6 @@ class ReferenceCache:
             with reference:
                 self._logits[key] = np.concatenate([reference.infer(x[i : i + 1]) for i in range(len(x))])
         return self._logits[key]
-
-
-def run_in_batches(runner: Runner, x: np.ndarray, batch: int) -> tuple[np.ndarray | None, list[Check]]:
-    """Run ``x`` through ``runner`` in chunks of ``batch``, checking each output's shape first.
-
-    A last chunk smaller than the runner's minimum batch is padded with copies of its first image and
-    the padding's outputs are dropped.
-
-    Returns:
-        The concatenated logits (None when any chunk had the wrong shape) and the failed shape checks.
-    """
-    outputs, problems = [], []
-    h, w = x.shape[2:]
-    for start in range(0, len(x), batch):
-        chunk = x[start : start + batch]
-        n, pad = len(chunk), max(0, runner.spec.batch.min - len(chunk))
-        if pad:
-            chunk = np.concatenate([chunk, np.repeat(chunk[:1], pad, axis=0)])
-        out = runner.infer(chunk)
-        expected = (n + pad, 1, h, w)
-        if tuple(out.shape) != expected:
-            detail = f"images {start}..{start + n - 1}: output shape {tuple(out.shape)}, expected {expected}"
-            problems.append(Check("shape", batch, float("nan"), float("nan"), False, detail))
-            continue
-        outputs.append(out[:n])
-    return (None if problems else np.concatenate(outputs)), problems
-
-
-def measure(target: np.ndarray, reference: np.ndarray, batch: int, base: np.ndarray | None) -> BatchMetrics:
-    """Compute every parity figure of ``target`` logits against ``reference`` logits."""
-    return BatchMetrics(
-        batch=batch,
-        max_abs_logit=M.max_abs_diff(target, reference),
-        mean_abs_logit=M.mean_abs_diff(target, reference),
-        mae=M.probability_mae(target, reference),
-        iou=M.logits_iou(target, reference),
-        s_measure=M.mean_s_measure(target, reference),
-        batch_consistency=None if base is None else M.max_abs_diff(target, base),
-    )
-
-
-def value_checks(target: np.ndarray, reference: np.ndarray, m: BatchMetrics, tol: Tolerance) -> list[Check]:
-    """Judge one batch size's figures against the profile's tolerances (every check, pass or fail)."""
-    b = m.batch
-    checks = [
-        Check("finite", b, float(np.isfinite(target).mean()), 1.0, bool(np.isfinite(target).all())),
-        Check(
-            "max_abs_logit",
-            b,
-            m.max_abs_logit,
-            tol.max_abs_logit,
-            M.within_tolerance(target, reference, tol.max_abs_logit, tol.rtol),
-        ),
-        Check("iou", b, m.iou, tol.min_iou, m.iou >= tol.min_iou),
-        Check("mae", b, m.mae, tol.max_mae, m.mae <= tol.max_mae),
-    ]
-    if m.batch_consistency is not None:
-        checks.append(
-            Check(
-                "batch_consistency", b, m.batch_consistency, tol.max_abs_logit, m.batch_consistency <= tol.max_abs_logit
-            )
-        )
-    return checks
 
 
 def _base_result(folder: Path, manifest: Manifest, inputs: ParityInputs) -> ParityResult:
@@ -195,23 +132,6 @@ def check_artifact(
     return result
 
 
-def _measure_batches(
-    result: ParityResult, runner: Runner, x: np.ndarray, reference: np.ndarray, tol: Tolerance
-) -> np.ndarray | None:
-    """Run every batch size, appending figures and checks to ``result``; return the first good output."""
-    base = None
-    for b in result.batches:
-        target, shape_failures = run_in_batches(runner, x, b)
-        result.checks += shape_failures
-        if target is None:
-            continue  # values of a wrongly shaped output mean nothing
-        m = measure(target, reference, b, base)
-        result.metrics.append(m)
-        result.checks += value_checks(target, reference, m, tol)
-        base = target if base is None else base
-    return base
-
-
 def _gate(
     result: ParityResult,
     folder: Path,
@@ -234,11 +154,12 @@ def _gate(
             raise ArtifactError(f"the PyTorch reference cannot be built here: {exc}") from exc
         result.batches = _batches_in_range(batches, profile.batch)
         try:
-            base = _measure_batches(result, runner, x, reference, profile.tolerance)
+            comparison = compare_runner(runner, x, reference, result.batches, profile.tolerance)
         except _UNRUNNABLE as exc:  # it loaded, so a failure while running is the target's fault
             raise ParityError(f"{result.name} failed while running: {exc}") from exc
     finally:
         runner.deactivate()
+    result.metrics, result.checks, base = comparison.metrics, comparison.checks, comparison.first_output
     failures = result.failures()
     result.status = FAIL if failures or not result.metrics else PASS
     skipped = sorted(set(batches) - set(result.batches))

@@ -9,65 +9,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from birefnet_edge.comparison import BatchMetrics, Check
 from birefnet_edge.manifest import Manifest
+
+__all__ = ["FAIL", "OK", "PASS", "SKIPPED", "BatchMetrics", "BenchResult", "Check", "LatencyStats", "ParityResult"]
 
 PASS, FAIL, SKIPPED = "PASS", "FAIL", "SKIPPED"
 OK = "OK"
 # Why a target was SKIPPED: this machine cannot run it (does not fail the gate), or the PyTorch
 # reference could not be built, so nothing was judged (fails the gate unless skips are allowed).
 SKIP_PLATFORM, SKIP_REFERENCE = "platform", "reference"
-
-
-@dataclass
-class Check:
-    """One pass/fail comparison (collected before any decision is made).
-
-    Attributes:
-        name: ``shape``, ``finite``, ``max_abs_logit``, ``iou``, ``mae`` or ``batch_consistency``.
-        batch: Batch size the target ran at.
-        value: Measured value (NaN when not measurable).
-        limit: Threshold from the profile.
-        passed: Whether the check holds.
-        detail: Extra words (e.g. the shapes of a shape mismatch).
-    """
-
-    name: str
-    batch: int
-    value: float
-    limit: float
-    passed: bool
-    detail: str = ""
-
-    def describe(self) -> str:
-        """One line: ``batch 3: iou 0.981 < 0.999``."""
-        if self.detail:
-            return f"batch {self.batch}: {self.name}: {self.detail}"
-        op = ">=" if self.name == "iou" else "<="
-        verdict = "ok" if self.passed else "violates"
-        return f"batch {self.batch}: {self.name} {self.value:.3g} {verdict} {op} {self.limit:.3g}"
-
-
-@dataclass
-class BatchMetrics:
-    """Figures of one target at one batch size, against the reference.
-
-    Attributes:
-        batch: Batch size.
-        max_abs_logit: Largest |target - reference| logit difference.
-        mean_abs_logit: Mean |target - reference| logit difference.
-        mae: Mean |sigmoid(target) - sigmoid(reference)|.
-        iou: IoU of the 0.5-thresholded masks.
-        s_measure: Mean S-measure of the target's soft mask against the reference mask.
-        batch_consistency: Largest |batch-k output - single-run output| (None at the base batch).
-    """
-
-    batch: int
-    max_abs_logit: float
-    mean_abs_logit: float
-    mae: float
-    iou: float
-    s_measure: float
-    batch_consistency: float | None = None
 
 
 @dataclass

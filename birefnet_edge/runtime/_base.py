@@ -107,6 +107,9 @@ class Runner(abc.ABC):
         self.precision = precision
         self.artifact = artifact
         self.is_active = False
+        # Set before activate() for a few one-off runs (export checks): backends that can trade speed
+        # for memory do so (ONNX Runtime without its arena, memory pattern and weight prepacking).
+        self.low_memory = False
         self.load_time: float | None = None
         self.last_inference_time: float | None = None
 

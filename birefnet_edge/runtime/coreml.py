@@ -14,6 +14,7 @@ import numpy as np
 
 from birefnet_edge._deps import require
 from birefnet_edge.errors import ArtifactError
+from birefnet_edge.formats.coreml import CoremlOptions
 from birefnet_edge.manifest import Manifest
 from birefnet_edge.runtime._base import RUNNERS, Runner, artifact_kwargs
 
@@ -50,11 +51,11 @@ class CoremlRunner(Runner):
         """
         if sys.platform != "darwin":
             raise ArtifactError(
-                f"{manifest.name}: CoreML models can only be executed on macOS (this machine runs {sys.platform}); "
+                f"{manifest.name}: Core ML models execute only on macOS (this machine runs {sys.platform}); "
                 "run parity for this artifact on a Mac with macOS 14 or newer"
             )
         require("coremltools", "coreml", _PURPOSE)
-        units = str(manifest.get_profile().options.get("compute_units", "ALL"))
+        units = CoremlOptions.of(manifest.get_profile()).compute_units
         return cls(folder / manifest.file("model"), units, **artifact_kwargs(folder, manifest))
 
     def _activate_impl(self) -> None:

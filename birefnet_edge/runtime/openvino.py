@@ -13,6 +13,7 @@ import numpy as np
 
 from birefnet_edge._deps import require
 from birefnet_edge.errors import ArtifactError
+from birefnet_edge.formats.openvino import OpenvinoOptions
 from birefnet_edge.manifest import Manifest
 from birefnet_edge.runtime._base import RUNNERS, Runner, artifact_kwargs
 
@@ -43,15 +44,12 @@ class OpenvinoRunner(Runner):
     def from_artifact(cls, folder: Path, manifest: Manifest) -> OpenvinoRunner:
         """Build a runner for an ``openvino`` artifact (see :meth:`Runner.from_artifact`)."""
         require("openvino", "openvino", _PURPOSE)
-        options = manifest.get_profile().options
-        config = {}
-        hint = recorded_precision_hint(manifest)
-        if hint:
-            config["INFERENCE_PRECISION_HINT"] = hint
-        if options.get("performance_hint"):
-            config["PERFORMANCE_HINT"] = str(options["performance_hint"])
-        device = str(options.get("device", "CPU"))
-        return cls(folder / manifest.file("model"), device, config, **artifact_kwargs(folder, manifest))
+        options = OpenvinoOptions.of(manifest.get_profile())
+        config = {
+            "INFERENCE_PRECISION_HINT": recorded_precision_hint(manifest),
+            "PERFORMANCE_HINT": options.performance_hint,
+        }
+        return cls(folder / manifest.file("model"), options.device, config, **artifact_kwargs(folder, manifest))
 
     def _activate_impl(self) -> None:
         ov = require("openvino", "openvino", _PURPOSE)
@@ -81,11 +79,10 @@ class OpenvinoRunner(Runner):
 
 
 def recorded_precision_hint(manifest: Manifest) -> str:
-    """Return the inference precision hint recorded in the manifest ('' when none was recorded).
+    """Return the inference precision hint recorded in the manifest.
 
-    The exporter records it under ``export["inference_precision_hint"]``; without it the profile's
-    ``options.inference_precision`` is used.
+    The exporter records it under ``export["inference_precision_hint"]``; without it (older
+    manifests) the profile's ``options.inference_precision`` is used.
     """
-    options = manifest.get_profile().options
-    hint = manifest.export.get("inference_precision_hint") or options.get("inference_precision")
-    return str(hint) if hint else ""
+    hint = manifest.export.get("inference_precision_hint")
+    return str(hint) if hint else OpenvinoOptions.of(manifest.get_profile()).inference_precision

@@ -104,7 +104,11 @@ def test_image_input_bakes_the_normalisation_into_scale_and_bias(tiny_model, tmp
     assert norm == image_normalisation({"mean": mean, "std": std})
 
 
-def test_bad_coreml_option_fails_the_target_with_the_allowed_values(tiny_model, tmp_path) -> None:
-    result = _export_variant(tiny_model, tmp_path, batch_shapes="flexible")
-    assert result.status == "failed"
-    assert "options.batch_shapes = 'flexible'" in result.error and "range, enumerated" in result.error
+def test_bad_coreml_option_is_refused_before_exporting_with_the_allowed_values(tiny_model, tmp_path) -> None:
+    from birefnet_edge.errors import ProfileError
+
+    with pytest.raises(
+        ProfileError, match=r"options.batch_shapes = 'flexible' is not allowed; choose one of: range, enum"
+    ):
+        _export_variant(tiny_model, tmp_path, batch_shapes="flexible")
+    assert not any(tmp_path.iterdir())

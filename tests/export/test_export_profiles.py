@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -45,7 +46,7 @@ def _write(tmp_path, body: str):
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ('format = "tflite"', r"format = 'tflite' is not allowed; choose one of: onnx, openvino, coreml, tensorrt"),
+        ('format = "tflite"', r"format = 'tflite' is not allowed; choose one of: coreml, onnx, openvino, tensorrt"),
         ('format = "onnx"\nprecision = "int8"', r"precision = 'int8' is not allowed; choose one of: fp32, fp16"),
         ('format = "onnx"\n[graph]\ndeform = "dcn"', r"graph.deform = 'dcn' is not allowed; choose one of: portable"),
         ('format = "onnx"\n[input]\nsize = [100, 64]', r"multiples of 32.*got 100x64.*nearest legal: 96x64"),
@@ -54,10 +55,25 @@ def _write(tmp_path, body: str):
         ('format = "onnx"\n[graph]\nopset = 12', r"graph.opset must lie in 17..23; got 12"),
         ('format = "onnx"\n[graph]\nfold = true', r"unknown key\(s\) in \[graph\]: fold; allowed: deform, opset"),
         ('format = "onnx"\ntarget = "x"', r"unknown key\(s\) in profile .*: target; allowed:"),
-        ('precision = "fp32"', r"has no 'format'; choose one of: onnx"),
+        ('precision = "fp32"', r"has no 'format'; choose one of: coreml, onnx"),
         ('format = "onnx"\n[tolerance]\nmin_iou = 1.5', r"tolerance.min_iou must lie in \[0, 1\]; got 1.5"),
         ('format = "onnx"\n[tolerance]\nmax_abs_logit = -1', r"tolerance.max_abs_logit must be >= 0"),
         ('format = "onnx"\nprecision = ', r"is not valid TOML"),
+        (
+            'format = "onnx"\n[options]\nprovider = ["CPUExecutionProvider"]',
+            r"unknown key\(s\) in \[options\] for format 'onnx': provider; known: keep_fp32_ops, providers",
+        ),
+        ('format = "onnx"\n[options]\nproviders = "CPU"', r"options.providers = 'CPU' must be a list of str"),
+        ('format = "coreml"\n[options]\nimage_input = "yes"', r"options.image_input = 'yes' must be a bool; got str"),
+        ('format = "tensorrt"\n[options]\nworkspace_gib = true', r"options.workspace_gib = True must be a float"),
+        (
+            'format = "openvino"\n[options]\ninference_precision = "f64"',
+            r"options.inference_precision = 'f64' is not allowed; choose one of: f32, f16, bf16",
+        ),
+        (
+            'format = "coreml"\n[options]\ncompute_units = "GPU"',
+            r"options.compute_units = 'GPU' is not allowed; choose one of: ALL, CPU_ONLY, CPU_AND_GPU, CPU_AND_NE",
+        ),
     ],
 )
 def test_invalid_profile_is_rejected_with_the_allowed_values(tmp_path, body: str, message: str) -> None:
@@ -74,7 +90,9 @@ def test_user_toml_profile_loads_with_its_own_name(tmp_path) -> None:
     path = _write(tmp_path, 'format = "openvino"\nprecision = "fp16"\n[batch]\nmin = 2\nopt = 2\nmax = 2\n')
     profile = load_profile(path)
     assert (profile.name, profile.format, profile.batch) == ("mine", "openvino", BatchRange(2, 2, 2))
-    assert profile.source == str(path)
+    assert profile.source == "mine.toml"  # the file name only: manifests never hold a path of the building machine
+    assert profile.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert load_profile("onnx-fp32").source == "shipped"
 
 
 def test_one_batch_range_feeds_every_backend() -> None:

@@ -7,9 +7,10 @@ import shutil
 import numpy as np
 import pytest
 
+from birefnet_edge.comparison import run_in_batches
 from birefnet_edge.errors import ParityError
 from birefnet_edge.parity import FAIL, PASS, SKIPPED, check_artifact, raise_on_failure, run_parity
-from birefnet_edge.parity.compare import ReferenceCache, run_in_batches
+from birefnet_edge.parity.compare import ReferenceCache
 from birefnet_edge.profile import BatchRange
 from birefnet_edge.runtime import InputSpec, Runner
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from birefnet_edge.parity import metrics as M
+from birefnet_edge import metrics as M
 
 
 def _block_gt() -> np.ndarray:

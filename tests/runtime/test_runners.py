@@ -12,7 +12,7 @@ import torch
 from birefnet_edge.errors import ArtifactError, InputError, WeightsError
 from birefnet_edge.manifest import read_manifest
 from birefnet_edge.model import deterministic_input
-from birefnet_edge.profile import FORMATS
+from birefnet_edge.formats import FORMAT_OPTIONS
 from birefnet_edge.runtime import RUNNERS, PytorchRunner, open_model, open_reference, open_runner
 
 # One test case per registered runner; test_every_runner_is_tested fails when a new one has none.
@@ -30,7 +30,7 @@ def test_every_runner_is_tested():
 
 
 def test_every_profile_format_has_a_runner():
-    missing = [f for f in FORMATS if f not in RUNNERS]
+    missing = [f for f in FORMAT_OPTIONS.names() if f not in RUNNERS]
     assert not missing, f"formats without a runner: {missing}"
 
 
