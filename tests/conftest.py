@@ -87,6 +87,7 @@ def relabel(src: Path, dst: Path, fmt: str) -> Path:
     shutil.copytree(src, dst)
     manifest = json.loads((dst / "manifest.json").read_text())
     manifest["profile"]["format"] = fmt
+    manifest["profile"]["options"] = {}  # the ONNX options are not valid for another format; defaults are
     manifest["name"] = dst.name
     if fmt == "tensorrt":
         for entry in manifest["files"]:

@@ -14,23 +14,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from birefnet_edge.errors import InputError
+from birefnet_edge.model._backbones import BACKBONES, build_backbone
 from birefnet_edge.model.layers.blocks import BasicDecBlk, BasicLatBlk, SimpleConvs
 from birefnet_edge.model.layers.deform_conv import DEFORM_FORMS, DeformableConv2d
 from birefnet_edge.model.layers.patches import image_to_patches
 
-BACKBONES = (
-    "swin_v1_t",
-    "swin_v1_s",
-    "swin_v1_b",
-    "swin_v1_l",
-    "pvt_v2_b0",
-    "pvt_v2_b1",
-    "pvt_v2_b2",
-    "pvt_v2_b5",
-    "swin_v1_atto",
-    "swin_v1_femto",
-    "swin_test_tiny",
-)
 DEC_ATTENTIONS = ("ASPPDeformable", "ASPP", "none")
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -42,8 +30,8 @@ class BiRefNetConfig:
 
     Attributes:
         name: Registered variant name.
-        backbone: One of :data:`BACKBONES`.
-        size: Default (H, W) input size; any multiple of 32 (>= 64 for PVT) also works.
+        backbone: A name registered in :data:`birefnet_edge.model._backbones.BACKBONES`.
+        size: Default (H, W) input size; any multiple of 32 of at least :attr:`min_side` also works.
         multi_scale_input: Run the backbone on a half-size copy and concatenate ('cat' in the official config).
         context: Fuse stage 1-3 maps into stage 4 (cxt_num 3).
         dec_att: Attention inside every decoder block: 'ASPPDeformable', 'ASPP' or 'none'.
@@ -72,7 +60,7 @@ class BiRefNetConfig:
 
     def __post_init__(self) -> None:
         for key, allowed in (
-            ("backbone", BACKBONES),
+            ("backbone", tuple(BACKBONES.names())),
             ("dec_att", DEC_ATTENTIONS),
             ("deform", DEFORM_FORMS),
         ):
@@ -85,19 +73,9 @@ class BiRefNetConfig:
 
     @property
     def min_side(self) -> int:
-        """Smallest legal side: PVT's stride-8 reduction conv fails on the half-size pass below 64."""
-        return 64 if self.backbone.startswith("pvt") else 32
-
-
-def build_backbone(name: str) -> nn.Module:
-    """Build a backbone by name; it exposes ``channels`` (4 stage widths) and returns 4 NCHW maps."""
-    if name.startswith("pvt_v2"):
-        from birefnet_edge.model.pvt_v2 import PVT_V2_CONFIGS, PyramidVisionTransformerV2
-
-        return PyramidVisionTransformerV2(**PVT_V2_CONFIGS[name])
-    from birefnet_edge.model.swin import swin
-
-    return swin(name)
+        """Smallest legal side: a multiple of 32 at which the backbone also takes the half-size pass."""
+        need = BACKBONES.get(self.backbone).min_side * (2 if self.multi_scale_input else 1)
+        return max(32, -(-need // 32) * 32)
 
 
 def resize(x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:

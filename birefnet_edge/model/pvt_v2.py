@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from birefnet_edge.errors import InputError
+from birefnet_edge.model._backbones import register_backbone
 
 PVT_V2_CONFIGS: dict[str, dict] = {
     "pvt_v2_b0": {"embed_dims": (32, 64, 160, 256), "depths": (2, 2, 2, 2), "mlp_ratios": (8, 8, 4, 4)},
@@ -22,8 +23,9 @@ PVT_V2_CONFIGS: dict[str, dict] = {
     "pvt_v2_b2": {"embed_dims": (64, 128, 320, 512), "depths": (3, 4, 6, 3), "mlp_ratios": (8, 8, 4, 4)},
     "pvt_v2_b5": {"embed_dims": (64, 128, 320, 512), "depths": (3, 6, 40, 3), "mlp_ratios": (4, 4, 4, 4)},
 }
+_SR_RATIOS = (8, 4, 2, 1)
 for _config in PVT_V2_CONFIGS.values():
-    _config.update(num_heads=(1, 2, 5, 8), sr_ratios=(8, 4, 2, 1))
+    _config.update(num_heads=(1, 2, 5, 8), sr_ratios=_SR_RATIOS)
 
 _PATCH_NORM_EPS = 1e-5
 _SR_NORM_EPS = 1e-5
@@ -126,6 +128,14 @@ def _stage_sizes(height: int, width: int) -> list[tuple[int, int]]:
     return sizes
 
 
+def smallest_side(sr_ratios: tuple[int, ...]) -> int:
+    """Smallest input side (px) whose token grids fit every spatial-reduction kernel."""
+    side = 1
+    while any(sr > 1 and h < sr for (h, _), sr in zip(_stage_sizes(side, side), sr_ratios, strict=True)):
+        side += 1
+    return side
+
+
 class PyramidVisionTransformerV2(nn.Module):
     """PVT-v2 feature extractor returning the four stage maps (strides 4, 8, 16, 32) as NCHW tensors.
 
@@ -161,10 +171,7 @@ class PyramidVisionTransformerV2(nn.Module):
 
     def min_side(self) -> int:
         """Smallest input side (px) whose token grids fit every spatial-reduction kernel (29 for sr 8, 4, 2, 1)."""
-        side = 1
-        while any(sr > 1 and h < sr for (h, _), sr in zip(_stage_sizes(side, side), self.sr_ratios, strict=True)):
-            side += 1
-        return side
+        return smallest_side(self.sr_ratios)
 
     def check_size(self, height: int, width: int) -> None:
         """Raise InputError when a stage's token grid is smaller than its spatial-reduction kernel.
@@ -193,3 +200,9 @@ class PyramidVisionTransformerV2(nn.Module):
             x = _tokens_to_map(x, height, width).contiguous()
             features.append(x)
         return features
+
+
+@register_backbone(*PVT_V2_CONFIGS, min_side=smallest_side(_SR_RATIOS))
+def pvt_v2(name: str) -> PyramidVisionTransformerV2:
+    """Build a named PVT-v2 backbone (see :data:`PVT_V2_CONFIGS`)."""
+    return PyramidVisionTransformerV2(**PVT_V2_CONFIGS[name])

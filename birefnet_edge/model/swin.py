@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from birefnet_edge.model._backbones import register_backbone
+
 # A large finite negative instead of -inf: identical after softmax in fp32, and safe in fp16.
 _MASK_VALUE = -100.0
 
@@ -232,6 +234,7 @@ class SwinTransformer(nn.Module):
         return outs
 
 
+@register_backbone(*SWIN_CONFIGS)
 def swin(name: str) -> SwinTransformer:
-    """Build a named Swin backbone (see :data:`SWIN_CONFIGS`)."""
+    """Build a named Swin backbone (see :data:`SWIN_CONFIGS`); windows pad, so any size works."""
     return SwinTransformer(**SWIN_CONFIGS[name])

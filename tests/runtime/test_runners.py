@@ -99,7 +99,7 @@ def test_open_runner_errors(onnx_artifact, tmp_path):
 
 @pytest.mark.skipif(sys.platform == "darwin", reason="this checks the refusal off macOS")
 def test_coreml_refuses_off_macos(relabelled):
-    with pytest.raises(ArtifactError, match="CoreML models can only be executed on macOS"):
+    with pytest.raises(ArtifactError, match="Core ML models execute only on macOS"):
         open_runner(relabelled("coreml"))
 
 
