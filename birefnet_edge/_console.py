@@ -91,4 +91,3 @@ class Progress:
         """Show the bar while the block runs."""
         with self._bar:
             yield self
-

@@ -1,6 +1,6 @@
 """Held-out evaluation: agreement with the teacher (IoU, MAE, S-measure) and, when given, with ground truth.
 
-The metric functions are the parity gate's (``birefnet_edge.parity.metrics``), not copies.
+The metric functions are the parity gate's (``birefnet_edge.metrics``), not copies.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import torch
 
 from birefnet_edge.distill.data import load_mask, load_resized
 from birefnet_edge.distill.teacher import normalise, teacher_probs
+from birefnet_edge.metrics import logits_iou, mask_iou, mean_s_measure, probability_mae, s_measure, sigmoid
 from birefnet_edge.model import BiRefNet
 from birefnet_edge.parity.inputs import IMAGE_SUFFIXES
-from birefnet_edge.parity.metrics import logits_iou, mask_iou, mean_s_measure, probability_mae, s_measure, sigmoid
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from birefnet_edge.errors import ArtifactError, InputError, WeightsError
+from birefnet_edge.formats import FORMAT_OPTIONS
 from birefnet_edge.manifest import read_manifest
 from birefnet_edge.model import deterministic_input
-from birefnet_edge.formats import FORMAT_OPTIONS
 from birefnet_edge.runtime import RUNNERS, PytorchRunner, open_model, open_reference, open_runner
 
 # One test case per registered runner; test_every_runner_is_tested fails when a new one has none.
