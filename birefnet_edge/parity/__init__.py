@@ -1,14 +1,26 @@
 """Parity gate, latency benchmark and reports: prove an artifact computes what PyTorch computes, and how fast.
 
-Measuring (:mod:`.compare`, :mod:`.bench`) produces the dataclasses of :mod:`.results`; rendering
-(:mod:`.report`, :mod:`.html`) only reads them.
+Measuring (:mod:`.compare`, :mod:`.bench`) produces the dataclasses of :mod:`.results` (the data
+model, :class:`RunReport` included); the renderers (:mod:`.markdown`, :mod:`.html`, :mod:`.ci`) only
+read them, and :mod:`.report` assembles and writes a run's report.
 """
 
 from birefnet_edge.parity.bench import GOALS, Goal, bench_artifacts, evaluate_goals
 from birefnet_edge.parity.compare import check_artifact, raise_on_failure, run_parity
 from birefnet_edge.parity.inputs import ParityInputs, load_inputs
-from birefnet_edge.parity.report import RunReport, build_report, load_report, render_markdown, write_reports
-from birefnet_edge.parity.results import FAIL, PASS, SKIPPED, BatchMetrics, BenchResult, Check, ParityResult
+from birefnet_edge.parity.markdown import render_markdown, render_text_table
+from birefnet_edge.parity.report import build_report, write_reports
+from birefnet_edge.parity.results import (
+    FAIL,
+    PASS,
+    SKIPPED,
+    BatchMetrics,
+    BenchResult,
+    Check,
+    ParityResult,
+    RunReport,
+    load_report,
+)
 
 __all__ = [
     "FAIL",
@@ -30,6 +42,7 @@ __all__ = [
     "load_report",
     "raise_on_failure",
     "render_markdown",
+    "render_text_table",
     "run_parity",
     "write_reports",
 ]

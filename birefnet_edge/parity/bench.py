@@ -184,6 +184,7 @@ def bench_artifact(folder: Path, batches: Sequence[int], runs: int, warmup: int,
     try:
         profile = manifest.get_profile()
         result.name, result.format, result.precision = manifest.name, profile.format, profile.precision
+        result.variant = manifest.variant
         result.size_bytes = artifact_bytes(manifest)
         result.input_size = list(profile.input_size)
         return bench_runner(RUNNERS.get(profile.format).from_artifact(folder, manifest), result, batches, runs, warmup)
@@ -198,7 +199,9 @@ def bench_eager(folder: Path, manifest: Manifest, batches: Sequence[int], runs: 
     """Benchmark the PyTorch eager model an artifact was exported from (the speed-up baseline)."""
     runner = PytorchRunner.from_artifact(folder, manifest)
     runner.spec = InputSpec(runner.spec.size, BatchRange(1, 1, max(batches)))
-    result = BenchResult(name=eager_label(manifest), format="pytorch", input_size=list(runner.spec.size))
+    result = BenchResult(
+        name=eager_label(manifest), format="pytorch", variant=manifest.variant, input_size=list(runner.spec.size)
+    )
     try:
         return bench_runner(runner, result, batches, runs, warmup)
     except BirefnetEdgeError as exc:

@@ -19,7 +19,7 @@ from birefnet_edge._io import atomic_write_bytes
 from birefnet_edge.parity.results import FAIL, OK, SKIPPED, BenchResult, ParityResult
 
 if TYPE_CHECKING:
-    from birefnet_edge.parity.report import RunReport
+    from birefnet_edge.parity.results import RunReport
 
 STEP_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 

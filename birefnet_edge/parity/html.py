@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from birefnet_edge.parity.compare import max_pool
-from birefnet_edge.parity.report import COLUMNS, RunReport, _notes, summary_rows
-from birefnet_edge.parity.results import BenchResult, ParityResult
+from birefnet_edge.parity.results import BenchResult, ParityResult, RunReport
+from birefnet_edge.parity.samples import max_pool
+from birefnet_edge.parity.table import COLUMNS, notes, summary_rows
 
 THUMB = 192
 _STYLE = """
@@ -135,13 +135,13 @@ def render_html(report: RunReport, base: str | Path = ".") -> str:
         base: Folder the results were written to (where ``samples/`` lies).
     """
     machine = report.machine
-    notes = "".join(f"<li>{html.escape(n)}</li>" for n in _notes(report))
+    items = "".join(f"<li>{html.escape(n)}</li>" for n in notes(report))
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(report.title)}</title>"
         f"<style>{_STYLE}</style></head><body><h1>{html.escape(report.title)}</h1>"
         f"<p>{html.escape(report.created)} &middot; {html.escape(str(machine.get('platform')))} &middot; "
         f"{machine.get('cpus')} CPUs &middot; {html.escape(str(machine.get('packages', {})))}</p>"
-        f"<h2>Summary</h2>{_table(report)}<ul>{notes}</ul>"
+        f"<h2>Summary</h2>{_table(report)}<ul>{items}</ul>"
         f"<h2>Latency</h2>{latency_chart(report.bench)}"
         f"<h2>Masks and errors</h2>{render_pictures(report, Path(base))}</body></html>\n"
     )

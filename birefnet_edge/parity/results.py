@@ -1,18 +1,36 @@
-"""Result records of the parity gate and the benchmark: plain dataclasses that round-trip through JSON.
+"""The report data model: parity and bench results and the run report, dataclasses that round-trip through JSON.
 
-Measuring produces these; rendering (``parity/report.py``) only reads them, so a CI job can keep the
-JSON and render it later or elsewhere.
+Measuring (``compare.py``, ``bench.py``) produces these; the renderers (``markdown.py``, ``html.py``,
+``ci.py``) only read them, so a CI job can keep the JSON and render it later or elsewhere.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
+from birefnet_edge._io import atomic_write_json
 from birefnet_edge.comparison import BatchMetrics, Check
+from birefnet_edge.errors import ArtifactError
 from birefnet_edge.manifest import Manifest
 
-__all__ = ["FAIL", "OK", "PASS", "SKIPPED", "BatchMetrics", "BenchResult", "Check", "LatencyStats", "ParityResult"]
+__all__ = [
+    "FAIL",
+    "OK",
+    "PASS",
+    "SKIPPED",
+    "BatchMetrics",
+    "BenchResult",
+    "Check",
+    "LatencyStats",
+    "ParityResult",
+    "RunReport",
+    "load_report",
+    "save_report",
+]
+RESULTS_JSON = "results.json"
 
 PASS, FAIL, SKIPPED = "PASS", "FAIL", "SKIPPED"
 OK = "OK"
@@ -33,6 +51,7 @@ class ParityResult:
     artifact: str
     format: str = ""
     precision: str = ""
+    variant: str = ""
     status: str = SKIPPED
     reason: str = ""
     skip_kind: str = ""
@@ -101,6 +120,7 @@ class BenchResult:
     name: str
     format: str
     precision: str = "fp32"
+    variant: str = ""
     status: str = OK
     reason: str = ""
     artifact: str = ""
@@ -133,6 +153,44 @@ class BenchResult:
         return cls(**data)
 
 
+@dataclass
+class RunReport:
+    """Everything one parity/bench/pipeline run measured.
+
+    Attributes:
+        title: Heading of the rendered reports.
+        created: ISO timestamp.
+        machine: Platform, CPU count and package versions.
+        parity: Parity verdicts.
+        bench: Benchmark results (eager baselines included).
+        goals: Evaluated speed goals (see :func:`birefnet_edge.parity.bench.evaluate_goals`).
+        exports: Pipeline export results as dicts (empty when no export ran).
+    """
+
+    title: str
+    created: str
+    machine: dict[str, Any]
+    parity: list[ParityResult] = field(default_factory=list)
+    bench: list[BenchResult] = field(default_factory=list)
+    goals: list[dict[str, Any]] = field(default_factory=list)
+    exports: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        out = asdict(self)
+        out["parity"] = [r.to_dict() for r in self.parity]
+        out["bench"] = [r.to_dict() for r in self.bench]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunReport:
+        """Rebuild from :meth:`to_dict` output."""
+        data = dict(data)
+        data["parity"] = [ParityResult.from_dict(r) for r in data.get("parity", [])]
+        data["bench"] = [BenchResult.from_dict(r) for r in data.get("bench", [])]
+        return cls(**data)
+
+
 def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     """Keep only the keys ``cls`` declares (derived figures written by ``to_dict`` are dropped)."""
     names = {f.name for f in fields(cls)}
@@ -143,3 +201,27 @@ def artifact_bytes(manifest: Manifest) -> int:
     """Size of what ships: every file but the auxiliary ones (all files when only auxiliary ones exist)."""
     shipped = sum(f.bytes for f in manifest.files if f.role != "aux")
     return shipped or sum(f.bytes for f in manifest.files)
+
+
+def save_report(report: RunReport, path: str | Path) -> Path:
+    """Write ``report`` as JSON (atomically)."""
+    return atomic_write_json(path, report.to_dict())
+
+
+def load_report(path: str | Path) -> RunReport:
+    """Read a report written by :func:`save_report`.
+
+    Raises:
+        ArtifactError: The file is missing or is not a birefnet-edge results file.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / RESULTS_JSON
+    try:
+        return RunReport.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError as exc:
+        raise ArtifactError(f"results file not found: {path}; run `birefnet-edge parity --report DIR` first") from exc
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:  # ValueError: bad JSON, not UTF-8
+        raise ArtifactError(
+            f"{path} is not a birefnet-edge results file ({exc}); pass the results.json a --report run wrote"
+        ) from exc

@@ -1,0 +1,35 @@
+"""Text and Markdown renderers of a :class:`RunReport` (the terminal table and the CI summary)."""
+
+from __future__ import annotations
+
+from birefnet_edge._console import format_table
+from birefnet_edge.parity.results import RunReport
+from birefnet_edge.parity.table import COLUMNS, notes, summary_rows
+
+
+def render_text_table(report: RunReport, plain: bool = False) -> str:
+    """Render the summary for a terminal: a ``rich`` table, or tab-separated rows when ``plain`` (pipes, logs).
+
+    The notes (failure reasons, goals, inputs) follow the table, one per line.
+    """
+    rows = [[r.get(k, "-") for k, _ in COLUMNS] for r in summary_rows(report)]
+    table = format_table([h for _, h in COLUMNS], rows, plain=plain)
+    return "\n".join([table.rstrip("\n"), *notes(report)])
+
+
+def render_markdown(report: RunReport) -> str:
+    """Render the CI summary: the table, the goals and every failure/skip reason."""
+    head = "| " + " | ".join(h.replace("|", "/") for _, h in COLUMNS) + " |"
+    sep = "|" + "|".join("---" for _ in COLUMNS) + "|"
+    body = ["| " + " | ".join(r.get(k, "-").replace("|", "/") for k, _ in COLUMNS) + " |" for r in summary_rows(report)]
+    lines = [
+        f"# {report.title}",
+        "",
+        f"{report.created} on {report.machine.get('platform')} ({report.machine.get('cpus')} CPUs)",
+        "",
+        head,
+        sep,
+        *body,
+        "",
+    ]
+    return "\n".join(lines + [f"- {n}" for n in notes(report)]) + "\n"

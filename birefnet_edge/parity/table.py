@@ -1,0 +1,100 @@
+"""The summary every renderer shows: one row per target and the notes under it, from a :class:`RunReport`.
+
+It reads the data model only, so the text, Markdown and HTML renderers share one table and never
+import each other or the report builder.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from birefnet_edge.parity.bench import GOAL_SETTING
+from birefnet_edge.parity.results import BenchResult, ParityResult, RunReport
+
+
+def _fmt(value: float | None, spec: str = ".3g", suffix: str = "") -> str:
+    return "-" if value is None else f"{value:{spec}}{suffix}"
+
+
+def _size(n: int) -> str:
+    return "-" if not n else f"{n / 2**20:.1f} MiB"
+
+
+def summary_rows(report: RunReport) -> list[dict[str, str]]:
+    """One row per target (exports, parity and bench merged by artifact name), formatted for tables."""
+    bench = {b.name: b for b in report.bench}
+    rows = [_row(p.name, p, bench.pop(p.name, None)) for p in report.parity]
+    rows += [_row(b.name, None, b) for b in bench.values()]
+    failed = [e for e in report.exports if e.get("status") != "ok"]
+    rows += [{"target": e["target"], "status": "EXPORT FAILED"} for e in failed]
+    return rows
+
+
+def _row(name: str, p: ParityResult | None, b: BenchResult | None) -> dict[str, str]:
+    row = {"target": name, "status": p.status if p else (b.status if b else "-")}
+    row["size"] = _size((p.size_bytes if p else 0) or (b.size_bytes if b else 0))
+    if p is not None:
+        row.update(
+            max_abs_logit=_fmt(p.worst("max_abs_logit")),
+            iou=_fmt(p.worst("iou"), ".5f"),
+            mae=_fmt(p.worst("mae")),
+            s_measure=_fmt(p.worst("s_measure"), ".4f"),
+            batch_consistency=_fmt(p.worst("batch_consistency")),
+        )
+    if b is not None and b.latency:
+        one, big = b.at(1), max(b.latency, key=lambda s: s.batch)
+        row["p50_b1_ms"] = _fmt(one.p50_ms if one else None, ".1f")
+        row["per_image_bn_ms"] = f"{big.per_image_ms:.1f} (b{big.batch})"
+        row["speedup_b1"] = _fmt(b.speedup.get("1"), ".2f", "x")
+    return row
+
+
+COLUMNS = (
+    ("target", "target"),
+    ("status", "status"),
+    ("size", "size"),
+    ("max_abs_logit", "max abs dlogit"),
+    ("iou", "IoU"),
+    ("mae", "MAE"),
+    ("s_measure", "S-measure"),
+    ("batch_consistency", "batch cons."),
+    ("p50_b1_ms", "p50 b1 (ms)"),
+    ("per_image_bn_ms", "per image bN (ms)"),
+    ("speedup_b1", "speed-up b1 (best)"),
+)
+
+
+def notes(report: RunReport) -> list[str]:
+    """Failure and skip reasons (each said once), export notes, goal verdicts and the parity inputs."""
+    lines: list[str] = []
+    for name, status, reason in [(p.name, p.status, p.reason) for p in report.parity if p.status != "PASS"] + [
+        (b.name, f"bench {b.status}", b.reason) for b in report.bench if b.status != "OK"
+    ]:
+        reason = reason.removeprefix(f"{name}: ")
+        if reason and not any(n.startswith(f"{name} ") and n.endswith(reason) for n in lines):
+            lines.append(f"{name} {status}: {reason}")  # a target's skip reason is said once, not per phase
+    for e in report.exports:
+        if e.get("status") != "ok":
+            lines.append(f"{e['target']} export failed: {e.get('error')}")
+        lines += [f"{e['target']} export skipped {s}" for s in e.get("skipped", [])]
+    lines += [goal_line(g) for g in report.goals]
+    lines += [f"parity inputs: {i}" for i in sorted({p.inputs for p in report.parity if p.inputs})]
+    return lines
+
+
+def goal_line(goal: dict[str, Any]) -> str:
+    """One line per evaluated goal: the figure, the goal and whether it is met (or only indicative)."""
+    value = goal.get("value")
+    verdict = "not measured" if value is None else ("met" if goal.get("met") else "NOT met")
+    where = (
+        ""
+        if goal.get("applies")
+        else (
+            f" [indicative: the goal is set for {GOAL_SETTING['variant']} "
+            f"{'x'.join(map(str, GOAL_SETTING['size']))} on {GOAL_SETTING['cores']} cores]"
+        )
+    )
+    label = str(goal["goal"])
+    if "batch 4" in label and goal.get("batch") not in (None, 4):
+        label += f" (measured at batch {goal['batch']})"
+    return f"goal {label} - {goal['target']}: {_fmt(value, '.2f')} -> {verdict}{where}"
