@@ -1,23 +1,65 @@
 """The ``birefnet-edge`` command line: export, parity, bench, predict, pipeline.
 
-User errors (:class:`BirefnetEdgeError`) print one message and exit 1; ``--debug`` shows the
-traceback. Heavy backends are imported inside the commands, so ``--help`` stays fast.
+User errors (:class:`BirefnetEdgeError`) print one message and exit 1; ``--debug`` (before or after
+the command name) shows the traceback. Heavy backends are imported inside the commands, so
+``--help`` stays fast. Tables and progress bars go through ``rich`` on a terminal and are plain,
+tab-separated text when piped (see :mod:`birefnet_edge._console`).
 """
 
 from __future__ import annotations
 
+import copy
 import signal
 import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
+from typer.core import TyperGroup
 
+from birefnet_edge._console import Progress, print_table
 from birefnet_edge.errors import BirefnetEdgeError
 
+if TYPE_CHECKING:  # the commands import these lazily; the names are only needed for type hints
+    from birefnet_edge.export import ExportResult
+    from birefnet_edge.parity import BenchResult, ParityResult, RunReport
+    from birefnet_edge.predict import PredictSummary
+    from birefnet_edge.predict_ray import RayOptions
+
+_DEBUG_HELP = "Show full tracebacks for errors."
+
+
+def _set_debug(ctx: Any, _param: Any, value: bool) -> None:
+    if value:
+        ctx.meta["debug"] = True  # one dict shared by the root and every sub-command context
+
+
+class _App(TyperGroup):
+    """Gives every command a ``--debug`` flag and turns user errors into one line (a traceback with ``--debug``)."""
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        root_flag = next((p for p in self.params if p.name == "debug"), None)
+        if command is not None and root_flag is not None and all(p.name != "debug" for p in command.params):
+            flag = copy.copy(root_flag)  # the root's own --debug, not passed to the command's function
+            flag.expose_value = False
+            command.params.append(flag)
+        return command
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BirefnetEdgeError as exc:
+            if ctx.meta.get("debug"):
+                raise
+            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from None
+
+
 app = typer.Typer(
+    cls=_App,
     name="birefnet-edge",
     help="Take BiRefNet from PyTorch to ONNX, OpenVINO, CoreML and TensorRT, prove parity, measure speed.",
     no_args_is_help=True,
@@ -27,8 +69,6 @@ app = typer.Typer(
     # "--overwrite true" were the way to pass it (the "true" then becomes an input path).
     rich_markup_mode=None,
 )
-
-_STATE = {"debug": False}
 
 
 def _print_version(value: bool) -> None:
@@ -41,20 +81,17 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for errors.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", callback=_set_debug, help=_DEBUG_HELP)] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
-    _STATE["debug"] = debug
+    """Take BiRefNet from PyTorch to ONNX, OpenVINO, CoreML and TensorRT, prove parity, measure speed."""
 
 
 def _fail(message: str, code: int = 1) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
-
-
-# --- model commands (lead) -------------------------------------------------------------------
 
 
 @app.command("models")
@@ -64,9 +101,6 @@ def models_cmd() -> None:
 
     for name in list_models():
         typer.echo(name)
-
-
-# --- export commands (export engineer) --------------------------------------------------------
 
 
 def _parse_size(text: str | None) -> tuple[int, int] | None:
@@ -105,45 +139,43 @@ def _exp_warn_random(weights: str) -> None:
 
 
 class _ExportProgress:
-    """Prints one line when a target starts and one when it ends (with skipped steps)."""
+    """A bar over the targets, with one line per finished target (and its skipped steps)."""
 
     def __init__(self, total: int) -> None:
         self.total, self.done = total, 0
+        self.progress = Progress(total, "exporting")
 
     def __call__(self, target: str, result: ExportResult | None) -> None:
         if result is None:
             self.done += 1
-            typer.echo(f"[{self.done}/{self.total}] {target}: exporting ...", err=True)
+            self.progress.say(f"[{self.done}/{self.total}] {target}: exporting ...")
+            self.progress.advance(0, f"exporting {target}")
             return
+        self.progress.advance()
         if result.ok:
-            typer.secho(
+            self.progress.say(
                 f"[{self.done}/{self.total}] {target}: ok in {result.seconds:.1f} s, peak RSS "
                 f"{_exp_bytes(result.peak_rss_bytes)} -> {result.path}",
-                fg=typer.colors.GREEN,
-                err=True,
+                style="green",
             )
         else:
-            typer.secho(f"[{self.done}/{self.total}] {target}: FAILED: {result.error}", fg=typer.colors.RED, err=True)
+            self.progress.say(f"[{self.done}/{self.total}] {target}: FAILED: {result.error}", style="red")
         if result.reuse:
-            typer.echo(f"    {result.reuse}", err=True)
+            self.progress.say(f"    {result.reuse}")
         for note in result.skipped:
-            typer.secho(f"    skipped {note}", fg=typer.colors.YELLOW, err=True)
+            self.progress.say(f"    skipped {note}", style="yellow")
 
 
 def _exp_summary(results: list[ExportResult]) -> None:
-    rows = [("target", "status", "seconds", "peak RSS", "artifact / error")]
+    rows = []
     for r in results:
         where = str(r.path) if r.ok else (r.error or "").splitlines()[0][:100]
         status = ("reused" if r.reuse.startswith("reused") else r.status) + (
             f" ({len(r.skipped)} skipped)" if r.skipped else ""
         )
         rows.append((r.target, status, f"{r.seconds:.1f}", _exp_bytes(r.peak_rss_bytes), where))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
     typer.echo("")
-    for k, row in enumerate(rows):
-        typer.echo("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4])
-        if k == 0:
-            typer.echo("  ".join("-" * w for w in widths) + "  " + "-" * 16)
+    print_table(("target", "status", "seconds", "peak RSS", "artifact / error"), rows)
 
 
 _ExpWeights = Annotated[str, typer.Option("--weights", help="random:<variant>, a checkpoint, or a hub id owner/name.")]
@@ -173,7 +205,9 @@ def export_cmd(
     hw = _parse_size(size)
     targets = _chosen_targets(target, all_targets, hw)
     _exp_warn_random(weights)
-    results = export_targets(weights, targets, out, size=hw, progress=_ExportProgress(len(targets)), reuse=reuse)
+    progress = _ExportProgress(len(targets))
+    with progress.progress.running():
+        results = export_targets(weights, targets, out, size=hw, progress=progress, reuse=reuse)
     _exp_summary(results)
     failed = [r.target for r in results if not r.ok]
     if failed:
@@ -197,9 +231,11 @@ def targets_cmd() -> None:
     """List the shipped target profiles with their format, precision and description."""
     from birefnet_edge.profile import list_profiles, load_profile
 
+    rows = []
     for name in list_profiles():
         p = load_profile(name)
-        typer.echo(f"{name:<16} {p.format:<9} {p.precision:<5} batch {p.batch.min}..{p.batch.max}  {p.description}")
+        rows.append((name, p.format, p.precision, f"{p.batch.min}..{p.batch.max}", p.description))
+    print_table(("profile", "format", "precision", "batch", "description"), rows)
 
 
 _ExpOnnx = Annotated[Path, typer.Argument(metavar="ONNX", help="TensorRT-ready ONNX (from a tensorrt-* export).")]
@@ -242,16 +278,6 @@ def build_engine_cmd(onnx_path: _ExpOnnx, profile: _ExpProfile = None, out: _Exp
         attach_engine(folder, info)
         typer.echo(f"recorded in {folder / MANIFEST_NAME}")
 
-
-# --- runtime / parity / predict commands (runtime engineer) ------------------------------------
-
-from typing import TYPE_CHECKING, Literal  # noqa: E402  (kept inside this section: other sections are edited in parallel)
-
-if TYPE_CHECKING:  # the commands import these lazily; the names are only needed for type hints
-    from birefnet_edge.export import ExportResult
-    from birefnet_edge.parity import BenchResult, ParityResult, RunReport
-    from birefnet_edge.predict import PredictSummary
-    from birefnet_edge.predict_ray import RayOptions
 
 _Engine = Literal["local", "ray"]
 
@@ -329,9 +355,10 @@ def _check_report_dir(report: Path | None, option: str = "--report") -> None:
 
 def _finish(report: RunReport, out: Path | None, junit: Path | None = None, fresh: bool = False) -> None:
     """Print and save a report; a ``fresh`` run (not a re-render) also updates model cards and CI summaries."""
-    from birefnet_edge.parity.report import render_text_table, write_reports
+    from birefnet_edge._console import is_terminal
+    from birefnet_edge.parity import render_text_table, write_reports
 
-    typer.echo(render_text_table(report))
+    typer.echo(render_text_table(report, plain=not is_terminal()))
     if out is not None:
         for kind, path in write_reports(report, out).items():
             typer.echo(f"{kind:<9}{path}")
@@ -346,8 +373,8 @@ def _finish(report: RunReport, out: Path | None, junit: Path | None = None, fres
 
 def _finish_ci(report: RunReport, junit: Path | None) -> None:
     """JUnit XML when asked for, and the Markdown summary into ``$GITHUB_STEP_SUMMARY`` when set."""
+    from birefnet_edge.parity import render_markdown
     from birefnet_edge.parity.ci import append_step_summary, write_junit
-    from birefnet_edge.parity.report import render_markdown
 
     if junit is not None:
         typer.echo(f"{'junit':<9}{write_junit(report, junit)}")
@@ -442,9 +469,9 @@ def predict_cmd(
         raise typer.BadParameter("--address and --workers need --engine ray", param_hint="--engine")
     else:
         runner = open_model(model, size=_parse_size(size), verify=not no_verify)
-        bar = typer.progressbar(length=len(files), label=f"segmenting with {runner.name}", file=sys.stderr)
-        with runner, bar:
-            summary = predict_files(runner, files, out, batch, overwrite, bar.update, _echo_unreadable)
+        progress = Progress(len(files), f"segmenting with {runner.name}")
+        with runner, progress.running():
+            summary = predict_files(runner, files, out, batch, overwrite, progress.advance, _echo_unreadable)
     typer.echo(f"{summary.describe()} -> {out}")
     if not summary.ok:
         _fail(f"{len(summary.failed)} input(s) could not be read: {', '.join(str(p) for p, _ in summary.failed)}")
@@ -456,13 +483,13 @@ def _predict_ray(model: str, files: list[Path], out: Path, overwrite: bool, opti
 
     if not Path(model).is_dir():
         raise InputError(f"--engine ray runs exported artifacts; {model} is not an artifact folder (export it first)")
-    bar = typer.progressbar(length=len(files), label="segmenting on Ray", file=sys.stderr)
-    with bar:
-        return predict_ray(model, files, out, options, overwrite, bar.update, _echo_unreadable)
+    progress = Progress(len(files), "segmenting on Ray")
+    with progress.running():
+        return predict_ray(model, files, out, options, overwrite, progress.advance, _echo_unreadable)
 
 
 def _echo_unreadable(path: Path, why: str) -> None:
-    typer.secho(f"\nskipped {path}: {why}", fg=typer.colors.YELLOW, err=True)
+    typer.secho(f"skipped {path}: {why}", fg=typer.colors.YELLOW, err=True)
 
 
 @app.command("verify")
@@ -566,9 +593,6 @@ def _export_record(result: ExportResult) -> dict:
     }
 
 
-# --- distill (distillation developer) ----------------------------------------------------------
-
-
 @app.command("distill")
 def distill_cmd(
     teacher: Annotated[str, typer.Option("--teacher", help="Teacher weights: random:<variant>, a file or a hub id.")],
@@ -602,26 +626,20 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app, turning user errors into one-line messages.
 
     Exit codes: 0 success, 1 a user error or a failed gate, 2 a usage error (bad option or argument),
-    130 interrupted (Ctrl-C), 143 terminated (SIGTERM; cleans up like Ctrl-C). ``--debug`` re-raises user
-    errors with their traceback.
+    130 interrupted (Ctrl-C), 143 terminated (SIGTERM; cleans up like Ctrl-C). User errors are printed by the
+    command group (``_App``), which re-raises them with their traceback under ``--debug``.
     """
     args = sys.argv[1:] if argv is None else argv
-    debug = "--debug" in args
     in_main_thread = threading.current_thread() is threading.main_thread()  # signal() works only there
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
         code = app(args=args, standalone_mode=False)
-    except BirefnetEdgeError as exc:
-        if debug:
-            raise
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        sys.exit(1)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         _exit_interrupted()
     except Exception as exc:
-        if not _is_usage_error(exc) or debug:
+        if not _is_usage_error(exc):
             raise
         exc.show()  # type: ignore[attr-defined]  (click's usage line and one-line message)
         sys.exit(exc.exit_code)  # type: ignore[attr-defined]

@@ -56,6 +56,8 @@ def test_user_error_is_one_line_and_debug_shows_the_traceback(photos, tmp_path, 
     assert len(lines) == 1 and lines[0].startswith("error: ")
     with pytest.raises(BirefnetEdgeError):
         main(["--debug", *args])
+    with pytest.raises(BirefnetEdgeError):  # after the command name too
+        main([*args, "--debug"])
 
 
 @pytest.mark.parametrize(

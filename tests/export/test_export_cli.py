@@ -67,8 +67,9 @@ def test_targets_lists_every_shipped_profile(capsys) -> None:
     from birefnet_edge.profile import list_profiles
 
     assert _run(["targets"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines] == list_profiles()
+    header, *lines = capsys.readouterr().out.splitlines()  # not a terminal: tab-separated, header first
+    assert header.split("\t") == ["profile", "format", "precision", "batch", "description"]
+    assert [line.split("\t")[0] for line in lines] == list_profiles()
     assert any("tensorrt" in line and "DeformConv" in line for line in lines)
 
 
