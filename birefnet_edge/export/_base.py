@@ -31,6 +31,8 @@ from birefnet_edge.runtime import RUNNERS, Runner
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 EXPORTERS: Registry[type[Exporter]] = Registry("exporter")
+# What a check returns: (check name -> figures, step -> why it was skipped here).
+CheckOutcome = tuple[dict[str, Any], dict[str, str]]
 
 
 @dataclass(frozen=True)
@@ -155,9 +157,7 @@ class Exporter(ABC):
     def __init__(self, info: ArtifactInfo) -> None:
         self.info = info
 
-    def check(
-        self, model: torch.nn.Module, profile: Profile, folder: Path, manifest: Manifest
-    ) -> tuple[dict[str, Any], dict[str, str]]:
+    def check(self, model: torch.nn.Module, profile: Profile, folder: Path, manifest: Manifest) -> CheckOutcome:
         """Open the written artifact with its runtime runner and compare it with PyTorch.
 
         Called by the pipeline after :meth:`export`, with the manifest the artifact will carry, so

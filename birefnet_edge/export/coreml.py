@@ -20,6 +20,7 @@ from birefnet_edge.errors import ExportError, ProfileError
 from birefnet_edge.export._base import (
     EXPORTERS,
     IO,
+    CheckOutcome,
     Exporter,
     ExportOutput,
     check_with_runner,
@@ -298,9 +299,7 @@ class CoremlExporter(Exporter):
 
     check_key = "coreml_cpu"
 
-    def check(
-        self, model: torch.nn.Module, profile: Profile, folder: Path, manifest: Manifest
-    ) -> tuple[dict[str, Any], dict[str, str]]:
+    def check(self, model: torch.nn.Module, profile: Profile, folder: Path, manifest: Manifest) -> CheckOutcome:
         """Run the package with the Core ML runner on the CPU (macOS only) and compare it with PyTorch.
 
         CPU only: the compute units a profile names may include the Neural Engine, which computes in

@@ -20,7 +20,7 @@ from birefnet_edge._deps import is_available, require
 from birefnet_edge._io import atomic_write_bytes
 from birefnet_edge.errors import ExportError
 from birefnet_edge.export import onnx as onnx_export
-from birefnet_edge.export._base import EXPORTERS, IO, Exporter, ExportOutput, tool_versions
+from birefnet_edge.export._base import EXPORTERS, IO, CheckOutcome, Exporter, ExportOutput, tool_versions
 from birefnet_edge.formats.tensorrt import TensorrtOptions
 from birefnet_edge.manifest import FileEntry, Manifest, read_manifest
 from birefnet_edge.profile import Profile
@@ -236,9 +236,7 @@ class TensorrtExporter(Exporter):
 
     check_key = "tensorrt"
 
-    def check(
-        self, model: torch.nn.Module, profile: Profile, folder: Path, manifest: Manifest
-    ) -> tuple[dict[str, Any], dict[str, str]]:
+    def check(self, model: torch.nn.Module, profile: Profile, folder: Path, manifest: Manifest) -> CheckOutcome:
         """Run the ONNX with the ONNX runner (CPU) and, when one was built, the engine with the TensorRT runner."""
         checks: dict[str, Any] = {}
         skipped: dict[str, str] = {}
