@@ -24,8 +24,7 @@ from pathlib import Path
 
 from birefnet_edge.export import export_targets
 from birefnet_edge.model import deterministic_input
-from birefnet_edge.parity import bench_artifacts, build_report
-from birefnet_edge.parity import render_text_table
+from birefnet_edge.parity import bench_artifacts, build_report, render_text_table
 
 
 def parse_args() -> argparse.Namespace:

@@ -6,9 +6,19 @@ import json
 
 import pytest
 
-from birefnet_edge.parity import GOALS, SKIPPED, Goal, bench_artifacts, build_report, run_parity, write_reports
+from birefnet_edge.parity import (
+    GOALS,
+    SKIPPED,
+    Goal,
+    bench_artifacts,
+    build_report,
+    load_report,
+    render_markdown,
+    render_text_table,
+    run_parity,
+    write_reports,
+)
 from birefnet_edge.parity.bench import OK, evaluate_goals
-from birefnet_edge.parity import load_report, render_markdown, render_text_table
 from birefnet_edge.parity.results import BenchResult, LatencyStats
 
 
