@@ -88,3 +88,10 @@ def test_a_runner_process_that_dies_is_reported_not_fatal():
     from birefnet_edge.parity.bench import run_isolated
 
     assert run_isolated(os._exit, 1) is None  # as when the kernel kills the process for memory
+
+
+def test_the_run_setting_comes_from_the_baseline_s_data_not_its_label():
+    from birefnet_edge.parity.report import _run_setting
+
+    eager = BenchResult(name="any label at all", format="pytorch", variant="BiRefNet_lite", input_size=[1024, 1024])
+    assert _run_setting([], [eager]) == ("BiRefNet_lite", [1024, 1024])
