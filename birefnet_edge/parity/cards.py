@@ -10,7 +10,7 @@ from birefnet_edge.manifest import MANIFEST_NAME
 from birefnet_edge.parity.results import BenchResult, ParityResult
 
 if TYPE_CHECKING:
-    from birefnet_edge.parity.report import RunReport
+    from birefnet_edge.parity.results import RunReport
 
 
 def parity_figures(result: ParityResult, created: str) -> dict[str, Any]:
