@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -179,6 +180,26 @@ def _exp_summary(results: list[ExportResult]) -> None:
 
 
 _ExpWeights = Annotated[str, typer.Option("--weights", help="random:<variant>, a checkpoint, or a hub id owner/name.")]
+
+
+class _PatchOrder(str, Enum):
+    """Tile order a checkpoint was trained with (see README, "Tile order")."""
+
+    legacy = "legacy"
+    current = "current"
+
+
+_WPatchOrder = Annotated[
+    _PatchOrder | None,
+    typer.Option(
+        "--patch-order",
+        help="Tile order the weights were trained with (default: known checkpoints, file metadata, else legacy).",
+    ),
+]
+_WVariant = Annotated[
+    str | None,
+    typer.Option("--variant", help="Model variant of the weights (see `models`; default: hub name, metadata, shapes)."),
+]
 _ExpTargets = Annotated[
     list[str] | None,
     typer.Option("--target", "-t", help="Profile name (see `targets`) or path to a TOML file; repeat for several."),
@@ -198,6 +219,8 @@ def export_cmd(
     reuse: Annotated[
         bool, typer.Option("--reuse", help="Keep artifacts built from the same weights, profile, size and tools.")
     ] = False,
+    patch_order: _WPatchOrder = None,
+    variant: _WVariant = None,
 ) -> None:
     """Export a model to target artifacts (model files + manifest.json); exit 1 if any target failed."""
     from birefnet_edge.export import export_targets
@@ -207,11 +230,18 @@ def export_cmd(
     _exp_warn_random(weights)
     progress = _ExportProgress(len(targets))
     with progress.progress.running():
-        results = export_targets(weights, targets, out, size=hw, progress=progress, reuse=reuse)
+        results = export_targets(
+            weights, targets, out, size=hw, progress=progress, reuse=reuse, **_weights_choice(variant, patch_order)
+        )
     _exp_summary(results)
     failed = [r.target for r in results if not r.ok]
     if failed:
         _fail(f"{len(failed)} of {len(results)} target(s) failed: {', '.join(failed)}")
+
+
+def _weights_choice(variant: str | None, patch_order: _PatchOrder | None) -> dict[str, str | None]:
+    """``variant``/``patch_order`` keyword arguments for the loaders (None: let them decide)."""
+    return {"variant": variant, "patch_order": patch_order.value if patch_order else None}
 
 
 def _chosen_targets(target: list[str] | None, all_targets: bool, hw: tuple[int, int] | None) -> list[str]:
@@ -453,6 +483,8 @@ def predict_cmd(
         float | None,
         typer.Option("--gpus-per-worker", min=0, help="Ray GPUs per actor (default: what the runner needs)."),
     ] = None,
+    patch_order: _WPatchOrder = None,
+    variant: _WVariant = None,
 ) -> None:
     """Write masks and RGBA cutouts at the original resolution; exit 1 if any input could not be read."""
     from birefnet_edge.predict import collect_inputs, plan_outputs, predict_files
@@ -463,12 +495,20 @@ def predict_cmd(
     if engine == "ray":
         from birefnet_edge.predict_ray import RayOptions
 
+        if variant is not None or patch_order is not None:
+            raise typer.BadParameter(
+                "--variant/--patch-order work with --engine local; for ray, export the checkpoint with them "
+                "(the manifest records both) and predict with the artifact",
+                param_hint="--engine",
+            )
         options = RayOptions(address, workers or 2, batch, cpus_per_worker, gpus_per_worker, verify=not no_verify)
         summary = _predict_ray(model, files, out, overwrite, options)
     elif address is not None or workers is not None:
         raise typer.BadParameter("--address and --workers need --engine ray", param_hint="--engine")
     else:
-        runner = open_model(model, size=_parse_size(size), verify=not no_verify)
+        runner = open_model(
+            model, size=_parse_size(size), verify=not no_verify, **_weights_choice(variant, patch_order)
+        )
         progress = Progress(len(files), f"segmenting with {runner.name}")
         with runner, progress.running():
             summary = predict_files(runner, files, out, batch, overwrite, progress.advance, _echo_unreadable)
@@ -548,6 +588,8 @@ def pipeline_cmd(
     runs: _Runs = 3,
     warmup: _Warmup = 1,
     junit: _Junit = None,
+    patch_order: _WPatchOrder = None,
+    variant: _WVariant = None,
 ) -> None:
     """Export -> parity -> bench -> report in one go; exit 1 when an export or a runnable target fails."""
     from birefnet_edge.export import export_targets
@@ -558,7 +600,9 @@ def pipeline_cmd(
     _check_report_dir(out, "--out")
     _check_report_dir(out / "report", "--out")  # a file named report in --out would fail after the export
     inputs = load_inputs(images)  # before exporting: a bad --images folder should fail in seconds
-    exports = export_targets(weights, targets, out, size=hw, progress=_echo_export_step)
+    exports = export_targets(
+        weights, targets, out, size=hw, progress=_echo_export_step, **_weights_choice(variant, patch_order)
+    )
     artifacts = [r.path for r in exports if r.ok]
     report_dir = out / "report"
     typer.echo(f"parity inputs: {inputs.note}", err=True)

@@ -229,6 +229,8 @@ def export_targets(
     size: tuple[int, int] | None = None,
     progress: Progress | None = None,
     reuse: bool = False,
+    variant: str | None = None,
+    patch_order: str | None = None,
 ) -> list[ExportResult]:
     """Load the model once and export every target, going on after a failure.
 
@@ -240,6 +242,8 @@ def export_targets(
         progress: Called as ``progress(target, None)`` before and ``progress(target, result)`` after each export.
         reuse: Keep an existing artifact built from the same weights, profile, size and tools whose files
             all match its manifest (see :mod:`birefnet_edge.export._reuse`); rebuild the others.
+        variant: Model variant of the weights (None: decided by ``load_model``).
+        patch_order: Tile order the weights were trained with (None: decided by ``load_model``).
 
     Returns:
         One result per target, in order.
@@ -255,7 +259,7 @@ def export_targets(
     check_output_dir(out_dir, "--out")  # before the model loads: a bad folder fails in a second
     results = []
     with removing_new_empty_dirs(out_dir):  # every target failed or interrupted: no empty folder left
-        model, info = load_model(weights)
+        model, info = load_model(weights, variant=variant, patch_order=patch_order)
         for profile in profiles:
             if progress is not None:
                 progress(profile.name, None)

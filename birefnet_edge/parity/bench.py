@@ -187,6 +187,7 @@ def bench_artifact(folder: Path, batches: Sequence[int], runs: int, warmup: int,
         result.variant = manifest.variant
         result.size_bytes = artifact_bytes(manifest)
         result.input_size = list(profile.input_size)
+        result.weights = dict(manifest.weights)
         return bench_runner(RUNNERS.get(profile.format).from_artifact(folder, manifest), result, batches, runs, warmup)
     except (ArtifactError, MissingDependencyError) as exc:
         result.status, result.reason = SKIPPED, str(exc)
@@ -200,7 +201,11 @@ def bench_eager(folder: Path, manifest: Manifest, batches: Sequence[int], runs: 
     runner = PytorchRunner.from_artifact(folder, manifest)
     runner.spec = InputSpec(runner.spec.size, BatchRange(1, 1, max(batches)))
     result = BenchResult(
-        name=eager_label(manifest), format="pytorch", variant=manifest.variant, input_size=list(runner.spec.size)
+        name=eager_label(manifest),
+        format="pytorch",
+        variant=manifest.variant,
+        input_size=list(runner.spec.size),
+        weights=dict(manifest.weights),
     )
     try:
         return bench_runner(runner, result, batches, runs, warmup)

@@ -81,6 +81,7 @@ def _base_result(folder: Path, manifest: Manifest, inputs: ParityInputs) -> Pari
         tolerance=vars(profile.tolerance).copy(),
         inputs=inputs.note,
         input_names=list(inputs.names),
+        weights=dict(manifest.weights),
     )
 
 

@@ -64,6 +64,7 @@ class ParityResult:
     metrics: list[BatchMetrics] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
     runtime: dict[str, Any] = field(default_factory=dict)
+    weights: dict[str, Any] = field(default_factory=dict)
     samples: str | None = None
     seconds: float = 0.0
 
@@ -133,6 +134,7 @@ class BenchResult:
     speedup: dict[str, float] = field(default_factory=dict)
     baseline: str = ""
     runtime: dict[str, Any] = field(default_factory=dict)
+    weights: dict[str, Any] = field(default_factory=dict)
 
     def at(self, batch: int) -> LatencyStats | None:
         """Return the latency at ``batch`` (None when not measured)."""

@@ -6,6 +6,7 @@ import each other or the report builder.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from birefnet_edge.parity.bench import GOAL_SETTING
@@ -77,9 +78,30 @@ def notes(report: RunReport) -> list[str]:
         if e.get("status") != "ok":
             lines.append(f"{e['target']} export failed: {e.get('error')}")
         lines += [f"{e['target']} export skipped {s}" for s in e.get("skipped", [])]
+    lines += _weights_lines(report)
     lines += [goal_line(g) for g in report.goals]
     lines += [f"parity inputs: {i}" for i in sorted({p.inputs for p in report.parity if p.inputs})]
     return lines
+
+
+def _weights_lines(report: RunReport) -> list[str]:
+    """One line per distinct source weights: where they came from and the tile order they were read with."""
+    seen: dict[str, dict[str, Any]] = {}
+    for w in [r.weights for r in report.parity] + [b.weights for b in report.bench]:
+        if w:
+            seen.setdefault(json.dumps(w, sort_keys=True, default=str), w)
+    return [weights_line(w) for w in seen.values()]
+
+
+def weights_line(weights: dict[str, Any]) -> str:
+    """``weights SOURCE (variant, sha256 ..., deterministic): tile order ORDER (decided by SOURCE)``."""
+    facts = [str(weights.get("variant"))]
+    facts += [f"sha256 {weights['sha256'][:12]}"] if weights.get("sha256") else []
+    facts += ["deterministic"] if weights.get("deterministic") else []
+    # Manifests written before the order was recorded came from unconverted (current-order) weights.
+    order = weights.get("patch_order", "current")
+    who = weights.get("patch_order_source", "not recorded")
+    return f"weights {weights.get('source')} ({', '.join(facts)}): tile order {order} (decided by {who})"
 
 
 def goal_line(goal: dict[str, Any]) -> str:

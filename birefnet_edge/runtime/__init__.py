@@ -54,24 +54,38 @@ def open_reference(artifact: str | Path, verify: bool = True) -> PytorchRunner:
     return PytorchRunner.from_artifact(folder, manifest)
 
 
-def open_model(spec: str | Path, size: tuple[int, int] | None = None, verify: bool = True) -> Runner:
+def open_model(
+    spec: str | Path,
+    size: tuple[int, int] | None = None,
+    verify: bool = True,
+    variant: str | None = None,
+    patch_order: str | None = None,
+) -> Runner:
     """Return a runner for an artifact folder or for PyTorch weights.
 
     Args:
         spec: An artifact folder, or a weights spec (``random:<variant>``, a checkpoint file, a hub id).
         size: (H, W) for PyTorch weights (default: the variant's size); artifacts have their own size.
         verify: Check an artifact's file hashes against its manifest (see :func:`open_runner`).
+        variant: Model variant of PyTorch weights (None: decided by ``load_model``).
+        patch_order: Tile order PyTorch weights were trained with (None: decided by ``load_model``).
 
     Raises:
         ArtifactError: ``spec`` is a folder without a valid artifact.
         WeightsError: ``spec`` is not a folder and cannot be resolved as weights.
-        InputError: ``size`` differs from an artifact's fixed size.
+        InputError: ``size`` differs from an artifact's fixed size, or ``variant``/``patch_order`` given
+            for an artifact (it records its own).
     """
     path = Path(spec)
     if path.name == MANIFEST_NAME and path.is_file():
         path = path.parent
     if not path.is_dir():
-        return PytorchRunner.from_weights(str(spec), size=size)
+        return PytorchRunner.from_weights(str(spec), size=size, variant=variant, patch_order=patch_order)
+    if variant is not None or patch_order is not None:
+        raise InputError(
+            f"--variant/--patch-order apply to weights, not to artifact {path}, whose manifest records the variant "
+            "and tile order it was exported with; drop them, or export again with them"
+        )
     runner = open_runner(path, verify=verify)
     if size is not None and tuple(size) != runner.spec.size:
         h, w = runner.spec.size

@@ -89,7 +89,11 @@ class PytorchRunner(Runner):
 
     @classmethod
     def from_weights(
-        cls, weights: str, size: tuple[int, int] | None = None, variant: str | None = None
+        cls,
+        weights: str,
+        size: tuple[int, int] | None = None,
+        variant: str | None = None,
+        patch_order: str | None = None,
     ) -> PytorchRunner:
         """Build a runner straight from a weights spec; the model is loaded now to learn its default size.
 
@@ -97,6 +101,7 @@ class PytorchRunner(Runner):
             weights: ``random:<variant>``, a checkpoint path or a hub id.
             size: (H, W) to run at (default: the variant's own size).
             variant: Variant name when the spec does not tell.
+            patch_order: Tile order the weights were trained with (None: decided by ``load_model``).
 
         Raises:
             WeightsError: The spec cannot be resolved or the weights do not fit.
@@ -105,7 +110,9 @@ class PytorchRunner(Runner):
         known = variant or (weights.removeprefix("random:") if weights.startswith("random:") else None)
         if size is not None:  # a bad --size fails before the weights load, when the variant is known up front
             check_run_size(*size, minimum=get_config(known).min_side if known else 32)
-        runner = cls(weights, variant=variant, name=weights, spec=InputSpec(size=(64, 64)), contract={})
+        runner = cls(
+            weights, variant=variant, patch_order=patch_order, name=weights, spec=InputSpec(size=(64, 64)), contract={}
+        )
         runner.activate()
         assert runner.model is not None  # set by activate(); narrows the type for mypy
         final = tuple(size or runner.model.config.size)
