@@ -239,9 +239,10 @@ def export_cmd(
         _fail(f"{len(failed)} of {len(results)} target(s) failed: {', '.join(failed)}")
 
 
-def _weights_choice(variant: str | None, patch_order: _PatchOrder | None) -> dict[str, str | None]:
-    """``variant``/``patch_order`` keyword arguments for the loaders (None: let them decide)."""
-    return {"variant": variant, "patch_order": patch_order.value if patch_order else None}
+def _weights_choice(variant: str | None, patch_order: _PatchOrder | None) -> dict[str, str]:
+    """``variant``/``patch_order`` keyword arguments for the loaders; only those given (the loaders decide the rest)."""
+    choice = {"variant": variant, "patch_order": patch_order.value if patch_order else None}
+    return {k: v for k, v in choice.items() if v is not None}
 
 
 def _chosen_targets(target: list[str] | None, all_targets: bool, hw: tuple[int, int] | None) -> list[str]:
