@@ -75,6 +75,9 @@ def test_predict_takes_the_weights_options_and_refuses_them_for_an_artifact(
         ["predict", str(onnx_artifact), str(image), "--out", str(tmp_path / "m2"), "--variant", "x"], capsys
     )
     assert code == 1 and "--variant/--patch-order apply to weights, not to artifact" in err
+    ray = ["predict", str(checkpoints["pth"]), str(image), "--out", str(tmp_path / "m3"), "--engine", "ray"]
+    code, _, err = run([*ray, "--patch-order", "legacy"], capsys)
+    assert code == 2 and "--variant/--patch-order work with --engine local" in err
 
 
 def test_wrong_variant_and_bad_order_are_one_line_errors(checkpoints, tmp_path, capsys):
