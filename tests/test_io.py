@@ -27,7 +27,7 @@ def test_atomic_write_gives_the_umask_mode_and_leaves_no_temp(tmp_path: Path) ->
 def test_atomic_write_failure_keeps_the_old_file(tmp_path: Path) -> None:
     target = tmp_path / "m.json"
     atomic_write_json(target, {"ok": 1})
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="not JSON serializable"):
         atomic_write_json(target, {"bad": object()})
     assert target.read_text().strip().startswith("{") and '"ok": 1' in target.read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json"]
@@ -38,10 +38,10 @@ def test_atomic_write_interrupted_at_rename_removes_the_temp(tmp_path: Path, mon
     atomic_write_json(target, {"ok": 1})
 
     def broken_replace(src, dst):
-        raise KeyboardInterrupt  # e.g. Ctrl-C between writing and renaming
+        raise KeyboardInterrupt("simulated Ctrl-C")  # e.g. Ctrl-C between writing and renaming
 
     monkeypatch.setattr(os, "replace", broken_replace)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="simulated Ctrl-C"):
         atomic_write_json(target, {"ok": 2})
     monkeypatch.undo()
     assert '"ok": 1' in target.read_text()
@@ -50,7 +50,7 @@ def test_atomic_write_interrupted_at_rename_removes_the_temp(tmp_path: Path, mon
 
 def test_staging_dir_removes_partial_on_error_and_replaces_on_success(tmp_path: Path) -> None:
     final = tmp_path / "art"
-    with pytest.raises(RuntimeError), staging_dir(final) as stage:
+    with pytest.raises(RuntimeError, match="interrupted"), staging_dir(final) as stage:
         (stage / "x").write_text("half")
         raise RuntimeError("interrupted")
     assert list(tmp_path.iterdir()) == []

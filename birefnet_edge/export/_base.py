@@ -260,7 +260,11 @@ def torch_reference(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
 
 
 def check_with_runner(
-    label: str, open_runner: Callable[[], Runner], model: torch.nn.Module, profile: Profile
+    label: str,
+    open_runner: Callable[[], Runner],
+    model: torch.nn.Module,
+    profile: Profile,
+    x: torch.Tensor | None = None,
 ) -> tuple[dict[str, Any], str | None]:
     """Run the written artifact with its runtime runner at the check batches and judge it as the parity gate does.
 
@@ -273,6 +277,7 @@ def check_with_runner(
         open_runner: Returns the inactive runner of the artifact (e.g. ``RUNNERS.get(fmt).from_artifact``).
         model: The PyTorch model (reference).
         profile: Gives the batches, the input size and the tolerance.
+        x: The check batch (default: :meth:`IOSpec.example_input` at the largest check batch).
 
     Returns:
         ``({"batch_1": BatchMetrics dict, "batch_3": ...}, None)``, or ``({}, reason)`` when the
@@ -285,7 +290,7 @@ def check_with_runner(
     from birefnet_edge.export._memory import phase, release
 
     batches = IO.check_batches(profile)
-    x = IO.example_input(profile, max(batches))
+    x = IO.example_input(profile, max(batches)) if x is None else x
     with phase("checks"):
         reference = torch_reference(model, x)
         try:

@@ -293,6 +293,22 @@ def validate_spec(path: Path, profile: Profile) -> dict[str, Any]:
     }
 
 
+def pixel_check_input(profile: Profile, contract: dict[str, Any]) -> torch.Tensor:
+    """The check batch of an image-input model: the example input snapped to 8-bit pixels, then normalised.
+
+    An image-input model sees 8-bit pixels; PyTorch must see the same values, or the comparison would
+    measure the rounding of the input (up to half a pixel level) instead of the conversion.
+    """
+    from PIL import Image
+
+    from birefnet_edge.model import Contract, preprocess
+    from birefnet_edge.runtime.coreml import to_pixels
+
+    x = IO.example_input(profile, max(IO.check_batches(profile))).numpy()
+    images = [Image.fromarray(p) for p in to_pixels(x, contract)]
+    return torch.from_numpy(preprocess(images, Contract.from_dict(contract)))
+
+
 @EXPORTERS.register("coreml")
 class CoremlExporter(Exporter):
     """CoreML mlprogram with a batch range or enumerated batches; float32 I/O; spec-validated everywhere."""
@@ -305,17 +321,14 @@ class CoremlExporter(Exporter):
         CPU only: the compute units a profile names may include the Neural Engine, which computes in
         float16 and would fail an fp32 target for reasons that are not the export's.
         """
-        if CoremlOptions.of(profile).image_input:
-            return {}, {
-                "coreml_execution": "image inputs take pixel buffers; numeric parity uses the tensor-input profile"
-            }
 
         def open_runner() -> CoremlRunner:
             runner = CoremlRunner.from_artifact(folder, manifest)
             runner.compute_units = "CPU_ONLY"
-            return runner
+            return runner  # feeds pixels to an image-input model, tensors otherwise
 
-        record, reason = check_with_runner(self.check_key, open_runner, model, profile)
+        x = pixel_check_input(profile, manifest.contract) if CoremlOptions.of(profile).image_input else None
+        record, reason = check_with_runner(self.check_key, open_runner, model, profile, x)
         return ({self.check_key: record}, {}) if reason is None else ({}, {"coreml_execution": reason})
 
     def export(self, model: torch.nn.Module, profile: Profile, out_dir: Path) -> ExportOutput:

@@ -2,6 +2,12 @@
 
 CoreML executes models only on macOS; everywhere else opening the runner raises
 :class:`ArtifactError` naming macOS, and the parity gate reports the target as SKIPPED.
+
+An image-input artifact (``options.image_input``) takes 8-bit RGB pixels: the runner turns the
+normalised batch back into pixels with :func:`to_pixels`. For a batch made by the contract's
+``preprocess`` (which resizes the 8-bit image before normalising, as the parity gate does) this is
+lossless, so the profile's fp32 tolerance measures the conversion alone; any other float input is
+rounded to the nearest pixel level, up to ``0.5 / (255 * std)`` per value (about 0.0088).
 """
 
 from __future__ import annotations
@@ -84,11 +90,8 @@ class CoremlRunner(Runner):
         """Feed an image-input model: undo the normalisation (baked into the model) and pass pixels."""
         from PIL import Image
 
-        mean = np.asarray(self.contract["mean"], dtype=np.float32).reshape(1, 3, 1, 1)
-        std = np.asarray(self.contract["std"], dtype=np.float32).reshape(1, 3, 1, 1)
-        pixels = np.clip(np.rint((x * std + mean) * 255.0), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
         outputs, total = [], 0.0
-        for item in pixels:
+        for item in to_pixels(x, self.contract):
             with self._timed():
                 out = self._model.predict({self._input_name: Image.fromarray(item)})
             total += self.last_inference_time or 0.0
@@ -103,3 +106,14 @@ class CoremlRunner(Runner):
         """Return the coremltools version and compute units."""
         ct = require("coremltools", "coreml")
         return {"coremltools": ct.__version__, "compute_units": self.compute_units, "image_input": self._image_input}
+
+
+def to_pixels(x: np.ndarray, contract: dict[str, Any]) -> np.ndarray:
+    """Undo the contract's normalisation: (B, 3, H, W) normalised float -> (B, H, W, 3) RGB uint8 pixels.
+
+    Values are rounded to the nearest pixel level and clipped to 0..255; the image-input model
+    applies ``(pixel / 255 - mean) / std`` itself.
+    """
+    mean = np.asarray(contract["mean"], dtype=np.float32).reshape(1, 3, 1, 1)
+    std = np.asarray(contract["std"], dtype=np.float32).reshape(1, 3, 1, 1)
+    return np.clip(np.rint((x * std + mean) * 255.0), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)

@@ -87,8 +87,6 @@ def test_enumerated_batch_shapes(tiny_model, tmp_path) -> None:
 
 
 def test_image_input_bakes_the_normalisation_into_scale_and_bias(tiny_model, tmp_path, manifest_of) -> None:
-    from birefnet_edge.export.coreml import image_normalisation
-
     result = _export_variant(tiny_model, tmp_path, image_input=True)
     assert result.status == "ok", result.error
     spec = _spec(result.path)
@@ -101,7 +99,16 @@ def test_image_input_bakes_the_normalisation_into_scale_and_bias(tiny_model, tmp
         for pixel in (0.0, 128.0, 255.0):
             baked = (norm["scale"] * pixel + norm["bias"][c]) * norm["channel_gain"][c]
             assert baked == pytest.approx((pixel / 255 - mean[c]) / std[c], rel=1e-6, abs=1e-6)
-    assert norm == image_normalisation({"mean": mean, "std": std})
+    # Worked out by hand: s = mean(std) = 0.226; scale = 1 / (255 s); bias = -mean / s; gain = s / std.
+    assert norm["scale"] == pytest.approx(0.0173521, rel=1e-5)
+    assert norm["bias"] == pytest.approx([-2.146018, -2.017699, -1.796460], rel=1e-6)
+    assert norm["channel_gain"] == pytest.approx([0.986900, 1.008929, 1.004444], rel=1e-6)
+    export = manifest_of(result.path).export
+    assert export["input_kind"] == "image"
+    if sys.platform == "darwin":  # image models are run against PyTorch like tensor ones (on pixel-grid inputs)
+        assert export["checks"]["coreml_cpu"]["batch_3"]["max_abs"] <= 1e-3
+    else:
+        assert "execute only on macOS" in export["skipped"]["coreml_execution"]
 
 
 def test_bad_coreml_option_is_refused_before_exporting_with_the_allowed_values(tiny_model, tmp_path) -> None:

@@ -39,7 +39,8 @@ def test_openvino_matches_pytorch_at_batch_1_and_3(
     tol = manifest.get_profile().tolerance.max_abs_logit
     for batch in (1, 3):
         assert_close(compiled(check_input[:batch])[0], reference[:batch], tol, f"{name} at batch {batch}")
-    with pytest.raises(RuntimeError):
+    outside = r"model input \(shape=\[1\.\.4,3,64,64\]\) and the tensor \(shape=\(5\.3\.64\.64\)\) are incompatible"
+    with pytest.raises(RuntimeError, match=outside):
         compiled(check_input[:1].repeat(5, axis=0))  # batch 5 is outside the bounded range 1..4
 
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
+import hashlib
+import importlib
+import importlib.util
+import re
 
 import pytest
+import torch
 
 from birefnet_edge.export.tensorrt import EngineInfo, attach_engine, engine_skip_reason, gpu_info
+from birefnet_edge.manifest import read_manifest, verify_files
 
 onnx = pytest.importorskip("onnx", reason="onnx is not installed (extra 'onnx')")
 pytest.importorskip("onnxscript", reason="onnxscript is not installed (extra 'onnx')")
@@ -40,14 +45,33 @@ def test_tensorrt_ready_onnx_matches_pytorch_in_onnxruntime(export_tiny, check_i
         assert_close(got, reference[:batch], 1e-3, f"DeformConv ONNX at batch {batch}")
 
 
+@pytest.mark.skipif(
+    importlib.util.find_spec("tensorrt") is not None,
+    reason="tensorrt is installed here, so the engine step runs (see test_engine_is_built_with_the_batch_profile)",
+)
 def test_skipped_engine_is_ok_and_says_why(export_tiny, manifest_of) -> None:
-    reason = engine_skip_reason()
-    if reason is None:
-        pytest.skip("tensorrt and a GPU are present here: the engine is built, nothing is skipped")
-    export = manifest_of(export_tiny("tensorrt-fp16")).export
-    assert export["skipped"]["engine"] == reason
+    manifest = manifest_of(export_tiny("tensorrt-fp16"))
+    export = manifest.export
+    assert re.fullmatch(
+        r"the Python package 'tensorrt' is not installed .*pip install 'birefnet-edge\[tensorrt\]' "
+        r"and birefnet-edge build-engine",
+        export["skipped"]["engine"],
+    )
     assert export["build_engine_command"] == "birefnet-edge build-engine birefnet_tiny-tensorrt-fp16/model.onnx"
-    assert not any(e.role == "model" for e in manifest_of(export_tiny("tensorrt-fp16")).files)
+    assert {e.path: e.role for e in manifest.files} == {"model.onnx": "aux"}
+    assert "engine" not in export and "tensorrt" not in export["checks"]
+
+
+def test_engine_skip_reason_names_what_is_missing(monkeypatch) -> None:
+    from birefnet_edge.export import tensorrt as trt_export
+
+    monkeypatch.setattr(trt_export, "is_available", lambda module: module != "tensorrt")
+    assert "the Python package 'tensorrt' is not installed" in engine_skip_reason()
+    monkeypatch.setattr(trt_export, "is_available", lambda module: True)
+    monkeypatch.setattr(trt_export, "gpu_info", lambda: None)
+    assert engine_skip_reason().startswith("no NVIDIA GPU or CUDA driver found")
+    monkeypatch.setattr(trt_export, "gpu_info", lambda: {"name": "Test GPU", "compute_capability": "9.0", "devices": 1})
+    assert engine_skip_reason() is None
 
 
 @pytest.mark.tensorrt
@@ -62,10 +86,13 @@ def test_engine_is_built_with_the_batch_profile(export_tiny, manifest_of, name: 
     assert (folder / "model.engine").is_file() and (folder / "timing.cache").is_file()
     assert export["engine"]["batch"] == {"min": 1, "opt": 2, "max": 4}
     assert export["engine"]["compute_capability"] == gpu_info()["compute_capability"]
-    assert export["engine"]["tensorrt_version"]
-    if "tensorrt" in export["checks"]:  # run when PyTorch has CUDA
+    assert export["engine"]["tensorrt_version"] == importlib.import_module("tensorrt").__version__
+    if torch.cuda.is_available():  # the engine is run against PyTorch only where PyTorch has CUDA
         tolerance = manifest_of(folder).get_profile().tolerance.max_abs_logit
         assert export["checks"]["tensorrt"]["batch_3"]["max_abs_logit"] <= tolerance
+    else:
+        assert "tensorrt" not in export["checks"]
+        assert export["skipped"]["engine_check"] == "this PyTorch build has no CUDA, so the engine was not run here"
 
 
 def test_build_engine_without_tensorrt_names_the_extra(tmp_path, monkeypatch) -> None:
@@ -100,8 +127,25 @@ def test_attach_engine_records_a_later_build_in_the_manifest(export_tiny, tmp_pa
     )
     attach_engine(folder, info)
     manifest = manifest_of(folder)
-    roles = {e.path: e.role for e in manifest.files}
-    assert roles["model.engine"] == "model" and roles["timing.cache"] == "aux" and roles["model.onnx"] == "aux"
+    verify_files(folder, manifest)  # the new entries carry the engine's real size and hash
+    entries = {e.path: e for e in manifest.files}
+    assert {p: e.role for p, e in entries.items()} == {
+        "model.onnx": "aux",
+        "model.engine": "model",
+        "timing.cache": "aux",
+    }
+    assert entries["model.engine"].sha256 == hashlib.sha256(b"engine bytes").hexdigest()
+    assert entries["model.engine"].bytes == len(b"engine bytes")
     assert "engine" not in manifest.export["skipped"]
-    assert manifest.export["engine"]["compute_capability"] == "9.0" and manifest.tools["tensorrt"] == "10.9.0"
-    assert dataclasses.asdict(info)["gpu"] == "Test GPU"
+    engine = {k: v for k, v in manifest.export["engine"].items() if k != "timing_cache"}
+    assert engine == {
+        "path": "model.engine",  # relative to the artifact, so the folder can move
+        "tensorrt_version": "10.9.0",
+        "gpu": "Test GPU",
+        "compute_capability": "9.0",
+        "precision": "fp16",
+        "batch": {"min": 1, "opt": 2, "max": 4},
+        "seconds": 1.0,
+    }
+    assert manifest.tools["tensorrt"] == "10.9.0"
+    assert read_manifest(folder).to_dict() == manifest.to_dict()  # what was returned is what was written

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -18,27 +19,44 @@ from birefnet_edge.parity import (
     run_parity,
     write_reports,
 )
-from birefnet_edge.parity.bench import OK, evaluate_goals
+from birefnet_edge.parity.bench import OK, add_speedup, evaluate_goals
 from birefnet_edge.parity.results import BenchResult, LatencyStats
 
 
 @pytest.fixture(scope="module")
-def bench(onnx_artifact, relabelled):
-    return bench_artifacts([onnx_artifact, relabelled("tensorrt")], runs=2, warmup=1, batches=(1, 4))
+def bench(onnx_artifact, tensorrt_artifact):
+    return bench_artifacts([onnx_artifact, tensorrt_artifact], runs=2, warmup=1, batches=(1, 4))
 
 
-def test_bench_measures_target_and_eager_baseline(bench):
-    eager, onnx_result, skipped = bench
+def test_bench_measures_target_and_eager_baseline(bench, unrunnable):
+    eager, onnx_result, tensorrt_result = bench
     assert eager.format == "pytorch" and eager.name.startswith("pytorch-eager (birefnet_tiny 64x64)")
     assert onnx_result.status == OK and onnx_result.format == "onnx"
     assert [s.batch for s in onnx_result.latency] == [1, 4] == [s.batch for s in eager.latency]
     for stats in onnx_result.latency:
         assert stats.runs == 2 and 0 < stats.min_ms <= stats.p50_ms <= stats.p90_ms
-    b1 = onnx_result.at(1)
-    assert onnx_result.speedup["1"] == pytest.approx(eager.at(1).min_ms / b1.min_ms)
+    assert onnx_result.baseline == eager.name and set(onnx_result.speedup) == {"1", "4"}
+    assert all(v > 0 for v in onnx_result.speedup.values())
     assert onnx_result.load_s > 0 and onnx_result.size_bytes > 0
     assert onnx_result.peak_rss_mb >= onnx_result.base_rss_mb > 0
-    assert skipped.status == SKIPPED and "no TensorRT engine" in skipped.reason and skipped.latency == []
+    why = unrunnable("tensorrt")
+    assert (tensorrt_result.format, tensorrt_result.precision) == ("tensorrt", "fp32")
+    if why is None:
+        assert tensorrt_result.status == OK and [s.batch for s in tensorrt_result.latency] == [1, 4]
+    else:  # read and verified before the runner refused: name, format and size are still reported
+        assert tensorrt_result.status == SKIPPED and re.search(why, tensorrt_result.reason), tensorrt_result.reason
+        assert tensorrt_result.latency == [] and tensorrt_result.speedup == {} and tensorrt_result.size_bytes > 0
+
+
+def test_speedup_is_eager_over_target_fastest_run_at_batches_both_measured():
+    def stats(batch: int, min_ms: float) -> LatencyStats:
+        return LatencyStats(batch, 3, 2 * min_ms, 3 * min_ms, 2 * min_ms, min_ms)  # only min_ms counts
+
+    eager = BenchResult("eager", "pytorch", latency=[stats(1, 30.0), stats(4, 100.0), stats(8, 50.0)])
+    target = BenchResult("t", "onnx", latency=[stats(1, 10.0), stats(2, 5.0), stats(4, 40.0)])
+    add_speedup(target, eager)
+    assert target.speedup == {"1": 3.0, "4": 2.5}  # batch 2: no eager figure; batch 8: no target figure
+    assert target.baseline == "eager"
 
 
 def test_goals_are_evaluated_not_asserted():
@@ -58,8 +76,10 @@ def test_goals_are_evaluated_not_asserted():
     assert not Goal("g", "speedup", 4.0).met(3.9) and Goal("g", "batch_scaling", 0.9).met(0.9)
 
 
-def test_reports_are_written_and_html_embeds_pictures(onnx_artifact, relabelled, parity_inputs, bench, tmp_path):
-    parity = run_parity([onnx_artifact, relabelled("coreml")], parity_inputs, (1, 3), samples_dir=tmp_path / "samples")
+def test_reports_are_written_and_html_embeds_pictures(
+    onnx_artifact, coreml_artifact, parity_inputs, bench, unrunnable, tmp_path
+):
+    parity = run_parity([onnx_artifact, coreml_artifact], parity_inputs, (1, 3), samples_dir=tmp_path / "samples")
     exports = [{"target": "onnx-fp16", "status": "failed", "error": "boom", "skipped": []}]
     report = build_report(parity, bench, exports)
     paths = write_reports(report, tmp_path)
@@ -73,7 +93,9 @@ def test_reports_are_written_and_html_embeds_pictures(onnx_artifact, relabelled,
     assert "| target | status | size |" in markdown
     assert "| birefnet_tiny-onnx-fp32 | PASS |" in markdown
     assert "EXPORT FAILED" in markdown and "onnx-fp16 export failed: boom" in markdown
-    assert "SKIPPED" in markdown and "goal OpenVINO" not in markdown  # no OpenVINO result, no OpenVINO goal line
+    coreml_status = "SKIPPED" if unrunnable("coreml") else "PASS"
+    assert f"| birefnet_tiny-coreml-fp32 | {coreml_status} |" in markdown
+    assert "goal OpenVINO" not in markdown  # no OpenVINO result, no OpenVINO goal line
     assert "indicative" in markdown  # tiny model: goals shown as indicative only
 
     again = load_report(paths["json"])

@@ -66,8 +66,8 @@ def test_logit_and_probability_differences():
     tgt = np.array([0.0, 0.1, 2.0, -1.6])
     assert M.max_abs_diff(tgt, ref) == pytest.approx(0.4)
     assert M.mean_abs_diff(tgt, ref) == pytest.approx(0.125)
-    expected = np.mean(np.abs(1 / (1 + np.exp(-tgt)) - 1 / (1 + np.exp(-ref))))
-    assert M.probability_mae(tgt, ref) == pytest.approx(expected)
+    # sigmoid(0.1) - sigmoid(0) = 0.0249792, sigmoid(-1.6) - sigmoid(-2) = 0.0487787 (tables); mean over 4
+    assert M.probability_mae(tgt, ref) == pytest.approx((0.0249792 + 0.0487787) / 4, abs=1e-7)
     assert np.isnan(M.max_abs_diff(np.array([np.nan]), np.array([0.0])))
 
 
@@ -89,3 +89,54 @@ def test_mean_s_measure_of_identical_batches_is_one():
     logits = np.random.default_rng(1).normal(size=(2, 1, 16, 16))
     assert M.mean_s_measure(logits, logits) == pytest.approx(1.0, abs=1e-9)
     assert M.mean_s_measure(-logits, logits) < 0.5
+
+
+def _random_gt(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """A binary ground truth with a random blob (a thresholded smooth field), never empty or full."""
+    field = rng.normal(size=shape)
+    for _ in range(3):  # cheap smoothing so the foreground forms regions, as masks do
+        field = (field + np.roll(field, 1, 0) + np.roll(field, 1, 1)) / 3
+    gt = field > np.quantile(field, rng.uniform(0.3, 0.8))
+    assert 0 < gt.mean() < 1
+    return gt
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("shape", [(32, 32), (17, 45)])
+def test_s_measure_matches_pysodmetrics_on_random_masks(seed, shape):
+    """Independent implementation: pysodmetrics' Smeasure (Fan et al.'s MATLAB code ported).
+
+    Its ``step(normalize=False)`` takes float probabilities in [0, 1] and a boolean ground truth,
+    which is what ``s_measure`` takes; with ``normalize=True`` it would min-max stretch a uint8 map first.
+    """
+    sod = pytest.importorskip("py_sod_metrics", reason="pysodmetrics is not installed (extra 'dev')")
+    rng = np.random.default_rng(seed)
+    gt = _random_gt(rng, shape)
+    noisy = np.clip(gt * 0.7 + rng.normal(0.15, 0.25, size=shape), 0, 1)  # close to gt, continuous
+    for pred in (rng.random(shape), noisy, gt.astype(np.float64)):
+        theirs = sod.Smeasure()
+        theirs.step(pred, gt, normalize=False)
+        assert M.s_measure(pred, gt) == pytest.approx(float(theirs.get_results()["sm"]), abs=1e-10)
+
+
+@pytest.mark.parametrize("fill", [0, 1])
+def test_s_measure_matches_pysodmetrics_on_empty_and_full_ground_truth(fill):
+    sod = pytest.importorskip("py_sod_metrics", reason="pysodmetrics is not installed (extra 'dev')")
+    gt = np.full((20, 24), bool(fill))
+    for seed in range(3):
+        pred = np.random.default_rng(seed).random(gt.shape)
+        theirs = sod.Smeasure()
+        theirs.step(pred, gt, normalize=False)
+        assert M.s_measure(pred, gt) == pytest.approx(float(theirs.get_results()["sm"]), abs=1e-12)
+
+
+def test_s_measure_matches_pysodmetrics_on_uint8_maps():
+    """Its uint8 path (the benchmark convention): pred/255 then min-max stretched, gt > 128."""
+    sod = pytest.importorskip("py_sod_metrics", reason="pysodmetrics is not installed (extra 'dev')")
+    rng = np.random.default_rng(7)
+    gt = _random_gt(rng, (40, 40))
+    pred = rng.integers(10, 240, size=gt.shape, dtype=np.uint8)
+    theirs = sod.Smeasure()
+    theirs.step(pred, np.where(gt, 255, 0).astype(np.uint8))
+    stretched = (pred / 255.0 - pred.min() / 255.0) / ((pred.max() - pred.min()) / 255.0)
+    assert M.s_measure(stretched, gt) == pytest.approx(float(theirs.get_results()["sm"]), abs=1e-10)

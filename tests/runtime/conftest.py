@@ -1,4 +1,4 @@
-"""Artifacts for the runner tests (``onnx_artifact`` and ``relabelled`` come from tests/conftest.py)."""
+"""Artifacts for the runner tests (``onnx_artifact`` and ``tiny_artifact`` come from tests/conftest.py)."""
 
 from __future__ import annotations
 

@@ -3,30 +3,33 @@
 from __future__ import annotations
 
 import shutil
-import sys
 
 import numpy as np
 import pytest
-import torch
 
-from birefnet_edge.errors import ArtifactError, InputError, WeightsError
+from birefnet_edge.errors import ArtifactError, InputError, MissingDependencyError, WeightsError
 from birefnet_edge.formats import FORMAT_OPTIONS
-from birefnet_edge.manifest import read_manifest
+from birefnet_edge.manifest import read_manifest, verify_files
 from birefnet_edge.model import deterministic_input
-from birefnet_edge.runtime import RUNNERS, PytorchRunner, open_model, open_reference, open_runner
+from birefnet_edge.profile import BatchRange, list_profiles
+from birefnet_edge.runtime import RUNNERS, InputSpec, PytorchRunner, open_model, open_reference, open_runner
+from birefnet_edge.runtime._base import artifact_kwargs
 
-# One test case per registered runner; test_every_runner_is_tested fails when a new one has none.
-RUNNER_TESTS = {
-    "pytorch": "test_pytorch_runner_from_weights",
-    "onnx": "test_artifact_runner_matches_pytorch[onnx]",
-    "openvino": "test_artifact_runner_matches_pytorch[openvino]",
-    "coreml": "test_coreml_refuses_off_macos / test_coreml_runner_on_macos",
-    "tensorrt": "test_tensorrt_without_engine / test_tensorrt_engine_matches_pytorch",
-}
+# Every registered runner except the PyTorch one reads artifacts: each gets the cases below, parametrised
+# over the registry, on the real tiny artifact of its ``<format>-fp32`` profile.
+ARTIFACT_FORMATS = [name for name in RUNNERS.names() if name != PytorchRunner.target]
+_MARKED = {"openvino", "coreml", "tensorrt"}  # formats with a pytest marker of their own (pyproject.toml)
+FORMATS_UNDER_TEST = [
+    pytest.param(f, marks=[getattr(pytest.mark, f)] if f in _MARKED else []) for f in ARTIFACT_FORMATS
+]
 
 
-def test_every_runner_is_tested():
-    assert set(RUNNERS.names()) == set(RUNNER_TESTS), "add a test case for every registered runner"
+def test_every_runner_has_a_test_case():
+    """Guard: a registered runner is tested through a shipped ``<format>-fp32`` profile, or is the PyTorch one."""
+    shipped = set(list_profiles())
+    untestable = [name for name in ARTIFACT_FORMATS if f"{name}-fp32" not in shipped]
+    assert not untestable, f"runners without a shipped <format>-fp32 profile to test them on: {untestable}"
+    assert PytorchRunner.target in RUNNERS and RUNNERS.get(PytorchRunner.target) is PytorchRunner
 
 
 def test_every_profile_format_has_a_runner():
@@ -40,25 +43,70 @@ def reference_logits(onnx_artifact) -> np.ndarray:
         return ref.infer(deterministic_input(3, 64, 64))
 
 
-@pytest.mark.parametrize("kind", ["onnx", pytest.param("openvino", marks=pytest.mark.openvino)])
-def test_artifact_runner_matches_pytorch(kind, request, reference_logits):
-    artifact = request.getfixturevalue(f"{kind}_artifact")
+@pytest.mark.parametrize("fmt", FORMATS_UNDER_TEST)
+def test_artifact_runner_matches_pytorch_or_refuses_with_the_reason(fmt, tiny_artifact, unrunnable, reference_logits):
+    artifact = tiny_artifact(fmt)
+    why = unrunnable(fmt)
+    if why is None:
+        _assert_runs_like_pytorch(artifact, fmt, reference_logits)
+    else:
+        with pytest.raises((ArtifactError, MissingDependencyError), match=why):
+            open_runner(artifact)
+
+
+def _assert_runs_like_pytorch(artifact, fmt: str, reference_logits: np.ndarray) -> None:
     x = deterministic_input(3, 64, 64)
     with open_runner(artifact) as runner:
-        assert runner.is_active and runner.target == kind
+        assert runner.is_active and runner.target == fmt and type(runner) is RUNNERS.get(fmt)
         assert runner.load_time is not None and runner.load_time > 0
         out3 = runner.infer(x)
         assert runner.last_inference_time is not None and runner.last_inference_time > 0
-        out1 = np.concatenate([runner.infer(x[i : i + 1]) for i in range(3)])
-        info = runner.runtime_info()
+        out1 = np.concatenate([runner.infer(x[i : i + 1]) for i in range(3)])  # another batch, same session
+        assert runner.runtime_info()
     assert not runner.is_active
     assert out3.shape == (3, 1, 64, 64) and out3.dtype == np.float32
-    np.testing.assert_allclose(out3, reference_logits, atol=1e-4)
-    np.testing.assert_allclose(out1, out3, atol=1e-4)
-    if kind == "onnx":
-        assert "CPUExecutionProvider" in info["providers"]
+    atol = read_manifest(artifact).get_profile().tolerance.max_abs_logit
+    np.testing.assert_allclose(out3, reference_logits, atol=atol)
+    np.testing.assert_allclose(out1, out3, atol=atol)
+
+
+@pytest.mark.parametrize("fmt", FORMATS_UNDER_TEST)
+def test_what_is_checkable_before_execution(fmt, tiny_artifact):
+    """Manifest, files and the input spec a runner enforces, on every artifact (runnable here or not)."""
+    artifact = tiny_artifact(fmt)
+    manifest = read_manifest(artifact)
+    verify_files(artifact, manifest)  # every listed file is present with its recorded size and hash
+    profile = manifest.get_profile()
+    assert (profile.format, profile.precision, manifest.name) == (fmt, "fp32", artifact.name)
+    assert manifest.contract["size"] == [64, 64]
+    spec = artifact_kwargs(artifact, manifest)["spec"]
+    assert spec == InputSpec((64, 64), BatchRange(1, 2, 4))
+    with pytest.raises(InputError, match=r"batch size 5 is outside the artifact's range 1\.\.4"):
+        spec.check(np.zeros((5, 3, 64, 64), np.float32), manifest.name)
+    with pytest.raises(InputError, match=r"input shape is \(2, 3, 32, 64\), expected \(1\.\.4, 3, 64, 64\)"):
+        spec.check(np.zeros((2, 3, 32, 64), np.float32), manifest.name)
+
+
+def test_tensorrt_artifact_without_an_engine_keeps_the_onnx_and_says_how_to_build(tensorrt_artifact, unrunnable):
+    manifest = read_manifest(tensorrt_artifact)
+    roles = {e.path: e.role for e in manifest.files}
+    if unrunnable("tensorrt") is not None and "engine" in manifest.export.get("skipped", {}):
+        assert roles == {"model.onnx": "aux"}
+        with pytest.raises(ArtifactError, match=r"build-engine birefnet_tiny-tensorrt-fp32/model\.onnx"):
+            open_runner(tensorrt_artifact)
     else:
-        assert info["config"]["INFERENCE_PRECISION_HINT"] == "f32"  # fp32 parity must not run in bf16
+        assert roles.get("model.engine") == "model" and roles.get("model.onnx") == "aux"
+
+
+def test_onnx_runner_reports_its_providers(onnx_artifact):
+    with open_runner(onnx_artifact) as runner:
+        assert "CPUExecutionProvider" in runner.runtime_info()["providers"]
+
+
+@pytest.mark.openvino
+def test_openvino_runner_keeps_fp32_precision(openvino_artifact):
+    with open_runner(openvino_artifact) as runner:
+        assert runner.runtime_info()["config"]["INFERENCE_PRECISION_HINT"] == "f32"  # fp32 parity must not run in bf16
 
 
 @pytest.mark.parametrize(
@@ -97,41 +145,6 @@ def test_open_runner_errors(onnx_artifact, tmp_path):
         open_runner(broken)
 
 
-@pytest.mark.skipif(sys.platform == "darwin", reason="this checks the refusal off macOS")
-def test_coreml_refuses_off_macos(relabelled):
-    with pytest.raises(ArtifactError, match="Core ML models execute only on macOS"):
-        open_runner(relabelled("coreml"))
-
-
-@pytest.mark.coreml
-def test_coreml_runner_on_macos(export_tiny, reference_logits):
-    if sys.platform != "darwin":
-        pytest.skip("CoreML models execute only on macOS")
-    pytest.importorskip("coremltools", reason="coremltools is not installed (extra 'coreml')")
-    with open_runner(export_tiny("coreml-fp32")) as runner:
-        out = runner.infer(deterministic_input(3, 64, 64))
-    np.testing.assert_allclose(out, reference_logits, atol=1e-2)
-
-
-def test_tensorrt_without_engine(relabelled):
-    with pytest.raises(ArtifactError, match="holds no TensorRT engine .*tensorrt is not installed.*build-engine"):
-        open_runner(relabelled("tensorrt"))
-
-
-@pytest.mark.gpu
-@pytest.mark.tensorrt
-def test_tensorrt_engine_matches_pytorch(export_tiny, reference_logits):
-    pytest.importorskip("tensorrt", reason="tensorrt is not installed (NVIDIA's package index)")
-    if not torch.cuda.is_available():
-        pytest.skip("no CUDA GPU visible")
-    with open_runner(export_tiny("tensorrt-fp32")) as runner:
-        x = deterministic_input(3, 64, 64)
-        out3 = runner.infer(x)
-        out1 = runner.infer(x[:1])  # a different batch in the same context: set_input_shape per call
-    np.testing.assert_allclose(out3, reference_logits, atol=1e-3)
-    np.testing.assert_allclose(out1, out3[:1], atol=1e-3)
-
-
 def test_pytorch_runner_from_weights():
     runner = open_model("random:birefnet_tiny")
     assert isinstance(runner, PytorchRunner)
@@ -147,7 +160,7 @@ def test_pytorch_runner_from_weights():
 def test_open_model_rejects_size_for_artifact(onnx_artifact):
     with pytest.raises(InputError, match="built for 64x64"):
         open_model(onnx_artifact, size=(96, 96))
-    with pytest.raises(WeightsError):
+    with pytest.raises(WeightsError, match="weights 'definitely-not-weights'"):
         open_model("definitely-not-weights")
 
 
