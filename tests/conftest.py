@@ -115,7 +115,7 @@ def _unrunnable_reason(fmt: str) -> str | None:
     if fmt == "coreml":
         if sys.platform == "darwin":
             return None
-        return rf"CoreML models can only be executed on macOS \(this machine runs {sys.platform}\)"
+        return rf"Core ?ML models .*only.* on macOS \(this machine runs {sys.platform}\)"
     if fmt == "tensorrt":
         if importlib.util.find_spec("tensorrt") is None:
             return r"holds no TensorRT engine \(engine: the Python package 'tensorrt' is not installed.*build-engine"

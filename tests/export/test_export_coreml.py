@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
+import numpy as np
 import pytest
 
 ct = pytest.importorskip("coremltools", reason="coremltools is not installed (extra 'coreml')")
@@ -15,6 +16,35 @@ PROFILES = ("coreml-fp32", "coreml-fp16")
 
 def _spec(folder):
     return ct.models.MLModel(str(folder / "model.mlpackage"), skip_model_load=True).get_spec()
+
+
+def _image_preprocessing(spec) -> tuple[float, np.ndarray, np.ndarray]:
+    """(scale, bias, gain) of the program's ops between the image input and the network, read from the spec.
+
+    Fails unless the input feeds exactly one op, a multiply by a scalar, followed by an add and a
+    multiply by per-channel constants (other users of the add, like ``shape``, only read its size).
+    """
+    block = next(iter(spec.mlProgram.functions["main"].block_specializations.values()))
+    consts = {
+        op.outputs[0].name: np.asarray(op.attributes["val"].immediateValue.tensor.floats.values)
+        for op in block.operations
+        if op.type == "const" and op.attributes["val"].immediateValue.tensor.floats.values
+    }
+
+    def users(name: str) -> list:
+        return [op for op in block.operations if any(a.name == name for v in op.inputs.values() for a in v.arguments)]
+
+    def step(name: str, kind: str):
+        (op,) = [u for u in users(name) if u.type != "shape"]
+        assert op.type == kind, f"{name} feeds {op.type}, expected {kind}"
+        (other,) = [a.name for v in op.inputs.values() for a in v.arguments if a.name != name]
+        return op.outputs[0].name, consts[other]
+
+    scaled, scale = step("input", "mul")
+    biased, bias = step(scaled, "add")
+    _, gain = step(biased, "mul")
+    assert scale.size == 1 and bias.size == 3 and gain.size == 3
+    return float(scale[0]), bias.reshape(3, 1), gain.reshape(3, 1)
 
 
 def _export_variant(tiny_model, tmp_path, **options):
@@ -93,12 +123,14 @@ def test_image_input_bakes_the_normalisation_into_scale_and_bias(tiny_model, tmp
     image = spec.description.input[0].type.imageType
     assert (image.width, image.height) == (64, 64)
     assert image.colorSpace == ct.proto.FeatureTypes_pb2.ImageFeatureType.RGB
+    # What the saved program does to the pixels before the first layer: every use of the input goes
+    # through scale, per-channel bias and per-channel gain, which together give (pixel / 255 - mean) / std.
+    scale, bias, gain = _image_preprocessing(spec)
+    pixels = np.arange(256.0)[None, :]
+    mean, std = np.array([[0.485], [0.456], [0.406]]), np.array([[0.229], [0.224], [0.225]])
+    np.testing.assert_allclose((pixels * scale + bias) * gain, (pixels / 255 - mean) / std, atol=2e-6)
     norm = manifest_of(result.path).export["image_normalisation"]
-    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
-    for c in range(3):  # scale * pixel + bias, times the channel gain, is (pixel / 255 - mean) / std
-        for pixel in (0.0, 128.0, 255.0):
-            baked = (norm["scale"] * pixel + norm["bias"][c]) * norm["channel_gain"][c]
-            assert baked == pytest.approx((pixel / 255 - mean[c]) / std[c], rel=1e-6, abs=1e-6)
+    np.testing.assert_allclose([norm["scale"], *norm["bias"], *norm["channel_gain"]], [scale, *bias[:, 0], *gain[:, 0]])
     # Worked out by hand: s = mean(std) = 0.226; scale = 1 / (255 s); bias = -mean / s; gain = s / std.
     assert norm["scale"] == pytest.approx(0.0173521, rel=1e-5)
     assert norm["bias"] == pytest.approx([-2.146018, -2.017699, -1.796460], rel=1e-6)
