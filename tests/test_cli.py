@@ -139,7 +139,7 @@ def test_pipeline_runs_export_parity_bench_report_end_to_end(tmp_path, capsys):
     results = json.loads((out / "report" / "results.json").read_text())
     (parity,) = results["parity"]
     assert (parity["name"], parity["status"], parity["batches"]) == (artifact.name, "PASS", [1, 2])
-    assert parity["input_names"][:2] == ["a.png", "b.png"]
+    assert parity["input_names"][:2] == ["a", "b"]  # the photos given, before the synthetic images
     by_name = {b["name"]: b for b in results["bench"]}
     assert by_name[artifact.name]["status"] == "OK" and "pytorch-eager (birefnet_tiny 64x64)" in by_name
     assert all(s["runs"] == 1 for s in by_name[artifact.name]["latency"])

@@ -94,12 +94,17 @@ def test_input_errors(photo_folder, tmp_path, tiny_runner):
         predict_files(tiny_runner, [photo_folder / "wide.png"], tmp_path / "o", batch=0)
 
 
-def test_predict_with_an_artifact_batches_and_pads(export_tiny, photo_folder, tmp_path):
-    summary = predict(
-        export_tiny("onnx-fp32"), [photo_folder / "wide.png", photo_folder / "tall.jpg"], tmp_path / "out", batch=4
-    )
+def test_predict_with_an_artifact_batches_and_pads(export_tiny, photo_folder, tmp_path, tiny_runner):
+    files = [photo_folder / "wide.png", photo_folder / "tall.jpg"]
+    summary = predict(export_tiny("onnx-fp32"), files, tmp_path / "out", batch=4)
     assert summary.ok and len(summary.written) == 2
     assert Image.open(tmp_path / "out" / "tall_mask.png").size == (40, 90)
+    # The same masks as the PyTorch model the artifact was exported from (same weights, same 64x64 size).
+    predict_files(tiny_runner, files, tmp_path / "eager")
+    for name in ("wide", "tall"):
+        ours = np.asarray(Image.open(tmp_path / "out" / f"{name}_mask.png"), np.int16)
+        eager = np.asarray(Image.open(tmp_path / "eager" / f"{name}_mask.png"), np.int16)
+        assert np.abs(ours - eager).max() <= 1 and ours.std() > 0
 
 
 def test_out_equal_to_the_input_folder_never_touches_user_files(photo_folder, tiny_runner):
