@@ -92,7 +92,7 @@ def test_engine_is_built_with_the_batch_profile(export_tiny, manifest_of, name: 
         assert export["checks"]["tensorrt"]["batch_3"]["max_abs_logit"] <= tolerance
     else:
         assert "tensorrt" not in export["checks"]
-        assert export["skipped"]["engine_check"] == "this PyTorch build has no CUDA, so the engine was not run here"
+        assert "TensorRT engines need an NVIDIA GPU with CUDA" in export["skipped"]["tensorrt_check"]
 
 
 def test_build_engine_without_tensorrt_names_the_extra(tmp_path, monkeypatch) -> None:
