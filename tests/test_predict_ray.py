@@ -68,8 +68,9 @@ def test_cli_ray_engine_writes_the_local_bytes_then_skips_all(
     assert "wrote 7, skipped 0 already done, failed 1" in captured.out
     assert "corrupt.png: cannot read image" in captured.err and "1 input(s) could not be read" in captured.err
     _same_files(out, local_outputs)
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as second:
         main(args)
+    assert second.value.code == 1  # the corrupt file still fails; everything else is skipped as done
     assert "wrote 0, skipped 7 already done, failed 1" in capsys.readouterr().out
 
 

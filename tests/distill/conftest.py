@@ -7,9 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from distill_helpers import tiny_distill_config
 from PIL import Image, ImageDraw
-
-from birefnet_edge.distill import DistillConfig
 
 
 @pytest.fixture(autouse=True)
@@ -47,28 +46,7 @@ def images_dir(tmp_path_factory) -> Path:
     return make_images(tmp_path_factory.mktemp("photos"))
 
 
-def _tiny_config(images: Path, out: Path, **changes) -> DistillConfig:
-    """The tiny teacher and student at 64 px, batch 2, no workers, frequent evaluation and checkpoints."""
-    settings = dict(
-        teacher="random:birefnet_tiny",
-        student="student_tiny",
-        images=images,
-        out=out,
-        steps=4,
-        size=64,
-        batch_size=2,
-        workers=0,
-        warmup=2,
-        eval_every=2,
-        save_every=2,
-        log_every=1,
-        val_fraction=0.2,
-    )
-    settings.update(changes)
-    return DistillConfig(**settings)
-
-
 @pytest.fixture(scope="session")
 def tiny_config():
     """Factory: ``tiny_config(images, out, **changes)`` -> DistillConfig."""
-    return _tiny_config
+    return tiny_distill_config

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-from conftest import _tiny_config  # plain module: spawned children must import it too
+from distill_helpers import tiny_distill_config  # spawned children import it by this unique name
 
 from birefnet_edge.distill import run_distill
 from birefnet_edge.distill.checkpoint import read_metrics
@@ -25,7 +25,7 @@ def _worker(rank: int, world: int, port: int, images: str, out: str) -> None:
     os.environ.update(WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank))
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    run_distill(_tiny_config(Path(images), Path(out), steps=2, eval_every=2, save_every=2, device="cpu"))
+    run_distill(tiny_distill_config(Path(images), Path(out), steps=2, eval_every=2, save_every=2, device="cpu"))
 
 
 def test_two_gloo_processes_equal_one_process_with_the_doubled_batch(images_dir: Path, tmp_path: Path) -> None:
@@ -34,7 +34,7 @@ def test_two_gloo_processes_equal_one_process_with_the_doubled_batch(images_dir:
     each rank normalises its own 2 samples, exactly like one accumulation micro-batch; CUDA runs use
     SyncBatchNorm.)"""
     mp.spawn(_worker, args=(2, _free_port(), str(images_dir), str(tmp_path / "ddp")), nprocs=2, join=True)
-    single = _tiny_config(images_dir, tmp_path / "one", steps=2, eval_every=2, save_every=2, accum=2)
+    single = tiny_distill_config(images_dir, tmp_path / "one", steps=2, eval_every=2, save_every=2, accum=2)
     run_distill(single)
     a = torch.load(tmp_path / "ddp" / "checkpoint.pt", weights_only=False)
     b = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=False)
@@ -50,6 +50,8 @@ def test_two_gloo_processes_equal_one_process_with_the_doubled_batch(images_dir:
     for ra, rb in zip(*logged, strict=True):  # the loss of the whole global batch, and a real (non-zero) step
         assert ra["loss"] == pytest.approx(rb["loss"], rel=1e-5) and rb["grad_norm"] > 0
     # The 2-process run resumes in one process: it continues at the sample position, with one rank's batch.
-    run_distill(_tiny_config(images_dir, tmp_path / "ddp", steps=3, eval_every=2, save_every=2, device="cpu"), True)
+    run_distill(
+        tiny_distill_config(images_dir, tmp_path / "ddp", steps=3, eval_every=2, save_every=2, device="cpu"), True
+    )
     c = torch.load(tmp_path / "ddp" / "checkpoint.pt", weights_only=False)
     assert (c["step"], c["position"], c["world"]) == (3, 10, 1)
