@@ -19,15 +19,28 @@ from typing import Any
 
 from birefnet_edge.errors import ProfileError
 from birefnet_edge.formats import FORMAT_OPTIONS, FormatOptions
+from birefnet_edge.formats.quantization import QuantizationOptions
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+SIMPLIFIERS = ("onnxslim", "onnxsim", "none")
 DEFORM_FORMS = ("portable", "native")
-_TOP_KEYS = {"name", "format", "precision", "description", "input", "batch", "graph", "tolerance", "options"}
+_TOP_KEYS = {
+    "name",
+    "format",
+    "precision",
+    "description",
+    "input",
+    "batch",
+    "graph",
+    "tolerance",
+    "options",
+    "quantization",
+}
 
 
 @dataclass(frozen=True)
@@ -88,15 +101,18 @@ class Profile:
     Attributes:
         name: Profile name, e.g. ``onnx-fp16`` (defaults to the file stem).
         format: A format registered in :data:`birefnet_edge.formats.FORMAT_OPTIONS`.
-        precision: ``fp32`` or ``fp16`` (weights/compute; I/O stays float32 unless options say so).
+        precision: ``fp32``, ``fp16``, ``bf16`` or ``int8`` (weights/compute; I/O stays float32 unless options
+            say so); each format's options class lists the precisions it can build.
         input_size: (H, W) of the artifact; both multiples of 32.
         batch: The min/opt/max batch range.
         deform: ``portable`` (grid_sample form) or ``native`` (ONNX ``DeformConv``, opset >= 19).
         opset: ONNX opset for formats that go through ONNX.
-        simplify: Run the ONNX simplifier.
+        simplify: Run an ONNX simplifier (False is the same as ``simplifier = 'none'``).
+        simplifier: ``onnxslim`` (default), ``onnxsim`` (the ``onnxsim`` extra) or ``none``.
         options: The format's options dataclass (a mapping of its ``[options]`` table is accepted
             and validated against it); read by that format's exporter and runner.
         tolerance: Parity thresholds.
+        quantization: The ``[quantization]`` table of an int8 profile (None for every other precision).
         description: One line for listings.
         source: ``shipped`` for a profile shipped with the package, the file name (never its folder)
             for a user's TOML file, empty for a profile built in code.
@@ -111,8 +127,10 @@ class Profile:
     deform: str = "portable"
     opset: int = 18
     simplify: bool = True
+    simplifier: str = "onnxslim"
     options: FormatOptions | Mapping[str, Any] = field(default_factory=dict)
     tolerance: Tolerance = field(default_factory=Tolerance)
+    quantization: QuantizationOptions | Mapping[str, Any] | None = None
     description: str = ""
     source: str = ""
     sha256: str = ""
@@ -121,6 +139,10 @@ class Profile:
         _check_choice("format", self.format, tuple(FORMAT_OPTIONS.names()))
         _check_choice("precision", self.precision, PRECISIONS)
         _check_choice("graph.deform", self.deform, DEFORM_FORMS)
+        _check_choice("graph.simplifier", self.simplifier, SIMPLIFIERS)
+        if self.simplifier == "none" or not self.simplify:  # one meaning, whichever key the file used
+            object.__setattr__(self, "simplify", False)
+            object.__setattr__(self, "simplifier", "none")
         h, w = self.input_size
         if h % 32 or w % 32 or h < 64 or w < 64:
             raise ProfileError(
@@ -131,8 +153,27 @@ class Profile:
             raise ProfileError(f"graph.opset must lie in 17..23; got {self.opset}")
         if self.deform == "native" and self.opset < 19:
             raise ProfileError(f"graph.deform = 'native' needs opset >= 19 (ONNX DeformConv); got opset {self.opset}")
-        options = FORMAT_OPTIONS.get(self.format).from_table(self.options, where=f"'{self.name}'")
+        options_cls = FORMAT_OPTIONS.get(self.format)
+        if self.precision not in options_cls.precisions:
+            raise ProfileError(
+                f"profile '{self.name}': precision = {self.precision!r} is not supported by format "
+                f"'{self.format}'; choose one of: {', '.join(options_cls.precisions)}"
+            )
+        options = options_cls.from_table(self.options, where=f"'{self.name}'")
+        options.check_precision(self.precision, f"'{self.name}'")
         object.__setattr__(self, "options", options)
+        object.__setattr__(self, "quantization", self._quantization())
+
+    def _quantization(self) -> QuantizationOptions | None:
+        """The validated ``[quantization]`` table: defaults for an int8 profile without one, None otherwise."""
+        if self.precision != "int8":
+            if self.quantization:
+                raise ProfileError(
+                    f"profile '{self.name}': a [quantization] table applies only to precision = 'int8' "
+                    f"(this profile is {self.precision}); remove it or set precision = 'int8'"
+                )
+            return None
+        return QuantizationOptions.from_table(self.quantization or {}, where=f"'{self.name}'")
 
     def with_overrides(self, **changes: Any) -> Profile:
         """Return a validated copy with some fields replaced (e.g. ``input_size=(64, 64)`` in tests)."""
@@ -147,6 +188,8 @@ class Profile:
             value = getattr(self, f.name)
             if isinstance(value, FormatOptions):
                 value = value.to_dict()
+            elif value is None and f.name == "quantization":
+                continue  # older readers (and manifests of float artifacts) never see the key
             elif dataclasses.is_dataclass(value):
                 value = dataclasses.asdict(value)  # type: ignore[arg-type]
             elif isinstance(value, tuple):
@@ -246,7 +289,7 @@ def profile_from_toml(
         )
     if "format" not in data:
         raise ProfileError(f"profile {where} has no 'format'; choose one of: {', '.join(FORMAT_OPTIONS.names())}")
-    graph = _table(data, "graph", {"deform", "opset", "simplify"})
+    graph = _table(data, "graph", {"deform", "opset", "simplify", "simplifier"})
     inp = _table(data, "input", {"size"})
     try:
         return Profile(
@@ -258,7 +301,9 @@ def profile_from_toml(
             deform=graph.get("deform", "portable"),
             opset=int(graph.get("opset", 18)),
             simplify=bool(graph.get("simplify", True)),
+            simplifier=str(graph.get("simplifier", "onnxslim")),
             options=dict(data.get("options", {})),
+            quantization=dict(data["quantization"]) if "quantization" in data else None,
             tolerance=Tolerance(**_table(data, "tolerance", {f.name for f in dataclasses.fields(Tolerance)})),
             description=str(data.get("description", "")),
             source=source,

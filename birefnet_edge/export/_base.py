@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -27,6 +27,9 @@ from birefnet_edge.errors import ArtifactError, BirefnetEdgeError, ExportError, 
 from birefnet_edge.manifest import Manifest
 from birefnet_edge.profile import Profile
 from birefnet_edge.runtime import RUNNERS, Runner
+
+if TYPE_CHECKING:
+    from birefnet_edge.export._calibration import CalibrationSet
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -149,13 +152,28 @@ class Exporter(ABC):
 
     Args:
         info: Artifact metadata the exporter may embed in its files.
+        calibration: Folder of calibration images for int8 profiles (None: the bundled fallback set).
     """
 
     #: Key of the runner check in the manifest's ``export.checks``.
     check_key: ClassVar[str] = "runtime"
 
-    def __init__(self, info: ArtifactInfo) -> None:
+    def __init__(self, info: ArtifactInfo, calibration: Path | None = None) -> None:
         self.info = info
+        self.calibration = calibration
+
+    def calibration_set(self, profile: Profile) -> CalibrationSet:
+        """The calibration and held-out images of an int8 profile (see :mod:`birefnet_edge.export._calibration`).
+
+        Raises:
+            InputError: The folder is missing or holds too few images.
+        """
+        from birefnet_edge.export._calibration import load_calibration
+
+        q = profile.quantization
+        if q is None:
+            raise ExportError(f"target '{profile.name}' is {profile.precision}, not int8: it has no calibration")
+        return load_calibration(self.calibration, q.calibration_images, q.held_out_images)
 
     def check(self, model: torch.nn.Module, profile: Profile, folder: Path, manifest: Manifest) -> CheckOutcome:
         """Open the written artifact with its runtime runner and compare it with PyTorch.

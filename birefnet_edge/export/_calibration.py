@@ -22,10 +22,10 @@ from PIL import Image, ImageOps
 
 from birefnet_edge._io import sha256_file
 from birefnet_edge.errors import InputError
+from birefnet_edge.formats.quantization import MIN_CALIBRATION
 
 DEFAULT_COUNT = 64
 DEFAULT_HELD_OUT = 8
-MIN_CALIBRATION = 4
 FALLBACK_WARNING = (
     "int8 calibration used only the bundled sample photos and synthetic images (no --calibration DIR): "
     "the int8 accuracy measured on them is NOT representative of your images; pass --calibration with "

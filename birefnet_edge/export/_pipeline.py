@@ -47,6 +47,7 @@ class ExportResult:
         error: The failure message (None when ok).
         reuse: With ``reuse=True``: ``"reused: <why>"`` (the existing artifact was kept; no time spent)
             or ``"rebuilt: <first difference>"``; empty otherwise.
+        warnings: What the user must know about an artifact that was built (e.g. unrepresentative calibration).
     """
 
     target: str
@@ -57,6 +58,7 @@ class ExportResult:
     skipped: tuple[str, ...] = ()
     error: str | None = None
     reuse: str = ""
+    warnings: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -136,7 +138,13 @@ def _restore_form(model: torch.nn.Module, form: str | None) -> None:
 
 
 def export_target(
-    model: torch.nn.Module, profile: Profile, out_dir: str | Path, *, weights: WeightsInfo, variant: str
+    model: torch.nn.Module,
+    profile: Profile,
+    out_dir: str | Path,
+    *,
+    weights: WeightsInfo,
+    variant: str,
+    calibration: Path | None = None,
 ) -> ExportResult:
     """Export one target into ``out_dir/<variant>-<profile.name>/`` with its ``manifest.json``.
 
@@ -150,6 +158,7 @@ def export_target(
         out_dir: Parent folder of the artifact.
         weights: The ``WeightsInfo`` of the model's weights (recorded in the manifest).
         variant: Model variant name (names the folder).
+        calibration: Folder of calibration images for int8 profiles (None: the bundled fallback set).
 
     Returns:
         The result; user errors give ``status="failed"`` with the message instead of raising.
@@ -160,7 +169,14 @@ def export_target(
     with PeakRSS() as rss:
         try:
             path, out = _run_exporter(
-                model, profile, Path(out_dir), weights=weights.to_dict(), variant=variant, rss=rss, start=start
+                model,
+                profile,
+                Path(out_dir),
+                weights=weights.to_dict(),
+                variant=variant,
+                rss=rss,
+                start=start,
+                calibration=calibration,
             )
         except BirefnetEdgeError as exc:
             error: str | None = str(exc)
@@ -175,11 +191,20 @@ def export_target(
     if error is not None:
         return ExportResult(profile.name, "failed", None, seconds, rss.peak_bytes, (), error)
     skipped = tuple(f"{step}: {why}" for step, why in out.skipped.items())
-    return ExportResult(profile.name, "ok", path, seconds, rss.peak_bytes, skipped, None)
+    warnings = tuple(out.details.get("warnings", ()))
+    return ExportResult(profile.name, "ok", path, seconds, rss.peak_bytes, skipped, None, warnings=warnings)
 
 
 def _run_exporter(
-    model: torch.nn.Module, profile: Profile, out_dir: Path, *, weights: dict, variant: str, rss: PeakRSS, start: float
+    model: torch.nn.Module,
+    profile: Profile,
+    out_dir: Path,
+    *,
+    weights: dict,
+    variant: str,
+    rss: PeakRSS,
+    start: float,
+    calibration: Path | None = None,
 ) -> tuple[Path, ExportOutput]:
     name = artifact_name(variant, profile)
     exporter_cls = EXPORTERS.get(profile.format)
@@ -190,7 +215,7 @@ def _run_exporter(
     model.eval()
     final = out_dir / name
     with staging_dir(final) as stage:
-        exporter = exporter_cls(info)
+        exporter = exporter_cls(info, calibration=calibration)
         out = exporter.export(model, profile, stage)
         extra = {"contract": contract, "overrides": model_overrides(model, variant, profile)}
         # The check opens the artifact as a user would, through the manifest it is about to carry.
@@ -231,6 +256,7 @@ def export_targets(
     reuse: bool = False,
     variant: str | None = None,
     patch_order: str | None = None,
+    calibration: str | Path | None = None,
 ) -> list[ExportResult]:
     """Load the model once and export every target, going on after a failure.
 
@@ -244,19 +270,23 @@ def export_targets(
             all match its manifest (see :mod:`birefnet_edge.export._reuse`); rebuild the others.
         variant: Model variant of the weights (None: decided by ``load_model``).
         patch_order: Tile order the weights were trained with (None: decided by ``load_model``).
+        calibration: Folder of calibration images for int8 targets (searched recursively); None uses the
+            bundled sample photos and synthetic images, with a warning in the output and the manifest.
 
     Returns:
         One result per target, in order.
 
     Raises:
         ProfileError: A target cannot be loaded (raised before anything is exported).
-        InputError: ``out_dir`` is a file or cannot be written (raised before the model loads).
+        InputError: ``out_dir`` is a file or cannot be written, or the calibration folder is missing or
+            holds too few images (both raised before the model loads).
         WeightsError: The weights cannot be loaded.
     """
     from birefnet_edge.model import load_model
 
     profiles = resolve_profiles(targets, size)
     check_output_dir(out_dir, "--out")  # before the model loads: a bad folder fails in a second
+    calibration = check_calibration(calibration, profiles)
     results = []
     with removing_new_empty_dirs(out_dir):  # every target failed or interrupted: no empty folder left
         model, info = load_model(weights, variant=variant, patch_order=patch_order)
@@ -264,22 +294,56 @@ def export_targets(
             if progress is not None:
                 progress(profile.name, None)
             if reuse:
-                result = _export_or_reuse(model, profile, Path(out_dir), info)
+                result = _export_or_reuse(model, profile, Path(out_dir), info, calibration)
             else:
-                result = export_target(model, profile, out_dir, weights=info, variant=info.variant)
+                result = export_target(
+                    model, profile, out_dir, weights=info, variant=info.variant, calibration=calibration
+                )
             results.append(result)
             if progress is not None:
                 progress(profile.name, result)
     return results
 
 
-def _export_or_reuse(model: torch.nn.Module, profile: Profile, out_dir: Path, info: WeightsInfo) -> ExportResult:
+def _export_or_reuse(
+    model: torch.nn.Module, profile: Profile, out_dir: Path, info: WeightsInfo, calibration: Path | None = None
+) -> ExportResult:
     """Keep the existing artifact when it matches this export exactly, else export (replacing it only on success)."""
     from birefnet_edge.export._reuse import judge_reuse
 
     folder = out_dir / artifact_name(info.variant, profile)
-    verdict = judge_reuse(folder, info.to_dict(), profile, model_overrides(model, info.variant, profile))
+    verdict = judge_reuse(
+        folder, info.to_dict(), profile, model_overrides(model, info.variant, profile), calibration_hashes(profile, calibration)
+    )
     if verdict.reusable:
         return ExportResult(profile.name, "ok", folder, 0.0, 0, reuse=f"reused: {verdict.reason}")
-    result = export_target(model, profile, out_dir, weights=info, variant=info.variant)
+    result = export_target(model, profile, out_dir, weights=info, variant=info.variant, calibration=calibration)
     return dataclasses.replace(result, reuse=f"rebuilt: {verdict.reason}")
+
+
+def check_calibration(folder: str | Path | None, profiles: Sequence[Profile]) -> Path | None:
+    """Check a calibration folder before any slow work: it must hold enough images for every int8 profile.
+
+    Raises:
+        InputError: The folder is missing or holds too few images for one of the int8 profiles.
+    """
+    if folder is None:
+        return None
+    for profile in profiles:
+        calibration_hashes(profile, Path(folder))
+    return Path(folder)
+
+
+def calibration_hashes(profile: Profile, folder: Path | None) -> list[str] | None:
+    """SHA-256 of every image an int8 export of ``profile`` would read (None for other precisions).
+
+    Raises:
+        InputError: The folder is missing or holds too few images.
+    """
+    q = profile.quantization
+    if q is None:
+        return None
+    from birefnet_edge.export._calibration import load_calibration
+
+    chosen = load_calibration(folder, q.calibration_images, q.held_out_images)
+    return [i.sha256 for i in chosen.calibration + chosen.held_out]

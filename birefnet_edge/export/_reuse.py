@@ -2,7 +2,8 @@
 
 An artifact is reused only when its manifest proves it was built from the same weights (their
 sha256; deterministic test weights by their spec), the same profile content (every field, the input
-size and batch range included), the same model configuration and the same tool versions, and when
+size and batch range included), the same model configuration, the same tool versions and, for int8,
+the same calibration images (their sha256), and when
 every file still matches the manifest's sha256. Anything else is rebuilt, and the reason is said.
 The rebuild goes through the usual staging folder, so the old artifact stays until the new one is
 complete.
@@ -53,8 +54,20 @@ def _tools_change(old: dict[str, str]) -> str | None:
     return f"tool versions differ ({'; '.join(changed)})" if changed else None
 
 
+def _calibration_change(manifest: Manifest, hashes: list[str] | None) -> str | None:
+    if hashes is None:
+        return None
+    record = manifest.export.get("quantization", {}).get("calibration", {})
+    old = [i.get("sha256") for i in record.get("calibration", []) + record.get("held_out", [])]
+    return None if old == hashes else f"calibration images differ ({len(old)} -> {len(hashes)} images or their content)"
+
+
 def _first_difference(
-    manifest: Manifest, weights: dict[str, Any], profile: Profile, overrides: dict[str, Any]
+    manifest: Manifest,
+    weights: dict[str, Any],
+    profile: Profile,
+    overrides: dict[str, Any],
+    calibration: list[str] | None = None,
 ) -> str | None:
     return (
         _same_weights(manifest.weights, weights)
@@ -65,10 +78,17 @@ def _first_difference(
             else None
         )
         or _tools_change(manifest.tools)
+        or _calibration_change(manifest, calibration)
     )
 
 
-def judge_reuse(folder: Path, weights: dict[str, Any], profile: Profile, overrides: dict[str, Any]) -> ReuseVerdict:
+def judge_reuse(
+    folder: Path,
+    weights: dict[str, Any],
+    profile: Profile,
+    overrides: dict[str, Any],
+    calibration: list[str] | None = None,
+) -> ReuseVerdict:
     """Decide whether the artifact in ``folder`` matches a new export of ``profile`` from ``weights``.
 
     Args:
@@ -76,6 +96,7 @@ def judge_reuse(folder: Path, weights: dict[str, Any], profile: Profile, overrid
         weights: ``WeightsInfo.to_dict()`` of the weights loaded for this export.
         profile: The resolved profile (size overrides applied).
         overrides: The model config overrides the new manifest would record.
+        calibration: SHA-256 of the calibration + held-out images an int8 export would read (None otherwise).
 
     Returns:
         The verdict; its reason names the first difference found, or what was checked.
@@ -86,10 +107,11 @@ def judge_reuse(folder: Path, weights: dict[str, Any], profile: Profile, overrid
         manifest = read_manifest(folder)
     except ArtifactError as exc:
         return ReuseVerdict(False, f"existing artifact unreadable ({exc})")
-    difference = _first_difference(manifest, weights, profile, overrides)
+    difference = _first_difference(manifest, weights, profile, overrides, calibration)
     if difference:
         return ReuseVerdict(False, difference)
     problems = file_problems(folder, manifest, hashes=True)
     if problems:
         return ReuseVerdict(False, f"files do not match the manifest ({'; '.join(problems)})")
-    return ReuseVerdict(True, "same weights, profile, size, tools; every file matches its sha256")
+    reason = "same weights, profile, size, tools" + (", calibration images" if calibration is not None else "")
+    return ReuseVerdict(True, f"{reason}; every file matches its sha256")

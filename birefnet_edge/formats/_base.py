@@ -50,6 +50,10 @@ class FormatOptions(Mapping[str, Any]):
     """
 
     format: ClassVar[str] = ""
+    #: Profile precisions this format can build (a profile asking for another is refused when loaded).
+    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16")
+    #: How messages name the table these options come from.
+    table: ClassVar[str] = "[options]"
 
     @classmethod
     def from_table(cls: type[OptionsT], table: Mapping[str, Any], where: str = "") -> OptionsT:
@@ -70,12 +74,24 @@ class FormatOptions(Mapping[str, Any]):
         prefix = f"profile {where}: " if where else ""
         if unknown:
             raise ProfileError(
-                f"{prefix}unknown key(s) in [options] for format '{cls.format}': {', '.join(unknown)}; "
+                f"{prefix}unknown key(s) in {cls.table}{cls._of_format()}: {', '.join(unknown)}; "
                 f"known: {', '.join(sorted(known)) or '(none)'}"
             )
         hints = typing.get_type_hints(cls)
-        values = {key: _coerce(f"{prefix}options.{key}", value, hints[key], known[key]) for key, value in table.items()}
+        dotted = cls.table.strip("[]")
+        values = {key: _coerce(f"{prefix}{dotted}.{key}", value, hints[key], known[key]) for key, value in table.items()}
         return cls(**values)
+
+    def check_precision(self, precision: str, where: str) -> None:  # noqa: B027  (optional hook)
+        """Refuse option values that contradict the profile's ``precision`` (default: nothing to check).
+
+        Raises:
+            ProfileError: The combination cannot be built or would not run as the profile says.
+        """
+
+    @classmethod
+    def _of_format(cls) -> str:
+        return f" for format '{cls.format}'" if cls.table == "[options]" else ""
 
     @classmethod
     def of(cls: type[OptionsT], profile: Profile) -> OptionsT:

@@ -20,5 +20,7 @@ class OnnxOptions(FormatOptions):
         keep_fp32_ops: Op types kept in float32 by the fp16 conversion, on top of ONNX Runtime's own list.
     """
 
+    precisions = ("fp32", "fp16", "int8")
+
     providers: tuple[str, ...] = (CPU_PROVIDER,)
     keep_fp32_ops: tuple[str, ...] = ()

@@ -33,6 +33,10 @@ def summary_rows(report: RunReport) -> list[dict[str, str]]:
 
 def _row(name: str, p: ParityResult | None, b: BenchResult | None) -> dict[str, str]:
     row = {"target": name, "status": p.status if p else (b.status if b else "-")}
+    # The precision the runtime actually executed: a profile asks for one, the runtime decides (an fp16
+    # OpenVINO IR computes in f32 on CPU, a bf16 hint runs f32 where the CPU lacks bf16).
+    ran = (p.runtime if p else {}).get("executed_precision") or (b.runtime if b else {}).get("executed_precision")
+    row["ran"] = str(ran) if ran else "-"
     row["size"] = _size((p.size_bytes if p else 0) or (b.size_bytes if b else 0))
     if p is not None:
         row.update(
@@ -52,6 +56,7 @@ def _row(name: str, p: ParityResult | None, b: BenchResult | None) -> dict[str, 
 
 COLUMNS = (
     ("target", "target"),
+    ("ran", "ran (precision)"),
     ("status", "status"),
     ("size", "size"),
     ("max_abs_logit", "max abs dlogit"),

@@ -82,4 +82,34 @@ class OnnxRunner(Runner):
         """Return the onnxruntime version and the providers the session actually uses."""
         ort = require("onnxruntime", "onnx")
         used = self._session.get_providers() if self._session is not None else []
-        return {"onnxruntime": ort.__version__, "providers": used, "requested_providers": self.providers}
+        info = {"onnxruntime": ort.__version__, "providers": used, "requested_providers": self.providers}
+        if self._session is not None:
+            info["executed_precision"] = executed_precision(self.model_path)
+        return info
+
+
+_COMPUTE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+_INTEGER_OPS = ("QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger")
+_FLOAT16 = 10  # onnx.TensorProto.FLOAT16
+
+
+def executed_precision(model_path: Path) -> str:
+    """The precision of the model's conv/matmul nodes, read from their node and tensor types.
+
+    ONNX Runtime's CPU provider fuses a conv/matmul fed by ``DequantizeLinear`` (QDQ) into an int8
+    kernel; float16 initializers mean fp16 compute. The graph is read without its external weights.
+
+    Returns:
+        ``fp32``, ``fp16``, ``int8``, or e.g. ``int8 150/180 + fp32`` when some layers stayed float.
+    """
+    onnx = require("onnx", "onnx", "reading the ONNX graph's precision")
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    producer = {out: node.op_type for node in graph.node for out in node.output}
+    compute = [n for n in graph.node if n.op_type in _COMPUTE_OPS + _INTEGER_OPS]
+    int8 = sum(
+        n.op_type in _INTEGER_OPS or any(producer.get(i) == "DequantizeLinear" for i in n.input) for n in compute
+    )
+    rest = "fp16" if any(t.data_type == _FLOAT16 for t in graph.initializer) else "fp32"
+    if not int8:
+        return rest
+    return "int8" if int8 == len(compute) else f"int8 {int8}/{len(compute)} + {rest}"

@@ -2,6 +2,10 @@
 
 The inference precision hint recorded at export time is applied when compiling: CPUs with AMX
 (and some GPUs) otherwise run in bf16/f16 by default, which an fp32 parity gate must not allow.
+The opposite holds too: asked for bf16 on a CPU without AMX-BF16/AVX512-BF16, OpenVINO silently
+runs f32, so the runner refuses (ArtifactError, which the parity gate reports as SKIPPED) and names
+the missing instruction set. After compiling, :func:`executed_precision` reads the precision the
+device actually runs each conv/matmul in from the compiled runtime graph, for the reports.
 """
 
 from __future__ import annotations
@@ -38,7 +42,9 @@ class OpenvinoRunner(Runner):
         self.model_path = model_path
         self.device = device
         self.config = dict(config)
+        self.require_capabilities: tuple[str, ...] = ()
         self._request: Any = None
+        self._compiled: Any = None
 
     @classmethod
     def from_artifact(cls, folder: Path, manifest: Manifest) -> OpenvinoRunner:
@@ -49,7 +55,9 @@ class OpenvinoRunner(Runner):
             "INFERENCE_PRECISION_HINT": recorded_precision_hint(manifest),
             "PERFORMANCE_HINT": options.performance_hint,
         }
-        return cls(folder / manifest.file("model"), options.device, config, **artifact_kwargs(folder, manifest))
+        runner = cls(folder / manifest.file("model"), options.device, config, **artifact_kwargs(folder, manifest))
+        runner.require_capabilities = options.require_capabilities
+        return runner
 
     def _activate_impl(self) -> None:
         ov = require("openvino", "openvino", _PURPOSE)
@@ -60,8 +68,10 @@ class OpenvinoRunner(Runner):
                 f"{self.name}: OpenVINO device '{self.device}' is not available here (found: {', '.join(devices)}); "
                 'run on a machine with that device or re-export with options.device = "CPU"'
             )
-        compiled = core.compile_model(core.read_model(str(self.model_path)), self.device, self.config)
-        self._request = compiled.create_infer_request()
+        hint = self.config.get("INFERENCE_PRECISION_HINT", "")
+        check_capabilities(core, self.device, hint, self.require_capabilities, self.name)
+        self._compiled = core.compile_model(core.read_model(str(self.model_path)), self.device, self.config)
+        self._request = self._compiled.create_infer_request()
 
     def _infer_impl(self, x: np.ndarray) -> np.ndarray:
         with self._timed():
@@ -70,12 +80,83 @@ class OpenvinoRunner(Runner):
         return np.array(self._request.get_output_tensor(0).data, dtype=np.float32, copy=True)
 
     def _deactivate_impl(self) -> None:
-        self._request = None
+        self._request = self._compiled = None
 
     def runtime_info(self) -> dict[str, Any]:
-        """Return the OpenVINO version, device and compile properties."""
+        """Return the OpenVINO version, device, compile properties and the precision the device executes."""
         ov = require("openvino", "openvino")
-        return {"openvino": ov.get_version(), "device": self.device, "config": self.config}
+        info: dict[str, Any] = {"openvino": ov.get_version(), "device": self.device, "config": self.config}
+        if self._compiled is not None:
+            info["executed_precision"] = executed_precision(self._compiled)
+        return info
+
+
+# The capability OpenVINO's CPU plugin reports for a precision it may lack, and the instruction sets behind it.
+_PRECISION_CAPABILITY = {"bf16": "BF16", "f16": "FP16"}
+_INSTRUCTION_SETS = {
+    "BF16": "AMX-BF16 (amx_bf16) or AVX512-BF16 (avx512_bf16)",
+    "FP16": "AMX-FP16 (amx_fp16) or AVX512-FP16 (avx512_fp16)",
+}
+_COMPUTE_LAYERS = ("Convolution", "GroupConvolution", "FullyConnected", "MatMul", "Deconvolution")
+
+
+def device_capabilities(core: Any, device: str) -> list[str]:
+    """``OPTIMIZATION_CAPABILITIES`` of an OpenVINO device (e.g. ``['BF16', 'FP32', 'INT8', ...]``)."""
+    return [str(c) for c in core.get_property(device, "OPTIMIZATION_CAPABILITIES")]
+
+
+def check_capabilities(core: Any, device: str, hint: str, required: tuple[str, ...], who: str) -> None:
+    """Refuse a device that cannot execute what the artifact asks for (it would silently run f32).
+
+    Only CPU hints are judged by instruction set: OpenVINO's GPU and NPU plugins run f16 natively.
+
+    Args:
+        core: An ``openvino.Core``.
+        device: The device to compile for.
+        hint: The ``INFERENCE_PRECISION_HINT``; ``bf16`` (and ``f16`` on CPU) need a capability.
+        required: Further capabilities the profile insists on (``options.require_capabilities``).
+        who: Names the artifact in the message.
+
+    Raises:
+        ArtifactError: A capability is missing; the message names it and, where known, the instruction set.
+    """
+    needed = list(required)
+    capability = _PRECISION_CAPABILITY.get(str(hint).lower())
+    if capability and device.split(".")[0] == "CPU":
+        needed.insert(0, capability)
+    if not needed:
+        return
+    found = device_capabilities(core, device)
+    missing = [c for c in dict.fromkeys(needed) if c not in found]
+    if missing:
+        words = ", ".join(f"{c} ({_INSTRUCTION_SETS[c]})" if c in _INSTRUCTION_SETS else c for c in missing)
+        raise ArtifactError(
+            f"{who}: OpenVINO {device} cannot execute this artifact: it needs {words}, which this processor lacks "
+            f"(capabilities: {', '.join(found)}); run it on a device that has it, or use the fp32 artifact"
+        )
+
+
+def executed_precision(compiled: Any) -> str:
+    """The precision the compiled model's conv/matmul layers actually run in, read from the runtime graph.
+
+    Returns:
+        ``bf16``, ``f32``, ``f16`` or ``int8`` when they all agree, else e.g. ``int8 172/193 + f32``.
+    """
+    counts: dict[str, int] = {}
+    for op in compiled.get_runtime_model().get_ops():
+        rt = op.get_rt_info()
+        if "layerType" in rt and rt["layerType"].astype(str) in _COMPUTE_LAYERS:
+            kind = rt["runtimePrecision"].astype(str)
+            kind = "int8" if kind in ("u8", "i8") else kind
+            counts[kind] = counts.get(kind, 0) + 1
+    if not counts:  # a plugin without a readable runtime graph: what it was asked for is all we know
+        return str(compiled.get_property("INFERENCE_PRECISION_HINT"))
+    if len(counts) == 1:
+        return next(iter(counts))
+    total = sum(counts.values())
+    ranked = sorted(counts.items(), key=lambda kv: -kv[1])
+    head, rest = ranked[0], [k for k, _ in ranked[1:]]
+    return f"{head[0]} {head[1]}/{total} + {' + '.join(rest)}"
 
 
 def recorded_precision_hint(manifest: Manifest) -> str:

@@ -47,7 +47,31 @@ def _write(tmp_path, body: str):
     ("body", "message"),
     [
         ('format = "tflite"', r"format = 'tflite' is not allowed; choose one of: coreml, onnx, openvino, tensorrt"),
-        ('format = "onnx"\nprecision = "int8"', r"precision = 'int8' is not allowed; choose one of: fp32, fp16"),
+        ('format = "onnx"\nprecision = "int4"', r"precision = 'int4' is not allowed; choose one of: fp32, fp16, bf16"),
+        ('format = "coreml"\nprecision = "int8"', r"precision = 'int8' is not supported by format 'coreml'; choose"),
+        ('format = "onnx"\nprecision = "bf16"', r"precision = 'bf16' is not supported by format 'onnx'; choose"),
+        (
+            'format = "openvino"\nprecision = "bf16"',
+            r"precision = 'bf16' needs options.inference_precision = 'bf16' \(got 'f32'\)",
+        ),
+        ('format = "onnx"\n[graph]\nsimplifier = "polygraphy"', r"graph.simplifier = 'polygraphy' is not allowed"),
+        ('format = "onnx"\n[quantization]\nmax_iou_drop = 0.01', r"\[quantization\] table applies only to precision"),
+        (
+            'format = "onnx"\nprecision = "int8"\n[quantization]\nkeep_float = ["softmax"]',
+            r"quantization.keep_float: unknown rule\(s\) \['softmax'\]; choose from: layer_norm, attention",
+        ),
+        (
+            'format = "openvino"\nprecision = "int8"\n[quantization]\ncalibration_images = 10',
+            r"calibration_images \(10\) must be at least held_out_images \+ 4 \(12\)",
+        ),
+        (
+            'format = "onnx"\nprecision = "int8"\n[quantization]\nmax_iou_drop = 1.5',
+            r"quantization.max_iou_drop must lie in \[0, 1\]; got 1.5",
+        ),
+        (
+            'format = "onnx"\nprecision = "int8"\n[quantization]\nsteps = 3',
+            r"unknown key\(s\) in \[quantization\]: steps; known: calibration_images",
+        ),
         ('format = "onnx"\n[graph]\ndeform = "dcn"', r"graph.deform = 'dcn' is not allowed; choose one of: portable"),
         ('format = "onnx"\n[input]\nsize = [100, 64]', r"multiples of 32.*got 100x64.*nearest legal: 96x64"),
         ('format = "onnx"\n[batch]\nmin = 4\nopt = 2\nmax = 8', r"1 <= min <= opt <= max; got min=4, opt=2, max=8"),
@@ -82,8 +106,8 @@ def test_invalid_profile_is_rejected_with_the_allowed_values(tmp_path, body: str
 
 
 def test_unknown_profile_name_lists_the_shipped_ones() -> None:
-    with pytest.raises(ProfileError, match=r"unknown target profile 'onnx-int8'; shipped profiles: .*onnx-fp32"):
-        load_profile("onnx-int8")
+    with pytest.raises(ProfileError, match=r"unknown target profile 'onnx-int4'; shipped profiles: .*onnx-fp32"):
+        load_profile("onnx-int4")
 
 
 def test_user_toml_profile_loads_with_its_own_name(tmp_path) -> None:
