@@ -165,6 +165,8 @@ class _ExportProgress:
             self.progress.say(f"    {result.reuse}")
         for note in result.skipped:
             self.progress.say(f"    skipped {note}", style="yellow")
+        for warning in result.warnings:
+            self.progress.say(f"    WARNING: {warning}", style="bold yellow")
 
 
 def _exp_summary(results: list[ExportResult]) -> None:
@@ -207,6 +209,14 @@ _ExpTargets = Annotated[
 _ExpAll = Annotated[bool, typer.Option("--all", help="Export every shipped profile.")]
 _ExpSize = Annotated[str | None, typer.Option("--size", help="Input size H or HxW for every target.")]
 _ExpOut = Annotated[Path, typer.Option("--out", help="Folder that receives one sub-folder per artifact.")]
+_ExpCalibration = Annotated[
+    Path | None,
+    typer.Option(
+        "--calibration",
+        help="Photos for int8 calibration and its held-out check (searched recursively; 64 recommended). "
+        "Without it int8 uses the bundled samples, with a warning.",
+    ),
+]
 
 
 @app.command("export")
@@ -221,6 +231,7 @@ def export_cmd(
     ] = False,
     patch_order: _WPatchOrder = None,
     variant: _WVariant = None,
+    calibration: _ExpCalibration = None,
 ) -> None:
     """Export a model to target artifacts (model files + manifest.json); exit 1 if any target failed."""
     from birefnet_edge.export import export_targets
@@ -231,7 +242,14 @@ def export_cmd(
     progress = _ExportProgress(len(targets))
     with progress.progress.running():
         results = export_targets(
-            weights, targets, out, size=hw, progress=progress, reuse=reuse, **_weights_choice(variant, patch_order)
+            weights,
+            targets,
+            out,
+            size=hw,
+            progress=progress,
+            reuse=reuse,
+            calibration=calibration,
+            **_weights_choice(variant, patch_order),
         )
     _exp_summary(results)
     failed = [r.target for r in results if not r.ok]
@@ -591,6 +609,7 @@ def pipeline_cmd(
     junit: _Junit = None,
     patch_order: _WPatchOrder = None,
     variant: _WVariant = None,
+    calibration: _ExpCalibration = None,
 ) -> None:
     """Export -> parity -> bench -> report in one go; exit 1 when an export or a runnable target fails."""
     from birefnet_edge.export import export_targets
@@ -602,7 +621,13 @@ def pipeline_cmd(
     _check_report_dir(out / "report", "--out")  # a file named report in --out would fail after the export
     inputs = load_inputs(images)  # before exporting: a bad --images folder should fail in seconds
     exports = export_targets(
-        weights, targets, out, size=hw, progress=_echo_export_step, **_weights_choice(variant, patch_order)
+        weights,
+        targets,
+        out,
+        size=hw,
+        progress=_echo_export_step,
+        calibration=calibration,
+        **_weights_choice(variant, patch_order),
     )
     artifacts = [r.path for r in exports if r.ok]
     report_dir = out / "report"
@@ -624,6 +649,8 @@ def _echo_export_step(name: str, result: ExportResult | None) -> None:
     else:
         status = "ok" if result.ok else f"FAILED: {result.error}"
         typer.echo(f"export  {name}: {status} ({result.seconds:.1f} s)", err=True)
+        for warning in result.warnings:
+            typer.secho(f"        WARNING: {warning}", fg=typer.colors.YELLOW, bold=True, err=True)
 
 
 def _export_record(result: ExportResult) -> dict:
@@ -634,6 +661,7 @@ def _export_record(result: ExportResult) -> dict:
         "seconds": round(result.seconds, 2),
         "peak_rss_bytes": result.peak_rss_bytes,
         "skipped": list(result.skipped),
+        "warnings": list(result.warnings),
         "error": result.error,
     }
 

@@ -189,9 +189,23 @@ class Exporter(ABC):
             ExportError: The artifact differs from PyTorch beyond the profile's tolerance.
         """
         record, reason = check_with_runner(
-            self.check_key, lambda: RUNNERS.get(profile.format).from_artifact(folder, manifest), model, profile
+            self.check_key,
+            lambda: RUNNERS.get(profile.format).from_artifact(folder, manifest),
+            model,
+            profile,
+            self.check_input(profile),
         )
         return ({self.check_key: record}, {}) if reason is None else ({}, {f"{self.check_key}_check": reason})
+
+    def check_input(self, profile: Profile) -> torch.Tensor | None:
+        """What :meth:`check` runs the artifact on: None (the deterministic example input) for float targets.
+
+        An int8 artifact is checked on its held-out calibration images: its int8 ranges were set on
+        images, so a noise-like input would judge ranges it was never calibrated for, not the artifact.
+        """
+        if profile.quantization is None:
+            return None
+        return torch.from_numpy(self.calibration_set(profile).arrays("held_out", profile.input_size))
 
     @abstractmethod
     def export(self, model: torch.nn.Module, profile: Profile, out_dir: Path) -> ExportOutput:
@@ -343,6 +357,8 @@ def tool_versions(*modules: str) -> dict[str, str]:
         "onnxscript": "onnxscript",
         "onnxslim": "onnxslim",
         "openvino": "openvino",
+        "nncf": "nncf",
+        "onnxsim": "onnxsim",
         "coremltools": "coremltools",
         "tensorrt": "tensorrt",
         "torch": "torch",

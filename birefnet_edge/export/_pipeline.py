@@ -312,9 +312,8 @@ def _export_or_reuse(
     from birefnet_edge.export._reuse import judge_reuse
 
     folder = out_dir / artifact_name(info.variant, profile)
-    verdict = judge_reuse(
-        folder, info.to_dict(), profile, model_overrides(model, info.variant, profile), calibration_hashes(profile, calibration)
-    )
+    overrides = model_overrides(model, info.variant, profile)
+    verdict = judge_reuse(folder, info.to_dict(), profile, overrides, calibration_hashes(profile, calibration))
     if verdict.reusable:
         return ExportResult(profile.name, "ok", folder, 0.0, 0, reuse=f"reused: {verdict.reason}")
     result = export_target(model, profile, out_dir, weights=info, variant=info.variant, calibration=calibration)

@@ -241,18 +241,6 @@ def quantized_count(quantized: GraphView) -> tuple[int, int]:
     return len(quantized_nodes(quantized)), len(quantized.of_kind("conv", "matmul"))
 
 
-def logit_distribution(reference: np.ndarray) -> dict[str, float]:
-    """How close the reference logits sit to the 0 threshold (near-0 logits make IoU a harsh test)."""
-    magnitude = np.abs(np.asarray(reference, dtype=np.float64))
-    return {
-        "std": float(reference.std()),
-        "p50_abs": float(np.percentile(magnitude, 50)),
-        "p95_abs": float(np.percentile(magnitude, 95)),
-        "frac_abs_below_0.1": float((magnitude < 0.1).mean()),
-        "frac_abs_below_1": float((magnitude < 1.0).mean()),
-    }
-
-
 def per_image_iou(target: np.ndarray, reference: np.ndarray) -> list[float]:
     """IoU of each image's mask against the reference (the search's per-sample metric)."""
     return [M.logits_iou(target[i : i + 1], reference[i : i + 1]) for i in range(len(reference))]
@@ -286,7 +274,7 @@ def accuracy_gate(
         "s_measure": m.s_measure,
         "max_abs_logit": m.max_abs_logit,
         "per_image_iou": [round(v, 5) for v in per_image_iou(target, reference)],
-        "reference_logits": logit_distribution(reference),
+        "reference_logits": M.logit_distribution(reference),
     }
     misses = []
     if not m.iou >= min_iou:  # NaN fails too

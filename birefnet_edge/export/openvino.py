@@ -1,5 +1,8 @@
 """OpenVINO IR export: ``torch.export`` -> ``openvino.convert_model`` -> a bounded dynamic batch.
 
+fp32 and bf16 artifacts carry the same float32 IR (bf16 is a compile hint the runner applies), fp16
+compresses the weights, and int8 runs NNCF with the accuracy search (:mod:`birefnet_edge.export._nncf`).
+
 The PyTorch frontend reads the ``torch.export`` program directly, so this path needs neither onnx
 nor onnxscript, and the symbolic batch of ``torch.export`` becomes the bounded dimension
 ``min..max`` of the profile. OpenVINO's ONNX frontend has no DeformConv and its PyTorch frontend
@@ -96,18 +99,22 @@ def check_ir(path: Path, profile: Profile) -> dict[str, Any]:
     if ir.inputs[0].get_partial_shape() != expected:
         problems.append(f"input shape is {ir.inputs[0].get_partial_shape()}, expected {expected}")
     half, floating = count_fp16_constants(ir)
-    if profile.precision == "fp32" and half:
-        problems.append(f"{half} weight constants are float16 in an fp32 IR")
+    if profile.precision != "fp16" and half:
+        problems.append(f"{half} weight constants are float16 in an {profile.precision} IR")
     if profile.precision == "fp16" and not half:
         problems.append("no weight constant is float16 in an fp16 IR")
+    fake_quantize = sum(op.get_type_name() == "FakeQuantize" for op in ir.get_ops())
+    if (profile.precision == "int8") != (fake_quantize > 0):
+        problems.append(f"{fake_quantize} FakeQuantize ops in an {profile.precision} IR")
     if problems:
         raise ExportError(f"OpenVINO IR of target '{profile.name}': {'; '.join(problems)}")
-    return {"input_shape": str(expected), "fp16_constants": half, "float_constants": floating}
+    figures = {"input_shape": str(expected), "fp16_constants": half, "float_constants": floating}
+    return {**figures, "fake_quantize_ops": fake_quantize} if fake_quantize else figures
 
 
 @EXPORTERS.register("openvino")
 class OpenvinoExporter(Exporter):
-    """OpenVINO IR with a bounded batch; fp32 uncompressed, fp16 compressed weights; checked with the runner."""
+    """OpenVINO IR, bounded batch; fp32/bf16 keep fp32 weights, fp16 compresses them, int8 by NNCF; runner-checked."""
 
     check_key = "openvino"
 
@@ -115,19 +122,26 @@ class OpenvinoExporter(Exporter):
         ov = require("openvino", EXTRA, "OpenVINO export")
         require_portable(profile, "OpenVINO (no DeformConv in its ONNX frontend, no translation of our custom op)")
         ov_model = convert(model, profile, self.info.metadata())
+        details: dict[str, Any] = {}
+        if profile.precision == "int8":
+            from birefnet_edge.export._nncf import quantize_int8
+
+            calibration = self.calibration_set(profile)
+            ov_model, details["quantization"] = quantize_int8(ov_model, model, profile, calibration)
+            details["warnings"] = [calibration.warning] if calibration.warning else []
         path = out_dir / MODEL_FILE
         with converting("openvino.save_model", profile):
-            # save_model compresses to fp16 unless told otherwise; fp32 artifacts must stay fp32.
+            # save_model compresses to fp16 unless told otherwise; fp32, bf16 and int8 artifacts keep fp32 floats.
             ov.save_model(ov_model, str(path), compress_to_fp16=profile.precision == "fp16")
         del ov_model
         checks = check_ir(path, profile)
-        details = {
-            "inference_precision_hint": OpenvinoOptions.of(profile).inference_precision,
-            "weights_compressed_to_fp16": profile.precision == "fp16",
-        }
+        details.update(
+            inference_precision_hint=OpenvinoOptions.of(profile).inference_precision,
+            weights_compressed_to_fp16=profile.precision == "fp16",
+        )
         return ExportOutput(
             files={MODEL_FILE: "model", WEIGHTS_FILE: "weights"},
             checks=checks,
-            tools=tool_versions("openvino"),
+            tools=tool_versions("openvino", *(("nncf",) if profile.precision == "int8" else ())),
             details=details,
         )

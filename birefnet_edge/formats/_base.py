@@ -79,7 +79,7 @@ class FormatOptions(Mapping[str, Any]):
             )
         hints = typing.get_type_hints(cls)
         dotted = cls.table.strip("[]")
-        values = {key: _coerce(f"{prefix}{dotted}.{key}", value, hints[key], known[key]) for key, value in table.items()}
+        values = {k: _coerce(f"{prefix}{dotted}.{k}", value, hints[k], known[k]) for k, value in table.items()}
         return cls(**values)
 
     def check_precision(self, precision: str, where: str) -> None:  # noqa: B027  (optional hook)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from birefnet_edge import metrics as M
 from birefnet_edge.comparison import compare_runner
 from birefnet_edge.errors import ArtifactError, BirefnetEdgeError, MissingDependencyError, ParityError
 from birefnet_edge.manifest import Manifest, read_manifest, verify_files
@@ -82,6 +83,7 @@ def _base_result(folder: Path, manifest: Manifest, inputs: ParityInputs) -> Pari
         inputs=inputs.note,
         input_names=list(inputs.names),
         weights=dict(manifest.weights),
+        warnings=[str(w) for w in manifest.export.get("warnings", [])],
     )
 
 
@@ -152,6 +154,7 @@ def _gate(
         except BirefnetEdgeError as exc:
             result.skip_kind = SKIP_REFERENCE
             raise ArtifactError(f"the PyTorch reference cannot be built here: {exc}") from exc
+        result.reference_logits = M.logit_distribution(reference)
         result.batches = _batches_in_range(batches, profile.batch)
         try:
             comparison = compare_runner(runner, x, reference, result.batches, profile.tolerance)

@@ -67,6 +67,10 @@ class ParityResult:
     weights: dict[str, Any] = field(default_factory=dict)
     samples: str | None = None
     seconds: float = 0.0
+    # What the artifact's export warned about (e.g. int8 calibrated on unrepresentative images).
+    warnings: list[str] = field(default_factory=list)
+    # How near the 0.5 threshold the reference logits sit (IoU is harsh where many are near 0).
+    reference_logits: dict[str, float] = field(default_factory=dict)
 
     def failures(self) -> list[Check]:
         """Return the checks that failed."""

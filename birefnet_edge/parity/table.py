@@ -83,6 +83,15 @@ def notes(report: RunReport) -> list[str]:
         if e.get("status") != "ok":
             lines.append(f"{e['target']} export failed: {e.get('error')}")
         lines += [f"{e['target']} export skipped {s}" for s in e.get("skipped", [])]
+        lines += [f"{e['target']} export WARNING: {w}" for w in e.get("warnings", [])]
+    for p in report.parity:
+        lines += [f"{p.name} WARNING: {w}" for w in p.warnings]
+        near = p.reference_logits.get("frac_abs_below_0.1")
+        if near is not None and (p.precision == "int8" or p.status == "FAIL"):
+            lines.append(
+                f"{p.name}: {near:.0%} of the reference logits lie within 0.1 of the mask threshold "
+                f"(median |logit| {p.reference_logits['p50_abs']:.3g}); read IoU beside MAE"
+            )
     lines += _weights_lines(report)
     lines += [goal_line(g) for g in report.goals]
     lines += [f"parity inputs: {i}" for i in sorted({p.inputs for p in report.parity if p.inputs})]

@@ -1,0 +1,155 @@
+"""OpenVINO int8: NNCF post-training quantization with the shared float-layer rules and accuracy search.
+
+The IR is described as a :class:`~birefnet_edge.export._quantize.GraphView` keyed by friendly names
+(what NNCF's ignored scope takes); the rules pick the layers that stay float, NNCF quantizes the rest
+with its transformer preset, and the accuracy search restores groups of int8 layers by bypassing
+the FakeQuantize ops that feed them until the held-out IoU against fp32 PyTorch is met.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from birefnet_edge._deps import require
+from birefnet_edge.export._base import converting, torch_reference
+from birefnet_edge.export._calibration import CalibrationSet
+from birefnet_edge.export._memory import phase
+from birefnet_edge.export._quantize import (
+    GraphNode,
+    GraphView,
+    Restorer,
+    accuracy_gate,
+    exclusion_names,
+    keep_float,
+    quantization_record,
+    quantized_nodes,
+    restore_search,
+)
+from birefnet_edge.formats.openvino import OpenvinoOptions
+from birefnet_edge.profile import Profile
+
+EXTRA = "quantize"
+
+_KINDS = {
+    "Convolution": "conv",
+    "GroupConvolution": "conv",
+    "MatMul": "matmul",
+    "GridSample": "gridsample",
+    "Sigmoid": "sigmoid",
+    "Softmax": "softmax",
+    "SoftMax": "softmax",
+    "MVN": "layernorm",
+    "ScaledDotProductAttention": "attention",
+    "Multiply": "mul",
+    "ShapeOf": "shape",
+    "FakeQuantize": "quantize",
+    "Parameter": "input",
+    "Constant": "const",
+    "Result": "output",
+    **dict.fromkeys(
+        ("Reshape", "Transpose", "Concat", "Squeeze", "Unsqueeze", "Slice", "StridedSlice", "Split", "VariadicSplit")
+        + ("Gather", "Roll", "Interpolate", "Pad", "Broadcast", "Tile"),
+        "layout",
+    ),
+}
+
+
+def graph_view(ov_model: Any) -> GraphView:
+    """An OpenVINO model as a :class:`GraphView` keyed by friendly names (what NNCF's ignored scope takes)."""
+    nodes = []
+    for op in ov_model.get_ordered_ops():
+        kind = op.get_type_name()
+        inputs = tuple(i.get_source_output().get_node().get_friendly_name() for i in op.inputs())
+        nodes.append(GraphNode(op.get_friendly_name(), _KINDS.get(kind, "other"), kind, inputs))
+    return GraphView(nodes)
+
+
+def quantize_int8(
+    ov_model: Any, model: torch.nn.Module, profile: Profile, calibration: CalibrationSet
+) -> tuple[Any, dict[str, Any]]:
+    """NNCF post-training quantization (transformer preset), the shared float layers, search, gate.
+
+    Args:
+        ov_model: The fp32 ``openvino.Model`` (consumed: the caller must not use it afterwards).
+        model: The PyTorch model, for the fp32 reference of the held-out images.
+        profile: An int8 profile (its ``[quantization]`` table and tolerance).
+        calibration: Calibration and held-out images.
+
+    Returns:
+        The quantized model (int8 weight constants) and the manifest's ``export.quantization`` record.
+
+    Raises:
+        ExportError: A named node does not exist, or the gate fails after the search.
+        MissingDependencyError: NNCF is not installed (extra ``quantize``).
+    """
+    nncf = require("nncf", EXTRA, "OpenVINO int8 quantization")
+    _quiet(nncf)
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+    from openvino._offline_transformations import compress_quantize_weights_transformation
+
+    q = profile.quantization
+    assert q is not None, "quantize_int8 called for a profile without [quantization]"
+    view = graph_view(ov_model)
+    kept = keep_float(view, q.keep_float, q.keep_float_nodes)
+    held = calibration.arrays("held_out", profile.input_size)
+    reference = torch_reference(model, torch.from_numpy(held))
+    dataset = nncf.Dataset(list(calibration.arrays("calibration", profile.input_size)), lambda x: x[None])
+    with phase("int8 quantization"), converting("nncf.quantize", profile):
+        quantized = nncf.quantize(
+            ov_model,
+            dataset,
+            model_type=nncf.ModelType.TRANSFORMER,
+            preset=nncf.QuantizationPreset(q.preset),
+            subset_size=len(calibration.calibration),
+            ignored_scope=nncf.IgnoredScope(names=exclusion_names(view, kept), validate=False),
+            # Weights stay float behind their FakeQuantize until the search is done, and biases are not
+            # corrected, so that restoring a layer gives back exactly the float layer.
+            advanced_parameters=AdvancedQuantizationParameters(
+                disable_bias_correction=True, backend_params={"compress_weights": False}
+            ),
+        )
+    del ov_model
+    with phase("int8 accuracy search"), converting("openvino (int8 accuracy search)", profile):
+
+        def run(names: set[str], x: np.ndarray) -> np.ndarray:
+            return _run(_restored(quantized, names), x, profile)
+
+        candidates = quantized_nodes(graph_view(quantized), strict=False)
+        restored, log = restore_search(Restorer(candidates, run), held, reference, q)
+        quantized = _restored(quantized, restored) if restored else quantized
+        logits = _run(quantized, held, profile)
+        compress_quantize_weights_transformation(quantized)  # int8 weight constants in the saved IR
+    kept.update({name: "accuracy_search" for name in restored})
+    gate = accuracy_gate(f"target '{profile.name}'", logits, reference, q.min_iou, profile.tolerance.max_mae)
+    record = quantization_record("nncf", calibration, graph_view(quantized), kept, gate)
+    return quantized, {**record, "search": log}
+
+
+def _quiet(nncf: Any) -> None:
+    """Keep NNCF to warnings: at INFO it prints a line per layer it leaves unquantized (hundreds)."""
+    import logging
+
+    nncf.set_log_level(logging.WARNING)
+
+
+def _restored(quantized: Any, names: set[str]) -> Any:
+    """A copy of a quantized model in which every FakeQuantize whose rounding reaches the named nodes is bypassed."""
+    copy = quantized.clone()
+    view = graph_view(copy)
+    bypass = set().union(*(view.quantizers_of(name, strict=False) for name in names)) if names else set()
+    for op in copy.get_ops():
+        if op.get_friendly_name() in bypass:
+            for target in list(op.output(0).get_target_inputs()):
+                target.replace_source_output(op.input_value(0))
+    return copy
+
+
+def _run(ov_model: Any, x: np.ndarray, profile: Profile) -> np.ndarray:
+    """Logits of ``x`` (one image at a time) from an in-memory model compiled with the profile's hint."""
+    ov = require("openvino", "openvino")
+    hint = OpenvinoOptions.of(profile).inference_precision
+    compiled = ov.Core().compile_model(ov_model, "CPU", {"INFERENCE_PRECISION_HINT": hint})
+    return np.concatenate([compiled(x[i : i + 1])[0] for i in range(len(x))])
