@@ -1,0 +1,180 @@
+"""OpenVINO int8 (NNCF) and bf16 on the tiny variant: batch axis, float layers, the accuracy gate, bf16 refusal."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from birefnet_edge.errors import ArtifactError, InputError
+
+ov = pytest.importorskip("openvino", reason="openvino is not installed (extra 'openvino')")
+pytest.importorskip("nncf", reason="nncf is not installed (extra 'quantize')")
+
+pytestmark = pytest.mark.openvino
+STRUCTURAL = {"layer_norm", "attention", "deform_offsets", "logits_head"}
+
+
+def _read(folder: Path):
+    return ov.Core().read_model(str(folder / "model.xml"))
+
+
+def _tiny(name: str, **quantization):
+    from birefnet_edge.profile import load_profile
+
+    profile = load_profile(name).with_overrides(input_size=(64, 64), batch={"min": 1, "opt": 2, "max": 4})
+    if quantization:
+        profile = profile.with_overrides(quantization={**profile.quantization.to_dict(), **quantization})
+    return profile
+
+
+def _weights():
+    from birefnet_edge.model import WeightsInfo
+
+    return WeightsInfo(source="random:birefnet_tiny", variant="birefnet_tiny", deterministic=True)
+
+
+@pytest.mark.parametrize("name", ["openvino-int8", "openvino-bf16"])
+def test_new_profiles_keep_the_bounded_dynamic_batch(export_tiny, name: str) -> None:
+    model = _read(export_tiny(name))
+    assert model.inputs[0].get_partial_shape() == ov.PartialShape([ov.Dimension(1, 4), 3, 64, 64])
+    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    for batch in (1, 3):
+        assert compiled(np.zeros((batch, 3, 64, 64), np.float32))[0].shape == (batch, 1, 64, 64)
+
+
+def test_int8_artifact_is_quantized_gated_and_recorded(export_tiny, manifest_of) -> None:
+    from birefnet_edge.runtime import open_runner
+
+    folder = export_tiny("openvino-int8")
+    manifest = manifest_of(folder)
+    q = manifest.export["quantization"]
+    gate = q["accuracy_gate"]
+    assert gate["iou"] >= gate["min_iou"] == pytest.approx(0.99) and gate["mae"] <= gate["max_mae"]
+    assert gate["held_out_images"] == len(q["calibration"]["held_out"]) > 0
+    assert set(gate["reference_logits"]) >= {"p50_abs", "frac_abs_below_0.1"}
+    assert 0 < q["quantized_layers"] < q["compute_layers"]
+    assert manifest.export["checks"]["fake_quantize_ops"] > 0
+    kinds = {
+        op.get_output_element_type(0).get_type_name()
+        for op in _read(folder).get_ops()
+        if op.get_type_name() == "Constant"
+    }
+    assert "i8" in kinds, "the saved IR should hold int8 weight constants"
+    # No --calibration: the fallback set, said loudly in the manifest and the result.
+    assert q["calibration"]["representative"] is False and "NOT representative" in manifest.export["warnings"][0]
+    assert all(len(i["sha256"]) == 64 for i in q["calibration"]["calibration"])
+    assert "nncf" in manifest.tools
+    with open_runner(folder) as runner:
+        assert runner.runtime_info()["executed_precision"].startswith("int8")
+
+
+def test_int8_structural_float_layers_have_no_int8_input(export_tiny, manifest_of) -> None:
+    from birefnet_edge.export._nncf import graph_view
+
+    folder = export_tiny("openvino-int8")
+    rows = manifest_of(folder).export["quantization"]["float_layers"]
+    assert {r["rule"] for r in rows} >= {"layer_norm", "attention", "deform_offsets", "logits_head"}
+    assert all(r["reason"] for r in rows)
+    view = graph_view(_read(folder))
+    structural = [r["name"] for r in rows if r["rule"] in STRUCTURAL and view.nodes[r["name"]].kind != "layernorm"]
+    assert structural
+    rounded = [name for name in structural if view.quantizers_of(name, strict=True)]
+    assert not rounded, f"layers kept float by the rules read int8 data: {rounded[:5]}"
+
+
+def test_int8_gate_fails_when_the_allowed_drop_is_impossible(tiny_model, tmp_path) -> None:
+    from birefnet_edge.export import export_target
+
+    profile = _tiny("openvino-int8", max_iou_drop=0.0, max_restore_steps=0, calibration_images=6, held_out_images=2)
+    result = export_target(tiny_model, profile, tmp_path, weights=_weights(), variant="birefnet_tiny")
+    assert not result.ok
+    assert "int8 accuracy gate failed on" in result.error and "quantization.max_iou_drop" in result.error
+    assert list(tmp_path.iterdir()) == [], "a failed int8 export left files behind"
+
+
+def test_keep_float_nodes_naming_an_unknown_node_is_a_clear_error(tiny_model, tmp_path) -> None:
+    from birefnet_edge.export import export_target
+
+    profile = _tiny("openvino-int8", keep_float_nodes=["no_such_layer"], max_restore_steps=0)
+    result = export_target(tiny_model, profile, tmp_path, weights=_weights(), variant="birefnet_tiny")
+    assert not result.ok and "keep_float_nodes names ['no_such_layer']" in result.error
+
+
+def test_calibration_folder_without_images_fails_before_the_model_loads(tmp_path) -> None:
+    from birefnet_edge.export import export_targets
+
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("not an image")
+    with pytest.raises(InputError, match=r"--calibration .*empty: found no images .*needs at least 12"):
+        export_targets("random:birefnet_tiny", ["openvino-int8"], tmp_path / "out", calibration=tmp_path / "empty")
+    assert not (tmp_path / "out").exists()
+
+
+def test_reuse_rebuilds_when_the_calibration_images_change(export_tiny, tiny_model) -> None:
+    from birefnet_edge.export._pipeline import calibration_hashes, model_overrides
+    from birefnet_edge.export._reuse import judge_reuse
+
+    folder = export_tiny("openvino-int8")
+    profile = _tiny("openvino-int8")
+    overrides = model_overrides(tiny_model, "birefnet_tiny", profile)
+    same = calibration_hashes(profile, None)
+    assert judge_reuse(folder, _weights().to_dict(), profile, overrides, same).reusable
+    verdict = judge_reuse(folder, _weights().to_dict(), profile, overrides, same[:-1] + ["0" * 64])
+    assert not verdict.reusable and "calibration images differ" in verdict.reason
+
+
+def test_bf16_runs_bf16_where_the_cpu_has_it(export_tiny, manifest_of) -> None:
+    from birefnet_edge.runtime import open_runner
+
+    folder = export_tiny("openvino-bf16")
+    assert manifest_of(folder).export["inference_precision_hint"] == "bf16"
+    assert manifest_of(folder).export["checks"]["fp16_constants"] == 0  # the fp32 IR; bf16 is a compile hint
+    if "BF16" not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        pytest.skip("needs a CPU with AMX-BF16 or AVX512-BF16 to execute bf16")
+    with open_runner(folder) as runner:
+        assert runner.runtime_info()["executed_precision"] == "bf16"
+
+
+def test_bf16_is_skipped_naming_the_missing_instruction_set(export_tiny, monkeypatch) -> None:
+    from birefnet_edge.parity import load_inputs
+    from birefnet_edge.parity.compare import check_artifact
+    from birefnet_edge.runtime import open_runner
+    from birefnet_edge.runtime import openvino as ov_runtime
+
+    folder = export_tiny("openvino-bf16")
+    monkeypatch.setattr(ov_runtime, "device_capabilities", lambda core, device: ["FP32", "INT8", "EXPORT_IMPORT"])
+    with pytest.raises(ArtifactError, match=r"needs BF16 \(AMX-BF16 \(amx_bf16\) or AVX512-BF16 \(avx512_bf16\)\)"):
+        open_runner(folder).activate()
+    result = check_artifact(folder, load_inputs(None, synthetic=1, limit=1), batches=(1,))
+    assert result.status == "SKIPPED" and "AVX512-BF16" in result.reason
+
+
+def test_a_required_capability_the_device_lacks_skips_parity(export_tiny, tmp_path) -> None:
+    """Without monkeypatching: a profile asking for a capability no CPU reports is judged SKIPPED, not run."""
+    import shutil
+
+    from birefnet_edge.manifest import read_manifest
+    from birefnet_edge.parity import load_inputs
+    from birefnet_edge.parity.compare import check_artifact
+
+    folder = tmp_path / "needs-fp8"
+    shutil.copytree(export_tiny("openvino-fp32"), folder)
+    data = json.loads((folder / "manifest.json").read_text())
+    data["profile"]["options"]["require_capabilities"] = ["FP8_E4M3"]
+    (folder / "manifest.json").write_text(json.dumps(data))
+    assert read_manifest(folder).get_profile().options.require_capabilities == ("FP8_E4M3",)
+    result = check_artifact(folder, load_inputs(None, synthetic=1, limit=1), batches=(1,))
+    assert result.status == "SKIPPED" and "it needs FP8_E4M3, which this processor lacks" in result.reason
+
+
+def test_bf16_export_on_a_cpu_without_it_builds_and_records_the_skipped_check(tiny_model, tmp_path, monkeypatch):
+    from birefnet_edge.export import export_target
+    from birefnet_edge.runtime import openvino as ov_runtime
+
+    monkeypatch.setattr(ov_runtime, "device_capabilities", lambda core, device: ["FP32"])
+    result = export_target(tiny_model, _tiny("openvino-bf16"), tmp_path, weights=_weights(), variant="birefnet_tiny")
+    assert result.ok, result.error
+    assert any(s.startswith("openvino_check:") and "AVX512-BF16" in s for s in result.skipped), result.skipped
