@@ -2,7 +2,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test test-slow lint bench demo
+.PHONY: setup test test-slow lint bench bench-quant demo
 
 setup:
 	$(PY) -m venv $(VENV)
@@ -26,6 +26,11 @@ bench:
 	$(BIN)/python benchmarks/bench_runtime.py
 	$(BIN)/python benchmarks/bench_distill.py
 	$(BIN)/python benchmarks/bench_predict.py
+	$(BIN)/python benchmarks/bench_quant.py $(QUANT_ARGS)
+
+# int8/bf16 beside fp32 alone; e.g. make bench-quant QUANT_ARGS="--size 512 --batch 1 --keep /tmp/q"
+bench-quant:
+	$(BIN)/python benchmarks/bench_quant.py $(QUANT_ARGS)
 
 demo:
 	$(BIN)/birefnet-edge pipeline --weights random:BiRefNet_lite --size 512 --runs 2 --warmup 1 \
