@@ -11,7 +11,7 @@ import heapq
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -34,6 +34,9 @@ from birefnet_edge.manifest import Manifest
 from birefnet_edge.profile import Profile
 from birefnet_edge.runtime._base import artifact_kwargs
 from birefnet_edge.runtime.onnx import OnnxRunner
+
+if TYPE_CHECKING:
+    from birefnet_edge.export._calibration import CalibrationSet
 
 EXTRA = "onnx"
 MODEL_FILE = "model.onnx"
@@ -127,7 +130,7 @@ def check_batch_axis(proto: Any, profile: Profile, step: str) -> None:
     if problems:
         raise ExportError(
             f"after {step} for target '{profile.name}': {'; '.join(problems)}"
-            + ("; set graph.simplify = false in the profile" if step == "simplification" else "")
+            + ("; set graph.simplifier to another tool or 'none'" if step.startswith("simplification") else "")
         )
 
 
@@ -141,18 +144,29 @@ def check_io_float32(proto: Any, profile: Profile) -> None:
 
 
 def simplify(source: Path | Any, profile: Profile) -> Any:
-    """Simplify with onnxslim (from a file or a ModelProto), then verify that the batch axis stayed symbolic.
+    """Simplify with the profile's ``graph.simplifier``, then verify that the batch axis stayed symbolic.
 
-    Passing the file lets onnxslim hold the only copy of the input model (BiRefNet's is ~0.9 GB).
+    ``onnxslim`` reads the file itself, so it holds the only copy of the input model (BiRefNet's is
+    ~0.9 GB); ``onnxsim`` (the ``onnxsim`` extra) needs it loaded.
     """
-    onnxslim = require("onnxslim", EXTRA, "ONNX simplification")
-    with phase("simplify"), converting("onnxslim", profile):
-        # Without onnxslim's shape inference (which serialises the model more than once) BiRefNet slims in
-        # ~3 GiB instead of ~7 GiB, to the same graph.
-        slim = onnxslim.slim(
-            str(source) if isinstance(source, Path) else source, size_threshold=_FOLD_LIMIT_BYTES, no_shape_infer=True
-        )
-    check_batch_axis(slim, profile, "simplification")
+    if profile.simplifier == "onnxsim":
+        onnx = require("onnx", EXTRA)
+        onnxsim = require("onnxsim", "onnxsim", "graph.simplifier = 'onnxsim'")
+        proto = onnx.load(str(source)) if isinstance(source, Path) else source
+        with phase("simplify"), converting("onnxsim", profile):
+            # check_n=0: no random-input comparison here; the export's checks compare with PyTorch anyway.
+            slim, _ = onnxsim.simplify(proto, check_n=0, tensor_size_threshold=f"{_FOLD_LIMIT_BYTES >> 10}KB")
+    else:
+        onnxslim = require("onnxslim", EXTRA, "ONNX simplification")
+        with phase("simplify"), converting("onnxslim", profile):
+            # Without onnxslim's shape inference (which serialises the model more than once) BiRefNet slims in
+            # ~3 GiB instead of ~7 GiB, to the same graph.
+            slim = onnxslim.slim(
+                str(source) if isinstance(source, Path) else source,
+                size_threshold=_FOLD_LIMIT_BYTES,
+                no_shape_infer=True,
+            )
+    check_batch_axis(slim, profile, f"simplification ({profile.simplifier})")
     return slim
 
 
@@ -241,17 +255,25 @@ def onnx_check(
     return check_with_runner(CHECK_KEY, open_runner, model, profile)
 
 
-def build_onnx(model: torch.nn.Module, profile: Profile, out_dir: Path, metadata: dict[str, str]) -> ExportOutput:
-    """Export, check, optionally simplify and convert to fp16, tag, save and verify one ONNX model.
+def build_onnx(
+    model: torch.nn.Module,
+    profile: Profile,
+    out_dir: Path,
+    metadata: dict[str, str],
+    calibration: CalibrationSet | None = None,
+) -> ExportOutput:
+    """Export, check, optionally simplify, convert to fp16 or quantize to int8, tag, save and verify one ONNX model.
 
     Args:
         model: BiRefNet in eval mode in the profile's deformable-conv form.
         profile: Gives opset, batch range, simplify, precision and tolerance.
         out_dir: Folder to write ``model.onnx`` (and ``model.onnx.data`` for huge models) into.
         metadata: Written to ``metadata_props``.
+        calibration: Calibration and held-out images (int8 profiles only).
 
     Returns:
-        Files with role ``model`` (and ``weights``), the checks with their numbers and tool versions.
+        Files with role ``model`` (and ``weights``), the checks with their numbers and tool versions; for
+        int8, ``details`` holds the quantization record and the calibration warning.
     """
     onnx = require("onnx", EXTRA, "ONNX export")
     path = out_dir / MODEL_FILE
@@ -260,10 +282,14 @@ def build_onnx(model: torch.nn.Module, profile: Profile, out_dir: Path, metadata
     checks: dict[str, Any] = {"batch_axis": IO.batch_dim if IO.is_dynamic(profile) else profile.batch.min}
     proto = simplify(raw, profile) if profile.simplify else onnx.load(str(raw))
     checks["simplified"] = profile.simplify
+    checks["simplifier"] = profile.simplifier
     release()
+    details: dict[str, Any] = {}
     if profile.precision == "fp16":
         proto = to_fp16(proto, profile)
         checks["io_dtype"] = "float32"
+    if profile.precision == "int8":
+        proto, details = quantized(proto, model, profile, calibration)
     add_metadata(proto, metadata)
     checks["ops"] = sorted({node.op_type for node in proto.graph.node})
     with phase("save"):
@@ -273,18 +299,38 @@ def build_onnx(model: torch.nn.Module, profile: Profile, out_dir: Path, metadata
     with phase("save"), converting("onnx.checker", profile):
         onnx.checker.check_model(str(path))
     checks["onnx_checker"] = "passed"
-    tools = tool_versions("onnx", "onnxscript", "onnxslim", "onnxruntime")
-    return ExportOutput(files=files, checks=checks, tools=tools)
+    ran = (profile.simplifier,) if profile.simplify else ()
+    tools = tool_versions("onnx", "onnxscript", *ran, "onnxruntime")
+    return ExportOutput(files=files, checks=checks, tools=tools, details=details)
+
+
+def quantized(
+    proto: Any, model: torch.nn.Module, profile: Profile, calibration: CalibrationSet | None
+) -> tuple[Any, dict[str, Any]]:
+    """Quantize to QDQ int8 (see :mod:`birefnet_edge.export._onnx_int8`) and check that the batch axis survived.
+
+    Returns:
+        The quantized model and the ``details`` for the manifest: ``quantization`` (record and search
+        log) and ``warnings`` (the calibration warning of the fallback image set).
+    """
+    from birefnet_edge.export._onnx_int8 import quantize_int8
+
+    if calibration is None:
+        raise ExportError(f"target '{profile.name}' is int8 but got no calibration images; pass a CalibrationSet")
+    proto, record = quantize_int8(proto, model, profile, calibration)
+    check_batch_axis(proto, profile, "int8 quantization")
+    return proto, {"quantization": record, "warnings": [calibration.warning] if calibration.warning else []}
 
 
 @EXPORTERS.register("onnx")
 class OnnxExporter(Exporter):
-    """ONNX (opset >= 18) with a symbolic batch axis; fp16 keeps float32 I/O; checked with the ONNX runner."""
+    """ONNX (opset >= 18) with a symbolic batch axis; fp16 keeps float32 I/O; int8 as QDQ; checked by its runner."""
 
     check_key = CHECK_KEY
 
     def export(self, model: torch.nn.Module, profile: Profile, out_dir: Path) -> ExportOutput:
-        return build_onnx(model, profile, out_dir, self.info.metadata())
+        calibration = self.calibration_set(profile) if profile.precision == "int8" else None
+        return build_onnx(model, profile, out_dir, self.info.metadata(), calibration)
 
 
 def onnxruntime_available() -> bool:

@@ -1,0 +1,260 @@
+"""ONNX int8: ONNX Runtime static quantization (QDQ, per-channel int8 weights, int8 activations).
+
+The float graph is described as a :class:`GraphView` so the shared structural rules of
+:mod:`birefnet_edge.export._quantize` pick the layers that stay in float; ONNX Runtime's
+``quantize_static`` calibrates on the calibration images and inserts QuantizeLinear/DequantizeLinear
+pairs around every other Conv/MatMul/Gemm. The accuracy search then restores groups of int8 layers
+to float by editing the QDQ graph (no re-calibration), and the shared gate judges the result on the
+held-out images against fp32 PyTorch.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from birefnet_edge._deps import require
+from birefnet_edge.export._base import IO, converting, torch_reference
+from birefnet_edge.export._memory import phase
+from birefnet_edge.export._quantize import (
+    GraphNode,
+    GraphView,
+    Restorer,
+    accuracy_gate,
+    exclusion_names,
+    keep_float,
+    quantization_record,
+    quantized_nodes,
+    restore_search,
+)
+from birefnet_edge.formats.onnx import CPU_PROVIDER
+from birefnet_edge.profile import Profile
+
+if TYPE_CHECKING:
+    from birefnet_edge.export._calibration import CalibrationSet
+
+EXTRA = "onnx"
+# Only these get int8 kernels worth having on CPU; a QDQ pair around an elementwise or normalisation op
+# costs more than it saves.
+QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
+_LAYOUT = ("Reshape", "Transpose", "Concat", "Squeeze", "Unsqueeze", "Slice", "Split", "Gather", "Resize", "Pad")
+_KINDS = {
+    "Conv": "conv",
+    "ConvTranspose": "conv",
+    "MatMul": "matmul",
+    "Gemm": "matmul",
+    "GridSample": "gridsample",
+    "Sigmoid": "sigmoid",
+    "Softmax": "softmax",
+    "LayerNormalization": "layernorm",
+    "Mul": "mul",
+    "Shape": "shape",
+    "DequantizeLinear": "quantize",
+    **dict.fromkeys((*_LAYOUT, "Expand", "Tile"), "layout"),
+}
+
+
+def graph_view(proto: Any) -> GraphView:
+    """The ONNX graph as a :class:`GraphView` (initializers and graph inputs become ``""`` producers)."""
+    producer = {out: node.name for node in proto.graph.node for out in node.output}
+    nodes = [
+        GraphNode(n.name, _KINDS.get(n.op_type, "other"), n.op_type, tuple(producer.get(i, "") for i in n.input))
+        for n in proto.graph.node
+    ]
+    nodes += [
+        GraphNode(f"output:{o.name}", "output", "Output", (producer.get(o.name, ""),)) for o in proto.graph.output
+    ]
+    return GraphView(nodes)
+
+
+def quantize_int8(
+    proto: Any, model: torch.nn.Module, profile: Profile, calibration: CalibrationSet
+) -> tuple[Any, dict[str, Any]]:
+    """Quantize a float ONNX model to QDQ int8, search which layers to restore, and gate the result.
+
+    The rules and ``quantization.keep_float_nodes`` decide what starts in float; the accuracy search
+    restores groups of int8 layers (at most ``quantization.max_restore_steps``) while the held-out IoU
+    against fp32 PyTorch misses ``1 - quantization.max_iou_drop``; :func:`accuracy_gate` decides.
+
+    Args:
+        proto: The float (simplified) ModelProto.
+        model: The PyTorch model (fp32 reference of the held-out images).
+        profile: An int8 profile (``profile.quantization`` set).
+        calibration: Calibration and held-out images.
+
+    Returns:
+        The quantized ModelProto and the manifest's ``export.quantization`` record (with the search log).
+
+    Raises:
+        ExportError: A named node does not exist, quantization failed, or the gate failed.
+    """
+    opts = profile.quantization
+    assert opts is not None  # build_onnx calls this for int8 profiles only, which always carry the table
+    view = graph_view(proto)
+    kept = keep_float(view, opts.keep_float, opts.keep_float_nodes)
+    images = calibration.arrays("calibration", profile.input_size)
+    exclude = exclusion_names(view, kept)
+    quantized = _quantize_static(proto, profile, images, exclude, opts.preset == "performance")
+    quantized = restore_float(quantized, proto, float_readers(quantized, set(exclude)))
+    held = calibration.arrays("held_out", profile.input_size)
+    reference = torch_reference(model, torch.from_numpy(held))
+    run = _Runs(quantized, proto, profile)
+    with phase("int8 accuracy search"), converting("onnxruntime (int8 accuracy search)", profile):
+        candidates = quantized_nodes(graph_view(quantized))
+        restored, log = restore_search(Restorer(candidates, run), held, reference, opts)
+        logits = run(restored, held)
+    if restored:
+        quantized = restore_float(quantized, proto, restored)
+    kept.update(dict.fromkeys(restored, "accuracy_search"))
+    gate = accuracy_gate(f"target '{profile.name}'", logits, reference, opts.min_iou, profile.tolerance.max_mae)
+    record = quantization_record("onnxruntime", calibration, graph_view(quantized), kept, gate)
+    return quantized, {**record, "search": log}
+
+
+def _quantize_static(proto: Any, profile: Profile, images: np.ndarray, exclude: list[str], symmetric: bool) -> Any:
+    """ONNX Runtime's ``quantize_static`` (QDQ, per-channel QInt8 weights, QInt8 activations) skipping ``exclude``.
+
+    Args:
+        proto: The float model.
+        profile: Names the target in errors.
+        images: Preprocessed calibration images (N, 3, H, W), fed one at a time.
+        exclude: Node names left in float.
+        symmetric: Symmetric activation ranges (preset ``performance``) instead of asymmetric (``mixed``).
+    """
+    onnx = require("onnx", EXTRA)
+    require("onnxruntime", EXTRA, "int8 quantization")
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter(images)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            x = next(self.items, None)
+            return None if x is None else {IO.input_name: x[None]}
+
+    with tempfile.TemporaryDirectory(prefix="birefnet-int8-") as work:
+        source, target = Path(work) / "float.onnx", Path(work) / "int8.onnx"
+        # From a file: given a ModelProto, quantize_static saves it with external data, which rewrites the
+        # caller's initializers in place into references to a temporary file that is then deleted.
+        onnx.save_model(proto, str(source))
+        with phase("int8 quantization"), converting("onnxruntime quantize_static", profile):
+            quantize_static(
+                str(source),
+                str(target),
+                Reader(),
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=list(QUANTIZED_OPS),
+                per_channel=True,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=exclude,
+                # MinMax calibration keeps only per-tensor min/max per image (ReduceMin/ReduceMax outputs), so
+                # memory stays small; its CalibMaxIntermediateOutputs option discards data in ORT 1.32: unused.
+                extra_options={"ActivationSymmetric": symmetric},
+            )
+        return onnx.load(str(target))
+
+
+def float_readers(quantized: Any, excluded: set[str]) -> set[str]:
+    """Nodes that read a DequantizeLinear output but are not int8 layers: what must read float again.
+
+    ONNX Runtime rewires *every* reader of a quantized tensor (or weight) to its DequantizeLinear output, so
+    a residual Add beside a quantized conv, or an excluded conv sharing a tensor or a weight with a quantized
+    one, would read rounded values: the excluded layers would not really be float, and restoring a layer
+    would not undo all its rounding. Only the Conv/MatMul/Gemm nodes ONNX Runtime quantized keep int8 inputs.
+    """
+    dequantized = {out for n in quantized.graph.node if n.op_type == "DequantizeLinear" for out in n.output}
+    return {
+        n.name
+        for n in quantized.graph.node
+        if n.op_type not in ("QuantizeLinear", "DequantizeLinear")
+        and any(i in dequantized for i in n.input)
+        and (n.op_type not in QUANTIZED_OPS or n.name in excluded)
+    }
+
+
+class _Runs:
+    """Held-out logits of the quantized model with some nodes restored to float (what the search calls)."""
+
+    def __init__(self, quantized: Any, original: Any, profile: Profile) -> None:
+        self.quantized, self.original, self.profile = quantized, original, profile
+        self.memo: dict[tuple[frozenset[str], int], np.ndarray] = {}
+
+    def __call__(self, names: set[str], x: np.ndarray) -> np.ndarray:
+        key = (frozenset(names), len(x))  # the search's last step is the final model: not run twice
+        if key not in self.memo:
+            ort = require("onnxruntime", EXTRA, "int8 quantization")
+            model = restore_float(self.quantized, self.original, names)
+            session = ort.InferenceSession(model.SerializeToString(), providers=[CPU_PROVIDER])
+            del model
+            self.memo = {key: np.concatenate([session.run(None, {IO.input_name: s[None]})[0] for s in x])}
+        return self.memo[key]
+
+
+def restore_float(quantized: Any, original: Any, names: set[str]) -> Any:
+    """A copy of a QDQ model whose named nodes read the float inputs and weights of the original model again.
+
+    Quantization keeps node names, so each named node takes back its original inputs. A float weight
+    whose name the quantized graph now gives to a DequantizeLinear output (ONNX Runtime names a
+    dequantized bias after the float bias) is added under a new name: the same name defined twice is
+    an invalid graph ("Duplicate definition of name"). The Q/DQ nodes left without a reader are dropped.
+    """
+    copy = type(quantized)()
+    copy.CopyFrom(quantized)
+    if not names:
+        return copy
+    source = {n.name: n for n in original.graph.node}
+    weights = {t.name: t for t in original.graph.initializer}
+    defined = {out for n in copy.graph.node for out in n.output}
+    have = {t.name for t in copy.graph.initializer}
+    for node in copy.graph.node:
+        if node.name not in names:
+            continue
+        del node.input[:]
+        for name in source[node.name].input:
+            if name in weights and name in defined:
+                name = _add_float_weight(copy.graph, weights[name], f"{name}_float", have)
+            elif name in weights and name not in have:
+                name = _add_float_weight(copy.graph, weights[name], name, have)
+            node.input.append(name)
+    _drop_unread(copy.graph)
+    return copy
+
+
+def _add_float_weight(graph: Any, tensor: Any, name: str, have: set[str]) -> str:
+    """Add ``tensor`` as initializer ``name`` (once; restored nodes may share a weight) and return the name."""
+    if name not in have:
+        graph.initializer.append(tensor)
+        graph.initializer[-1].name = name
+        have.add(name)
+    return name
+
+
+def _drop_unread(graph: Any) -> None:
+    """Remove the nodes none of whose outputs is read (repeatedly), then the initializers nothing reads."""
+    nodes = list(graph.node)
+    while True:
+        read = {o.name for o in graph.output} | {i for n in nodes for i in n.input}
+        live = [n for n in nodes if any(o in read for o in n.output)]
+        if len(live) == len(nodes):
+            break
+        nodes = live
+    if len(nodes) != len(graph.node):
+        kept = [type(n)() for n in nodes]
+        for copy, node in zip(kept, nodes):
+            copy.CopyFrom(node)
+        del graph.node[:]
+        graph.node.extend(kept)
+    read = {i for n in graph.node for i in n.input}
+    tensors = [t for t in graph.initializer if t.name in read]
+    if len(tensors) != len(graph.initializer):
+        kept_tensors = [type(t)() for t in tensors]
+        for copy, tensor in zip(kept_tensors, tensors):
+            copy.CopyFrom(tensor)
+        del graph.initializer[:]
+        graph.initializer.extend(kept_tensors)
