@@ -38,7 +38,7 @@ REASONS = {
     "attention": "softmax input: attention scores need more range than int8 gives",
     "deform_offsets": "deformable-conv offset/mask branch: an error moves the sampling point, not just a value",
     "logits_head": "final logits conv: its error lands directly on the mask threshold",
-    "keep_float_nodes": "named in the profile's options.keep_float_nodes",
+    "keep_float_nodes": "named in the profile's quantization.keep_float_nodes",
     "accuracy_search": "restored to float by the accuracy search (held-out IoU)",
     "not_quantized": "left in float by the quantizer itself (no int8 kernel or pattern for it)",
 }
@@ -188,7 +188,7 @@ def keep_float(graph: GraphView, rules: Sequence[str], extra: Sequence[str] = ()
     Args:
         graph: The float model's graph.
         rules: Names from :data:`RULES`.
-        extra: Node names from the profile (``options.keep_float_nodes``); each must exist.
+        extra: Node names from the profile (``quantization.keep_float_nodes``); each must exist.
 
     Raises:
         ExportError: An unknown rule, or an extra name that is not a node of this graph.
@@ -199,7 +199,7 @@ def keep_float(graph: GraphView, rules: Sequence[str], extra: Sequence[str] = ()
     missing = [name for name in extra if name not in graph.nodes]
     if missing:
         raise ExportError(
-            f"options.keep_float_nodes names {missing}, which are not nodes of the exported graph; "
+            f"quantization.keep_float_nodes names {missing}, which are not nodes of the exported graph; "
             "use names from the manifest's export.quantization.float_layers of an earlier export"
         )
     kept: dict[str, str] = {}

@@ -1,0 +1,178 @@
+"""onnx-int8: ONNX Runtime QDQ quantization of the tiny model, its float layers, its gate; both simplifiers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx", reason="onnx is not installed (extra 'onnx')")
+ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (extra 'onnx')")
+pytest.importorskip("onnxscript", reason="onnxscript is not installed (extra 'onnx')")
+
+from birefnet_edge.errors import ExportError  # noqa: E402
+from birefnet_edge.formats.quantization import RULES  # noqa: E402
+
+# Few images: the calibration and search stay quick at 64 px (the fallback set is used: no --calibration).
+SMALL = {"calibration_images": 6, "held_out_images": 2}
+
+
+def _profile(target: str = "onnx-int8", **changes):
+    from birefnet_edge.profile import load_profile
+
+    return load_profile(target).with_overrides(input_size=(64, 64), batch={"min": 1, "opt": 2, "max": 4}, **changes)
+
+
+def _export(model, profile, out: Path):
+    from birefnet_edge.export import export_target
+    from birefnet_edge.model import WeightsInfo
+
+    weights = WeightsInfo(source="random:birefnet_tiny", variant="birefnet_tiny", deterministic=True)
+    return export_target(model, profile, out, weights=weights, variant="birefnet_tiny")
+
+
+@pytest.fixture(scope="module")
+def int8_folder(tiny_model, tmp_path_factory) -> Path:
+    result = _export(tiny_model, _profile(quantization=SMALL), tmp_path_factory.mktemp("int8"))
+    assert result.ok, result.error
+    return result.path
+
+
+def _dequantized_inputs(proto) -> dict[str, list[str]]:
+    """Node name -> its inputs made by a DequantizeLinear node."""
+    dq = {out for n in proto.graph.node if n.op_type == "DequantizeLinear" for out in n.output}
+    return {n.name: [i for i in n.input if i in dq] for n in proto.graph.node}
+
+
+def test_int8_keeps_the_dynamic_batch_and_runs_int8_at_batch_1_and_3(
+    int8_folder, manifest_of, check_input, reference
+) -> None:
+    from birefnet_edge import metrics as M
+    from birefnet_edge.runtime import open_runner
+
+    proto = onnx.load(str(int8_folder / "model.onnx"))
+    assert [v.type.tensor_type.shape.dim[0].dim_param for v in [*proto.graph.input, *proto.graph.output]] == [
+        "batch",
+        "batch",
+    ]
+    assert sum(n.op_type == "DequantizeLinear" for n in proto.graph.node) > 0
+    with open_runner(int8_folder) as runner:
+        assert runner.runtime_info()["executed_precision"].startswith("int8")
+        one, three = runner.infer(check_input[:1]), runner.infer(check_input)
+    assert one.shape == (1, 1, 64, 64) and three.shape == (3, 1, 64, 64)
+    np.testing.assert_allclose(three[:1], one, atol=1e-5)  # per-sample results do not depend on the batch
+    assert M.logits_iou(three, reference) >= 0.97, "int8 masks far from PyTorch's"
+    manifest = manifest_of(int8_folder)
+    record = manifest.export["quantization"]
+    assert record["tool"] == "onnxruntime" and 0 < record["quantized_layers"] < record["compute_layers"]
+    assert record["accuracy_gate"]["iou"] >= record["accuracy_gate"]["min_iou"] == pytest.approx(0.99)
+    assert record["search"][0]["step"] == 0 and record["calibration"]["representative"] is False
+    assert "NOT representative" in manifest.export["warnings"][0]
+    assert "onnxruntime" in manifest.tools and manifest.export["checks"]["simplifier"] == "onnxslim"
+
+
+def test_layers_the_rules_exclude_read_no_int8_input(int8_folder, manifest_of) -> None:
+    proto = onnx.load(str(int8_folder / "model.onnx"))
+    dequantized = _dequantized_inputs(proto)
+    rows = manifest_of(int8_folder).export["quantization"]["float_layers"]
+    by_rule = {rule: [r["name"] for r in rows if r["rule"] == rule] for rule in RULES}
+    assert all(by_rule.values()), f"every rule should keep a layer of the tiny model in float: {by_rule}"
+    rounded = {name: dequantized[name] for names in by_rule.values() for name in names if dequantized[name]}
+    assert not rounded, f"layers kept in float read int8 data: {rounded}"
+    convs = [n.name for n in proto.graph.node if n.op_type in ("Conv", "MatMul")]
+    assert any(dequantized[name] for name in convs), "no conv/matmul reads int8 data"
+
+
+def _exporter():
+    from birefnet_edge.export import EXPORTERS
+    from birefnet_edge.export._base import ArtifactInfo
+
+    return EXPORTERS.get("onnx")(ArtifactInfo("birefnet_tiny-onnx-int8", "birefnet_tiny", {}, {}))
+
+
+def test_gate_fails_when_no_drop_is_allowed_and_no_search(tiny_model, tmp_path) -> None:
+    profile = _profile(quantization={**SMALL, "max_iou_drop": 0.0, "max_restore_steps": 0})
+    with pytest.raises(
+        ExportError, match=r"int8 accuracy gate failed on \d+ held-out image\(s\).*IoU 0\.\d+ < 1\.0000"
+    ):
+        _exporter().export(tiny_model, profile, tmp_path)
+
+
+def test_keep_float_nodes_must_name_nodes_of_the_graph(tiny_model, tmp_path) -> None:
+    profile = _profile(quantization={**SMALL, "keep_float_nodes": ["no_such_node"]})
+    with pytest.raises(ExportError, match=r"keep_float_nodes names \['no_such_node'\], which are not nodes"):
+        _exporter().export(tiny_model, profile, tmp_path)
+
+
+def _conv_graph():
+    """x -> conv a -> (conv b, conv c, + a) -> sum: a's output feeds a quantized conv, an excluded one and an Add."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = [
+        numpy_helper.from_array(rng.normal(size=shape).astype(np.float32), name)
+        for name, shape in [("wa", (4, 3, 3, 3)), ("ba", (4,)), ("wb", (4, 4, 3, 3)), ("bb", (4,))]
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "wa", "ba"], ["a"], name="a", pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["a", "wb", "bb"], ["b"], name="b", pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["a", "wb", "bb"], ["c"], name="c", pads=[1, 1, 1, 1]),  # shares b's weights
+        helper.make_node("Sum", ["a", "b", "c"], ["y"], name="sum"),
+    ]
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", k, 8, 8]) for n, k in (("x", 3), ("y", 4))]
+    graph = helper.make_graph(nodes, "g", [io[0]], [io[1]], initializer=weights)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+
+def test_restoring_layers_gives_back_the_float_model_exactly(tmp_path) -> None:
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    from birefnet_edge.export._onnx_int8 import float_readers, restore_float
+
+    float_model, x = _conv_graph(), np.random.default_rng(1).normal(size=(2, 3, 8, 8)).astype(np.float32)
+    onnx.save(float_model, str(tmp_path / "f.onnx"))
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter([{"x": x}])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    quantize_static(
+        str(tmp_path / "f.onnx"), str(tmp_path / "q.onnx"), Reader(), quant_format=QuantFormat.QDQ,
+        per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=["c"],
+        op_types_to_quantize=["Conv"],
+    )  # fmt: skip
+    quantized = onnx.load(str(tmp_path / "q.onnx"))
+    assert float_readers(quantized, {"c"}) == {"c", "sum"}, "ORT rewires every reader of a quantized tensor"
+    fixed = restore_float(quantized, float_model, float_readers(quantized, {"c"}))
+    assert all(not ins for name, ins in _dequantized_inputs(fixed).items() if name in ("c", "sum"))
+
+    def run(model) -> np.ndarray:
+        return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[
+            0
+        ]
+
+    expected = run(float_model)
+    assert np.abs(run(fixed) - expected).max() > 1e-4, "b should still run in int8"
+    # Restoring a and b: the float biases' names are DequantizeLinear outputs in the QDQ graph (the old duplicate).
+    np.testing.assert_allclose(run(restore_float(fixed, float_model, {"a", "b"})), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("tool", ["onnxslim", "onnxsim"])
+def test_both_simplifiers_keep_the_batch_axis(tiny_model, tmp_path, manifest_of, tool: str) -> None:
+    if tool == "onnxsim":
+        pytest.importorskip("onnxsim", reason="onnxsim is not installed (extra 'onnxsim')")
+    result = _export(tiny_model, _profile("onnx-fp32", name=f"onnx-{tool}", simplifier=tool), tmp_path)
+    assert result.ok, result.error
+    manifest = manifest_of(result.path)
+    assert manifest.export["checks"]["simplifier"] == tool and manifest.export["checks"]["batch_axis"] == "batch"
+    other = {"onnxslim": "onnxsim", "onnxsim": "onnxslim"}[tool]
+    assert tool in manifest.tools and other not in manifest.tools
+    proto = onnx.load(str(result.path / "model.onnx"))
+    assert [v.type.tensor_type.shape.dim[0].dim_param for v in [*proto.graph.input, *proto.graph.output]] == [
+        "batch",
+        "batch",
+    ]
