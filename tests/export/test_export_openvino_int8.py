@@ -178,3 +178,23 @@ def test_bf16_export_on_a_cpu_without_it_builds_and_records_the_skipped_check(ti
     result = export_target(tiny_model, _tiny("openvino-bf16"), tmp_path, weights=_weights(), variant="birefnet_tiny")
     assert result.ok, result.error
     assert any(s.startswith("openvino_check:") and "AVX512-BF16" in s for s in result.skipped), result.skipped
+
+
+def test_parity_report_shows_the_executed_precision_and_the_calibration_warning(export_tiny, tmp_path, capsys):
+    from birefnet_edge.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(
+            ["parity", str(export_tiny("openvino-int8")), "--synthetic", "2", "--batch", "1", "--report", str(tmp_path)]
+        )
+    captured = capsys.readouterr()
+    text = captured.out + captured.err
+    assert stop.value.code == 0, text
+    header = next(line for line in text.splitlines() if line.startswith("target\t"))
+    row = next(line for line in text.splitlines() if line.startswith("birefnet_tiny-openvino-int8\t"))
+    assert dict(zip(header.split("\t"), row.split("\t")))["ran (precision)"].startswith("int8")
+    assert "openvino-int8 WARNING: int8 calibration used only the bundled sample photos" in text
+    assert "of the reference logits lie within 0.1 of the mask threshold" in text
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["parity"][0]["runtime"]["executed_precision"].startswith("int8")
+    assert "birefnet_tiny-openvino-int8" in (tmp_path / "report.html").read_text()
