@@ -113,7 +113,6 @@ def quantize_int8(
         )
     del ov_model
     with phase("int8 accuracy search"), converting("openvino (int8 accuracy search)", profile):
-
         seen: dict[tuple[frozenset[str], int], np.ndarray] = {}
 
         def run(names: set[str], x: np.ndarray) -> np.ndarray:

@@ -105,7 +105,37 @@ class CoremlRunner(Runner):
     def runtime_info(self) -> dict[str, Any]:
         """Return the coremltools version and compute units."""
         ct = require("coremltools", "coreml")
-        return {"coremltools": ct.__version__, "compute_units": self.compute_units, "image_input": self._image_input}
+        info = {"coremltools": ct.__version__, "compute_units": self.compute_units, "image_input": self._image_input}
+        if self._model is not None:
+            info["executed_precision"] = program_precision(self._model.get_spec(), self.compute_units)
+        return info
+
+
+_COMPUTE_OPS = ("conv", "conv_transpose", "linear", "matmul")
+_MIL_TYPES = {10: "fp16", 11: "fp32", 13: "bf16", 21: "int8", 31: "int8"}
+
+
+def program_precision(spec: Any, compute_units: str = "ALL") -> str:
+    """The dtype the ML program's conv/matmul ops compute in, read from the model spec.
+
+    Core ML then picks a device per op; the Neural Engine computes in fp16 whatever the program says,
+    so an fp32 program loaded with the Neural Engine allowed is reported with that caveat.
+
+    Returns:
+        e.g. ``fp16``, ``fp32``, ``fp32 (fp16 where the Neural Engine runs it)``, or ``fp32 (neural network)``.
+    """
+    if spec.WhichOneof("Type") != "mlProgram":
+        return "fp32 (neural network)"
+    kinds: dict[str, int] = {}
+    for function in spec.mlProgram.functions.values():
+        for block in function.block_specializations.values():
+            for op in block.operations:
+                if op.type in _COMPUTE_OPS and op.outputs:
+                    kind = _MIL_TYPES.get(op.outputs[0].type.tensorType.dataType, "other")
+                    kinds[kind] = kinds.get(kind, 0) + 1
+    found = "+".join(sorted(kinds, key=lambda k: -kinds[k])) or "unknown"
+    may_use_ane = compute_units in ("ALL", "CPU_AND_NE")
+    return f"{found} (fp16 where the Neural Engine runs it)" if may_use_ane and found != "fp16" else found
 
 
 def to_pixels(x: np.ndarray, contract: dict[str, Any]) -> np.ndarray:

@@ -146,7 +146,10 @@ def executed_precision(compiled: Any) -> str:
     for op in compiled.get_runtime_model().get_ops():
         rt = op.get_rt_info()
         if "layerType" in rt and rt["layerType"].astype(str) in _COMPUTE_LAYERS:
-            kind = rt["runtimePrecision"].astype(str)
+            # The kernel's name ends in what it computes (brgconv_avx512_amx_bf16, ..._I8, ..._f32);
+            # runtimePrecision is the weights' type, f16 for an fp16 IR that the CPU computes in f32.
+            kernel = rt["primitiveType"].astype(str) if "primitiveType" in rt else rt["runtimePrecision"].astype(str)
+            kind = kernel.rsplit("_", 1)[-1].lower()
             kind = "int8" if kind in ("u8", "i8") else kind
             counts[kind] = counts.get(kind, 0) + 1
     if not counts:  # a plugin without a readable runtime graph: what it was asked for is all we know

@@ -146,4 +146,7 @@ class PytorchRunner(Runner):
 
     def runtime_info(self) -> dict[str, Any]:
         """Return the torch version, thread count and where the weights came from."""
-        return {"torch": torch.__version__, "threads": torch.get_num_threads(), "weights": self.weights_info}
+        model = getattr(self, "model", None)
+        dtypes = sorted({str(p.dtype).removeprefix("torch.") for p in model.parameters()}) if model is not None else []
+        info = {"torch": torch.__version__, "threads": torch.get_num_threads(), "weights": self.weights_info}
+        return {**info, "executed_precision": "+".join(dtypes) + " (eager)"} if dtypes else info

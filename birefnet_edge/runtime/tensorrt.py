@@ -109,7 +109,15 @@ class TensorrtRunner(Runner):
     def runtime_info(self) -> dict[str, Any]:
         """Return the TensorRT version and the GPU."""
         trt = require("tensorrt", "tensorrt")
-        return {"tensorrt": trt.__version__, "gpu": torch.cuda.get_device_name(), "capability": _capability()}
+        # TensorRT chooses each layer's precision among those the build allowed; the engine does not keep
+        # that choice unless built with detailed profiling, so report what the build allowed, said as such.
+        allowed = "fp16+fp32" if self.precision == "fp16" else "fp32"
+        return {
+            "tensorrt": trt.__version__,
+            "gpu": torch.cuda.get_device_name(),
+            "capability": _capability(),
+            "executed_precision": f"{allowed} (allowed; TensorRT picks per layer)",
+        }
 
 
 def _engine_file(manifest: Manifest) -> Path:
