@@ -102,7 +102,7 @@ def quantize_int8(
     quantized = restore_float(quantized, proto, float_readers(quantized, set(exclude)))
     held = calibration.arrays("held_out", profile.input_size)
     reference = torch_reference(model, torch.from_numpy(held))
-    run = _Runs(quantized, proto, profile)
+    run = _Runs(quantized, proto)
     with phase("int8 accuracy search"), converting("onnxruntime (int8 accuracy search)", profile):
         candidates = quantized_nodes(graph_view(quantized))
         restored, log = restore_search(Restorer(candidates, run), held, reference, opts)
@@ -181,8 +181,8 @@ def float_readers(quantized: Any, excluded: set[str]) -> set[str]:
 class _Runs:
     """Held-out logits of the quantized model with some nodes restored to float (what the search calls)."""
 
-    def __init__(self, quantized: Any, original: Any, profile: Profile) -> None:
-        self.quantized, self.original, self.profile = quantized, original, profile
+    def __init__(self, quantized: Any, original: Any) -> None:
+        self.quantized, self.original = quantized, original
         self.memo: dict[tuple[frozenset[str], int], np.ndarray] = {}
 
     def __call__(self, names: set[str], x: np.ndarray) -> np.ndarray:
