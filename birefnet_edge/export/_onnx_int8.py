@@ -10,7 +10,9 @@ held-out images against fp32 PyTorch.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -142,7 +144,7 @@ def _quantize_static(proto: Any, profile: Profile, images: np.ndarray, exclude: 
         # From a file: given a ModelProto, quantize_static saves it with external data, which rewrites the
         # caller's initializers in place into references to a temporary file that is then deleted.
         onnx.save_model(proto, str(source))
-        with phase("int8 quantization"), converting("onnxruntime quantize_static", profile):
+        with phase("int8 quantization"), converting("onnxruntime quantize_static", profile), _lean_calibration():
             quantize_static(
                 str(source),
                 str(target),
@@ -176,6 +178,41 @@ def float_readers(quantized: Any, excluded: set[str]) -> set[str]:
         and any(i in dequantized for i in n.input)
         and (n.op_type not in QUANTIZED_OPS or n.name in excluded)
     }
+
+
+@contextlib.contextmanager
+def _lean_calibration() -> Iterator[None]:
+    """Run ONNX Runtime's calibration session without its memory arena and memory patterns.
+
+    ``quantize_static`` offers no session options for the model it calibrates with (every tensor
+    tapped, optimizations off), and its default arena keeps the largest activations' memory: on
+    BiRefNet_lite at 512 px calibration peaked at 4.6 GiB with it and 2.8 GiB without (and ran no
+    slower). The hook is put back afterwards; an ONNX Runtime without it is left as it is.
+    """
+    from onnxruntime.quantization import calibrate
+
+    base = getattr(calibrate, "CalibraterBase", None)
+    original = getattr(base, "create_inference_session", None)
+    if original is None:
+        yield
+        return
+
+    def create_inference_session(self: Any) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # as ONNX Runtime does
+        options.enable_cpu_mem_arena = False
+        options.enable_mem_pattern = False
+        self.infer_session = ort.InferenceSession(
+            self.augmented_model_path, sess_options=options, providers=self.execution_providers
+        )
+
+    base.create_inference_session = create_inference_session  # type: ignore[union-attr]
+    try:
+        yield
+    finally:
+        base.create_inference_session = original  # type: ignore[union-attr]
 
 
 class _Runs:

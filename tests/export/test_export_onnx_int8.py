@@ -187,3 +187,15 @@ def test_both_simplifiers_keep_the_batch_axis(tiny_model, tmp_path, manifest_of,
         "batch",
         "batch",
     ]
+
+
+def test_lean_calibration_puts_onnxruntime_back_even_after_an_error() -> None:
+    from onnxruntime.quantization import calibrate
+
+    from birefnet_edge.export._onnx_int8 import _lean_calibration
+
+    original = calibrate.CalibraterBase.create_inference_session
+    with pytest.raises(RuntimeError, match="boom"), _lean_calibration():
+        assert calibrate.CalibraterBase.create_inference_session is not original
+        raise RuntimeError("boom")
+    assert calibrate.CalibraterBase.create_inference_session is original
