@@ -11,6 +11,7 @@ held-out images against fp32 PyTorch.
 from __future__ import annotations
 
 import contextlib
+import logging
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -144,7 +145,12 @@ def _quantize_static(proto: Any, profile: Profile, images: np.ndarray, exclude: 
         # From a file: given a ModelProto, quantize_static saves it with external data, which rewrites the
         # caller's initializers in place into references to a temporary file that is then deleted.
         onnx.save_model(proto, str(source))
-        with phase("int8 quantization"), converting("onnxruntime quantize_static", profile), _lean_calibration():
+        with (
+            phase("int8 quantization"),
+            converting("onnxruntime quantize_static", profile),
+            _lean_calibration(),
+            _no_advice(),
+        ):
             quantize_static(
                 str(source),
                 str(target),
@@ -213,6 +219,25 @@ def _lean_calibration() -> Iterator[None]:
         yield
     finally:
         base.create_inference_session = original  # type: ignore[union-attr]
+
+
+@contextlib.contextmanager
+def _no_advice() -> Iterator[None]:
+    """Drop ONNX Runtime's "Please consider (to run) pre-processing before quantization" lines.
+
+    They are logged on the root logger at every call and advise ``quant_pre_process`` (shape inference
+    and graph optimization), which the simplifier has already done; a user would take them for a problem.
+    """
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Please consider")
+
+    root = logging.getLogger()  # logging.warning(...) goes through the root logger's own filters
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
 
 
 class _Runs:

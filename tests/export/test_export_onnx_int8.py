@@ -199,3 +199,14 @@ def test_lean_calibration_puts_onnxruntime_back_even_after_an_error() -> None:
         assert calibrate.CalibraterBase.create_inference_session is not original
         raise RuntimeError("boom")
     assert calibrate.CalibraterBase.create_inference_session is original
+
+
+def test_onnxruntime_preprocessing_advice_is_not_shown(caplog) -> None:
+    import logging
+
+    from birefnet_edge.export._onnx_int8 import _no_advice
+
+    with caplog.at_level(logging.WARNING), _no_advice():
+        logging.warning("Please consider to run pre-processing before quantization. Refer to example: ...")
+        logging.warning("a real warning")
+    assert [r.getMessage() for r in caplog.records] == ["a real warning"]
