@@ -102,7 +102,7 @@ def quantize_int8(
     images = calibration.arrays("calibration", profile.input_size)
     exclude = exclusion_names(view, kept)
     quantized = _quantize_static(proto, profile, images, exclude, opts.preset == "performance")
-    quantized = restore_float(quantized, proto, float_readers(quantized, set(exclude)))
+    quantized = restore_float(quantized, proto, set(kept))  # ORT also rounds what the kept nodes read
     held = calibration.arrays("held_out", profile.input_size)
     reference = torch_reference(model, torch.from_numpy(held))
     run = _Runs(quantized, proto)
@@ -166,24 +166,6 @@ def _quantize_static(proto: Any, profile: Profile, images: np.ndarray, exclude: 
                 extra_options={"ActivationSymmetric": symmetric},
             )
         return onnx.load(str(target))
-
-
-def float_readers(quantized: Any, excluded: set[str]) -> set[str]:
-    """Nodes that read a DequantizeLinear output but are not int8 layers: what must read float again.
-
-    ONNX Runtime rewires *every* reader of a quantized tensor (or weight) to its DequantizeLinear output, so
-    a residual Add beside a quantized conv, or an excluded conv sharing a tensor or a weight with a quantized
-    one, would read rounded values: the excluded layers would not really be float, and restoring a layer
-    would not undo all its rounding. Only the Conv/MatMul/Gemm nodes ONNX Runtime quantized keep int8 inputs.
-    """
-    dequantized = {out for n in quantized.graph.node if n.op_type == "DequantizeLinear" for out in n.output}
-    return {
-        n.name
-        for n in quantized.graph.node
-        if n.op_type not in ("QuantizeLinear", "DequantizeLinear")
-        and any(i in dequantized for i in n.input)
-        and (n.op_type not in QUANTIZED_OPS or n.name in excluded)
-    }
 
 
 @contextlib.contextmanager
@@ -261,10 +243,13 @@ class _Runs:
 def restore_float(quantized: Any, original: Any, names: set[str]) -> Any:
     """A copy of a QDQ model whose named nodes read the float inputs and weights of the original model again.
 
-    Quantization keeps node names, so each named node takes back its original inputs. A float weight
-    whose name the quantized graph now gives to a DequantizeLinear output (ONNX Runtime names a
+    ONNX Runtime rewires *every* reader of a quantized tensor or weight to its DequantizeLinear output,
+    so a layer kept in float that shares an input or a weight with an int8 one would read rounded
+    values. Quantization keeps node names, so each named node takes back its original inputs. A float
+    weight whose name the quantized graph now gives to a DequantizeLinear output (ONNX Runtime names a
     dequantized bias after the float bias) is added under a new name: the same name defined twice is
-    an invalid graph ("Duplicate definition of name"). The Q/DQ nodes left without a reader are dropped.
+    an invalid graph ("Duplicate definition of name"). Then :func:`_unround` drops the activation
+    Q/DQ pairs no int8 layer needs any more, and the nodes and weights left unread go too.
     """
     copy = type(quantized)()
     copy.CopyFrom(quantized)
@@ -275,7 +260,7 @@ def restore_float(quantized: Any, original: Any, names: set[str]) -> Any:
     defined = {out for n in copy.graph.node for out in n.output}
     have = {t.name for t in copy.graph.initializer}
     for node in copy.graph.node:
-        if node.name not in names:
+        if node.name not in names or node.name not in source:
             continue
         del node.input[:]
         for name in source[node.name].input:
@@ -284,8 +269,44 @@ def restore_float(quantized: Any, original: Any, names: set[str]) -> Any:
             elif name in weights and name not in have:
                 name = _add_float_weight(copy.graph, weights[name], name, have)
             node.input.append(name)
+    _unround(copy.graph)
     _drop_unread(copy.graph)
     return copy
+
+
+def _unround(graph: Any) -> None:
+    """Let every reader of an activation's Q/DQ pair read the float tensor when no int8 layer uses the pair.
+
+    A pair stays while an int8 Conv/MatMul/Gemm reads it or makes its tensor (ONNX Runtime quantizes a
+    conv's output too, and fuses DequantizeLinear -> Conv -> QuantizeLinear into one int8 kernel;
+    elementwise readers between int8 layers keep the rounded value, as int8 execution gives them).
+    Once the layers beside it are float (restored or kept), the pair is only rounding: removing it
+    makes restoring every int8 layer give back the float model exactly.
+    """
+    producer = {out: n for n in graph.node for out in n.output}
+    readers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+
+    def int8(node: Any | None) -> bool:
+        return node is not None and node.op_type in QUANTIZED_OPS and any(_is_dq(producer.get(i)) for i in node.input)
+
+    for dq in [n for n in graph.node if n.op_type == "DequantizeLinear"]:
+        q = producer.get(dq.input[0])
+        if q is None or q.op_type != "QuantizeLinear":
+            continue  # a weight's or a bias's DequantizeLinear: stays with the int8 layer that reads it
+        tensor = q.input[0]
+        if int8(producer.get(tensor)) or any(int8(r) for r in readers.get(dq.output[0], [])):
+            continue
+        for reader in readers.get(dq.output[0], []):
+            inputs = [tensor if i == dq.output[0] else i for i in reader.input]
+            del reader.input[:]
+            reader.input.extend(inputs)
+
+
+def _is_dq(node: Any | None) -> bool:
+    return node is not None and node.op_type == "DequantizeLinear"
 
 
 def _add_float_weight(graph: Any, tensor: Any, name: str, have: set[str]) -> str:
