@@ -56,9 +56,9 @@ def test_export_needs_a_target(capsys) -> None:
 def test_bad_size_and_unknown_target_fail_before_exporting(tmp_path, capsys) -> None:
     assert _run(["export", "--weights", "random:birefnet_tiny", "-t", "onnx-fp32", "--size", "big"]) != 0
     assert "size must look like 1024" in capsys.readouterr().err
-    assert _run(["export", "--weights", "random:birefnet_tiny", "-t", "onnx-int8", "--out", str(tmp_path)]) == 1
+    assert _run(["export", "--weights", "random:birefnet_tiny", "-t", "onnx-int4", "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err
-    assert "unknown target profile 'onnx-int8'" in err and "DETERMINISTIC" not in err
+    assert "unknown target profile 'onnx-int4'" in err and "DETERMINISTIC" not in err
     assert _run(["export", "--weights", "random:birefnet_tiny", "-t", "onnx-fp32", "--size", "100"]) == 1
     assert "nearest legal: 96x96" in capsys.readouterr().err
 
