@@ -101,4 +101,4 @@ def test_parity_cli_writes_junit_and_step_summary(
     assert int(parity.get("tests")) >= 3 and parity.get("failures") == "0"
     assert parity.get("skipped") == ("0" if unrunnable("coreml") is None else "1")
     text = summary.read_text()
-    assert text.startswith("# birefnet-edge parity") and f"| {onnx_artifact.name} | PASS |" in text
+    assert text.startswith("# birefnet-edge parity") and f"| {onnx_artifact.name} | fp32 | PASS |" in text
