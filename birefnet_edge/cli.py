@@ -125,6 +125,18 @@ def _exp_bytes(n: int) -> str:
     return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 
 
+def _exp_warn_unused_calibration(calibration: Path | None, targets: list[str]) -> None:
+    """Say so when --calibration was given but no chosen target is int8 (likely a wrong --target)."""
+    from birefnet_edge.profile import load_profile
+
+    if calibration is not None and not any(load_profile(t).precision == "int8" for t in targets):
+        typer.secho(
+            "note: --calibration is used only by int8 targets, and none of the chosen targets is int8",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+
+
 def _exp_warn_random(weights: str) -> None:
     if not weights.startswith("random:"):
         return
@@ -239,6 +251,7 @@ def export_cmd(
     hw = _parse_size(size)
     targets = _chosen_targets(target, all_targets, hw)
     _exp_warn_random(weights)
+    _exp_warn_unused_calibration(calibration, targets)
     progress = _ExportProgress(len(targets))
     with progress.progress.running():
         results = export_targets(

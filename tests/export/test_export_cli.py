@@ -77,3 +77,19 @@ def test_build_engine_without_a_manifest_asks_for_the_profile(tmp_path, capsys) 
     (tmp_path / "model.onnx").write_bytes(b"")
     assert _run(["build-engine", str(tmp_path / "model.onnx")]) != 0
     assert "pass --profile" in capsys.readouterr().err
+
+
+def test_calibration_without_an_int8_target_is_noted_and_a_missing_folder_fails_first(tmp_path, capsys) -> None:
+    code = _run(
+        ["export", "--weights", "random:birefnet_tiny", "-t", "openvino-int8", "--size", "64"]
+        + ["--calibration", str(tmp_path / "nope"), "--out", str(tmp_path / "out")]
+    )
+    err = capsys.readouterr().err
+    assert code == 1 and "--calibration folder not found" in err and not (tmp_path / "out").exists()
+    assert "Traceback" not in err
+    (tmp_path / "a-file").write_text("not a folder")  # --out fails before the model loads: the note comes first
+    code = _run(
+        ["export", "--weights", "random:birefnet_tiny", "-t", "onnx-fp32", "--size", "64"]
+        + ["--calibration", str(tmp_path), "--out", str(tmp_path / "a-file")]
+    )
+    assert code == 1 and "used only by int8 targets" in capsys.readouterr().err
