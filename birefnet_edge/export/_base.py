@@ -161,9 +161,13 @@ class Exporter(ABC):
     def __init__(self, info: ArtifactInfo, calibration: Path | None = None) -> None:
         self.info = info
         self.calibration = calibration
+        self._calibration_set: CalibrationSet | None = None
 
     def calibration_set(self, profile: Profile) -> CalibrationSet:
         """The calibration and held-out images of an int8 profile (see :mod:`birefnet_edge.export._calibration`).
+
+        Chosen once per exporter (one exporter builds one artifact): the quantizer and the export check
+        both read it, and choosing hashes every image (and builds the fallback set's images).
 
         Raises:
             InputError: The folder is missing or holds too few images.
@@ -173,7 +177,9 @@ class Exporter(ABC):
         q = profile.quantization
         if q is None:
             raise ExportError(f"target '{profile.name}' is {profile.precision}, not int8: it has no calibration")
-        return load_calibration(self.calibration, q.calibration_images, q.held_out_images)
+        if self._calibration_set is None:
+            self._calibration_set = load_calibration(self.calibration, q.calibration_images, q.held_out_images)
+        return self._calibration_set
 
     def check(self, model: torch.nn.Module, profile: Profile, folder: Path, manifest: Manifest) -> CheckOutcome:
         """Open the written artifact with its runtime runner and compare it with PyTorch.
