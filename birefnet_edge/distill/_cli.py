@@ -41,8 +41,10 @@ def cli_run(options: dict[str, Any], echo: Callable[[str], None]) -> None:
     finally:
         logger.removeHandler(handler)
     if result.best_step is not None:
+        ((metric, value),) = result.best.items()
+        against = "teacher" if metric == "iou" else "ground truth"
         echo(
-            f"done: step {result.step}; best held-out IoU vs teacher {result.best['iou']:.4f} at step "
+            f"done: step {result.step}; best held-out IoU vs {against} {value:.4f} at step "
             f"{result.best_step} -> {config.out / 'best.safetensors'} "
             f"(export it: birefnet-edge export --weights {config.out / 'best.safetensors'} -t openvino-fp32)"
         )

@@ -19,6 +19,8 @@ CACHE_FORMATS = ("png", "npy")
 class LossWeights:
     """Weights of the loss terms on soft teacher targets (BiRefNet's own values by default).
 
+    With ground-truth masks the same terms are computed against the masks too, times ``gt``.
+
     Attributes:
         bce: Binary cross-entropy against the teacher's probabilities.
         iou: Soft IoU loss.
@@ -26,6 +28,7 @@ class LossWeights:
         mae: Mean absolute error of the probabilities.
         side: Factor on the same loss applied to each side output (H/32, H/16, H/8).
         feature: Feature distillation on the backbone stages through 1x1 projections (0 = off).
+        gt: Factor on the loss against ground-truth masks, with ``--masks`` (0 = masks only evaluate).
     """
 
     bce: float = 30.0
@@ -34,6 +37,7 @@ class LossWeights:
     mae: float = 100.0
     side: float = 1.0
     feature: float = 0.0
+    gt: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -56,9 +60,11 @@ class DistillConfig:
     """Everything that defines a distillation run (the ``distill`` command's options).
 
     Attributes:
-        teacher: Weights spec of the teacher (anything ``load_model`` accepts).
-        student: Registered student variant, e.g. ``student-s``.
-        images: Folder of training images (searched recursively).
+        teacher: Weights spec of the teacher (anything ``load_model`` accepts), an exported artifact folder,
+            or ``none`` (train on the ground-truth masks alone).
+        student: Registered variant to train, e.g. ``student-s`` (or ``BiRefNet_lite`` to fine-tune it).
+        images: Folder of training images (searched recursively; a folder holding DIS5K's ``im/`` and ``gt/``
+            stands for ``im/`` with ``gt/`` as the masks).
         out: Run folder (checkpoints, best.safetensors, metrics.jsonl, curves.png).
         steps: Optimizer steps in total.
         size: Training side in px (multiple of 32); the exported student may use another size.
@@ -77,7 +83,8 @@ class DistillConfig:
         seed: Seed of the split, data order, augmentation and student initialisation.
         cache: Folder of cached teacher probabilities (None: computed on the fly).
         cache_format: ``png`` (8-bit) or ``npy`` (float16).
-        masks: Folder of ground-truth masks for evaluation only (same relative paths as the images).
+        masks: Folder of ground-truth masks (same relative paths as the images): they supervise (``loss.gt``)
+            and evaluate.
         workers: DataLoader worker processes.
         device: ``cpu`` or ``cuda`` (None: cuda when available).
         loss: Loss weights.

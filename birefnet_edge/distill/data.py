@@ -94,25 +94,29 @@ def load_mask(path: Path, size: int) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Sample:
-    """One decoded training item: the resized image, its cache key part and a cached target if found."""
+    """One decoded training item: the resized image, its cache key part, a cached target if found, its mask if any."""
 
     index: int
     image: torch.Tensor
     image_sha256: str
     target: torch.Tensor | None
+    mask: torch.Tensor | None = None
 
 
 class ImageFolderDataset(torch.utils.data.Dataset):
-    """Decodes and resizes images in worker processes; reads cached teacher targets when a cache is given.
+    """Decodes and resizes images (and masks) in worker processes; reads cached teacher targets when a cache is given.
 
     Args:
         files: Image files.
         size: Side the images are resized to.
         cache: The teacher-target cache, or None.
+        masks: Ground-truth mask of each file (same order), or None.
     """
 
-    def __init__(self, files: list[Path], size: int, cache: object | None = None) -> None:
-        self.files, self.size, self.cache = files, size, cache
+    def __init__(
+        self, files: list[Path], size: int, cache: object | None = None, masks: list[Path] | None = None
+    ) -> None:
+        self.files, self.size, self.cache, self.masks = files, size, cache, masks
 
     def __len__(self) -> int:
         return len(self.files)
@@ -121,7 +125,8 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         path = self.files[index]
         digest = file_sha256(path)
         target = self.cache.get(digest) if self.cache is not None else None
-        return Sample(index, load_resized(path, self.size), digest, target)
+        mask = load_mask(self.masks[index], self.size) if self.masks is not None else None
+        return Sample(index, load_resized(path, self.size), digest, target, mask)
 
 
 def collate(samples: list[Sample]) -> list[Sample]:

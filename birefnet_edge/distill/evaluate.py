@@ -5,7 +5,6 @@ The metric functions are the parity gate's (``birefnet_edge.metrics``), not copi
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,60 +12,59 @@ import numpy as np
 import torch
 
 from birefnet_edge.distill.data import load_mask, load_resized
-from birefnet_edge.distill.teacher import normalise, teacher_probs
+from birefnet_edge.distill.teacher import Teacher, normalise
 from birefnet_edge.metrics import logits_iou, mask_iou, mean_s_measure, probability_mae, s_measure, sigmoid
 from birefnet_edge.model import BiRefNet
-from birefnet_edge.parity.inputs import IMAGE_SUFFIXES
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
 class HeldOut:
-    """The held-out images (uint8, resized), the teacher's logits for them and ground-truth masks if any."""
+    """The held-out images (uint8, resized), the teacher's logits for them (None without a teacher) and
+    ground-truth masks (None without masks)."""
 
     images: torch.Tensor
-    teacher_logits: np.ndarray
+    teacher_logits: np.ndarray | None
     masks: torch.Tensor | None
 
 
-def find_mask(image: Path, images_root: Path, masks_root: Path) -> Path | None:
-    """The mask with the image's relative path and stem (any image suffix) under ``masks_root``."""
-    rel = image.relative_to(images_root).with_suffix("")
-    for suffix in IMAGE_SUFFIXES:
-        for candidate in (masks_root / rel.with_suffix(suffix), masks_root / rel.with_suffix(suffix.upper())):
-            if candidate.is_file():
-                return candidate
-    return None
-
-
 def build_held_out(
-    files: list[Path], size: int, teacher: BiRefNet, device: torch.device, batch: int, masks: tuple[Path, Path] | None
+    files: list[Path],
+    size: int,
+    teacher: Teacher | None,
+    device: torch.device,
+    batch: int,
+    masks: list[Path] | None = None,
 ) -> HeldOut:
-    """Load the held-out images once and run the teacher on them once (evaluation reuses both)."""
+    """Load the held-out images (and masks) once and run the teacher on them once (evaluation reuses both).
+
+    Args:
+        files: Held-out image files.
+        size: Side they are resized to.
+        teacher: The teacher, or None (ground truth only).
+        device: Where the teacher runs.
+        batch: Images per teacher call.
+        masks: Each file's mask (same order), or None.
+    """
     images = torch.stack([load_resized(p, size) for p in files])
-    logits = []
-    for start in range(0, len(files), batch):
-        x = images[start : start + batch].to(device).float() / 255.0
-        prob = teacher_probs(teacher, x, autocast=False).clamp(1e-6, 1 - 1e-6)
-        logits.append(torch.logit(prob).cpu().numpy())
-    gt = None
-    if masks is not None:
-        images_root, masks_root = masks
-        found = [find_mask(p, images_root, masks_root) for p in files]
-        if all(found):
-            gt = torch.stack([load_mask(p, size) for p in found])  # type: ignore[arg-type]
-        else:
-            missing = [str(p) for p, m in zip(files, found) if m is None]
-            log.warning(
-                "ground-truth evaluation off: no mask for %d held-out image(s), e.g. %s", len(missing), missing[0]
-            )
-    return HeldOut(images, np.concatenate(logits), gt)
+    logits = None
+    if teacher is not None:
+        chunks = []
+        for start in range(0, len(files), batch):
+            x = images[start : start + batch].to(device).float() / 255.0
+            prob = teacher.probs(x).clamp(1e-6, 1 - 1e-6)
+            chunks.append(torch.logit(prob).cpu().numpy())
+        logits = np.concatenate(chunks)
+    gt = torch.stack([load_mask(p, size) for p in masks]) if masks else None
+    return HeldOut(images, logits, gt)
 
 
 @torch.no_grad()
 def evaluate(student: BiRefNet, held: HeldOut, device: torch.device, batch: int) -> dict[str, float]:
-    """Agreement metrics of the student (eval mode, float32) on the held-out set; restores train mode."""
+    """Agreement metrics of the student (eval mode, float32) on the held-out set; restores train mode.
+
+    Keys ``iou``, ``mae``, ``s_measure`` compare with the teacher; ``gt_iou``, ``gt_mae``, ``gt_s_measure``
+    with the ground truth.
+    """
     was_training = student.training
     student.eval()
     outs = []
@@ -75,11 +73,11 @@ def evaluate(student: BiRefNet, held: HeldOut, device: torch.device, batch: int)
         outs.append(student(normalise(x)).float().cpu().numpy())
     student.train(was_training)
     logits = np.concatenate(outs)
-    metrics = {
-        "iou": logits_iou(logits, held.teacher_logits),
-        "mae": probability_mae(logits, held.teacher_logits),
-        "s_measure": mean_s_measure(logits, held.teacher_logits),
-    }
+    metrics: dict[str, float] = {}
+    if held.teacher_logits is not None:
+        metrics["iou"] = logits_iou(logits, held.teacher_logits)
+        metrics["mae"] = probability_mae(logits, held.teacher_logits)
+        metrics["s_measure"] = mean_s_measure(logits, held.teacher_logits)
     if held.masks is not None:
         gt = held.masks.numpy()
         prob = sigmoid(logits)

@@ -63,6 +63,29 @@ def distill_loss(outputs: TrainOutputs, target: torch.Tensor, weights: LossWeigh
     return parts
 
 
+def training_loss(
+    outputs: TrainOutputs, targets: torch.Tensor | None, masks: torch.Tensor | None, weights: LossWeights
+) -> dict[str, torch.Tensor]:
+    """The loss of one batch: :func:`distill_loss` against the teacher's targets (when given) plus ``weights.gt``
+    times the same loss against the ground-truth masks (when given, key ``gt``). Without targets the other
+    parts are the mask loss's terms, times ``weights.gt``.
+
+    Raises:
+        ValueError: Neither targets nor masks (nothing to learn from; the run's set-up prevents it).
+    """
+    if targets is None and masks is None:
+        raise ValueError("training_loss needs teacher targets, masks or both")
+    if masks is None:
+        return distill_loss(outputs, targets, weights)  # type: ignore[arg-type]
+    gt = {k: weights.gt * v for k, v in distill_loss(outputs, masks, weights).items()}
+    if targets is None:
+        return {**gt, "gt": gt["loss"]}
+    parts = distill_loss(outputs, targets, weights)
+    parts["gt"] = gt["loss"]
+    parts["loss"] = parts["loss"] + gt["loss"]
+    return parts
+
+
 class FeatureProjector(nn.Module):
     """1x1 convs mapping the student's four backbone stages to the teacher's widths (trained, not exported).
 

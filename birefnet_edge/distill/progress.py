@@ -27,11 +27,14 @@ class ProgressPrinter:
     def __call__(self, record: dict[str, Any]) -> None:
         if record["kind"] == "eval":
             mark = " (best)" if record.get("best") else ""
-            self.agreement = f"held-out IoU {record['iou']:.3f} S {record['s_measure']:.3f}{mark}"
-            line = f"eval  step {record['step']}/{self.total}: {self.agreement}, MAE {record['mae']:.4f}"
+            parts = []
+            if "iou" in record:
+                parts.append(f"vs teacher IoU {record['iou']:.3f} S {record['s_measure']:.3f} MAE {record['mae']:.4f}")
             if "gt_iou" in record:
-                line += f"; vs ground truth IoU {record['gt_iou']:.3f} S {record['gt_s_measure']:.3f}"
-            self._line(line, final=True)
+                gt = f"IoU {record['gt_iou']:.3f} S {record['gt_s_measure']:.3f} MAE {record['gt_mae']:.4f}"
+                parts.append(f"vs ground truth {gt}")
+            self.agreement = "; ".join(parts) + mark
+            self._line(f"eval  step {record['step']}/{self.total}: held-out {self.agreement}", final=True)
             return
         line = (
             f"step {record['step']}/{self.total}  loss {record['loss']:.4g}  {record['images_per_s']:.2f} img/s  "

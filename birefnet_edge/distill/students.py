@@ -20,12 +20,15 @@ def list_students() -> list[str]:
 
 
 def check_student(name: str) -> None:
-    """Raise a one-line error unless ``name`` is a registered student (listing the known ones)."""
-    if name not in list_students():
-        raise InputError(f"unknown student {name!r}; known students: {', '.join(list_students())}")
+    """Raise a one-line error unless ``name`` is a registered variant (a student, or any model to fine-tune)."""
+    if name not in list_models():
+        raise InputError(
+            f"unknown student {name!r}; known students: {', '.join(list_students())} "
+            f"(any registered variant trains too: {', '.join(n for n in list_models() if n not in list_students())})"
+        )
 
 
-def build_student(name: str, teacher: BiRefNet, seed: int) -> tuple[BiRefNet, str]:
+def build_student(name: str, teacher: BiRefNet | None, seed: int) -> tuple[BiRefNet, str]:
     """Create the student with a seeded initialisation and copy the teacher's backbone where every shape fits.
 
     Returns:
@@ -34,10 +37,12 @@ def build_student(name: str, teacher: BiRefNet, seed: int) -> tuple[BiRefNet, st
     check_student(name)
     torch.manual_seed(seed)
     student = create_model(name).train()
+    backbone = get_config(name).backbone
+    if teacher is None:
+        return student, f"student backbone {backbone} starts from scratch (no PyTorch teacher to copy it from)"
     own = {k: v for k, v in student.state_dict().items() if k.startswith("bb.")}
     theirs = {k: v for k, v in teacher.state_dict().items() if k.startswith("bb.")}
     fits = own.keys() == theirs.keys() and all(own[k].shape == theirs[k].shape for k in own)
-    backbone = get_config(name).backbone
     if not fits:
         return student, (
             f"student backbone {backbone} starts from scratch (the teacher's {teacher.config.backbone} "

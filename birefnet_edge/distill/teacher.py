@@ -1,8 +1,9 @@
-"""The teacher: any ``load_model`` spec run without gradients, and the on-disk cache of its targets.
+"""The teacher: PyTorch weights or an exported artifact run without gradients, and the cache of its targets.
 
-A cached target is the teacher's probability map of the un-augmented, resized image; the key joins the
-image's SHA-256, the teacher's identity and the size, so a changed image or teacher never reuses a
-stale target. Files are written atomically, so concurrent ranks or a crash never leave half a file.
+A teacher turns a batch of images into probability maps (:meth:`Teacher.probs`). A cached target is
+the teacher's probability map of the un-augmented, resized image; the key joins the image's SHA-256,
+the teacher's identity and the size, so a changed image or teacher never reuses a stale target. Files
+are written atomically, so concurrent ranks or a crash never leave half a file.
 """
 
 from __future__ import annotations
@@ -10,16 +11,119 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from birefnet_edge._io import atomic_write_bytes
 from birefnet_edge.errors import BirefnetEdgeError, WeightsError
+from birefnet_edge.manifest import MANIFEST_NAME
 from birefnet_edge.model import BiRefNet, WeightsInfo, load_model
 from birefnet_edge.model.birefnet import MEAN, STD
+
+NO_TEACHER = "none"
+
+
+@dataclass
+class Teacher:
+    """A teacher: computes target probabilities; ``model`` is set for PyTorch weights (feature distillation,
+    backbone copy) and ``runner`` for an exported artifact.
+
+    Attributes:
+        spec: What ``--teacher`` said.
+        identity: SHA-256 naming the teacher in cache keys and run.json (weights file, or artifact manifest).
+        info: Provenance for run.json.
+        model: The PyTorch teacher (eval mode, frozen), or None.
+        runner: The activated artifact runner, or None.
+    """
+
+    spec: str
+    identity: str
+    info: dict[str, Any]
+    model: BiRefNet | None = None
+    runner: Any = None
+
+    def probs(self, images: torch.Tensor, autocast: bool = False) -> torch.Tensor:
+        """Probabilities (B, 1, H, W) float32, on the images' device, for (B, 3, H, W) images in [0, 1]."""
+        if self.model is not None:
+            return teacher_probs(self.model, images, autocast)
+        return artifact_probs(self.runner, images)
+
+    def close(self) -> None:
+        """Release an artifact runner."""
+        if self.runner is not None:
+            self.runner.deactivate()
+
+
+def open_teacher(spec: str, device: torch.device) -> Teacher | None:
+    """The teacher ``--teacher`` names: ``none`` (None), an artifact folder, or anything ``load_model`` accepts.
+
+    Raises:
+        WeightsError: The weights do not load, the artifact is missing, or it cannot run here (one line each).
+    """
+    if spec == NO_TEACHER:
+        return None
+    folder = Path(spec)
+    if folder.is_dir() or folder.name == MANIFEST_NAME or _names_missing_folder(folder):
+        return _artifact_teacher(spec, folder.parent if folder.name == MANIFEST_NAME else folder)
+    model, info, identity = load_teacher(spec, device)
+    return Teacher(spec, identity, {"kind": "weights", **info.to_dict()}, model=model)
+
+
+def _names_missing_folder(path: Path) -> bool:
+    """True for a spec meant as a local folder that is not there (its parent exists, it has no weights suffix).
+
+    ``dist/x`` could also be a hub id; a local ``dist/`` folder decides it is a path.
+    """
+    local = path.is_absolute() or str(path).startswith(".") or (path.parent != Path(".") and path.parent.is_dir())
+    return local and not path.exists() and path.suffix.lower() not in (".safetensors", ".pth", ".pt", ".bin")
+
+
+def _artifact_teacher(spec: str, folder: Path) -> Teacher:
+    from birefnet_edge.runtime import open_runner
+
+    if not folder.is_dir():
+        raise WeightsError(
+            f"--teacher {spec}: no artifact folder there; export one (birefnet-edge export --weights W -t TARGET) "
+            "or pass weights (random:<variant>, a .safetensors/.pth file, owner/name)"
+        )
+    manifest = folder / MANIFEST_NAME
+    if not manifest.is_file():
+        raise WeightsError(f"--teacher {spec}: {folder} holds no {MANIFEST_NAME}; pass an exported artifact folder")
+    try:
+        runner = open_runner(folder).activate()
+    except BirefnetEdgeError as exc:
+        raise WeightsError(f"--teacher {spec}: the artifact cannot run here: {exc}") from exc
+    identity = hashlib.sha256(manifest.read_bytes()).hexdigest()
+    info = {"kind": "artifact", "artifact": str(folder.resolve()), "runner": type(runner).__name__}
+    info.update(format=getattr(runner, "target", ""), precision=runner.precision, manifest_sha256=identity)
+    return Teacher(spec, identity, info, runner=runner)
+
+
+def artifact_probs(runner: Any, images: torch.Tensor) -> torch.Tensor:
+    """Run an artifact on images in [0, 1]: resized to its size, normalised by its contract, in batches
+    within its range, probabilities resized back to the images' size."""
+    h, w = images.shape[-2:]
+    size = tuple(runner.spec.size)
+    x = images.float()
+    if tuple(x.shape[-2:]) != size:
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    mean = torch.tensor(runner.contract.get("mean", MEAN), dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(runner.contract.get("std", STD), dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    array = ((x - mean) / std).cpu().numpy().astype(np.float32)
+    from birefnet_edge.predict import infer_array  # the one pad-to-minimum-batch policy
+
+    step = runner.spec.batch.max
+    outs = [infer_array(runner, array[i : i + step]) for i in range(0, len(array), step)]
+    prob = torch.sigmoid(torch.from_numpy(np.concatenate(outs)).float()).to(images.device)
+    if tuple(prob.shape[-2:]) != (h, w):
+        prob = F.interpolate(prob, size=(h, w), mode="bilinear", align_corners=False)
+    return prob
 
 
 def load_teacher(spec: str, device: torch.device) -> tuple[BiRefNet, WeightsInfo, str]:

@@ -18,26 +18,18 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from birefnet_edge.distill import _dist, checkpoint
 from birefnet_edge.distill.config import DistillConfig
-from birefnet_edge.distill.data import (
-    ImageFolderDataset,
-    Sample,
-    StreamSampler,
-    augment_pair,
-    collate,
-    find_images,
-    readable_images,
-    split_held_out,
-)
-from birefnet_edge.distill.evaluate import build_held_out, evaluate
-from birefnet_edge.distill.losses import FeatureProjector, distill_loss
+from birefnet_edge.distill.data import ImageFolderDataset, Sample, StreamSampler, augment_pair, collate
+from birefnet_edge.distill.evaluate import HeldOut, build_held_out, evaluate
+from birefnet_edge.distill.losses import FeatureProjector, training_loss
 from birefnet_edge.distill.plot import write_curves
+from birefnet_edge.distill.runset import check_teacher, prepare_data
 from birefnet_edge.distill.schedule import WarmupCosine
-from birefnet_edge.distill.students import build_student, check_student
-from birefnet_edge.distill.teacher import TargetCache, load_teacher, normalise, teacher_probs
+from birefnet_edge.distill.students import build_student
+from birefnet_edge.distill.teacher import TargetCache, Teacher, normalise, open_teacher
 from birefnet_edge.model import BiRefNet, TrainOutputs
 
 log = logging.getLogger(__name__)
@@ -82,48 +74,91 @@ def _aug_seed(seed: int, position: int) -> int:
 
 
 class Distiller:
-    """One distillation run: builds everything from a config, then :meth:`train` runs the loop.
+    """One distillation run, built from its parts; :meth:`train` runs the loop, :meth:`train_step` one step.
+
+    :meth:`from_config` does the set-up a run needs (finding files, the process group, the teacher, the
+    student, the held-out set, the run folder); the constructor only wires given parts, so a test can
+    build one from a tiny student and a teacher and call :meth:`train_step` on its own batches.
 
     Args:
         config: The run's settings.
-        resume: Continue the run saved in ``config.out``.
+        student: The model to train (moved to ``dist.device``).
+        teacher: The teacher, or None to train on ground-truth masks alone.
+        held: The held-out set (None: no evaluation; :meth:`evaluate_and_save_best` then records nothing).
+        dist: Process group state (default: one process on the CPU).
+        cache: Teacher-target cache, or None.
         progress: Called on rank 0 with a record after every step and evaluation.
+        train_files: Training images (what :meth:`train`'s loader reads).
+        train_masks: Their ground-truth masks (same order) when the masks supervise, else None.
+        backbone_note: Where the student's backbone weights came from, for the log.
     """
 
-    def __init__(self, config: DistillConfig, resume: bool = False, progress: Progress | None = None) -> None:
-        check_student(config.student)
-        self.config, self.progress = config, progress or (lambda record: None)
-        files, bad = readable_images(find_images(config.images))
-        self.unreadable = bad
-        self.train_files, held_files = split_held_out(files, config.val_fraction, config.val_max, config.seed)
-        self.dist = _dist.setup(config.device)
-        saved = checkpoint.prepare_run_folder(config, resume)
-        self.teacher, self.teacher_info, teacher_id = load_teacher(config.teacher, self.dist.device)
-        self.teacher_id = teacher_id
-        cache = config.cache and TargetCache(config.cache, teacher_id, config.size, config.cache_format)
-        self.cache = cache or None
-        student, self.backbone_note = build_student(config.student, self.teacher, config.seed)
+    def __init__(
+        self,
+        config: DistillConfig,
+        student: BiRefNet,
+        teacher: Teacher | None,
+        held: HeldOut | None = None,
+        dist: _dist.DistState | None = None,
+        cache: TargetCache | None = None,
+        progress: Progress | None = None,
+        train_files: list[Path] | None = None,
+        train_masks: list[Path] | None = None,
+        backbone_note: str = "",
+    ) -> None:
+        self.config, self.teacher, self.held, self.cache = config, teacher, held, cache
+        self.dist = dist or _dist.DistState(1, 0, torch.device("cpu"))
+        self.progress = progress or (lambda record: None)
+        self.train_files, self.train_masks = train_files or [], train_masks
+        self.backbone_note = backbone_note
+        self.unreadable: list[tuple[Path, str]] = []
+        self.notes: list[str] = []
+        self.teacher_id = teacher.identity if teacher is not None else ""
+        # Select the best weights by agreement with the teacher, or with the masks when there is no teacher.
+        self.select = "iou" if teacher is not None else "gt_iou"
         self.student = student.to(self.dist.device)
-        self.model = self._wrap(student)
+        self.model = self._wrap(self.student)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.schedule = WarmupCosine(self.optimizer, config.lr, config.warmup, config.steps, config.min_lr_ratio)
         self.step, self.position, self.best, self.best_step = 0, 0, -1.0, None
-        masks = (config.images, config.masks) if config.masks else None
-        self.held = build_held_out(held_files, config.size, self.teacher, self.dist.device, config.batch_size, masks)
-        torch.manual_seed(config.seed + 1 + self.dist.rank)  # the training stream (dropout), per rank
+        self.images_per_step = config.batch_size * config.accum * self.dist.world
+
+    @classmethod
+    def from_config(cls, config: DistillConfig, resume: bool = False, progress: Progress | None = None) -> Distiller:
+        """Set up a whole run: files, held-out split, process group, run folder, teacher, student, state.
+
+        Raises:
+            InputError: Bad images or masks folder, student, output folder or resume settings.
+            WeightsError: The teacher does not load (weights) or cannot run here (artifact).
+        """
+        data = prepare_data(config)
+        dist = _dist.setup(config.device)
+        saved = checkpoint.prepare_run_folder(config, resume)
+        teacher = open_teacher(config.teacher, dist.device)
+        check_teacher(config, teacher)
+        cache = None
+        if config.cache and teacher is not None:
+            cache = TargetCache(config.cache, teacher.identity, config.size, config.cache_format)
+        student, note = build_student(config.student, teacher.model if teacher else None, config.seed)
+        held = build_held_out(data.held_files, config.size, teacher, dist.device, config.batch_size, data.held_masks)
+        self = cls(config, student, teacher, held, dist, cache, progress, data.train_files, data.train_masks, note)
+        self.unreadable, self.notes = data.unreadable, data.notes
+        torch.manual_seed(config.seed + 1 + dist.rank)  # the training stream (dropout), per rank
         if saved is not None:
             self._restore(saved)
-        elif self.dist.main:
+        elif dist.main:
             if resume:  # killed before its first checkpoint: start over, without the old run's records
                 checkpoint.truncate_metrics(config.out, -1)
             config.out.mkdir(parents=True, exist_ok=True)
-            checkpoint.write_run_file(config, {"teacher_sha256": teacher_id, "teacher": self.teacher_info.to_dict()})
-        self.images_per_step = config.batch_size * config.accum * self.dist.world
+            info = teacher.info if teacher is not None else {"kind": "none"}
+            checkpoint.write_run_file(config, {"teacher_sha256": self.teacher_id, "teacher": info})
+        return self
 
     def _wrap(self, student: BiRefNet) -> nn.Module:
         projector = None
-        if self.config.loss.feature > 0:
-            projector = FeatureProjector(student.bb.channels, self.teacher.bb.channels).to(self.dist.device)
+        if self.config.loss.feature > 0 and self.teacher is not None and self.teacher.model is not None:
+            teacher_channels = self.teacher.model.bb.channels
+            projector = FeatureProjector(student.bb.channels, teacher_channels).to(self.dist.device)
         module = _Trainable(student, projector)
         if self.dist.world == 1:
             return module
@@ -175,38 +210,46 @@ class Distiller:
         found = [s.target for s in samples]
         missing = [i for i, t in enumerate(found) if t is None]
         if missing:
-            autocast = self.dist.device.type == "cuda"
-            probs = teacher_probs(self.teacher, images[missing], autocast).cpu()
+            probs = self.teacher.probs(images[missing], self.dist.device.type == "cuda").cpu()  # type: ignore[union-attr]
             for i, prob in zip(missing, probs):
                 found[i] = self.cache.quantise(prob) if self.cache else prob
                 if self.cache is not None:
                     self.cache.put(samples[i].image_sha256, prob)
         return torch.stack(found).to(self.dist.device)  # type: ignore[arg-type]
 
-    def _batch(self, samples: list[Sample], first: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Augmented (images, targets) of one micro-batch whose first sample is stream position ``first``."""
+    def _batch(self, samples: list[Sample], first: int) -> tuple[torch.Tensor, Tensor | None, Tensor | None]:
+        """Augmented (images, teacher targets, masks) of one micro-batch whose first sample is stream position
+        ``first``; targets are None without a teacher, masks None unless the masks supervise."""
         images = torch.stack([s.image for s in samples]).to(self.dist.device).float() / 255.0
-        targets = self._targets(samples, images)
+        maps = []
+        if self.teacher is not None:
+            maps.append(self._targets(samples, images))
+        if self.train_masks is not None:
+            maps.append(torch.stack([s.mask for s in samples]).to(self.dist.device))  # type: ignore[misc]
+        joined = torch.cat(maps, dim=1)  # augmented together: one flip and crop for targets and masks
         pairs = [
             augment_pair(img, tgt, self.config.augment, _aug_seed(self.config.seed, first + j))
-            for j, (img, tgt) in enumerate(zip(images, targets))
+            for j, (img, tgt) in enumerate(zip(images, joined))
         ]
-        return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+        images, joined = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+        targets = joined[:, :1] if self.teacher is not None else None
+        masks = joined[:, -1:] if self.train_masks is not None else None
+        return images, targets, masks
 
     def _micro_step(self, samples: list[Sample], first: int, sync: bool) -> dict[str, float]:
-        images, targets = self._batch(samples, first)
+        images, targets, masks = self._batch(samples, first)
         x = normalise(images)
         teacher_feats = None
-        if self.config.loss.feature > 0:
+        if self.config.loss.feature > 0 and self.teacher is not None and self.teacher.model is not None:
             with torch.no_grad():
-                teacher_feats = self.teacher.bb(x)
+                teacher_feats = self.teacher.model.bb(x)
         no_sync = getattr(self.model, "no_sync", None)
         context = no_sync() if (no_sync is not None and not sync) else contextlib.nullcontext()
         autocast = torch.autocast(self.dist.device.type, dtype=torch.bfloat16, enabled=self.dist.device.type == "cuda")
         with context:
             with autocast:
                 outputs, feature_loss = self.model(x, teacher_feats)
-            parts = distill_loss(outputs, targets, self.config.loss)
+            parts = training_loss(outputs, targets, masks, self.config.loss)
             loss = parts["loss"]
             if feature_loss is not None:
                 parts["feature"] = self.config.loss.feature * feature_loss
@@ -238,7 +281,7 @@ class Distiller:
 
     def _loader(self) -> Iterator[list[Sample]]:
         cfg = self.config
-        dataset = ImageFolderDataset(self.train_files, cfg.size, self.cache)
+        dataset = ImageFolderDataset(self.train_files, cfg.size, self.cache, self.train_masks)
         sampler = StreamSampler(len(dataset), cfg.batch_size, self.dist.world, self.dist.rank, cfg.seed, self.position)
         loader = torch.utils.data.DataLoader(
             dataset,
@@ -250,12 +293,13 @@ class Distiller:
         return iter(loader)
 
     def evaluate_and_save_best(self) -> dict[str, float]:
-        """Held-out agreement on rank 0; writes best.safetensors when the teacher IoU improves."""
+        """Held-out agreement on rank 0; writes best.safetensors when the IoU vs the teacher (vs the masks
+        without a teacher) improves."""
         metrics: dict[str, float] = {}
-        if self.dist.main:
+        if self.dist.main and self.held is not None:
             metrics = evaluate(self.student, self.held, self.dist.device, self.config.batch_size)
-            if metrics["iou"] > self.best:
-                self.best, self.best_step = metrics["iou"], self.step
+            if metrics[self.select] > self.best:
+                self.best, self.best_step = metrics[self.select], self.step
                 checkpoint.save_best(self.config.out, self.student.state_dict(), self.best_metadata(metrics))
                 metrics["best"] = True
             self._record({"kind": "eval", "step": self.step, **metrics})
@@ -266,7 +310,7 @@ class Distiller:
         """safetensors metadata: what ``load_model`` needs to rebuild the student, and the provenance."""
         return {
             "birefnet_edge.variant": self.config.student,
-            "birefnet_edge.config": json.dumps({}),  # a registered student as is; the export picks its size
+            "birefnet_edge.config": json.dumps({}),  # a registered variant as is; the export picks its size
             "birefnet_edge.patch_order": "current",
             "birefnet_edge.teacher": self.config.teacher,
             "birefnet_edge.teacher_sha256": self.teacher_id,
@@ -311,10 +355,13 @@ class Distiller:
             if on_step is not None:
                 on_step(self.step)
         rate = (self.step - first_step) * self.images_per_step / max(time.perf_counter() - started, 1e-9)
-        return DistillResult(self.config.out, self.step, self.best_step, {"iou": self.best}, rate, self.backbone_note)
+        best = {self.select: self.best}
+        return DistillResult(self.config.out, self.step, self.best_step, best, rate, self.backbone_note)
 
     def close(self) -> None:
-        """Leave the process group if this run created it."""
+        """Release an artifact teacher and leave the process group if this run created it."""
+        if self.teacher is not None:
+            self.teacher.close()
         _dist.teardown(self.dist)
 
 
@@ -330,14 +377,16 @@ def run_distill(
         Where the run ended and its best held-out agreement.
 
     Raises:
-        InputError: Bad images folder, size, student, output folder or resume settings.
-        WeightsError: The teacher does not load.
+        InputError: Bad images or masks folder, size, student, output folder or resume settings.
+        WeightsError: The teacher does not load or cannot run here.
     """
-    distiller = Distiller(config, resume, progress)
+    distiller = Distiller.from_config(config, resume, progress)
     try:
         if distiller.dist.main:
             for path, why in distiller.unreadable:
                 log.warning("skipping unreadable image %s (%s)", path, why)
+            for note in distiller.notes:
+                log.warning("%s", note)
             log.info("%s", distiller.backbone_note)
         return distiller.train(on_step)
     finally:
