@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from birefnet_edge.delegation import Delegation, describe_record
 from birefnet_edge.parity.bench import GOAL_SETTING
 from birefnet_edge.parity.results import BenchResult, ParityResult, RunReport
 
@@ -37,6 +38,9 @@ def _row(name: str, p: ParityResult | None, b: BenchResult | None) -> dict[str, 
     # OpenVINO IR computes in f32 on CPU, a bf16 hint runs f32 where the CPU lacks bf16).
     ran = (p.runtime if p else {}).get("executed_precision") or (b.runtime if b else {}).get("executed_precision")
     row["ran"] = str(ran) if ran else "-"
+    # How much of the graph the runtime's delegate runs (ExecuTorch/LiteRT report it; '-' elsewhere).
+    delegation = (p.runtime if p else {}).get("delegation") or (b.runtime if b else {}).get("delegation")
+    row["delegated"] = describe_record(delegation)
     row["size"] = _size((p.size_bytes if p else 0) or (b.size_bytes if b else 0))
     if p is not None:
         row.update(
@@ -59,6 +63,7 @@ COLUMNS = (
     ("ran", "ran (precision)"),
     ("status", "status"),
     ("size", "size"),
+    ("delegated", "delegated"),
     ("max_abs_logit", "max abs dlogit"),
     ("iou", "IoU"),
     ("mae", "MAE"),
@@ -92,10 +97,22 @@ def notes(report: RunReport) -> list[str]:
                 f"{p.name}: {near:.0%} of the reference logits lie within 0.1 of the mask threshold "
                 f"(median |logit| {p.reference_logits['p50_abs']:.3g}); read IoU beside MAE"
             )
+    lines += _delegation_lines(report)
     lines += _weights_lines(report)
     lines += [goal_line(g) for g in report.goals]
     lines += [f"parity inputs: {i}" for i in sorted({p.inputs for p in report.parity if p.inputs})]
     return lines
+
+
+def _delegation_lines(report: RunReport) -> list[str]:
+    """One line per target whose delegate leaves operators out, naming the most frequent ones."""
+    seen: dict[str, str] = {}
+    for name, runtime in [(p.name, p.runtime) for p in report.parity] + [(b.name, b.runtime) for b in report.bench]:
+        record = runtime.get("delegation")
+        note = Delegation.from_dict(record).fallback_note() if record else ""
+        if note:
+            seen.setdefault(name, f"{name}: {note}")
+    return list(seen.values())
 
 
 def _weights_lines(report: RunReport) -> list[str]:
