@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from birefnet_edge.errors import InputError
+from birefnet_edge._checks import check_output_dir, check_output_file  # noqa: F401  (re-exported: older callers import them here)
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -90,31 +90,6 @@ def staging_dir(final: str | Path) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(partial, final)
-
-
-def check_output_dir(path: str | Path, option: str) -> None:
-    """Raise unless ``path`` is (or can be created as) a writable folder; creates nothing.
-
-    Commands call it before any slow work, so a bad ``--out`` or ``--report`` fails in a second instead
-    of after the model loaded, and a failed run leaves no new empty folder behind.
-
-    Args:
-        path: The output folder.
-        option: The command-line option that named it (for the message).
-
-    Raises:
-        InputError: ``path`` (or a parent) is a file, or the nearest existing folder is not writable.
-    """
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise InputError(f"{option} {path} is a file, not a folder; pass a folder path (it is created when missing)")
-    existing = path
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise InputError(f"{option} {path} cannot be created: {existing} is a file; pass a folder path")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise InputError(f"{option} {path}: {existing} is not writable by this user; pass a folder you can write to")
 
 
 @contextlib.contextmanager

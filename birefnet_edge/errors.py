@@ -29,6 +29,11 @@ class InputError(BirefnetEdgeError, ValueError):
     """An input tensor, image or size is not what the model or artifact accepts."""
 
 
+class UsageError(InputError):
+    """A command-line value is malformed or out of range: the CLI exits 2 for these, as for click's own
+    usage errors (1 is for the other user errors and failed gates)."""
+
+
 class WeightsError(BirefnetEdgeError):
     """A checkpoint cannot be found, read or matched to the model."""
 
@@ -39,6 +44,10 @@ class ProfileError(BirefnetEdgeError):
 
 class ExportError(BirefnetEdgeError):
     """Converting the model to a target format failed."""
+
+
+class TrainingError(BirefnetEdgeError):
+    """A distillation run cannot go on (a non-finite loss); the message says what was kept."""
 
 
 class ArtifactError(BirefnetEdgeError):

@@ -6,6 +6,7 @@ back. It is the only coupling between ``export/`` and ``runtime/``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -77,10 +78,15 @@ class Manifest:
     tools: dict[str, str] = field(default_factory=dict)
     export: dict[str, Any] = field(default_factory=dict)
     schema: int = SCHEMA_VERSION
+    digest: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-ready dict."""
         return asdict(self)
+
+    def computed_digest(self) -> str:
+        """The digest of this manifest's content (see :func:`manifest_digest`)."""
+        return manifest_digest(self.to_dict())
 
     def get_profile(self) -> Profile:
         """Return the profile this artifact was built with."""
@@ -98,8 +104,10 @@ class Manifest:
         raise ArtifactError(f"artifact '{self.name}' lists no '{role}' file; re-export it")
 
     def write(self, folder: str | Path) -> Path:
-        """Write ``manifest.json`` into ``folder`` atomically."""
-        return atomic_write_json(Path(folder) / MANIFEST_NAME, self.to_dict())
+        """Write ``manifest.json`` into ``folder`` atomically, sealed with the digest of its content."""
+        data = self.to_dict()
+        data["digest"] = manifest_digest(data)
+        return atomic_write_json(Path(folder) / MANIFEST_NAME, data)
 
     @classmethod
     def from_dict(cls, data: Any) -> Manifest:
@@ -132,6 +140,7 @@ _FIELD_TYPES: dict[str, type] = {
     "model_overrides": dict,
     "tools": dict,
     "export": dict,
+    "digest": str,
 }
 
 
@@ -154,6 +163,42 @@ def _check_field_types(data: dict[str, Any]) -> None:
     ]
     if wrong:
         raise ArtifactError(f"manifest fields have the wrong type: {'; '.join(wrong)}")
+
+
+def manifest_digest(data: dict[str, Any]) -> str:
+    """``sha256:<hex>`` of a manifest's canonical JSON (sorted keys, no spaces), its ``digest`` key left out.
+
+    The digest seals the manifest's content the way each file's sha256 seals the file: a manifest edited
+    by hand (a contract mean, a tolerance, the file list) no longer matches it. It is a checksum, not a
+    signature: whoever edits the manifest can recompute it, so it proves integrity, not origin (compare a
+    pack's sha256 with the one published by its maker for that).
+    """
+    content = {k: v for k, v in data.items() if k != "digest"}
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def manifest_problems(manifest: Manifest) -> list[str]:
+    """What is wrong with the manifest itself: no digest, a digest its content does not match, no model file.
+
+    ``verify``, ``pack`` and ``export --reuse`` call it beside :func:`file_problems`.
+
+    Returns:
+        One line per problem; empty when the manifest is sealed, unchanged and lists a model file.
+    """
+    problems = []
+    if not manifest.digest:
+        problems.append(
+            f"{MANIFEST_NAME} has no digest (written by hand or by an older birefnet-edge); re-export to seal it"
+        )
+    elif manifest.digest != manifest.computed_digest():
+        problems.append(
+            f"{MANIFEST_NAME} was changed after export: its content does not match its digest {manifest.digest[:19]}"
+        )
+    if not any(entry.role == "model" for entry in manifest.files):
+        listed = f"{len(manifest.files)} file(s), none with role 'model'" if manifest.files else "no files"
+        problems.append(f"{MANIFEST_NAME} lists {listed}: there is no model to run")
+    return problems
 
 
 def check_member_path(relpath: str) -> PurePosixPath:

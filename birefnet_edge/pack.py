@@ -17,26 +17,32 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from birefnet_edge._checks import check_output_file
 from birefnet_edge._io import sha256_file
 from birefnet_edge.card import CARD_NAME
 from birefnet_edge.errors import ArtifactError, InputError
-from birefnet_edge.manifest import MANIFEST_NAME, Manifest, file_problems, read_manifest
+from birefnet_edge.manifest import MANIFEST_NAME, Manifest, file_problems, manifest_problems, read_manifest
 
 _MTIME = 0  # 1970-01-01: any fixed value works; 0 is what other reproducible-build tools use too
 _FILE_MODE = 0o644
 
 
 def verify_artifact(folder: str | Path) -> list[str]:
-    """Every problem of an artifact: unreadable manifest, or files missing, resized or changed (sha256).
+    """Every problem of an artifact: unreadable manifest, a manifest changed after export (its digest), no
+    model file listed, or files missing, resized or changed (sha256).
+
+    What passing proves: every listed file and the manifest are byte for byte what the export wrote (or
+    what someone who recomputed every hash and the digest wrote: it is a checksum, not a signature).
+    It does not prove the model runs here or matches PyTorch (that is ``parity``).
 
     Returns:
-        One line per problem; empty when every listed file matches the manifest.
+        One line per problem; empty when the manifest and every listed file match.
     """
     try:
         manifest = read_manifest(folder)
     except ArtifactError as exc:
         return [str(exc)]
-    return file_problems(folder, manifest, hashes=True)
+    return manifest_problems(manifest) + file_problems(folder, manifest, hashes=True)
 
 
 def archive_members(folder: Path, manifest: Manifest) -> list[str]:
@@ -94,6 +100,7 @@ def pack_artifact(folder: str | Path, out: str | Path, overwrite: bool = False) 
         raise ArtifactError(f"not packing {folder}: {'; '.join(problems)}; re-export or re-download it")
     if out.is_dir():
         raise InputError(f"--out {out} is a folder; give the archive's file name, e.g. {out / folder.name}.tar.gz")
+    check_output_file(out, "--out")
     if out.exists() and not overwrite:
         raise InputError(f"--out {out} already exists; pass --overwrite to replace it, or choose another name")
     if out.resolve().is_relative_to(folder.resolve()):

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from birefnet_edge._io import atomic_write_bytes, atomic_write_json, check_output_dir
+from birefnet_edge._checks import check_output_dir
+from birefnet_edge._io import atomic_write_bytes, atomic_write_json
 from birefnet_edge.errors import InputError
 from birefnet_edge.model import Contract, cutout, load_image, postprocess, preprocess
 from birefnet_edge.parity.inputs import IMAGE_SUFFIXES, collect_image_files

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from birefnet_edge._checks import check_output_dir
 from birefnet_edge._deps import require
 from birefnet_edge.errors import BirefnetEdgeError, InputError
 from birefnet_edge.model import Contract, load_image, preprocess
@@ -147,6 +149,36 @@ def _image(rgb: np.ndarray) -> Any:
     return Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB")
 
 
+def check_address(address: str, timeout: float = 3.0) -> None:
+    """Raise unless a gRPC server (what Ray's GCS and client server are) answers at a ``host:port`` address.
+
+    Ray itself retries an unreachable address for about 24 s and then raises a traceback; one HTTP/2
+    handshake says the same in a few seconds, and also tells a Ray port from a proxy or web server that
+    merely accepts the connection. ``auto``, addresses without a port and TLS clusters are left to Ray.
+
+    Raises:
+        InputError: Nothing accepts a connection there, or what does is no gRPC server.
+    """
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit() or os.environ.get("RAY_USE_TLS", "0") not in ("0", ""):
+        return
+    fix = "start the cluster with 'ray start --head' and pass the address it prints, or drop --address for a local Ray"
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as conn:
+            conn.sendall(_HTTP2_PREFACE)
+            reply = conn.recv(9)
+    except OSError as exc:
+        why = exc.strerror or "no answer"
+        raise InputError(f"--address {address}: nothing answers there ({why} within {timeout:.0f} s); {fix}") from None
+    if len(reply) < 4 or reply[3] != _SETTINGS_FRAME:
+        raise InputError(f"--address {address}: something answers there, but not a Ray cluster (no gRPC); {fix}")
+
+
+# A gRPC server answers the HTTP/2 client preface with a SETTINGS frame (frame type byte 4).
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+_SETTINGS_FRAME = 4
+
+
 @contextlib.contextmanager
 def ray_session(options: RayOptions) -> Iterator[Any]:
     """Join ``options.address``, or start a local Ray; disconnect (and stop a local one) after.
@@ -159,7 +191,14 @@ def ray_session(options: RayOptions) -> Iterator[Any]:
         yield ray
         return
     if options.address:
-        ray.init(address=options.address, log_to_driver=False)
+        try:
+            ray.init(address=options.address, log_to_driver=False)
+        except (ConnectionError, TimeoutError, RuntimeError) as exc:  # what Ray raises after its own retries
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise InputError(
+                f"--address {options.address}: could not join a Ray cluster there ({first[:200]}); start it with "
+                "'ray start --head' and pass the address it prints, or drop --address for a local Ray"
+            ) from None
     else:
         need = int(np.ceil(options.workers * options.cpus_per_worker)) + 1
         ray.init(num_cpus=options.num_cpus or max(os.cpu_count() or 1, need), include_dashboard=False)
@@ -205,8 +244,9 @@ def predict_ray(
         MissingDependencyError: Ray is not installed (extra ``ray``).
         BirefnetEdgeError: The Ray job failed beyond its retries.
     """
-    if "://" in str(out_dir):
-        raise InputError(f"--out {out_dir}: the Ray engine writes to a local or shared folder path, not a URI")
+    check_output_dir(out_dir, "--out")  # a URI (s3://...) too: the engine writes to local or shared paths only
+    if options.address:
+        check_address(options.address)
     out = Path(out_dir)
     runner = open_runner(artifact, verify=options.verify)  # checks the artifact before any worker starts
     check_batch(runner, options.batch)

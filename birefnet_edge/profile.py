@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from birefnet_edge._checks import MAX_SIDE
 from birefnet_edge.errors import ProfileError
 from birefnet_edge.formats import FORMAT_OPTIONS, FormatOptions
 from birefnet_edge.formats.quantization import QuantizationOptions
@@ -143,7 +144,15 @@ class Profile:
         if self.simplifier == "none" or not self.simplify:  # one meaning, whichever key the file used
             object.__setattr__(self, "simplify", False)
             object.__setattr__(self, "simplifier", "none")
-        h, w = self.input_size
+        size = self.input_size
+        if not (isinstance(size, (tuple, list)) and len(size) == 2 and all(_is_int(v) for v in size)):
+            raise ProfileError(f"input.size must be two integers [H, W]; got {size!r}")
+        h, w = size
+        if max(h, w) > MAX_SIDE:
+            raise ProfileError(
+                f"input.size {h}x{w} is too large: sides above {MAX_SIDE} px need far more memory than an export "
+                f"or a run can get; use {MAX_SIDE} or less (the limit predict and export --size enforce too)"
+            )
         if h % 32 or w % 32 or h < 64 or w < 64:
             raise ProfileError(
                 f"input.size must be two multiples of 32, each at least 64; got {h}x{w} "
@@ -205,6 +214,10 @@ class Profile:
         data["tolerance"] = Tolerance(**data.get("tolerance", {}))
         data["input_size"] = tuple(data.get("input_size", (1024, 1024)))
         return cls(**data)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _check_choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
@@ -289,28 +302,91 @@ def profile_from_toml(
         )
     if "format" not in data:
         raise ProfileError(f"profile {where} has no 'format'; choose one of: {', '.join(FORMAT_OPTIONS.names())}")
+    check_types(data, where)
     graph = _table(data, "graph", {"deform", "opset", "simplify", "simplifier"})
     inp = _table(data, "input", {"size"})
+    size = inp.get("size", (1024, 1024))
     try:
         return Profile(
             name=str(data.get("name", default_name)),
             format=data["format"],
             precision=data.get("precision", "fp32"),
-            input_size=tuple(inp.get("size", (1024, 1024))),  # type: ignore[arg-type]
+            input_size=(size, size) if isinstance(size, int) else tuple(size),  # type: ignore[arg-type]
             batch=BatchRange(**_table(data, "batch", {"min", "opt", "max"})),
             deform=graph.get("deform", "portable"),
-            opset=int(graph.get("opset", 18)),
-            simplify=bool(graph.get("simplify", True)),
-            simplifier=str(graph.get("simplifier", "onnxslim")),
+            opset=graph.get("opset", 18),
+            simplify=graph.get("simplify", True),
+            simplifier=graph.get("simplifier", "onnxslim"),
             options=dict(data.get("options", {})),
             quantization=dict(data["quantization"]) if "quantization" in data else None,
             tolerance=Tolerance(**_table(data, "tolerance", {f.name for f in dataclasses.fields(Tolerance)})),
-            description=str(data.get("description", "")),
+            description=data.get("description", ""),
             source=source,
             sha256=sha256,
         )
     except (TypeError, ValueError) as exc:
         raise ProfileError(f"profile {where}: {exc}") from exc
+
+
+# The type of every key a profile TOML may hold outside [options] and [quantization] (their own dataclasses
+# type those): checked before anything is built, so a wrong type is named with the field, not as a
+# Python error from deep inside. "size" is one integer (a square) or a list of two, [H, W].
+_SCHEMA: dict[str, tuple[type | str, str]] = {
+    "name": (str, "a string"),
+    "format": (str, "a string"),
+    "precision": (str, "a string"),
+    "description": (str, "a string"),
+    "input": (dict, "a table"),
+    "input.size": ("size", "an integer or a list of two integers [H, W]"),
+    "batch": (dict, "a table"),
+    "batch.min": (int, "an integer"),
+    "batch.opt": (int, "an integer"),
+    "batch.max": (int, "an integer"),
+    "graph": (dict, "a table"),
+    "graph.deform": (str, "a string"),
+    "graph.opset": (int, "an integer"),
+    "graph.simplify": (bool, "true or false"),
+    "graph.simplifier": (str, "a string"),
+    "tolerance": (dict, "a table"),
+    **{f"tolerance.{f.name}": (float, "a number") for f in dataclasses.fields(Tolerance)},
+    "options": (dict, "a table"),
+    "quantization": (dict, "a table"),
+}
+
+
+def _type_ok(value: Any, kind: type | str) -> bool:
+    if kind == "size":
+        return _is_int(value) or (isinstance(value, list) and len(value) == 2 and all(_is_int(v) for v in value))
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return _is_int(value)
+    return isinstance(value, kind)  # type: ignore[arg-type]
+
+
+def check_types(data: Mapping[str, Any], where: str) -> None:
+    """Raise naming every field of a parsed profile whose value has the wrong type (unknown keys are left to
+    the key checks, which list the allowed ones).
+
+    Raises:
+        ProfileError: One message listing each wrong field, its value and the type expected.
+    """
+    wrong = []
+    for key, value in data.items():
+        items = [(key, value)]
+        if isinstance(value, Mapping) and key not in ("options", "quantization"):
+            items += [(f"{key}.{sub}", v) for sub, v in value.items()]
+        for dotted, item in items:
+            expected = _SCHEMA.get(dotted)
+            if expected is not None and not _type_ok(item, expected[0]):
+                wrong.append(f"{dotted} = {item!r} must be {expected[1]}, not {_toml_type(item)}")
+    if wrong:
+        raise ProfileError(f"profile {where}: {'; '.join(wrong)}")
+
+
+def _toml_type(value: Any) -> str:
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a table"}
+    return next((name for kind, name in names.items() if isinstance(value, kind)), type(value).__name__)
 
 
 def _table(data: Mapping[str, Any], key: str, allowed: set[str]) -> dict[str, Any]:

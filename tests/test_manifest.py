@@ -102,3 +102,31 @@ def test_binary_manifest_is_an_artifact_error(tmp_path: Path) -> None:
     (tmp_path / "manifest.json").write_bytes(bytes(range(256)))
     with pytest.raises(ArtifactError, match="not a valid manifest .not JSON"):
         read_manifest(tmp_path)
+
+
+def test_a_hand_edited_manifest_no_longer_matches_its_digest(onnx_artifact: Path, tmp_path: Path) -> None:
+    from birefnet_edge.manifest import manifest_problems
+
+    assert manifest_problems(read_manifest(onnx_artifact)) == []
+    folder = shutil.copytree(onnx_artifact, tmp_path / "edited")
+    data = json.loads((folder / "manifest.json").read_text())
+    data["contract"]["mean"] = [0, 0, 0]
+    data["profile"]["tolerance"]["min_iou"] = 0
+    _edit_manifest(folder, contract=data["contract"], profile=data["profile"])
+    assert manifest_problems(read_manifest(folder)) == [
+        "manifest.json was changed after export: its content does not match its digest " + data["digest"][:19]
+    ]
+    del data["digest"]
+    (folder / "manifest.json").write_text(json.dumps(data))
+    assert "manifest.json has no digest" in manifest_problems(read_manifest(folder))[0]
+
+
+def test_a_manifest_rewritten_by_the_tool_keeps_a_matching_digest(onnx_artifact: Path, tmp_path: Path) -> None:
+    from birefnet_edge.manifest import manifest_problems
+
+    folder = tmp_path / "rewritten"
+    folder.mkdir()
+    manifest = read_manifest(onnx_artifact)
+    manifest.write(folder)
+    again = read_manifest(folder)
+    assert again.digest == manifest.digest and manifest_problems(again) == []

@@ -80,3 +80,44 @@ def test_pack_refuses_to_overwrite_and_to_pack_a_corrupt_artifact(artifact, tmp_
     with pytest.raises(ArtifactError, match=r"not packing .*model.onnx does not match its sha256"):
         pack_artifact(artifact, tmp_path / "c.tar.gz")
     assert not (tmp_path / "c.tar.gz").exists() and not list(tmp_path.glob(".c.tar.gz.*"))
+
+
+def _reseal(folder: Path, edit) -> None:
+    import json
+
+    from birefnet_edge.manifest import manifest_digest
+
+    data = json.loads((folder / "manifest.json").read_text())
+    edit(data)
+    data["digest"] = manifest_digest(data)  # as a careful forger would: only the model check is left
+    (folder / "manifest.json").write_text(json.dumps(data))
+
+
+def test_verify_and_pack_refuse_a_hand_edited_manifest(artifact, tmp_path, capsys):
+    import json
+
+    data = json.loads((artifact / "manifest.json").read_text())
+    data["profile"]["tolerance"]["min_iou"] = 0
+    (artifact / "manifest.json").write_text(json.dumps(data))
+    code, _, err = run(["verify", str(artifact)], capsys)
+    assert code == 1 and "manifest.json was changed after export" in err
+    with pytest.raises(ArtifactError, match="manifest.json was changed after export"):
+        pack_artifact(artifact, tmp_path / "x.tar.gz")
+    assert not (tmp_path / "x.tar.gz").exists()
+
+
+def test_verify_and_pack_refuse_a_manifest_listing_no_model(artifact, tmp_path, capsys):
+    _reseal(artifact, lambda data: data.update(files=[]))
+    code, _, err = run(["verify", str(artifact)], capsys)
+    assert code == 1 and "manifest.json lists no files: there is no model to run" in err
+    with pytest.raises(ArtifactError, match="lists no files: there is no model to run"):
+        pack_artifact(artifact, tmp_path / "x.tar.gz")
+    assert not (tmp_path / "x.tar.gz").exists()
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "proc"])
+def test_pack_out_that_cannot_be_written_is_one_error(artifact, tmp_path, where):
+    (tmp_path / "a-file").write_text("keep")
+    out = tmp_path / "a-file" / "x.tar.gz" if where == "under-a-file" else Path("/proc/x.tar.gz")
+    with pytest.raises(InputError, match="cannot be created: .*a-file is a file|cannot write in /proc"):
+        pack_artifact(artifact, out)

@@ -27,6 +27,11 @@ class DistState:
         return self.rank == 0
 
 
+def is_main_process() -> bool:
+    """Rank 0 (or a run without torchrun), known from the environment before the process group exists."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def setup(device: str | None) -> DistState:
     """Join the process group ``torchrun`` describes (gloo on CPU, nccl on CUDA), or run alone.
 

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from birefnet_edge.errors import InputError
+from birefnet_edge._checks import MAX_SIDE, bounded
+from birefnet_edge.errors import UsageError
 
 # Settings a resumed run may change: they do not alter what a step computes (only how long the run is,
 # how often it reports and saves, where it runs and how fast it loads).
@@ -39,6 +40,15 @@ class LossWeights:
     feature: float = 0.0
     gt: float = 1.0
 
+    def __post_init__(self) -> None:
+        # Weights far above BiRefNet's own (100 for mae) only scale the loss; 1e4 catches a typo such as 1e9.
+        for f in dataclasses.fields(self):
+            bounded(getattr(self, f.name), f"--loss {f.name}", 0, 1e4)
+        if not any(getattr(self, name) > 0 for name in ("bce", "iou", "ssim", "mae", "feature")):
+            raise UsageError(
+                "--loss: bce, iou, ssim, mae and feature are all 0, so nothing would be learned; give one a weight > 0"
+            )
+
 
 @dataclass(frozen=True)
 class Augment:
@@ -53,6 +63,12 @@ class Augment:
     flip: float = 0.5
     max_scale: float = 1.25
     jitter: float = 0.2
+
+    def __post_init__(self) -> None:
+        bounded(self.flip, "--augment flip", 0, 1, why="a probability")
+        # max_scale 4 zooms a 1024 px crop to 4096 px, the largest side any run may hold.
+        bounded(self.max_scale, "--augment max_scale", 1, 4, why="1 = off; the zoom of the scale-and-crop")
+        bounded(self.jitter, "--augment jitter", 0, 1, why="0 = off; 1 may double or zero brightness")
 
 
 @dataclass(frozen=True)
@@ -119,33 +135,38 @@ class DistillConfig:
     augment: Augment = field(default_factory=Augment)
 
     def __post_init__(self) -> None:
-        if self.size % 32 or self.size < 64:
-            raise InputError(
+        bounded(self.size, "--size", 64, MAX_SIDE, why="memory grows with the pixel count")
+        if self.size % 32:
+            raise UsageError(
                 f"--size {self.size} is not a multiple of 32 of at least 64; use e.g. "
                 f"{max(64, self.size // 32 * 32)} or {max(64, -(-self.size // 32) * 32)}"
             )
-        positive = {"steps": self.steps, "batch_size": self.batch_size, "accum": self.accum}
-        positive.update(eval_every=self.eval_every, save_every=self.save_every, log_every=self.log_every)
-        bad = [f"--{k.replace('_', '-')} {v}" for k, v in positive.items() if v < 1]
-        if bad or self.lr <= 0 or self.workers < 0:
-            raise InputError(
-                f"invalid settings: {', '.join(bad) or f'lr {self.lr} / workers {self.workers}'}; "
-                "steps, batch size, accum and the intervals must be >= 1, lr > 0, workers >= 0"
-            )
+        for name in ("steps", "batch_size", "accum", "eval_every", "save_every", "log_every"):
+            bounded(getattr(self, name), f"--{name.replace('_', '-')}", 1)
+        bounded(self.lr, "--lr", 1e-12, 1.0)
+        bounded(self.workers, "--workers", 0, 256)
+        bounded(self.val_fraction, "--val-fraction", 0, 1)
+        bounded(self.val_max, "--val-max", 1)
         if self.cache_format not in CACHE_FORMATS:
-            raise InputError(f"cache format {self.cache_format!r} is not one of {', '.join(CACHE_FORMATS)}")
+            raise UsageError(f"cache format {self.cache_format!r} is not one of {', '.join(CACHE_FORMATS)}")
         if self.device not in (None, "cpu", "cuda"):
-            raise InputError(f"--device {self.device!r} is not cpu or cuda")
+            raise UsageError(f"--device {self.device!r} is not cpu or cuda")
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready settings (paths as strings), as stored in run.json and the checkpoints."""
+        """JSON-ready settings (paths as strings), as stored in run.json and the checkpoints.
+
+        ``out`` is left out: the run folder is where these files are, so a moved or copied run (fetched
+        from a cluster, say) still resumes.
+        """
         data = dataclasses.asdict(self)
+        del data["out"]
         return {k: str(v.resolve()) if isinstance(v, Path) else v for k, v in data.items()}
 
 
 def differing_settings(saved: dict[str, Any], current: DistillConfig) -> list[str]:
     """Names (with old -> new values) of settings that differ from a saved run and may not change on resume."""
     now = current.to_dict()
+    saved = {k: v for k, v in saved.items() if k != "out"}  # run.json of older runs held the absolute --out
     keys = sorted(set(saved) | set(now))
     return [
         f"{k}: {saved.get(k)!r} -> {now.get(k)!r}"
@@ -172,7 +193,7 @@ def parse_fields(text: str | None, cls: type, option: str) -> Any:
                 raise ValueError(key)
             values[key] = float(value)
         except ValueError:
-            raise InputError(
+            raise UsageError(
                 f"{option} {text!r}: cannot read {item.strip()!r}; expected name=number pairs with names from "
                 f"{', '.join(names)}"
             ) from None

@@ -48,14 +48,17 @@ def find_images(folder: Path) -> list[Path]:
 
 
 def readable_images(files: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """Split ``files`` into readable images and (file, reason) for the unreadable ones (checked once)."""
+    """Split ``files`` into readable images and (file, reason) for the unreadable ones (checked once).
+
+    Every file is decoded in full, as training will: a truncated JPEG passes Pillow's ``verify()`` and
+    would otherwise stop the run in a DataLoader worker at the step that first draws it.
+    """
     good, bad = [], []
     for path in files:
         try:
-            with Image.open(path) as img:
-                img.verify()
-        except Exception as exc:  # PIL raises many types for broken files
-            bad.append((path, f"{type(exc).__name__}: {exc}"))
+            load_image(path)
+        except InputError as exc:
+            bad.append((path, str(exc)))
         else:
             good.append(path)
     return good, bad

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from birefnet_edge.distill.runset import check_teacher, prepare_data
 from birefnet_edge.distill.schedule import WarmupCosine
 from birefnet_edge.distill.students import build_student
 from birefnet_edge.distill.teacher import TargetCache, Teacher, normalise, open_teacher
+from birefnet_edge.errors import TrainingError
 from birefnet_edge.model import BiRefNet, TrainOutputs
 
 log = logging.getLogger(__name__)
@@ -268,6 +270,7 @@ class Distiller:
             parts = self._micro_step(next(batches), first, sync=i == cfg.accum - 1)
             for k, v in parts.items():
                 totals[k] = totals.get(k, 0.0) + v / cfg.accum
+        _check_finite(totals, self.step + 1, self.best_step)
         if cfg.clip > 0:
             totals["grad_norm"] = float(nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip))
         totals["lr"] = self.optimizer.param_groups[0]["lr"]
@@ -365,6 +368,18 @@ class Distiller:
         _dist.teardown(self.dist)
 
 
+def _check_finite(parts: dict[str, float], step: int, best_step: int | None) -> None:
+    """Stop before the optimizer step when the loss is nan or inf: it would poison the weights for good."""
+    if math.isfinite(parts["loss"]):
+        return
+    terms = ", ".join(f"{k} {v:.4g}" for k, v in parts.items() if k != "loss")
+    kept = f"the step-{best_step} weights" if best_step is not None else "the last good weights"
+    raise TrainingError(
+        f"the loss is {parts['loss']} at step {step} ({terms}); the run stopped before updating the student, and "
+        f"best.safetensors keeps {kept}. Lower --lr or check --loss and the images, then start again in a new --out"
+    )
+
+
 def run_distill(
     config: DistillConfig,
     resume: bool = False,
@@ -380,14 +395,16 @@ def run_distill(
         InputError: Bad images or masks folder, size, student, output folder or resume settings.
         WeightsError: The teacher does not load or cannot run here.
     """
-    distiller = Distiller.from_config(config, resume, progress)
-    try:
-        if distiller.dist.main:
-            for path, why in distiller.unreadable:
-                log.warning("skipping unreadable image %s (%s)", path, why)
-            for note in distiller.notes:
-                log.warning("%s", note)
-            log.info("%s", distiller.backbone_note)
-        return distiller.train(on_step)
-    finally:
-        distiller.close()
+    checkpoint.check_run_paths(config)  # before any slow work
+    with checkpoint.run_lock(config.out, enabled=_dist.is_main_process()):
+        distiller = Distiller.from_config(config, resume, progress)
+        try:
+            if distiller.dist.main:
+                for path, why in distiller.unreadable:
+                    log.warning("skipping unreadable image %s (%s)", path, why)
+                for note in distiller.notes:
+                    log.warning("%s", note)
+                log.info("%s", distiller.backbone_note)
+            return distiller.train(on_step)
+        finally:
+            distiller.close()

@@ -17,7 +17,7 @@ from typing import Any
 
 from birefnet_edge.errors import ArtifactError
 from birefnet_edge.export._base import tool_versions
-from birefnet_edge.manifest import Manifest, file_problems, read_manifest
+from birefnet_edge.manifest import Manifest, file_problems, manifest_problems, read_manifest
 from birefnet_edge.profile import Profile
 
 
@@ -41,7 +41,13 @@ def _same_weights(old: dict[str, Any], new: dict[str, Any]) -> str | None:
     return None
 
 
+# What a profile was read from, not what it says: a comment or a reordered key changes the file's
+# sha256 but not the artifact, so reuse compares the parsed, normalised profile without these.
+_PROVENANCE = ("sha256", "source")
+
+
 def _profile_change(old: dict[str, Any], new: dict[str, Any]) -> str | None:
+    old, new = ({k: v for k, v in d.items() if k not in _PROVENANCE} for d in (old, new))
     if old.get("input_size") != new.get("input_size"):
         return f"size differs ({old.get('input_size')} -> {new.get('input_size')})"
     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
@@ -110,7 +116,7 @@ def judge_reuse(
     difference = _first_difference(manifest, weights, profile, overrides, calibration)
     if difference:
         return ReuseVerdict(False, difference)
-    problems = file_problems(folder, manifest, hashes=True)
+    problems = manifest_problems(manifest) + file_problems(folder, manifest, hashes=True)
     if problems:
         return ReuseVerdict(False, f"files do not match the manifest ({'; '.join(problems)})")
     reason = "same weights, profile, size, tools" + (", calibration images" if calibration is not None else "")

@@ -91,10 +91,7 @@ def _read_pickle(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types (UnpicklingError, RuntimeError, EOFError) for bad files
-        raise WeightsError(
-            f"{path} is not a readable PyTorch checkpoint (truncated, corrupt, or it holds "
-            f"non-tensor objects that weights_only loading refuses): {exc}"
-        ) from exc
+        raise WeightsError(_pickle_problem(path, exc)) from exc
     for wrapper in ("state_dict", "model", "model_state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
             obj = obj[wrapper]
@@ -103,6 +100,20 @@ def _read_pickle(path: Path) -> dict[str, torch.Tensor]:
             f"{path} holds no state dict of tensors (found {type(obj).__name__}); is it a BiRefNet checkpoint?"
         )
     return {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+
+
+def _pickle_problem(path: Path, exc: Exception) -> str:
+    """One line on why a .pt/.pth file did not load; never torch's advice to unpickle arbitrary objects."""
+    best = path.parent / "best.safetensors"
+    if (path.parent / "run.json").is_file() or best.is_file():
+        return (
+            f"{path} is a distill run's resumable checkpoint (optimizer and RNG state), not model weights; "
+            f"use the run's weights instead: {best}"
+        )
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    if "weights_only" in str(exc) or "Unpickl" in type(exc).__name__:
+        first = "it holds Python objects besides tensors, which are not loaded (a pickle can run code)"
+    return f"{path} is not a readable PyTorch checkpoint (truncated, corrupt, or not a state dict): {first}"
 
 
 def strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

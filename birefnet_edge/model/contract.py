@@ -14,14 +14,11 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from birefnet_edge._checks import MAX_SIDE  # one bound for predict, export, profiles and distill
 from birefnet_edge.errors import InputError
 from birefnet_edge.model.birefnet import MEAN, STD, check_input_size
 
 ImageLike = Image.Image | np.ndarray
-
-# Largest side a run may ask for: BiRefNet's memory grows with the pixel count (about 16x the
-# 1024 px figure at 4096), and a mistyped --size must fail in a second, not after a 447 GiB allocation.
-MAX_SIDE = 4096
 
 
 def check_run_size(height: int, width: int, minimum: int = 32) -> None:

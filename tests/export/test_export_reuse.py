@@ -99,3 +99,21 @@ def main_verify(folder) -> int:
     with pytest.raises(SystemExit) as exit_info:
         main(["verify", str(folder)])
     return exit_info.value.code
+
+
+def test_a_comment_in_the_profile_file_does_not_rebuild(reused_setup):
+    """The file's sha256 and name are provenance: reuse compares the parsed, normalised profile."""
+    folder, weights, profile, overrides = reused_setup
+    commented = dataclasses.replace(profile, sha256="f" * 64, source="my-profile.toml")
+    verdict = judge_reuse(folder, weights, commented, overrides)
+    assert verdict.reusable, verdict.reason
+
+
+def test_a_hand_edited_manifest_is_not_reused(reused_setup, tmp_path):
+    folder, weights, profile, overrides = reused_setup
+    copy = shutil.copytree(folder, tmp_path / folder.name)
+    data = json.loads((copy / "manifest.json").read_text())
+    data["contract"]["mean"] = [0.0, 0.0, 0.0]
+    (copy / "manifest.json").write_text(json.dumps(data))
+    verdict = judge_reuse(copy, weights, profile, overrides)
+    assert not verdict.reusable and "changed after export" in verdict.reason

@@ -1,0 +1,52 @@
+"""Profile TOML schema: every field is type-checked and named, sizes are bounded (issue 19, items 20-22)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from birefnet_edge.errors import ProfileError
+from birefnet_edge.profile import load_profile, profile_from_toml
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+def _load(text: str):
+    return profile_from_toml(tomllib.loads('format = "onnx"\n' + text), "custom")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            '[input]\nsize = "abc"',
+            r"input.size = 'abc' must be an integer or a list of two integers \[H, W\], not a string",
+        ),
+        ("[input]\nsize = [64, 64, 64]", r"input.size = \[64, 64, 64\] must be an integer or a list of two integers"),
+        ('[tolerance]\nmin_iou = "high"', r"tolerance.min_iou = 'high' must be a number, not a string"),
+        ('[graph]\nopset = "18"', r"graph.opset = '18' must be an integer, not a string"),
+        ("[graph]\nsimplify = 1", r"graph.simplify = 1 must be true or false, not an integer"),
+        ("[batch]\nmax = 2.5", r"batch.max = 2.5 must be an integer, not a number"),
+        ("name = 3", r"name = 3 must be a string, not an integer"),
+        ("input = 3", r"input = 3 must be a table, not an integer"),
+        ("[input]\nsize = [99968, 99968]", r"input.size 99968x99968 is too large: .* use 4096 or less"),
+    ],
+)
+def test_a_wrong_type_or_size_names_the_field_and_what_it_expects(text: str, message: str) -> None:
+    with pytest.raises(ProfileError, match=message):
+        _load(text)
+
+
+def test_every_wrong_field_is_listed_at_once() -> None:
+    with pytest.raises(ProfileError, match=r"name = 3 .*; graph.opset = '18' .*; tolerance.rtol = 'x'"):
+        _load('name = 3\n[graph]\nopset = "18"\n[tolerance]\nrtol = "x"')
+
+
+def test_a_single_integer_size_is_a_square_and_good_profiles_still_load(tmp_path: Path) -> None:
+    assert _load("[input]\nsize = 128").input_size == (128, 128)
+    assert load_profile("onnx-fp32").input_size == (1024, 1024)
