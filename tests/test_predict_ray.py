@@ -139,3 +139,52 @@ def test_ray_session_joins_a_cluster_or_starts_a_local_ray_and_stops_after(monke
     with ray_session(options):
         pass
     assert fake.calls == []
+
+
+def _serve_once(reply: bytes):
+    """A listening socket that answers the first connection with ``reply``; returns its address."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def answer() -> None:
+        conn, _ = server.accept()
+        conn.recv(64)
+        conn.sendall(reply)
+        conn.close()
+        server.close()
+
+    threading.Thread(target=answer, daemon=True).start()
+    return f"127.0.0.1:{server.getsockname()[1]}"
+
+
+def test_an_address_where_no_ray_answers_is_one_line_in_seconds() -> None:
+    """Issue 19, item 13: Ray itself retries for ~24 s, then raises a ConnectionError traceback."""
+    import socket
+    import time
+
+    from birefnet_edge.predict_ray import check_address
+
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    port = free.getsockname()[1]
+    free.close()  # nothing listens there now
+    started = time.perf_counter()
+    with pytest.raises(InputError, match=rf"--address 127.0.0.1:{port}: nothing answers there .*ray start --head"):
+        check_address(f"127.0.0.1:{port}")
+    web = _serve_once(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+    with pytest.raises(InputError, match="something answers there, but not a Ray cluster"):
+        check_address(web)
+    assert time.perf_counter() - started < 10
+    check_address(_serve_once(bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])))  # an HTTP/2 SETTINGS frame, as gRPC sends
+    check_address("auto")  # left to Ray
+
+
+def test_a_uri_out_is_refused_before_the_artifact_opens(tmp_path: Path) -> None:
+    """Issue 19, item 14: typer's Path folds s3://bucket/x into s3:/bucket/x, which slipped past the URI check."""
+    with pytest.raises(InputError, match="URIs are not supported"):
+        predict_ray(tmp_path / "no-artifact", [], Path("s3://bucket/x"), RayOptions())
+    assert not Path("s3:").exists()

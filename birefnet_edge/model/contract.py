@@ -6,6 +6,7 @@ app can reproduce the pre- and post-processing without this package.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -99,10 +100,14 @@ def load_image(path: str | Path) -> Image.Image:
     if not path.is_file():
         raise InputError(f"image not found: {path}")
     try:
-        with Image.open(path) as img:
-            img.load()
-            upright = ImageOps.exif_transpose(img)
-            return to_rgb(upright if upright is not None else img)
+        with warnings.catch_warnings():
+            # Pillow warns (a raw multi-line warning) between 89 and 179 MP and refuses above; a 108 MP phone
+            # photo is a real input, so it is read quietly here, and the refusal above becomes one line below.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()
+                upright = ImageOps.exif_transpose(img)
+                return to_rgb(upright if upright is not None else img)
     except Image.DecompressionBombError as exc:
         raise InputError(
             f"refusing {path}: {exc}; if the image is genuine, downscale it first "

@@ -93,9 +93,9 @@ def test_a_second_run_on_the_same_folder_is_refused_and_a_dead_runs_lock_is_not(
     images_dir: Path, tmp_path: Path, tiny_config
 ) -> None:
     out = tmp_path / "run"
-    with run_lock(out):  # a live run holds the folder
-        with pytest.raises(InputError, match=r"--out .*run is in use by another distill run \(pid \d+ on "):
-            run_distill(tiny_config(images_dir, out, steps=1), resume=True)
+    in_use = r"--out .*run is in use by another distill run \(pid \d+ on "
+    with run_lock(out), pytest.raises(InputError, match=in_use):  # a live run holds the folder
+        run_distill(tiny_config(images_dir, out, steps=1), resume=True)
     assert not (out / LOCK).exists() and not out.exists()  # released; the empty new folder removed
     out.mkdir()
     (out / LOCK).write_text("pid 999999 on a-dead-host\n")  # what kill -9 leaves: a file nobody locks

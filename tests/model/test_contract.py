@@ -74,6 +74,21 @@ def test_load_image_errors(tmp_path: Path) -> None:
         load_image(truncated)
 
 
+def test_a_large_image_loads_without_pillows_raw_warning_and_a_bomb_is_one_line(tmp_path: Path, monkeypatch) -> None:
+    """Issue 19: Pillow's DecompressionBombWarning is printed raw (several lines) for images over 89 MP."""
+    import warnings
+
+    path = tmp_path / "big.png"
+    Image.new("RGB", (40, 30)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 1200 px: over the warning limit, under twice it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_image(path).size == (40, 30)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)  # over twice the limit: Pillow refuses it
+    with pytest.raises(InputError, match=r"refusing .*big.png: .*downscale it first"):
+        load_image(path)
+
+
 def test_contract_round_trips_through_dict() -> None:
     data = CONTRACT.to_dict()
     assert data["output"].startswith("logits") and data["layout"] == "NCHW"

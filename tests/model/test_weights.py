@@ -218,3 +218,24 @@ def test_helpers() -> None:
     assert parse_hub_id("./weights/model") is None
     assert strip_prefixes({"module.a": 1, "_orig_mod.module.b": 2}) == {"a": 1, "b": 2}
     assert guess_variant({"x": torch.zeros(1)}) is None
+
+
+def test_a_distill_checkpoint_points_to_best_safetensors_in_one_line(tmp_path: Path) -> None:
+    """Issue 19, item 15: never torch's multi-line weights_only text and its advice to unpickle anything."""
+    import numpy as np
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text("{}")
+    torch.save({"model": {"w": torch.zeros(1)}, "rng": {"numpy": np.random.get_state()}}, run / "checkpoint.pt")
+    with pytest.raises(WeightsError) as info:
+        load_model(str(run / "checkpoint.pt"))
+    message = str(info.value)
+    assert "resumable checkpoint" in message and str(run / "best.safetensors") in message
+    assert "\n" not in message and "weights_only" not in message
+    elsewhere = tmp_path / "numpy-state.pt"
+    (run / "checkpoint.pt").rename(elsewhere)
+    with pytest.raises(WeightsError) as info:
+        load_model(str(elsewhere))
+    assert "\n" not in str(info.value) and "weights_only" not in str(info.value)
+    assert "holds Python objects besides tensors" in str(info.value)
