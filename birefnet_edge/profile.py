@@ -29,7 +29,7 @@ else:  # pragma: no cover - Python 3.10
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 SIMPLIFIERS = ("onnxslim", "onnxsim", "none")
-DEFORM_FORMS = ("portable", "native")
+DEFORM_FORMS = ("portable", "native", "gather")
 _TOP_KEYS = {
     "name",
     "format",
@@ -106,7 +106,8 @@ class Profile:
             say so); each format's options class lists the precisions it can build.
         input_size: (H, W) of the artifact; both multiples of 32.
         batch: The min/opt/max batch range.
-        deform: ``portable`` (grid_sample form) or ``native`` (ONNX ``DeformConv``, opset >= 19).
+        deform: ``portable`` (grid_sample form), ``native`` (ONNX ``DeformConv``, opset >= 19) or ``gather``
+            (row gathers and ops XNNPACK takes: ExecuTorch, LiteRT).
         opset: ONNX opset for formats that go through ONNX.
         simplify: Run an ONNX simplifier (False is the same as ``simplifier = 'none'``).
         simplifier: ``onnxslim`` (default), ``onnxsim`` (the ``onnxsim`` extra) or ``none``.

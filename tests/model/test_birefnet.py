@@ -66,6 +66,15 @@ def test_native_and_portable_forms_agree_without_touching_weights(tiny_input) ->
     assert torch.allclose(portable, native, atol=1e-5, rtol=0)
 
 
+def test_gather_form_agrees_with_portable(tiny_input) -> None:
+    model = deterministic_weights(create_model("birefnet_tiny"))
+    with torch.no_grad():
+        portable = model(tiny_input)
+        gather = model.set_deform_form("gather")(tiny_input)
+    assert model.config.deform == "gather"
+    torch.testing.assert_close(gather, portable, atol=1e-5, rtol=0)
+
+
 def test_patches_place_tiles_as_documented() -> None:
     """The graph's (current) order: channel c*g^2 + row*g + col."""
     g, tile = 2, 3

@@ -13,6 +13,7 @@ from birefnet_edge.errors import InputError
 from birefnet_edge.model.layers.deform_conv import (
     DEFORM_FORMS,
     DeformableConv2d,
+    deform_conv2d_gather,
     deform_conv2d_native,
     deform_conv2d_portable,
     deform_conv2d_reference,
@@ -60,6 +61,27 @@ def test_portable_matches_reference_float32(height: int, width: int, k: int) -> 
     torch.testing.assert_close(got.double(), expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("spread", [5.0, 40.0])
+@pytest.mark.parametrize(("height", "width", "k"), SHAPES)
+def test_gather_matches_reference_float64(height: int, width: int, k: int, spread: float) -> None:
+    """Offsets of +-2.5 px and of +-20 px (most corners far outside the map, where clamping moves them)."""
+    x, offset, mask, weight = _inputs(height, width, k, torch.float64, seed=2)
+    offset = offset * (spread / 5.0)
+    expected = deform_conv2d_reference(x, offset, mask, weight, k // 2)
+    got = deform_conv2d_gather(x, offset, mask, weight, k // 2)
+    assert got.shape == (2, 4, height, width)
+    torch.testing.assert_close(got, expected, atol=1e-10, rtol=0)
+
+
+def test_gather_matches_portable_float32_on_integer_and_border_offsets() -> None:
+    """Whole-pixel offsets (corner weights exactly 0 and 1) and positions exactly on the last row/column."""
+    x, _, mask, weight = _inputs(6, 5, 3, torch.float32, seed=4)
+    offset = torch.randint(-3, 4, (2, 18, 6, 5)).float()
+    offset[:, 0::2, -1] = 0.0  # the last row samples exactly on rows 4, 5, 6 (6 is outside)
+    portable = deform_conv2d_portable(x, offset, mask, weight, 1)
+    torch.testing.assert_close(deform_conv2d_gather(x, offset, mask, weight, 1), portable, atol=1e-5, rtol=1e-5)
+
+
 @pytest.fixture
 def small_column_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     """Force row bands on test-sized maps: 3 channels x 49 taps x 7 x 5 pixels is 5145 elements."""
@@ -75,6 +97,13 @@ def test_banded_portable_matches_reference(small_column_budget, height: int, wid
     expected = deform_conv2d_reference(x, offset, mask, weight, k // 2)
     got = deform_conv2d_portable(x, offset, mask, weight, k // 2)
     torch.testing.assert_close(got, expected, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize(("height", "width", "k"), [(7, 5, 7), (6, 4, 3), (9, 2, 1)])
+def test_banded_gather_matches_reference(small_column_budget, height: int, width: int, k: int) -> None:
+    x, offset, mask, weight = _inputs(height, width, k, torch.float64, seed=3)
+    expected = deform_conv2d_reference(x, offset, mask, weight, k // 2)
+    torch.testing.assert_close(deform_conv2d_gather(x, offset, mask, weight, k // 2), expected, atol=1e-10, rtol=0)
 
 
 def test_tracing_a_banded_block_gives_no_tracer_warning(small_column_budget) -> None:
@@ -180,7 +209,7 @@ def test_unknown_form_raises() -> None:
     block = DeformableConv2d(3, 4, 3)
     with pytest.raises(InputError, match="expected one of"):
         block.form = "fast"
-    assert block.form == "portable" and DEFORM_FORMS == ("portable", "native", "torchvision")
+    assert block.form == "portable" and DEFORM_FORMS == ("portable", "native", "gather", "torchvision")
 
 
 @pytest.mark.skipif(torchvision_available(), reason="torchvision is installed: the refusal path cannot be reached")

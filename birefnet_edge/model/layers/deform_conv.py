@@ -9,6 +9,10 @@ groups 1, padding k//2). This module gives three interchangeable implementations
   than torchvision's kernel on CPU;
 - :func:`deform_conv2d_native`: a ``torch.library`` custom op whose eager body is the portable math and
   which the ONNX exporter translates to the single ``DeformConv`` node (see ``export/_deform_onnx.py``);
+- :func:`deform_conv2d_gather`: the bilinear corners fetched by one ``index_select`` of channel rows and
+  everything else (coordinates, tent weights, modulation, the conv as a matmul) as ops a CPU delegate such as
+  XNNPACK takes, which has neither ``grid_sample`` nor any gather (ExecuTorch, LiteRT); only the row copy runs
+  outside it;
 - :func:`deform_conv2d_torchvision`: ``torchvision.ops.deform_conv2d`` itself, when torchvision is installed
   (never a dependency): its CUDA kernel is several times faster than grid_sample there, so training uses it.
 
@@ -26,7 +30,7 @@ from torch import Tensor, nn
 
 from birefnet_edge.errors import InputError
 
-DEFORM_FORMS: tuple[str, ...] = ("portable", "native", "torchvision")
+DEFORM_FORMS: tuple[str, ...] = ("portable", "native", "gather", "torchvision")
 
 
 def _float_range(n: int, like: Tensor) -> Tensor:
@@ -124,6 +128,77 @@ def _sample_and_combine(x: Tensor, grid: Tensor, mask: Tensor, flat_weight: Tens
     return torch.matmul(flat_weight.unsqueeze(0), cols.reshape(-1, flat_weight.shape[1], pixels))
 
 
+def deform_conv2d_gather(x: Tensor, offset: Tensor, mask: Tensor, weight: Tensor, padding: int) -> Tensor:
+    """Modulated deformable convolution with stride 1 as index_select of channel rows and one matmul.
+
+    The input is padded with one zero pixel and laid out channels-last, so each bilinear corner is one
+    row of C values. Per output pixel and tap the top-left corner row is clamped to [-1, H-1] (and the
+    column likewise), which keeps all four corners inside the padded map, and each corner's weight is
+    the tent ``relu(1 - |p - corner|)`` of the unclamped sampling position: exactly the bilinear weight
+    for a corner next to the position, and 0 for a corner that clamping moved away from it, so samples
+    outside the image read zero as in the other forms. The columns come out as (B, H·W, k²·C), which
+    a matmul with the (k²·C, O) weight turns into the output without transposing them. Maps whose
+    columns pass :data:`COLUMN_BUDGET` are done in row bands (static, so exports unroll them).
+
+    Arguments and result as in :func:`deform_conv2d_portable`.
+    """
+    out_channels, channels, kh, kw = _static_shape(weight)
+    height, width = _static_shape(x)[-2:]
+    taps = kh * kw
+    rows = F.pad(x, (1, 1, 1, 1)).permute(0, 2, 3, 1).reshape(-1, channels)  # (B·(H+2)·(W+2), C)
+    # (O, C, kh, kw) -> (k²·C, O): tap-major, channel-minor, as the columns are laid out.
+    flat_weight = weight.permute(2, 3, 1, 0).reshape(taps * channels, out_channels)
+    bands = -(-channels * taps * height * width // COLUMN_BUDGET)
+    step = -(-height // max(bands, 1))
+    outs = [
+        _gather_band(rows, x, offset, mask, flat_weight, (kh, kw), padding, top, min(step, height - top))
+        for top in range(0, height, step)
+    ]
+    out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)  # (B, H·W, O)
+    return out.permute(0, 2, 1).reshape(-1, out_channels, height, width)
+
+
+def _gather_band(
+    rows: Tensor,
+    x: Tensor,
+    offset: Tensor,
+    mask: Tensor,
+    flat_weight: Tensor,
+    kernel: tuple[int, int],
+    padding: int,
+    top: int,
+    band: int,
+) -> Tensor:
+    """(B, band·W, O) output of ``band`` rows starting at ``top`` (see :func:`deform_conv2d_gather`)."""
+    kh, kw = kernel
+    taps, channels = kh * kw, x.shape[1]
+    height, width = x.shape[-2:]
+    # Sampling positions (B, band, W, k²) in pixels: row + tap row - padding + dy, likewise for columns.
+    off = offset[:, :, top : top + band].reshape(-1, taps, 2, band, width).permute(0, 3, 4, 1, 2)
+    tap_i = _float_range(kh, x).repeat_interleave(kw) - padding
+    tap_j = _float_range(kw, x).repeat(kh) - padding
+    py = (_float_range(band, x) + top).view(1, band, 1, 1) + tap_i.view(1, 1, 1, taps) + off[..., 0]
+    px = _float_range(width, x).view(1, 1, width, 1) + tap_j.view(1, 1, 1, taps) + off[..., 1]
+    y0 = torch.floor(py).clamp(-1, height - 1)
+    x0 = torch.floor(px).clamp(-1, width - 1)
+    modulation = mask[:, :, top : top + band].permute(0, 2, 3, 1)  # (B, band, W, k²)
+    # Row of corner (y0, x0) in the padded channels-last map; float is exact far beyond any map we build.
+    plane = (height + 2) * (width + 2)
+    image = (_float_range(x.shape[0], x) * plane).view(-1, 1, 1, 1)
+    base = image + (y0 + 1) * (width + 2) + (x0 + 1)
+    total = None
+    for dy in (0, 1):
+        wy = torch.relu(1 - torch.abs(py - (y0 + dy)))
+        for dx in (0, 1):
+            wx = torch.relu(1 - torch.abs(px - (x0 + dx)))
+            index = (base + (dy * (width + 2) + dx)).reshape(-1).to(torch.int64)
+            corner = torch.index_select(rows, 0, index).reshape(-1, band * width, taps, channels)
+            term = corner * (wy * wx * modulation).reshape(-1, band * width, taps, 1)
+            total = term if total is None else total + term
+    assert total is not None
+    return torch.matmul(total.reshape(-1, band * width, taps * channels), flat_weight)
+
+
 def _bilinear_taps(x: Tensor, py: Tensor, px: Tensor) -> Tensor:
     """Bilinear samples of x (B, C, H, W) at pixel positions py, px (B, H, W); corners outside read zero."""
     batch, channels, height, width = x.shape
@@ -212,6 +287,7 @@ def deform_conv2d_torchvision(x: Tensor, offset: Tensor, mask: Tensor, weight: T
 _FORMS = {
     "portable": deform_conv2d_portable,
     "native": deform_conv2d_native,
+    "gather": deform_conv2d_gather,
     "torchvision": deform_conv2d_torchvision,
 }
 
@@ -226,8 +302,8 @@ class DeformableConv2d(nn.Module):
         in_channels: Input channels.
         out_channels: Output channels.
         kernel_size: Square kernel size; padding is ``kernel_size // 2`` so H x W is kept.
-        form: ``"portable"`` (grid_sample; exports everywhere), ``"native"`` (ONNX ``DeformConv``) or
-            ``"torchvision"`` (torchvision's kernel; needs torchvision).
+        form: ``"portable"`` (grid_sample; exports everywhere), ``"native"`` (ONNX ``DeformConv``),
+            ``"gather"`` (row gathers and delegate-friendly ops) or ``"torchvision"`` (torchvision's kernel).
 
     Raises:
         InputError: ``form`` is not one of :data:`DEFORM_FORMS`, or is 'torchvision' without torchvision.
@@ -257,6 +333,7 @@ class DeformableConv2d(nn.Module):
             raise InputError(
                 f"unknown deformable-convolution form {value!r}; expected one of {list(DEFORM_FORMS)}. "
                 "Use 'portable' for CoreML/OpenVINO/any ONNX runtime, 'native' for an ONNX DeformConv node, "
+                "'gather' for delegates without grid_sample (ExecuTorch/LiteRT XNNPACK), "
                 "'torchvision' for torchvision's kernel (fast on CUDA; needs torchvision)."
             )
         if value == "torchvision" and not torchvision_available():
