@@ -13,6 +13,7 @@ from birefnet_edge.distill.checkpoint import read_metrics
 CURVES = "curves.png"
 WIDTH, PANEL, MARGIN = 720, 220, 56
 COLOURS = {"loss": (200, 60, 40), "iou": (30, 110, 200), "s_measure": (40, 160, 80), "mae": (150, 90, 180)}
+COLOURS.update(gt_iou=(20, 60, 120), gt_s_measure=(20, 100, 50), gt_mae=(100, 50, 120))
 
 
 def _panel(draw: ImageDraw.ImageDraw, top: int, title: str, series: dict[str, list[tuple[int, float]]]) -> None:
@@ -53,8 +54,12 @@ def write_curves(out: Path) -> Path:
     image = Image.new("RGB", (WIDTH, 2 * PANEL), "white")
     draw = ImageDraw.Draw(image)
     _panel(draw, 0, "training loss", {"loss": [(r["step"], r["loss"]) for r in train]})
-    agreement = {k: [(r["step"], r[k]) for r in evals] for k in ("iou", "s_measure", "mae")}
-    _panel(draw, PANEL, "held-out agreement with the teacher", agreement)
+    keys = ("iou", "s_measure", "mae", "gt_iou", "gt_s_measure", "gt_mae")
+    agreement = {k: [(r["step"], r[k]) for r in evals if k in r] for k in keys}
+    title = "held-out agreement with the teacher" + (" and the masks" if agreement["gt_iou"] else "")
+    if not agreement["iou"]:
+        title = "held-out agreement with the masks"
+    _panel(draw, PANEL, title, {k: v for k, v in agreement.items() if v})
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return atomic_write_bytes(out / CURVES, buffer.getvalue())
