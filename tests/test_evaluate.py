@@ -36,7 +36,11 @@ def _maps(seed: int, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
 def test_measures_match_pysodmetrics(seed: int) -> None:
     sod = pytest.importorskip("py_sod_metrics", reason="pysodmetrics is not installed (extra 'test')")
     pytest.importorskip("scipy", reason="scipy (extra 'eval') computes the weighted F-measure")
-    theirs = {"f": sod.FmeasureV2(metric_handlers={"f": sod.FmeasureHandler(with_dynamic=True, with_adaptive=False, beta=0.3)})}
+    theirs = {
+        "f": sod.FmeasureV2(
+            metric_handlers={"f": sod.FmeasureHandler(with_dynamic=True, with_adaptive=False, beta=0.3)}
+        )
+    }
     theirs.update(e=sod.Emeasure(), w=sod.WeightedFmeasure(), s=sod.Smeasure(), m=sod.MAE())
     ours = Scores()
     for pred, gt in _maps(seed, 6):
