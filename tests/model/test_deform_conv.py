@@ -1,4 +1,4 @@
-"""Deformable convolution: portable and native forms against the naive reference, and their ONNX exports."""
+"""Deformable convolution: portable, native and torchvision forms against the naive reference; ONNX exports."""
 
 from __future__ import annotations
 
@@ -17,7 +17,13 @@ from birefnet_edge.model.layers.deform_conv import (
     deform_conv2d_native,
     deform_conv2d_portable,
     deform_conv2d_reference,
+    deform_conv2d_torchvision,
     torchvision_available,
+)
+
+# torchvision ships with the `timm` extra (timm imports it); it must be the build made for this torch.
+needs_torchvision = pytest.mark.skipif(
+    not torchvision_available(), reason="needs torchvision.ops built for this torch (extra 'timm')"
 )
 
 # (H, W, k): non-square maps, single rows/columns and 2-pixel sides, every kernel size BiRefNet uses.
@@ -212,26 +218,49 @@ def test_unknown_form_raises() -> None:
     assert block.form == "portable" and DEFORM_FORMS == ("portable", "native", "gather", "torchvision")
 
 
-@pytest.mark.skipif(torchvision_available(), reason="torchvision is installed: the refusal path cannot be reached")
-def test_torchvision_form_without_torchvision_raises() -> None:
+def test_torchvision_form_without_torchvision_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    from birefnet_edge.model.layers import deform_conv
+
+    monkeypatch.setattr(deform_conv, "torchvision_available", lambda: False)  # as where it is not installed
     block = DeformableConv2d(3, 4, 3)
     with pytest.raises(InputError, match="form 'torchvision' needs torchvision"):
         block.form = "torchvision"
     assert block.form == "portable"
 
 
-@pytest.mark.skipif(not torchvision_available(), reason="needs torchvision.ops (none beside torch 2.13 here)")
-def test_torchvision_form_matches_portable() -> None:
-    torch.manual_seed(0)
-    block = DeformableConv2d(6, 5, 3)
-    for conv in (block.offset_conv, block.modulator_conv):
-        torch.nn.init.normal_(conv.weight, std=0.3)
-    x = torch.randn(2, 6, 9, 11)
+@needs_torchvision
+@pytest.mark.parametrize(("height", "width", "k"), SHAPES)
+def test_torchvision_matches_reference_float64(height: int, width: int, k: int) -> None:
+    """torchvision's kernel, the official model's op, agrees with the naive reference on every edge case."""
+    x, offset, mask, weight = _inputs(height, width, k, torch.float64, seed=4)
+    expected = deform_conv2d_reference(x, offset, mask, weight, k // 2)
+    torch.testing.assert_close(deform_conv2d_torchvision(x, offset, mask, weight, k // 2), expected, atol=1e-10, rtol=0)
+
+
+@needs_torchvision
+@pytest.mark.parametrize("k", [1, 3, 7])
+def test_torchvision_form_equals_portable_and_native(k: int) -> None:
+    """Switching a trained block between the three forms changes nothing beyond float32 rounding."""
+    block = _random_block(k, "portable", seed=20 + k)
+    x = torch.randn(2, 3, 9, 11, generator=torch.Generator().manual_seed(k))
+    outs = {}
     with torch.no_grad():
-        portable = block(x)
-        block.form = "torchvision"
-        got = block(x)
-    torch.testing.assert_close(got, portable, atol=1e-5, rtol=1e-5)
+        for form in DEFORM_FORMS:
+            block.form = form
+            outs[form] = block(x)
+    torch.testing.assert_close(outs["portable"], outs["native"], atol=0, rtol=0)
+    torch.testing.assert_close(outs["torchvision"], outs["portable"], atol=1e-5, rtol=1e-5)
+    assert outs["torchvision"].abs().max() > 0.1  # a real signal, not two zero maps
+
+
+@needs_torchvision
+def test_torchvision_backward_matches_reference() -> None:
+    """The distill teacher and a CUDA student train through torchvision's kernel: its gradients must agree."""
+    tensors = [t.requires_grad_() for t in _inputs(4, 5, 3, torch.float64, seed=5)]
+    grads_ref = torch.autograd.grad(deform_conv2d_reference(*tensors, 1).square().sum(), tensors)
+    grads = torch.autograd.grad(deform_conv2d_torchvision(*tensors, 1).square().sum(), tensors)
+    for got, expected in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(got, expected, atol=1e-8, rtol=1e-8)
 
 
 def test_portable_backward_matches_reference() -> None:
