@@ -7,7 +7,9 @@ claiming one target name is always a bug.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import importlib
+import pkgutil
+from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
 
 from birefnet_edge.errors import BirefnetEdgeError
@@ -61,3 +63,23 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+def import_submodules(package: str, path: Iterable[str]) -> list[str]:
+    """Import every public (non-``_``) submodule of ``package`` found on ``path``, in name order.
+
+    A format's ``formats/``, ``export/`` and ``runtime/`` modules register themselves when imported,
+    so discovering them here is what makes a new format need no import line elsewhere. Modules already
+    imported are skipped, so calling this again (after ``path`` gained a folder) imports only new ones.
+
+    Args:
+        package: The package's dotted name (its ``__name__``).
+        path: The package's ``__path__``.
+
+    Returns:
+        The dotted names of the submodules found (imported now or before).
+    """
+    names = sorted(f"{package}.{m.name}" for m in pkgutil.iter_modules(list(path)) if not m.name.startswith("_"))
+    for name in names:
+        importlib.import_module(name)
+    return names

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from birefnet_edge._io import atomic_write_text
-from birefnet_edge._snippets import SNIPPETS
+from birefnet_edge.errors import BirefnetEdgeError
 from birefnet_edge.manifest import Manifest, read_manifest
 
 CARD_NAME = "README.md"
@@ -114,8 +114,6 @@ def _figure_lines(figures: Mapping[str, Any]) -> list[str]:
 
 
 def _snippet_lines(m: Manifest, folder_name: str) -> list[str]:
-    fmt = str(m.profile.get("format", ""))
-    key = f"{fmt}/image" if m.export.get("input_kind") == "image" else fmt
     model = next((f.path for f in m.files if f.role == "model"), m.files[0].path if m.files else "model")
     side = [f.path for f in m.files if f.role == "weights"]
     external = ", ".join(f'{{ path: "{p}", data: "{p}" }}' for p in side)
@@ -132,7 +130,7 @@ def _snippet_lines(m: Manifest, folder_name: str) -> list[str]:
         "swift_dtype": "float16" if m.profile.get("options", {}).get("io_dtype") == "float16" else "float32",
     }
     lines = []
-    for title, language, template in SNIPPETS.get(key, ()):
+    for title, language, template in _format_snippets(m):
         code = string.Template(template).safe_substitute(values).rstrip()
         lines += [f"### {title}", "", f"```{language}", code, "```", ""]
     lines += [
@@ -144,6 +142,14 @@ def _snippet_lines(m: Manifest, folder_name: str) -> list[str]:
         "```",
     ]
     return lines
+
+
+def _format_snippets(m: Manifest) -> tuple[tuple[str, str, str], ...]:
+    """The snippets of the artifact's format (none when this install does not know the format)."""
+    try:
+        return tuple(m.get_profile().options.snippets())
+    except BirefnetEdgeError:
+        return ()
 
 
 def render_card(manifest: Manifest, folder_name: str | None = None, figures: Mapping[str, Any] | None = None) -> str:

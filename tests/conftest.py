@@ -18,6 +18,18 @@ _DEFAULT_GOLDEN = Path(__file__).resolve().parents[1].parent / "shared" / "biref
 torch.manual_seed(0)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Register each format's test marker (``marker`` on its options class) beside the fixed ones."""
+    from birefnet_edge.formats import FORMAT_OPTIONS
+
+    for fmt in FORMAT_OPTIONS.names():
+        options = FORMAT_OPTIONS.get(fmt)
+        if options.marker:
+            config.addinivalue_line(
+                "markers", f"{options.marker}: tests of the {fmt} format (need birefnet-edge[{options.extra}])"
+            )
+
+
 def golden_dir() -> Path | None:
     """Folder of the official golden files, or None when it is absent on this machine."""
     folder = Path(os.environ.get(GOLDEN_ENV, _DEFAULT_GOLDEN))

@@ -43,7 +43,7 @@ def test_openvino_card_names_the_ir_and_its_snippets(export_tiny):
         ("coreml", {"io_dtype": "float16"}, {}, ["### Swift (Core ML)", "dataType: .float16", "| float16 |"], ["C++"]),
         (
             "coreml",
-            {},
+            {"image_input": True},
             {"input_kind": "image"},
             ["pixelBuffer: pixelBuffer", "RGB image 64 x 64"],
             ["MLMultiArray(shape"],

@@ -353,30 +353,21 @@ def check_with_runner(
     return {f"batch_{m.batch}": m.to_dict() for m in comparison.metrics}, None
 
 
-def tool_versions(*modules: str) -> dict[str, str]:
-    """Versions of the named packages (those not installed are left out)."""
+def tool_versions(*names: str) -> dict[str, str]:
+    """Versions of the named packages, keyed by the name given (those not installed are left out).
+
+    A name is a distribution (``onnxruntime``, ``birefnet-edge``) or an import name whose distribution
+    has the same name up to ``-``/``_`` (``birefnet_edge``); a module without metadata that is already
+    imported is asked for ``__version__``.
+    """
     from importlib import metadata
 
-    names = {
-        "onnx": "onnx",
-        "onnxruntime": "onnxruntime",
-        "onnxscript": "onnxscript",
-        "onnxslim": "onnxslim",
-        "openvino": "openvino",
-        "nncf": "nncf",
-        "onnxsim": "onnxsim",
-        "coremltools": "coremltools",
-        "tensorrt": "tensorrt",
-        "torch": "torch",
-        "numpy": "numpy",
-        "birefnet_edge": "birefnet-edge",
-    }
     out = {}
-    for mod in modules:
+    for name in names:
         try:
-            out[mod] = metadata.version(names.get(mod, mod))
+            out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
-            module = sys.modules.get(mod)
+            module = sys.modules.get(name)
             if module is not None and hasattr(module, "__version__"):
-                out[mod] = str(module.__version__)
+                out[name] = str(module.__version__)
     return out

@@ -36,8 +36,8 @@ from birefnet_edge.manifest import Manifest
 from birefnet_edge.profile import Profile
 from birefnet_edge.runtime.coreml import CoremlRunner
 
-EXTRA = "coreml"
-MODEL_FILE = "model.mlpackage"
+EXTRA = CoremlOptions.extra
+MODEL_FILE = CoremlOptions.model_file
 _NUMPY_DTYPES = {"float32": np.float32, "float16": np.float16}
 
 

@@ -38,8 +38,8 @@ from birefnet_edge.runtime.onnx import OnnxRunner
 if TYPE_CHECKING:
     from birefnet_edge.export._calibration import CalibrationSet
 
-EXTRA = "onnx"
-MODEL_FILE = "model.onnx"
+EXTRA = OnnxOptions.extra
+MODEL_FILE = OnnxOptions.model_file
 CHECK_KEY = "onnxruntime"
 # Protobuf cannot serialise a model of 2 GiB or more; stay well below and move weights to a side file.
 _EXTERNAL_DATA_BYTES = 1_800_000_000

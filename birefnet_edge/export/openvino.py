@@ -33,8 +33,8 @@ from birefnet_edge.export._memory import phase
 from birefnet_edge.formats.openvino import OpenvinoOptions
 from birefnet_edge.profile import Profile
 
-EXTRA = "openvino"
-MODEL_FILE = "model.xml"
+EXTRA = OpenvinoOptions.extra
+MODEL_FILE = OpenvinoOptions.model_file
 WEIGHTS_FILE = "model.bin"
 
 

@@ -25,9 +25,9 @@ from birefnet_edge.formats.tensorrt import TensorrtOptions
 from birefnet_edge.manifest import FileEntry, Manifest, read_manifest
 from birefnet_edge.profile import Profile
 
-EXTRA = "tensorrt"
+EXTRA = TensorrtOptions.extra
 ONNX_FILE = onnx_export.MODEL_FILE
-ENGINE_FILE = "model.engine"
+ENGINE_FILE = TensorrtOptions.model_file
 MIN_OPSET = 19
 # cuDeviceGetAttribute ids of the compute capability (CUDA driver API).
 _CC_MAJOR, _CC_MINOR = 75, 76

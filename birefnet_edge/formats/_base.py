@@ -5,6 +5,10 @@ and registers it with ``@FORMAT_OPTIONS.register("<format>")``; that registratio
 ``format = "<name>"`` profile legal. Field types and defaults come from the dataclass, the allowed
 values of a field from ``choice(...)``; the exporter and the runner of the format both read the same
 object (``profile.options``), so no default is written twice.
+
+The facts other code needs about a format (its main file, packages, extra, test marker, model-card
+snippets) are class attributes of its options class, read through :data:`FORMAT_OPTIONS`; nothing
+else lists the formats.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any, ClassVar, TypeVar
 
 from birefnet_edge._registry import Registry
 from birefnet_edge.errors import ProfileError
+from birefnet_edge.formats._snippets import Snippet
 
 if typing.TYPE_CHECKING:
     from birefnet_edge.profile import Profile
@@ -31,6 +36,8 @@ def register(name: str):  # noqa: ANN201  (a class decorator; typed through the 
 
     def decorator(cls: type[OptionsT]) -> type[OptionsT]:
         cls.format = name
+        if "extra" not in vars(cls):
+            cls.extra = name
         return FORMAT_OPTIONS.register(name)(cls)  # type: ignore[return-value]
 
     return decorator
@@ -54,6 +61,14 @@ class FormatOptions(Mapping[str, Any]):
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16")
     #: How messages name the table these options come from.
     table: ClassVar[str] = "[options]"
+    #: The artifact's main file (manifest role ``model``), e.g. ``model.onnx``.
+    model_file: ClassVar[str] = ""
+    #: Distributions (pip names) whose versions the run report records beside the format's results.
+    packages: ClassVar[tuple[str, ...]] = ()
+    #: The birefnet-edge extra that installs them (default: the format's name).
+    extra: ClassVar[str] = ""
+    #: pytest marker of the format's tests, registered by ``tests/conftest.py`` ("": none, always run).
+    marker: ClassVar[str] = ""
 
     @classmethod
     def from_table(cls: type[OptionsT], table: Mapping[str, Any], where: str = "") -> OptionsT:
@@ -88,6 +103,10 @@ class FormatOptions(Mapping[str, Any]):
         Raises:
             ProfileError: The combination cannot be built or would not run as the profile says.
         """
+
+    def snippets(self) -> tuple[Snippet, ...]:
+        """Usage examples the model card shows for an artifact built with these options (default: none)."""
+        return ()
 
     @classmethod
     def _of_format(cls) -> str:

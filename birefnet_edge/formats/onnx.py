@@ -5,8 +5,37 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from birefnet_edge.formats._base import FormatOptions, register
+from birefnet_edge.formats._snippets import Snippet, python_snippet
 
 CPU_PROVIDER = "CPUExecutionProvider"
+
+
+ONNXRUNTIME = python_snippet(
+    "Python (onnxruntime)",
+    """import onnxruntime as ort
+
+session = ort.InferenceSession("$model", providers=["CPUExecutionProvider"])
+logits = session.run(["$output"], {"$input": x})[0]                           # (1, 1, $h, $w)
+""",
+)
+
+ONNXRUNTIME_WEB = Snippet(
+    "JavaScript (onnxruntime-web)",
+    "javascript",
+    """import * as ort from "onnxruntime-web";
+
+const session = await ort.InferenceSession.create("$model"$js_external);
+// pixels: RGBA ImageData of the photo drawn at $w x $h on a canvas
+const mean = $mean, std = $std, plane = $h * $w;
+const x = new Float32Array(3 * plane);
+for (let i = 0; i < plane; i++) {
+  for (let c = 0; c < 3; c++) x[c * plane + i] = (pixels.data[4 * i + c] / 255 - mean[c]) / std[c];
+}
+const results = await session.run({ "$input": new ort.Tensor("float32", x, [1, 3, $h, $w]) });
+const logits = results["$output"].data;                                      // Float32Array, 1 x 1 x $h x $w
+const mask = logits.map((v) => 1 / (1 + Math.exp(-v)));                     // sigmoid -> 0..1
+""",
+)
 
 
 @register("onnx")
@@ -20,7 +49,14 @@ class OnnxOptions(FormatOptions):
         keep_fp32_ops: Op types kept in float32 by the fp16 conversion, on top of ONNX Runtime's own list.
     """
 
+    model_file = "model.onnx"
+    packages = ("onnx", "onnxscript", "onnxruntime")
+
     precisions = ("fp32", "fp16", "int8")
 
     providers: tuple[str, ...] = (CPU_PROVIDER,)
     keep_fp32_ops: tuple[str, ...] = ()
+
+    def snippets(self) -> tuple[Snippet, ...]:
+        """The model card's usage examples."""
+        return (ONNXRUNTIME, ONNXRUNTIME_WEB)

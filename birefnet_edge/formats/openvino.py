@@ -6,9 +6,37 @@ from dataclasses import dataclass
 
 from birefnet_edge.errors import ProfileError
 from birefnet_edge.formats._base import FormatOptions, choice, register
+from birefnet_edge.formats._snippets import Snippet, python_snippet
 
 INFERENCE_PRECISIONS = ("f32", "f16", "bf16")
 PERFORMANCE_HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
+
+
+OPENVINO_PY = python_snippet(
+    "Python (OpenVINO)",
+    """import openvino as ov
+
+compiled = ov.Core().compile_model("$model", "CPU")
+logits = compiled({"$input": x})[compiled.output("$output")]                # (1, 1, $h, $w)
+""",
+)
+
+OPENVINO_CPP = Snippet(
+    "C++ (OpenVINO)",
+    "cpp",
+    """#include <openvino/openvino.hpp>
+
+ov::Core core;
+ov::CompiledModel compiled = core.compile_model("$model", "CPU");
+ov::InferRequest request = compiled.create_infer_request();
+ov::Tensor input(ov::element::f32, ov::Shape{1, 3, $h, $w});
+float* x = input.data<float>();  // fill: RGB planes, (pixel / 255 - mean[c]) / std[c]
+request.set_tensor("$input", input);
+request.infer();
+ov::Tensor logits = request.get_tensor("$output");
+const float* y = logits.data<float>();  // 1 x 1 x $h x $w; mask = 1 / (1 + exp(-y))
+""",
+)
 
 
 @register("openvino")
@@ -26,6 +54,10 @@ class OpenvinoOptions(FormatOptions):
             (SKIPPED, naming what is missing) rather than silently run in another precision.
     """
 
+    model_file = "model.xml"
+    packages = ("openvino", "nncf")
+    marker = "openvino"
+
     precisions = ("fp32", "fp16", "bf16", "int8")
 
     device: str = "CPU"
@@ -40,3 +72,7 @@ class OpenvinoOptions(FormatOptions):
                 f"profile {where}: precision = 'bf16' needs options.inference_precision = 'bf16' "
                 f"(got {self.inference_precision!r})"
             )
+
+    def snippets(self) -> tuple[Snippet, ...]:
+        """The model card's usage examples."""
+        return (OPENVINO_PY, OPENVINO_CPP)

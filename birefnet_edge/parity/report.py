@@ -17,19 +17,28 @@ from pathlib import Path
 from typing import Any
 
 from birefnet_edge._io import atomic_write_text
+from birefnet_edge.formats import FORMAT_OPTIONS
 from birefnet_edge.parity.bench import evaluate_goals
 from birefnet_edge.parity.html import render_html
 from birefnet_edge.parity.markdown import render_markdown
 from birefnet_edge.parity.results import RESULTS_JSON, BenchResult, ParityResult, RunReport, save_report
 
 SUMMARY_MD, REPORT_HTML = "summary.md", "report.html"
-_PACKAGES = ("birefnet-edge", "torch", "numpy", "onnxruntime", "openvino", "coremltools", "tensorrt")
+_BASE_PACKAGES = ("birefnet-edge", "torch", "numpy")
+
+
+def report_packages() -> tuple[str, ...]:
+    """The distributions a report records: the base install's and every registered format's ``packages``."""
+    names = list(_BASE_PACKAGES)
+    for fmt in FORMAT_OPTIONS.names():
+        names += [p for p in FORMAT_OPTIONS.get(fmt).packages if p not in names]
+    return tuple(names)
 
 
 def machine_info() -> dict[str, Any]:
     """Return the platform, CPU count and installed versions of the relevant packages."""
     versions = {}
-    for name in _PACKAGES:
+    for name in report_packages():
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

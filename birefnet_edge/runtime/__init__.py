@@ -1,21 +1,24 @@
 """Runners: load an exported artifact (or PyTorch weights) and run it with one interface.
 
 ``open_runner(artifact_dir)`` reads the manifest and picks the runner registered under the
-profile's format; ``open_model(spec)`` also accepts a PyTorch weights spec. Backend packages are
-imported only when a runner is built or activated.
+profile's format; ``open_model(spec)`` also accepts a PyTorch weights spec. Every public module of
+this package is imported (so its runner registers) when the package is; backend packages are imported
+only when a runner is built or activated.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from birefnet_edge._registry import import_submodules
 from birefnet_edge.errors import InputError
 from birefnet_edge.manifest import MANIFEST_NAME, read_manifest, verify_files
-from birefnet_edge.runtime import coreml, onnx, openvino, pytorch, tensorrt  # noqa: F401  (registers the runners)
 from birefnet_edge.runtime._base import RUNNERS, InputSpec, Runner
 from birefnet_edge.runtime.pytorch import PytorchRunner
 
 __all__ = ["RUNNERS", "InputSpec", "PytorchRunner", "Runner", "open_model", "open_reference", "open_runner"]
+
+import_submodules(__name__, __path__)
 
 
 def open_runner(artifact: str | Path, verify: bool = True) -> Runner:

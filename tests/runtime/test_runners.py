@@ -18,9 +18,9 @@ from birefnet_edge.runtime._base import artifact_kwargs
 # Every registered runner except the PyTorch one reads artifacts: each gets the cases below, parametrised
 # over the registry, on the real tiny artifact of its ``<format>-fp32`` profile.
 ARTIFACT_FORMATS = [name for name in RUNNERS.names() if name != PytorchRunner.target]
-_MARKED = {"openvino", "coreml", "tensorrt"}  # formats with a pytest marker of their own (pyproject.toml)
 FORMATS_UNDER_TEST = [
-    pytest.param(f, marks=[getattr(pytest.mark, f)] if f in _MARKED else []) for f in ARTIFACT_FORMATS
+    pytest.param(f, marks=[getattr(pytest.mark, m)] if (m := FORMAT_OPTIONS.get(f).marker) else [])
+    for f in ARTIFACT_FORMATS
 ]
 
 
