@@ -25,6 +25,7 @@ bench:
 	$(BIN)/python benchmarks/bench_export.py
 	$(BIN)/python benchmarks/bench_runtime.py
 	$(BIN)/python benchmarks/bench_distill.py
+	$(BIN)/python benchmarks/bench_distill_faults.py
 	$(BIN)/python benchmarks/bench_predict.py
 	$(BIN)/python benchmarks/bench_quant.py $(QUANT_ARGS)
 

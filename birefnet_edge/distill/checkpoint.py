@@ -133,6 +133,8 @@ def prepare_run_folder(config: DistillConfig, resume: bool) -> dict[str, Any] | 
     out = config.out
     run_file = out / RUN_FILE
     if not resume:
+        if out.is_dir():  # a run killed before its run.json left at most these: not a run, not the user's files
+            remove_stale_temporaries(out)
         if out.exists() and any(p.name != LOCK for p in out.iterdir()):
             what = "another distillation run" if run_file.is_file() else "other files"
             raise InputError(
