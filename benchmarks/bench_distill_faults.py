@@ -94,8 +94,8 @@ def _wait_for_saves(out: Path, proc: subprocess.Popen, count: int, limit: float)
 
 def _try_second_run(images: Path, out: Path, steps: int, first: subprocess.Popen) -> bool | None:
     """Start a second run on ``out`` while ``first`` holds it; True when it is refused (None: not tried)."""
-    deadline = time.monotonic() + 60
-    while not (out / ".lock").is_file() or not (out / "run.json").is_file():
+    deadline = time.monotonic() + 120
+    while f"pid {first.pid} " not in _read(out / ".lock"):  # a killed run's lock file may still be there
         if first.poll() is not None or time.monotonic() > deadline:
             return None
         time.sleep(0.05)
@@ -103,10 +103,19 @@ def _try_second_run(images: Path, out: Path, steps: int, first: subprocess.Popen
     return second.returncode == 1 and "is in use by another distill run" in second.stderr
 
 
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
 def clean_run(images: Path, out: Path, steps: int) -> tuple[float, float, float]:
     """Run to the end without faults; return (wall time, start-up time to the first save, time per step)."""
     started = time.monotonic()
-    proc = subprocess.Popen(_command(images, out, steps, False), env=_env(), stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _command(images, out, steps, False), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     saves, last = [], None
     while proc.poll() is None:
         stamp = _stamp(out)
