@@ -26,6 +26,8 @@ bench:
 	$(BIN)/python benchmarks/bench_runtime.py
 	$(BIN)/python benchmarks/bench_distill.py
 	$(BIN)/python benchmarks/bench_distill_faults.py
+	$(BIN)/python benchmarks/bench_teacher.py
+	$(BIN)/python benchmarks/bench_learning.py
 	$(BIN)/python benchmarks/bench_predict.py
 	$(BIN)/python benchmarks/bench_quant.py $(QUANT_ARGS)
 

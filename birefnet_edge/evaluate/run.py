@@ -212,9 +212,11 @@ def evaluate_models(
         batch: Images per inference call.
         on_result: Called after each model.
 
+    Returns:
+        The report; a model whose weights do not load is FAIL with the reason, the others still run.
+
     Raises:
-        InputError: No images, or no image with a mask.
-        WeightsError: A weights spec does not load.
+        InputError: No images, or no image with a mask, or a size/batch the models cannot take.
     """
     from birefnet_edge.parity.report import machine_info
 
