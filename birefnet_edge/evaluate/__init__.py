@@ -5,7 +5,14 @@ E-measure, weighted F-measure, MAE; the metric functions live in ``birefnet_edge
 :mod:`.run` runs the models and judges the gates, :mod:`.report` renders the results.
 """
 
-from birefnet_edge.evaluate.report import load_eval_report, render_junit, render_markdown, render_text, write_reports
+from birefnet_edge.evaluate.report import (
+    load_eval_report,
+    publish,
+    render_junit,
+    render_markdown,
+    render_text,
+    write_reports,
+)
 from birefnet_edge.evaluate.run import EvalReport, EvalResult, Gates, evaluate_model, evaluate_models, find_labelled
 from birefnet_edge.evaluate.scores import MEASURES, Scores
 
@@ -19,6 +26,7 @@ __all__ = [
     "evaluate_models",
     "find_labelled",
     "load_eval_report",
+    "publish",
     "render_junit",
     "render_markdown",
     "render_text",

@@ -155,3 +155,21 @@ def load_eval_report(path: str | Path) -> EvalReport:
         return EvalReport.from_dict(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise ArtifactError(f"{path} is not a birefnet-edge eval results file ({exc}); pass one eval wrote") from exc
+
+
+def publish(report: EvalReport, out_dir: str | Path | None = None, junit: str | Path | None = None) -> dict[str, Path]:
+    """Write what a finished ``eval`` run shares: the reports into ``out_dir`` (when given), JUnit to ``junit``
+    (when given) and the Markdown summary into ``$GITHUB_STEP_SUMMARY`` (when set).
+
+    Returns:
+        The written paths, keyed ``json``, ``markdown``, ``html``, ``junit`` and ``summary`` as they apply.
+    """
+    from birefnet_edge.parity.ci import append_step_summary
+
+    written = write_reports(report, out_dir) if out_dir is not None else {}
+    if junit is not None:
+        written["junit"] = atomic_write_bytes(junit, render_junit(report).encode("utf-8"))
+    summary = append_step_summary(render_markdown(report))
+    if summary is not None:
+        written["summary"] = summary
+    return written
