@@ -1,4 +1,4 @@
-"""The ``birefnet-edge`` command line: export, parity, bench, predict, pipeline, distill.
+"""The ``birefnet-edge`` command line: export, parity, bench, predict, pipeline, distill, eval.
 
 User errors (:class:`BirefnetEdgeError`) print one message and exit 1; ``--debug`` (before or after
 the command name) shows the traceback. Heavy backends are imported inside the commands, so
@@ -17,7 +17,7 @@ import threading
 
 import typer
 
-from birefnet_edge.cli import artifacts, distill, export, models, parity, predict
+from birefnet_edge.cli import artifacts, distill, evaluate, export, models, parity, predict
 from birefnet_edge.cli._app import app
 
 __all__ = ["app", "main"]
@@ -35,6 +35,7 @@ for _name, _command in (
     ("report", parity.report_cmd),
     ("pipeline", parity.pipeline_cmd),
     ("distill", distill.distill_cmd),
+    ("eval", evaluate.eval_cmd),
 ):
     app.command(_name)(_command)
 
@@ -90,4 +91,3 @@ def _raise_terminated(signum: int, frame: object) -> None:
 def _is_usage_error(exc: BaseException) -> bool:
     """True for click's usage errors (typer vendors its own click, so match by shape, not by class)."""
     return callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int)
-

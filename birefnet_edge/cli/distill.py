@@ -9,8 +9,8 @@ import typer
 
 
 def distill_cmd(
-    teacher: Annotated[str, typer.Option("--teacher", help="Teacher weights: random:<variant>, a file or a hub id.")],
-    student: Annotated[str, typer.Option("--student", help="Registered student variant, e.g. student-s.")],
+    teacher: Annotated[str, typer.Option("--teacher", help="Teacher: weights, an artifact folder, or none.")],
+    student: Annotated[str, typer.Option("--student", help="Registered variant to train, e.g. student-s.")],
     images: Annotated[Path, typer.Option("--images", help="Folder of training images (searched recursively).")],
     out: Annotated[Path, typer.Option("--out", help="Run folder, e.g. runs/NAME.")],
     steps: Annotated[int, typer.Option("--steps", help="Optimizer steps in total.")],
@@ -21,11 +21,11 @@ def distill_cmd(
     eval_every: Annotated[int, typer.Option("--eval-every", help="Steps between held-out evaluations.")] = 500,
     save_every: Annotated[int, typer.Option("--save-every", help="Steps between checkpoints.")] = 500,
     cache: Annotated[Path | None, typer.Option("--cache", help="Folder caching teacher targets.")] = None,
-    masks: Annotated[Path | None, typer.Option("--masks", help="Ground-truth masks (evaluation only).")] = None,
+    masks: Annotated[Path | None, typer.Option("--masks", help="Ground-truth masks (train and evaluate).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run saved in --out.")] = False,
     device: Annotated[str | None, typer.Option("--device", help="cpu or cuda (default: cuda if present).")] = None,
     workers: Annotated[int, typer.Option("--workers", help="DataLoader worker processes.")] = 2,
-    loss: Annotated[str | None, typer.Option("--loss", help="Loss weights, e.g. bce=30,iou=0.5,feature=1.")] = None,
+    loss: Annotated[str | None, typer.Option("--loss", help="Loss weights, e.g. bce=30,feature=1,gt=1.")] = None,
     augment: Annotated[str | None, typer.Option("--augment", help="e.g. flip=0.5,max_scale=1.25,jitter=0.2.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of split, order, augmentation and init.")] = 0,
 ) -> None:
