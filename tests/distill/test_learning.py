@@ -114,7 +114,8 @@ def test_distillation_learns_and_a_saved_backbone_gets_there_sooner(tmp_path: Pa
     save_file({k[3:]: v for k, v in load_file(str(teacher)).items() if k.startswith("bb.")}, str(saved))
     torch.manual_seed(0)
     scratch = create_model("student_tiny").bb.state_dict()
-    common = dict(teacher=str(teacher), steps=150, eval_every=5, loss=LossWeights(gt=0.0))  # masks only evaluate
+    # lr 2e-3: at 5e-3 the decoder, not the backbone, bounded both runs (both reached 0.9 at step 45)
+    common = dict(teacher=str(teacher), steps=120, eval_every=5, lr=2e-3, loss=LossWeights(gt=0.0))  # masks evaluate
     from_file = _steps_to_goal(_config(scenes, tmp_path / "init", **common), load_file(str(saved)), 0.9)
     from_scratch = _steps_to_goal(_config(scenes, tmp_path / "scratch", **common), scratch, 0.9)
     assert from_file is not None, "the student from the saved backbone never reached IoU 0.9"
