@@ -29,6 +29,7 @@ bench:
 	$(BIN)/python benchmarks/bench_teacher.py
 	$(BIN)/python benchmarks/bench_learning.py
 	$(BIN)/python benchmarks/bench_predict.py
+	$(BIN)/python benchmarks/bench_mobile.py
 	$(BIN)/python benchmarks/bench_quant.py $(QUANT_ARGS)
 
 # int8/bf16 beside fp32 alone; e.g. make bench-quant QUANT_ARGS="--size 512 --batch 1 --keep /tmp/q"

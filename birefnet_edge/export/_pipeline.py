@@ -49,6 +49,7 @@ class ExportResult:
         reuse: With ``reuse=True``: ``"reused: <why>"`` (the existing artifact was kept; no time spent)
             or ``"rebuilt: <first difference>"``; empty otherwise.
         warnings: What the user must know about an artifact that was built (e.g. unrepresentative calibration).
+        notes: Facts worth a line in the export log (e.g. how much of the graph a delegate runs).
     """
 
     target: str
@@ -60,6 +61,7 @@ class ExportResult:
     error: str | None = None
     reuse: str = ""
     warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -193,7 +195,10 @@ def export_target(
         return ExportResult(profile.name, "failed", None, seconds, rss.peak_bytes, (), error)
     skipped = tuple(f"{step}: {why}" for step, why in out.skipped.items())
     warnings = tuple(out.details.get("warnings", ()))
-    return ExportResult(profile.name, "ok", path, seconds, rss.peak_bytes, skipped, None, warnings=warnings)
+    notes = tuple(out.details.get("notes", ()))
+    return ExportResult(
+        profile.name, "ok", path, seconds, rss.peak_bytes, skipped, None, warnings=warnings, notes=notes
+    )
 
 
 def _run_exporter(
