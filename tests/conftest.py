@@ -62,7 +62,10 @@ def tiny_input() -> torch.Tensor:
 
 @pytest.fixture(scope="session")
 def export_tiny(tmp_path_factory):
-    """Factory: export the tiny model with a shipped profile (64x64, batch 1..4) once per session."""
+    """Factory: export the tiny model with a shipped profile (64x64, batch 1..4) once per session.
+
+    ``make(profile_name, **overrides)`` changes config fields first, e.g. ``backbone="timm:test_efficientnet"``.
+    """
     from birefnet_edge.export import export_target
     from birefnet_edge.model import load_model
     from birefnet_edge.profile import load_profile
@@ -71,22 +74,24 @@ def export_tiny(tmp_path_factory):
     cache: dict[str, Path] = {}
     missing: dict[str, str] = {}
 
-    def make(profile_name: str) -> Path:
-        if profile_name in missing:
-            pytest.skip(missing[profile_name])
-        if profile_name not in cache:
+    def make(profile_name: str, **overrides) -> Path:
+        key = profile_name + "".join(f" {k}={v}" for k, v in sorted(overrides.items()))
+        if key in missing:
+            pytest.skip(missing[key])
+        if key not in cache:
             profile = load_profile(profile_name).with_overrides(
                 input_size=(64, 64), batch={"min": 1, "opt": 2, "max": 4}
             )
-            model, info = load_model("random:birefnet_tiny", deform=profile.deform)
-            result = export_target(model, profile, out, weights=info, variant="birefnet_tiny")
+            model, info = load_model("random:birefnet_tiny", **{"deform": profile.deform, **overrides})
+            folder = out / f"overrides{len(cache)}" if overrides else out  # the same artifact name otherwise
+            result = export_target(model, profile, folder, weights=info, variant="birefnet_tiny")
             if result.status != "ok" and "pip install 'birefnet-edge[" in str(result.error):
-                missing[profile_name] = f"{profile_name} cannot be exported here: {result.error}"
-                pytest.skip(missing[profile_name])
+                missing[key] = f"{key} cannot be exported here: {result.error}"
+                pytest.skip(missing[key])
             if result.status != "ok":
-                pytest.fail(f"export of {profile_name} failed: {result.error}")
-            cache[profile_name] = result.path
-        return cache[profile_name]
+                pytest.fail(f"export of {key} failed: {result.error}")
+            cache[key] = result.path
+        return cache[key]
 
     return make
 

@@ -1,6 +1,6 @@
 """BiRefNet in PyTorch: variants, backbones, weights loading and the deployment contract."""
 
-from birefnet_edge.model import pvt_v2, swin  # noqa: F401  (first: registers the backbones the variants use)
+from birefnet_edge.model import pvt_v2, swin, timm_features  # noqa: F401  (first: registers the backbones the variants use)
 from birefnet_edge.model._registry import MODELS, create_model, get_config, list_models, register_config
 from birefnet_edge.model.birefnet import BiRefNet, BiRefNetConfig, TrainOutputs, check_input_size
 from birefnet_edge.model.contract import Contract, cutout, load_image, postprocess, preprocess

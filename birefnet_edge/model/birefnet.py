@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from birefnet_edge.errors import InputError
-from birefnet_edge.model._backbones import BACKBONES, build_backbone
+from birefnet_edge.model._backbones import backbone_info, build_backbone
 from birefnet_edge.model.layers.blocks import BasicDecBlk, BasicLatBlk, SimpleConvs
 from birefnet_edge.model.layers.deform_conv import DEFORM_FORMS, DeformableConv2d
 from birefnet_edge.model.layers.patches import image_to_patches
@@ -30,7 +30,8 @@ class BiRefNetConfig:
 
     Attributes:
         name: Registered variant name.
-        backbone: A name registered in :data:`birefnet_edge.model._backbones.BACKBONES`.
+        backbone: A name registered in :data:`birefnet_edge.model._backbones.BACKBONES`, or ``timm:<name>`` for
+            any timm model with feature levels at strides 4-32 (extra ``timm``).
         size: Default (H, W) input size; any multiple of 32 of at least :attr:`min_side` also works.
         multi_scale_input: Run the backbone on a half-size copy and concatenate ('cat' in the official config).
         context: Fuse stage 1-3 maps into stage 4 (cxt_num 3).
@@ -59,8 +60,8 @@ class BiRefNetConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        backbone_info(self.backbone)  # raises for an unknown name, listing the choices
         for key, allowed in (
-            ("backbone", tuple(BACKBONES.names())),
             ("dec_att", DEC_ATTENTIONS),
             ("deform", DEFORM_FORMS),
         ):
@@ -74,7 +75,7 @@ class BiRefNetConfig:
     @property
     def min_side(self) -> int:
         """Smallest legal side: a multiple of 32 at which the backbone also takes the half-size pass."""
-        need = BACKBONES.get(self.backbone).min_side * (2 if self.multi_scale_input else 1)
+        need = backbone_info(self.backbone).min_side * (2 if self.multi_scale_input else 1)
         return max(32, -(-need // 32) * 32)
 
 
