@@ -28,6 +28,9 @@ def distill_cmd(
     loss: Annotated[str | None, typer.Option("--loss", help="Loss weights, e.g. bce=30,feature=1,gt=1.")] = None,
     augment: Annotated[str | None, typer.Option("--augment", help="e.g. flip=0.5,max_scale=1.25,jitter=0.2.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of split, order, augmentation and init.")] = 0,
+    student_init: Annotated[
+        str, typer.Option("--student-init", help="Student backbone: auto, imagenet[@commit], scratch or a file.")
+    ] = "auto",
 ) -> None:
     """Distil a teacher into a small student on unlabeled images (torchrun --nproc-per-node N for DDP)."""
     options = dict(locals())  # first statement: exactly the command's options

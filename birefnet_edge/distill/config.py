@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from birefnet_edge._checks import MAX_SIDE, bounded
+from birefnet_edge.distill.students import check_student_init
 from birefnet_edge.errors import UsageError
 
 # Settings a resumed run may change: they do not alter what a step computes (only how long the run is,
@@ -79,6 +80,8 @@ class DistillConfig:
         teacher: Weights spec of the teacher (anything ``load_model`` accepts), an exported artifact folder,
             or ``none`` (train on the ground-truth masks alone).
         student: Registered variant to train, e.g. ``student-s`` (or ``BiRefNet_lite`` to fine-tune it).
+        student_init: Where the student's backbone starts: ``auto``, ``imagenet[@commit]``, ``scratch`` or a
+            weights file (see :mod:`birefnet_edge.distill.students`).
         images: Folder of training images (searched recursively; a folder holding DIS5K's ``im/`` and ``gt/``
             stands for ``im/`` with ``gt/`` as the masks).
         out: Run folder (checkpoints, best.safetensors, metrics.jsonl, curves.png).
@@ -112,6 +115,7 @@ class DistillConfig:
     images: Path
     out: Path
     steps: int
+    student_init: str = "auto"
     size: int = 1024
     batch_size: int = 4
     accum: int = 1
@@ -149,6 +153,7 @@ class DistillConfig:
         bounded(self.val_max, "--val-max", 1)
         if self.cache_format not in CACHE_FORMATS:
             raise UsageError(f"cache format {self.cache_format!r} is not one of {', '.join(CACHE_FORMATS)}")
+        check_student_init(self.student_init)
         if self.device not in (None, "cpu", "cuda"):
             raise UsageError(f"--device {self.device!r} is not cpu or cuda")
 

@@ -29,7 +29,7 @@ from birefnet_edge.distill.losses import FeatureProjector, training_loss
 from birefnet_edge.distill.plot import write_curves
 from birefnet_edge.distill.runset import check_teacher, prepare_data
 from birefnet_edge.distill.schedule import WarmupCosine
-from birefnet_edge.distill.students import build_student
+from birefnet_edge.distill.students import StudentInit, build_student
 from birefnet_edge.distill.teacher import TargetCache, Teacher, normalise, open_teacher
 from birefnet_edge.errors import TrainingError
 from birefnet_edge.model import BiRefNet, TrainOutputs
@@ -113,6 +113,7 @@ class Distiller:
         self.progress = progress or (lambda record: None)
         self.train_files, self.train_masks = train_files or [], train_masks
         self.backbone_note = backbone_note
+        self.student_init: StudentInit | None = None  # set by from_config; recorded in best.safetensors
         self.unreadable: list[tuple[Path, str]] = []
         self.notes: list[str] = []
         self.teacher_id = teacher.identity if teacher is not None else ""
@@ -141,10 +142,15 @@ class Distiller:
         cache = None
         if config.cache and teacher is not None:
             cache = TargetCache(config.cache, teacher.identity, config.size, config.cache_format)
-        student, note = build_student(config.student, teacher.model if teacher else None, config.seed)
+        # A resumed run restores its student from the checkpoint: its first initialisation is not fetched again.
+        init = "scratch" if saved is not None else config.student_init
+        student, started = build_student(config.student, teacher.model if teacher else None, config.seed, init,
+                                         config.teacher)  # fmt: skip
+        note = started.note
         held = build_held_out(data.held_files, config.size, teacher, dist.device, config.batch_size, data.held_masks)
         self = cls(config, student, teacher, held, dist, cache, progress, data.train_files, data.train_masks, note)
         self.unreadable, self.notes = data.unreadable, data.notes
+        self.student_init = StudentInit.of_run(config.out) if saved is not None else started
         torch.manual_seed(config.seed + 1 + dist.rank)  # the training stream (dropout), per rank
         if saved is not None:
             self._restore(saved)
@@ -153,7 +159,9 @@ class Distiller:
                 checkpoint.truncate_metrics(config.out, -1)
             config.out.mkdir(parents=True, exist_ok=True)
             info = teacher.info if teacher is not None else {"kind": "none"}
-            checkpoint.write_run_file(config, {"teacher_sha256": self.teacher_id, "teacher": info})
+            checkpoint.write_run_file(
+                config, {"teacher_sha256": self.teacher_id, "teacher": info, "student_init": started.to_dict()}
+            )
         return self
 
     def _wrap(self, student: BiRefNet) -> nn.Module:
@@ -319,6 +327,7 @@ class Distiller:
             "birefnet_edge.teacher_sha256": self.teacher_id,
             "birefnet_edge.steps": str(self.step),
             "birefnet_edge.agreement": json.dumps({k: round(float(v), 6) for k, v in metrics.items()}),
+            **(self.student_init.metadata() if self.student_init else {}),
         }
 
     def _record(self, record: dict[str, Any]) -> None:

@@ -19,6 +19,7 @@ from birefnet_edge.errors import WeightsError
 log = logging.getLogger(__name__)
 
 HUB_FILE = "model.safetensors"
+DEFAULT_FIX = "Download it on a connected machine and pass the local file instead: --weights path/to/model.safetensors"
 PROBE_TIMEOUT_S = 3.0
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
 # A file inside the Hugging Face cache names its repository: .../models--owner--name/snapshots/<commit>/...
@@ -81,11 +82,19 @@ def _offline_reason(endpoint: str, offline_at_import: bool) -> str | None:
     return None if hub_reachable(endpoint) else f"the hub ({endpoint}) cannot be reached"
 
 
-def download_from_hub(repo: str, revision: str | None) -> tuple[Path, str]:
-    """Fetch ``model.safetensors`` of a hub repo; return the local path and the commit actually served.
+def download_from_hub(
+    repo: str, revision: str | None, filename: str = HUB_FILE, fix: str | None = None
+) -> tuple[Path, str]:
+    """Fetch ``filename`` of a hub repo; return the local path and the commit actually served.
 
     Without ``revision`` the hub serves whatever ``main`` points to today: the commit is resolved and
     recorded, with a warning that the reference floats. Offline, only the local cache is consulted.
+
+    Args:
+        repo: ``owner/name``.
+        revision: Commit, tag or branch (None: ``main``).
+        filename: The file in the repository.
+        fix: What the user can do instead, ending the error message (default: pass a local ``--weights`` file).
 
     Raises:
         MissingDependencyError: huggingface_hub is not installed (extra ``hub``).
@@ -100,14 +109,13 @@ def download_from_hub(repo: str, revision: str | None) -> tuple[Path, str]:
     offline_why = _offline_reason(endpoint, bool(constants.HF_HUB_OFFLINE))
     try:
         path = Path(
-            hub.hf_hub_download(repo_id=repo, filename=HUB_FILE, revision=revision, local_files_only=bool(offline_why))
+            hub.hf_hub_download(repo_id=repo, filename=filename, revision=revision, local_files_only=bool(offline_why))
         )
     except Exception as exc:  # offline, 404, auth: huggingface_hub raises many types
         why = f"{offline_why} and the file is not in the local cache" if offline_why else f"{type(exc).__name__}: {exc}"
-        raise WeightsError(
-            f"cannot fetch {HUB_FILE} of '{repo}' at revision {revision or 'main'}: {why}. Download it on a "
-            "connected machine and pass the local file instead: --weights path/to/model.safetensors"
-        ) from exc
+        why = why.splitlines()[0] if why else type(exc).__name__  # the client's messages run over several lines
+        at = f"'{repo}' at revision {revision or 'main'}"
+        raise WeightsError(f"cannot fetch {filename} of {at}: {why}. {fix or DEFAULT_FIX}") from exc
     served = path.parent.name if re.fullmatch(r"[0-9a-f]{40}", path.parent.name) else None
     if revision is None:
         log.warning(

@@ -93,6 +93,22 @@ class TimmBackbone(nn.Module):
         # Some timm families (e.g. its Swin) return NHWC maps; BiRefNet's decoder reads NCHW.
         self.channels_last = getattr(body, "output_fmt", "NCHW") == "NHWC"
 
+    def pretrained_hub_file(self) -> tuple[str, str] | None:
+        """``(repo, filename)`` of timm's published weights for this model on the hub, if timm names any."""
+        cfg = self.body.pretrained_cfg
+        repo = cfg.get("hf_hub_id")
+        return (repo, cfg.get("hf_hub_filename") or "model.safetensors") if repo else None
+
+    def convert_state_dict(self, state: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+        """This module's state dict from timm's classifier checkpoint or its ``features_only`` state dict.
+
+        Raises:
+            WeightsError: The tensors fit neither (see :func:`features_state_dict`).
+        """
+        if state and all(k.startswith("body.") for k in state):
+            state = {k[len("body.") :]: v for k, v in state.items()}
+        return {f"body.{k}": v for k, v in features_state_dict(self, state, source).items()}
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         feats = self.body(x)
         maps = [feats[i] for i in self.levels]
@@ -105,7 +121,7 @@ def timm_backbone(name: str) -> TimmBackbone:
     return TimmBackbone(name)
 
 
-def _key_diff(
+def state_dict_diff(
     expected: dict[str, torch.Tensor], got: dict[str, torch.Tensor], ignore: tuple[str, ...] = ()
 ) -> tuple[int, str]:
     """How many keys are missing, unexpected or wrongly shaped, and a sentence naming them (0, "" when it fits).
@@ -156,13 +172,13 @@ def features_state_dict(backbone: TimmBackbone, state: dict[str, torch.Tensor], 
         WeightsError: The tensors fit neither form; the message names the keys that do not match.
     """
     own = backbone.body.state_dict()
-    as_features = _key_diff(own, state)
+    as_features = state_dict_diff(own, state)
     if not as_features[0]:
         return dict(state)
     timm = _timm()
     classifier = timm.create_model(backbone.name, pretrained=False)
     head = _head_modules(classifier)
-    as_classifier = _key_diff(classifier.state_dict(), state, ignore=head)
+    as_classifier = state_dict_diff(classifier.state_dict(), state, ignore=head)
     if as_classifier[0]:
         closer = min((as_features, "features_only"), (as_classifier, "classifier"), key=lambda d: d[0][0])
         raise WeightsError(
@@ -186,6 +202,7 @@ def features_state_dict(backbone: TimmBackbone, state: dict[str, torch.Tensor], 
         ).state_dict()
     finally:
         builder_log.setLevel(level)
-    if _key_diff(own, features)[0]:  # a family whose wrapper timm builds differently from ours
-        raise WeightsError(f"timm mapped {source} onto {backbone.name!r} unexpectedly: {_key_diff(own, features)[1]}")
+    count, diff = state_dict_diff(own, features)
+    if count:  # a family whose wrapper timm builds differently from ours
+        raise WeightsError(f"timm mapped {source} onto {backbone.name!r} unexpectedly: {diff}")
     return features
