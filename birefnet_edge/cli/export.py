@@ -85,6 +85,8 @@ class _ExportProgress:
             self.progress.say(f"    skipped {note}", style="yellow")
         for warning in result.warnings:
             self.progress.say(f"    WARNING: {warning}", style="bold yellow")
+        for note in result.notes:
+            self.progress.say(f"    {note}")
 
 
 def _exp_summary(results: list[ExportResult]) -> None:
