@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from birefnet_edge.errors import InputError
-from birefnet_edge.parity.inputs import IMAGE_SUFFIXES
+from birefnet_edge.images import IMAGE_SUFFIXES
 
 DIS_IMAGES, DIS_MASKS = "im", "gt"
 

@@ -26,8 +26,8 @@ from PIL import Image
 from birefnet_edge._checks import check_output_dir
 from birefnet_edge._io import atomic_write_bytes, atomic_write_json
 from birefnet_edge.errors import InputError
+from birefnet_edge.images import IMAGE_SUFFIXES, find_images
 from birefnet_edge.model import Contract, cutout, load_image, postprocess, preprocess
-from birefnet_edge.parity.inputs import IMAGE_SUFFIXES, collect_image_files
 from birefnet_edge.runtime import Runner, open_model
 
 MASK_SUFFIX, CUTOUT_SUFFIX = "_mask.png", "_cutout.png"
@@ -74,7 +74,7 @@ def collect_inputs(inputs: Sequence[str | Path]) -> list[Path]:
     files: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            files += collect_image_files(item)
+            files += find_images(item)
         elif item.is_file():
             files.append(item)
         elif item.name.lower() in ("true", "false", "yes", "no", "1", "0"):

@@ -20,7 +20,7 @@ from typing import Any
 from birefnet_edge._checks import MAX_SIDE
 from birefnet_edge.errors import ProfileError
 from birefnet_edge.formats import FORMAT_OPTIONS, FormatOptions
-from birefnet_edge.formats.quantization import QuantizationOptions
+from birefnet_edge.formats._quantization import QuantizationOptions
 
 if sys.version_info >= (3, 11):
     import tomllib

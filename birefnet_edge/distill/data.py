@@ -21,27 +21,20 @@ from PIL import Image
 
 from birefnet_edge.distill.config import Augment
 from birefnet_edge.errors import InputError
+from birefnet_edge.images import IMAGE_SUFFIXES
+from birefnet_edge.images import find_images as _find
 from birefnet_edge.model import load_image
-from birefnet_edge.parity.inputs import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
 
 
 def find_images(folder: Path) -> list[Path]:
-    """Every image file under ``folder`` (recursive, hidden folders skipped), sorted by relative path.
+    """Every training image under ``folder`` (:func:`birefnet_edge.images.find_images`, recursive); none is an error.
 
     Raises:
         InputError: The folder is missing or holds no image.
     """
-    if not folder.is_dir():
-        raise InputError(f"--images {folder} is not a folder; pass a folder of training images")
-    files = sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file()
-        and p.suffix.lower() in IMAGE_SUFFIXES
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
+    files = _find(folder, recursive=True, option="--images")
     if not files:
         raise InputError(f"no images found under {folder} (looked recursively for {', '.join(IMAGE_SUFFIXES)})")
     return files

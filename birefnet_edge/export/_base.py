@@ -29,7 +29,7 @@ from birefnet_edge.profile import Profile
 from birefnet_edge.runtime import RUNNERS, Runner
 
 if TYPE_CHECKING:
-    from birefnet_edge.export._calibration import CalibrationSet
+    from birefnet_edge.export.int8.calibration import CalibrationSet
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -164,7 +164,7 @@ class Exporter(ABC):
         self._calibration_set: CalibrationSet | None = None
 
     def calibration_set(self, profile: Profile) -> CalibrationSet:
-        """The calibration and held-out images of an int8 profile (see :mod:`birefnet_edge.export._calibration`).
+        """The calibration and held-out images of an int8 profile (see :mod:`birefnet_edge.export.int8.calibration`).
 
         Chosen once per exporter (one exporter builds one artifact): the quantizer and the export check
         both read it, and choosing hashes every image (and builds the fallback set's images).
@@ -172,7 +172,7 @@ class Exporter(ABC):
         Raises:
             InputError: The folder is missing or holds too few images.
         """
-        from birefnet_edge.export._calibration import load_calibration
+        from birefnet_edge.export.int8.calibration import load_calibration
 
         q = profile.quantization
         if q is None:

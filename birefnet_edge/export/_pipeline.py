@@ -348,7 +348,7 @@ def calibration_hashes(profile: Profile, folder: Path | None) -> list[str] | Non
     q = profile.quantization
     if q is None:
         return None
-    from birefnet_edge.export._calibration import load_calibration
+    from birefnet_edge.export.int8.calibration import load_calibration
 
     chosen = load_calibration(folder, q.calibration_images, q.held_out_images)
     return [i.sha256 for i in chosen.calibration + chosen.held_out]

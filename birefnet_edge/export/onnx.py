@@ -36,7 +36,7 @@ from birefnet_edge.runtime._base import artifact_kwargs
 from birefnet_edge.runtime.onnx import OnnxRunner
 
 if TYPE_CHECKING:
-    from birefnet_edge.export._calibration import CalibrationSet
+    from birefnet_edge.export.int8.calibration import CalibrationSet
 
 EXTRA = OnnxOptions.extra
 MODEL_FILE = OnnxOptions.model_file
@@ -307,13 +307,13 @@ def build_onnx(
 def quantized(
     proto: Any, model: torch.nn.Module, profile: Profile, calibration: CalibrationSet | None
 ) -> tuple[Any, dict[str, Any]]:
-    """Quantize to QDQ int8 (see :mod:`birefnet_edge.export._onnx_int8`) and check that the batch axis survived.
+    """Quantize to QDQ int8 (see :mod:`birefnet_edge.export.int8.onnx`) and check that the batch axis survived.
 
     Returns:
         The quantized model and the ``details`` for the manifest: ``quantization`` (record and search
         log) and ``warnings`` (the calibration warning of the fallback image set).
     """
-    from birefnet_edge.export._onnx_int8 import quantize_int8
+    from birefnet_edge.export.int8.onnx import quantize_int8
 
     if calibration is None:
         raise ExportError(f"target '{profile.name}' is int8 but got no calibration images; pass a CalibrationSet")

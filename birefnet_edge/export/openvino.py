@@ -1,7 +1,7 @@
 """OpenVINO IR export: ``torch.export`` -> ``openvino.convert_model`` -> a bounded dynamic batch.
 
 fp32 and bf16 artifacts carry the same float32 IR (bf16 is a compile hint the runner applies), fp16
-compresses the weights, and int8 runs NNCF with the accuracy search (:mod:`birefnet_edge.export._nncf`).
+compresses the weights, and int8 runs NNCF with the accuracy search (:mod:`birefnet_edge.export.int8.openvino`).
 
 The PyTorch frontend reads the ``torch.export`` program directly, so this path needs neither onnx
 nor onnxscript, and the symbolic batch of ``torch.export`` becomes the bounded dimension
@@ -124,7 +124,7 @@ class OpenvinoExporter(Exporter):
         ov_model = convert(model, profile, self.info.metadata())
         details: dict[str, Any] = {}
         if profile.precision == "int8":
-            from birefnet_edge.export._nncf import quantize_int8
+            from birefnet_edge.export.int8.openvino import quantize_int8
 
             calibration = self.calibration_set(profile)
             ov_model, details["quantization"] = quantize_int8(ov_model, model, profile, calibration)

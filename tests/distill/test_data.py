@@ -23,7 +23,7 @@ def test_folder_scan_is_recursive_skips_hidden_and_reports_broken(images_dir: Pa
 def test_empty_folder_and_missing_folder_raise(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no images found under"):
         find_images(tmp_path)
-    with pytest.raises(InputError, match="is not a folder"):
+    with pytest.raises(InputError, match="--images folder not found"):
         find_images(tmp_path / "absent")
 
 

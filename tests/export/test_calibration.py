@@ -10,7 +10,8 @@ from PIL import Image
 
 from birefnet_edge._io import sha256_file
 from birefnet_edge.errors import InputError
-from birefnet_edge.export._calibration import FALLBACK_WARNING, MIN_CALIBRATION, find_images, load_calibration
+from birefnet_edge.export.int8.calibration import FALLBACK_WARNING, MIN_CALIBRATION, load_calibration
+from birefnet_edge.images import find_images
 
 
 def _photos(folder: Path, n: int, nested: bool = True) -> list[Path]:
@@ -32,7 +33,7 @@ def test_folder_is_searched_recursively_split_and_hashed(tmp_path) -> None:
     (tmp_path / "notes.txt").write_text("not an image")
     (tmp_path / ".hidden").mkdir()
     Image.new("RGB", (8, 8)).save(tmp_path / ".hidden" / "skip.png")
-    found = find_images(tmp_path)
+    found = find_images(tmp_path, recursive=True)
     assert sorted(found) == sorted(paths)
     data = load_calibration(tmp_path, count=64, held_out=3)
     assert (len(data.calibration), len(data.held_out), data.found) == (7, 3, 10)

@@ -12,7 +12,7 @@ ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (e
 pytest.importorskip("onnxscript", reason="onnxscript is not installed (extra 'onnx')")
 
 from birefnet_edge.errors import ExportError  # noqa: E402
-from birefnet_edge.formats.quantization import RULES  # noqa: E402
+from birefnet_edge.formats._quantization import RULES  # noqa: E402
 
 # Few images: the calibration and search stay quick at 64 px (the fallback set is used: no --calibration).
 SMALL = {"calibration_images": 6, "held_out_images": 2}
@@ -140,7 +140,7 @@ def _conv_graph():
 def test_restoring_layers_gives_back_the_float_model_exactly(tmp_path) -> None:
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-    from birefnet_edge.export._onnx_int8 import restore_float
+    from birefnet_edge.export.int8.onnx import restore_float
 
     float_model, x = _conv_graph(), np.random.default_rng(1).normal(size=(2, 3, 8, 8)).astype(np.float32)
     onnx.save(float_model, str(tmp_path / "f.onnx"))
@@ -196,7 +196,7 @@ def test_both_simplifiers_keep_the_batch_axis(tiny_model, tmp_path, manifest_of,
 def test_lean_calibration_puts_onnxruntime_back_even_after_an_error() -> None:
     from onnxruntime.quantization import calibrate
 
-    from birefnet_edge.export._onnx_int8 import _lean_calibration
+    from birefnet_edge.export.int8.onnx import _lean_calibration
 
     original = calibrate.CalibraterBase.create_inference_session
     with pytest.raises(RuntimeError, match="boom"), _lean_calibration():
@@ -208,7 +208,7 @@ def test_lean_calibration_puts_onnxruntime_back_even_after_an_error() -> None:
 def test_onnxruntime_preprocessing_advice_is_not_shown(caplog) -> None:
     import logging
 
-    from birefnet_edge.export._onnx_int8 import _no_advice
+    from birefnet_edge.export.int8.onnx import _no_advice
 
     with caplog.at_level(logging.WARNING), _no_advice():
         logging.warning("Please consider to run pre-processing before quantization. Refer to example: ...")

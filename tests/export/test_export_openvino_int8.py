@@ -73,7 +73,7 @@ def test_int8_artifact_is_quantized_gated_and_recorded(export_tiny, manifest_of)
 
 
 def test_int8_structural_float_layers_have_no_int8_input(export_tiny, manifest_of) -> None:
-    from birefnet_edge.export._nncf import graph_view
+    from birefnet_edge.export.int8.openvino import graph_view
 
     folder = export_tiny("openvino-int8")
     rows = manifest_of(folder).export["quantization"]["float_layers"]

@@ -22,7 +22,8 @@ from PIL import Image, ImageOps
 
 from birefnet_edge._io import sha256_file
 from birefnet_edge.errors import InputError
-from birefnet_edge.formats.quantization import MIN_CALIBRATION
+from birefnet_edge.formats._quantization import MIN_CALIBRATION
+from birefnet_edge.images import IMAGE_SUFFIXES, find_images, sample_photos, synthetic_images
 
 DEFAULT_COUNT = 64
 DEFAULT_HELD_OUT = 8
@@ -106,20 +107,6 @@ class CalibrationSet:
         return out
 
 
-def find_images(folder: Path) -> list[Path]:
-    """Every image file under ``folder`` (recursively, hidden folders skipped), sorted by relative path.
-
-    Raises:
-        InputError: ``folder`` is not a directory.
-    """
-    from birefnet_edge.parity.inputs import IMAGE_SUFFIXES
-
-    if not folder.is_dir():
-        raise InputError(f"--calibration folder not found: {folder}; pass a folder of photos (searched recursively)")
-    files = (p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    return sorted(p for p in files if not any(part.startswith(".") for part in p.relative_to(folder).parts))
-
-
 def load_calibration(
     folder: Path | None, count: int = DEFAULT_COUNT, held_out: int = DEFAULT_HELD_OUT
 ) -> CalibrationSet:
@@ -141,8 +128,7 @@ def load_calibration(
         items = fallback_images()
         return _split(items, max(1, len(items) // 4), "bundled sample photos + synthetic", False, len(items))
     folder = Path(folder)
-    files = find_images(folder)
-    from birefnet_edge.parity.inputs import IMAGE_SUFFIXES
+    files = find_images(folder, recursive=True, option="--calibration")
 
     needed = held_out + MIN_CALIBRATION
     if len(files) < needed:
@@ -179,7 +165,6 @@ def _split(
 def fallback_images() -> list[CalibrationImage]:
     """Sample photos (with mirrored and centre-cropped copies) and the synthetic images, hashed by pixels."""
     from birefnet_edge._deps import is_available
-    from birefnet_edge.parity.inputs import sample_photos, synthetic_images
 
     pictures: list[tuple[str, Image.Image]] = []
     for name, photo in sample_photos() if is_available("skimage") else []:

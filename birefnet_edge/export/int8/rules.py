@@ -1,9 +1,10 @@
-"""What int8 exporters share: which layers stay in float, and the accuracy gate that judges the result.
+"""Float rules: which layers of a quantized graph stay in float, and why.
 
-The quantizers themselves run in ``export/openvino.py`` (NNCF) and ``export/onnx.py`` (ONNX
-Runtime). Both first describe their graph as a :class:`GraphView` (node name, a canonical kind, the
-producers of each input), so one set of structural rules finds the layers known to break under
-int8 in either format, by what they feed rather than by names that differ between converters:
+The quantizers themselves are :mod:`.openvino` (NNCF) and :mod:`.onnx` (ONNX Runtime), called by
+``export/openvino.py`` and ``export/onnx.py``. Both first describe their graph as a :class:`GraphView`
+(node name, a canonical kind, the producers of each input), so one set of structural rules finds the
+layers known to break under int8 in either format, by what they feed rather than by names that differ
+between converters:
 
 - ``layer_norm``: LayerNorm arithmetic (OpenVINO ``MVN``, ONNX ``LayerNormalization``);
 - ``attention``: the softmax inputs: OpenVINO's fused attention op, or the matmuls before and after a softmax;
@@ -11,24 +12,17 @@ int8 in either format, by what they feed rather than by names that differ betwee
   grid and the modulation mask);
 - ``logits_head``: the final logits convs (the last convs before the output).
 
-The accuracy gate compares the quantized model's logits on held-out images with the fp32 PyTorch
-reference using the parity gate's own figures (:func:`birefnet_edge.comparison.measure`). The
-settings come from the profile's ``[quantization]`` table
-(:class:`birefnet_edge.formats.quantization.QuantizationOptions`).
+The accuracy search and gate that judge the result are in :mod:`.search`. The settings come from the
+profile's ``[quantization]`` table (:class:`birefnet_edge.formats._quantization.QuantizationOptions`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-import numpy as np
-
-from birefnet_edge import metrics as M
-from birefnet_edge.comparison import measure
 from birefnet_edge.errors import ExportError
-from birefnet_edge.formats.quantization import RULES, QuantizationOptions
+from birefnet_edge.formats._quantization import RULES
 
 # Kinds a backward walk stops at: compute layers (collected), and anything that is not data flow.
 _STOP = {"conv", "matmul", "gridsample", "attention", "shape", "input", "const"}
@@ -241,71 +235,6 @@ def quantized_count(quantized: GraphView) -> tuple[int, int]:
     return len(quantized_nodes(quantized)), len(quantized.of_kind("conv", "matmul"))
 
 
-def per_image_iou(target: np.ndarray, reference: np.ndarray) -> list[float]:
-    """IoU of each image's mask against the reference (the search's per-sample metric)."""
-    return [M.logits_iou(target[i : i + 1], reference[i : i + 1]) for i in range(len(reference))]
-
-
-def accuracy_gate(
-    label: str, target: np.ndarray, reference: np.ndarray, min_iou: float, max_mae: float
-) -> dict[str, Any]:
-    """Judge held-out int8 logits against the fp32 PyTorch reference with the parity gate's figures.
-
-    Args:
-        label: Names the artifact in the message.
-        target: The quantized model's logits on the held-out images.
-        reference: PyTorch fp32 logits of the same images.
-        min_iou: Smallest allowed IoU (``1 - quantization.max_iou_drop``).
-        max_mae: Largest allowed probability MAE (the profile's ``tolerance.max_mae``).
-
-    Returns:
-        The figures (IoU, MAE, S-measure, max logit difference, per-image IoU, logit distribution).
-
-    Raises:
-        ExportError: The IoU or the MAE misses its limit (the message gives every figure and the fixes).
-    """
-    m = measure(target, reference, len(reference), None)
-    figures = {
-        "held_out_images": len(reference),
-        "iou": m.iou,
-        "min_iou": min_iou,
-        "mae": m.mae,
-        "max_mae": max_mae,
-        "s_measure": m.s_measure,
-        "max_abs_logit": m.max_abs_logit,
-        "per_image_iou": [round(v, 5) for v in per_image_iou(target, reference)],
-        "reference_logits": M.logit_distribution(reference),
-    }
-    misses = []
-    if not m.iou >= min_iou:  # NaN fails too
-        misses.append(f"mask IoU {m.iou:.4f} < {min_iou:.4f} (1 - quantization.max_iou_drop)")
-    if not m.mae <= max_mae:
-        misses.append(f"MAE {m.mae:.3g} > {max_mae:.3g} (tolerance.max_mae)")
-    if misses:
-        raise ExportError(
-            f"{label}: int8 accuracy gate failed on {len(reference)} held-out image(s) against fp32 PyTorch: "
-            f"{'; '.join(misses)}; max |dlogit| {m.max_abs_logit:.3g}. Keep more layers in float "
-            "(quantization.keep_float, quantization.keep_float_nodes), let the search restore more "
-            "(quantization.max_restore_steps), or allow a larger drop"
-        )
-    return figures
-
-
-def quantization_record(
-    tool: str, calibration: Any, quantized: GraphView, excluded: dict[str, str], gate: dict[str, Any]
-) -> dict[str, Any]:
-    """The manifest's ``export.quantization``: tool, calibration images, every float layer with why, gate figures."""
-    hit, total = quantized_count(quantized)
-    return {
-        "tool": tool,
-        "calibration": calibration.record(),
-        "quantized_layers": hit,
-        "compute_layers": total,
-        "float_layers": float_layers(quantized, excluded),
-        "accuracy_gate": gate,
-    }
-
-
 def exclusion_names(graph: GraphView, kept: dict[str, str]) -> list[str]:
     """The kept nodes a quantizer must be told to skip.
 
@@ -314,54 +243,3 @@ def exclusion_names(graph: GraphView, kept: dict[str, str]) -> list[str]:
     that reads the normalised tokens, where int8 is both safe and where the speed is.
     """
     return sorted(name for name in kept if graph.nodes.get(name) is None or graph.nodes[name].kind != "layernorm")
-
-
-@dataclass
-class Restorer:
-    """How the accuracy search edits one format's quantized model (see :func:`restore_search`).
-
-    Attributes:
-        quantized: Names of the conv/matmul nodes that have an int8 input, in graph order.
-        run: Logits of held-out images ``x`` with the nodes in the given set restored to float.
-    """
-
-    quantized: list[str]
-    run: Callable[[set[str], np.ndarray], np.ndarray]
-
-
-def restore_search(
-    restorer: Restorer, held: np.ndarray, reference: np.ndarray, opts: QuantizationOptions
-) -> tuple[set[str], list[dict[str, Any]]]:
-    """Restore groups of int8 layers to float until the held-out IoU reaches ``opts.min_iou``.
-
-    The int8 layers are split into ``opts.search_groups`` runs of consecutive layers; each group is
-    restored alone and judged on ``opts.ranking_images`` held-out images; then the groups are restored
-    cumulatively, best first, at most ``opts.max_restore_steps`` of them, each step judged on every
-    held-out image. A search that cannot reach the target returns what it restored: the gate fails it.
-
-    Returns:
-        The restored node names and one log entry per step (group, layers, IoU).
-    """
-    score = iou(restorer.run(set(), held), reference)
-    log: list[dict[str, Any]] = [{"step": 0, "restored_layers": 0, "iou": score}]
-    if score >= opts.min_iou or opts.max_restore_steps == 0 or not restorer.quantized:
-        return set(), log
-    chunks = np.array_split(
-        np.asarray(restorer.quantized, dtype=object), min(opts.search_groups, len(restorer.quantized))
-    )
-    groups = [set(map(str, c)) for c in chunks]
-    sample = slice(0, min(opts.ranking_images, len(held)))
-    gains = [iou(restorer.run(g, held[sample]), reference[sample]) for g in groups]
-    restored: set[str] = set()
-    for step, index in enumerate(np.argsort(gains)[::-1][: opts.max_restore_steps], start=1):
-        restored |= groups[index]
-        score = iou(restorer.run(restored, held), reference)
-        log.append({"step": step, "group": int(index), "restored_layers": len(restored), "iou": score})
-        if score >= opts.min_iou:
-            break
-    return restored, log
-
-
-def iou(target: np.ndarray, reference: np.ndarray) -> float:
-    """The gate's IoU (pooled over the images, as the parity gate measures it)."""
-    return M.logits_iou(target, reference)

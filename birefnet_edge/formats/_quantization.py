@@ -1,7 +1,9 @@
-"""The ``[quantization]`` table of int8 profiles (read by ``export/_quantize.py`` and both int8 exporters).
+"""The ``[quantization]`` table of int8 profiles (read by ``export/int8/`` and both int8 exporters).
 
-It lives beside the formats' options because it is validated the same way when a profile loads
-(types, defaults, allowed values); it is shared by every format that builds int8 (ONNX, OpenVINO).
+It lives beside the formats' options because it is validated the same way when a profile loads (types,
+defaults, allowed values); it is shared by every format that builds int8 (ONNX, OpenVINO). It is not a
+format: the leading ``_`` keeps discovery from importing it as one. ``profile.py`` reads it, so it cannot
+live in ``export/`` (which imports ``profile.py``).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from dataclasses import dataclass
 from birefnet_edge.errors import ProfileError
 from birefnet_edge.formats._base import FormatOptions, choice
 
-#: Structural rules naming the layers known to break under int8 (see ``export/_quantize.py``).
+#: Structural rules naming the layers known to break under int8 (see ``export/int8/``).
 RULES = ("layer_norm", "attention", "deform_offsets", "logits_head")
 PRESETS = ("mixed", "performance")
 #: Fewest images the quantizer calibrates on (beside the held-out ones).

@@ -1,7 +1,7 @@
 """ONNX int8: ONNX Runtime static quantization (QDQ, per-channel int8 weights, int8 activations).
 
 The float graph is described as a :class:`GraphView` so the shared structural rules of
-:mod:`birefnet_edge.export._quantize` pick the layers that stay in float; ONNX Runtime's
+:mod:`birefnet_edge.export.int8.rules` pick the layers that stay in float; ONNX Runtime's
 ``quantize_static`` calibrates on the calibration images and inserts QuantizeLinear/DequantizeLinear
 pairs around every other Conv/MatMul/Gemm. The accuracy search then restores groups of int8 layers
 to float by editing the QDQ graph (no re-calibration), and the shared gate judges the result on the
@@ -23,22 +23,13 @@ import torch
 from birefnet_edge._deps import require
 from birefnet_edge.export._base import IO, converting, torch_reference
 from birefnet_edge.export._memory import phase
-from birefnet_edge.export._quantize import (
-    GraphNode,
-    GraphView,
-    Restorer,
-    accuracy_gate,
-    exclusion_names,
-    keep_float,
-    quantization_record,
-    quantized_nodes,
-    restore_search,
-)
+from birefnet_edge.export.int8.rules import GraphNode, GraphView, exclusion_names, keep_float, quantized_nodes
+from birefnet_edge.export.int8.search import Restorer, accuracy_gate, quantization_record, restore_search
 from birefnet_edge.formats.onnx import CPU_PROVIDER
 from birefnet_edge.profile import Profile
 
 if TYPE_CHECKING:
-    from birefnet_edge.export._calibration import CalibrationSet
+    from birefnet_edge.export.int8.calibration import CalibrationSet
 
 EXTRA = "onnx"
 # Only these get int8 kernels worth having on CPU; a QDQ pair around an elementwise or normalisation op

@@ -1,6 +1,6 @@
 """OpenVINO int8: NNCF post-training quantization with the shared float-layer rules and accuracy search.
 
-The IR is described as a :class:`~birefnet_edge.export._quantize.GraphView` keyed by friendly names
+The IR is described as a :class:`~birefnet_edge.export.int8.rules.GraphView` keyed by friendly names
 (what NNCF's ignored scope takes); the rules pick the layers that stay float, NNCF quantizes the rest
 with its transformer preset, and the accuracy search restores groups of int8 layers by bypassing
 the FakeQuantize ops that feed them until the held-out IoU against fp32 PyTorch is met.
@@ -15,19 +15,10 @@ import torch
 
 from birefnet_edge._deps import require
 from birefnet_edge.export._base import converting, torch_reference
-from birefnet_edge.export._calibration import CalibrationSet
 from birefnet_edge.export._memory import phase
-from birefnet_edge.export._quantize import (
-    GraphNode,
-    GraphView,
-    Restorer,
-    accuracy_gate,
-    exclusion_names,
-    keep_float,
-    quantization_record,
-    quantized_nodes,
-    restore_search,
-)
+from birefnet_edge.export.int8.calibration import CalibrationSet
+from birefnet_edge.export.int8.rules import GraphNode, GraphView, exclusion_names, keep_float, quantized_nodes
+from birefnet_edge.export.int8.search import Restorer, accuracy_gate, quantization_record, restore_search
 from birefnet_edge.formats.openvino import OpenvinoOptions
 from birefnet_edge.profile import Profile
 
