@@ -25,7 +25,7 @@ from PIL import Image
 
 from birefnet_edge._checks import check_output_dir
 from birefnet_edge._io import atomic_write_bytes, atomic_write_json
-from birefnet_edge.errors import InputError
+from birefnet_edge.errors import InputError, UsageError
 from birefnet_edge.images import IMAGE_SUFFIXES, find_images
 from birefnet_edge.model import Contract, cutout, load_image, postprocess, preprocess
 from birefnet_edge.runtime import Runner, open_model
@@ -184,10 +184,10 @@ def infer_array(runner: Runner, x: np.ndarray) -> np.ndarray:
 
 
 def check_batch(runner: Runner, batch: int) -> None:
-    """Raise :class:`InputError` unless ``batch`` is inside the runner's batch range."""
+    """Raise :class:`UsageError` (exit 2) unless ``batch`` is inside the runner's batch range."""
     rng = runner.spec.batch
     if not rng.contains(batch):
-        raise InputError(
+        raise UsageError(
             f"--batch {batch} is outside what {runner.name} accepts ({rng.min}..{rng.max}); pick one in range"
         )
 

@@ -311,3 +311,75 @@ def test_sigterm_during_export_cleans_up_like_ctrl_c(tmp_path: Path) -> None:
     assert proc.returncode == 143 and "terminated" in err.decode()
     assert not out.exists()  # the .partial folder is gone, and with it the folder the run created
     assert list(temp.iterdir()) == []  # no /tmp/birefnet-edge-onnx-* left
+
+
+# --- issue 19: one output-path check, one bounded-number rule (usage errors exit 2), checks before slow work ---
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--steps", "0", "--steps 0 is out of range: it must be 1 or more"),
+        ("--batch-size", "0", "--batch-size 0 is out of range: it must be 1 or more"),
+        ("--size", "99968", "--size 99968 is out of range: it must be 64..4096"),
+        ("--loss", "bce=-5", "--loss bce -5 is out of range"),
+        ("--augment", "flip=2", "--augment flip 2 is out of range: it must be 0..1"),
+    ],
+)
+def test_distill_numbers_out_of_range_exit_2_like_every_command(
+    option: str, value: str, message: str, photo: Path, tmp_path: Path, cli: Cli
+) -> None:
+    args = ["distill", "--teacher", "random:birefnet_tiny", "--student", "student_tiny", "--images", tmp_path]
+    args += ["--out", tmp_path / "run", "--steps", "1", "--size", "64", option, value]
+    code, text = cli(*args)
+    assert code == 2 and message in _one_error_line(text)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.fixture
+def no_gate(monkeypatch):
+    """Fail the test if the parity gate (the slow work) starts."""
+    import birefnet_edge.parity as parity
+
+    monkeypatch.setattr(parity, "run_parity", lambda *a, **k: pytest.fail("the gate ran"))
+
+
+@pytest.mark.parametrize("where", ["folder", "proc", "under-a-file"])
+def test_parity_junit_path_is_checked_before_the_gate(
+    where: str, onnx_artifact: Path, a_file: Path, tmp_path: Path, cli: Cli, no_gate
+) -> None:
+    junit = {"folder": tmp_path, "proc": Path("/proc/j.xml"), "under-a-file": a_file / "j.xml"}[where]
+    code, text = cli("parity", onnx_artifact, "--synthetic", "1", "--junit", junit)
+    assert code == 1 and f"--junit {junit}" in _one_error_line(text)
+
+
+def test_parity_batch_outside_the_artifacts_range_is_a_usage_error(onnx_artifact: Path, cli: Cli, no_gate) -> None:
+    code, text = cli("parity", onnx_artifact, "--synthetic", "1", "--batch", "1", "--batch", "99")
+    line = _one_error_line(text)
+    assert code == 2 and f"--batch: 99 is outside {onnx_artifact.name}'s range 1..8" in line
+
+
+@pytest.mark.parametrize(("option", "value", "code"), [("--junit", "/proc/j.xml", 1), ("--batch", "99", 2)])
+def test_pipeline_junit_and_batch_are_checked_before_the_export(
+    option: str, value: str, code: int, tmp_path: Path, cli: Cli, monkeypatch
+) -> None:
+    import birefnet_edge.model as model_package
+
+    monkeypatch.setattr(model_package, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    args = ["pipeline", "--weights", "random:birefnet_tiny", "--target", "onnx-fp32", "--out", tmp_path / "o"]
+    got, text = cli(*args, option, value)
+    assert got == code and option in _one_error_line(text)
+
+
+@pytest.mark.parametrize("out", ["/proc/x", "s3://bucket/x", "/tmp/" + "/".join(["x" * 200] * 25)])
+def test_export_and_predict_out_that_cannot_be_a_folder_fail_before_the_model_loads(
+    out: str, photo: Path, cli: Cli, monkeypatch
+) -> None:
+    import birefnet_edge.model as model_package
+
+    monkeypatch.setattr(model_package, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    code, text = cli("export", "--weights", "random:birefnet_tiny", "--target", "onnx-fp32", "--out", out)
+    assert code == 1 and "--out" in _one_error_line(text) and "report this as a bug" not in text
+    code, text = cli("predict", "random:birefnet_tiny", photo, "--out", out)
+    assert code == 1 and "--out" in _one_error_line(text)
+    assert not Path("s3:").exists()

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from birefnet_edge.errors import BirefnetEdgeError
+from birefnet_edge.errors import BirefnetEdgeError, UsageError
 
 _DEBUG_HELP = "Show full tracebacks for errors."
 
@@ -37,7 +37,7 @@ class _App(TyperGroup):
             if ctx.meta.get("debug"):
                 raise
             typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(1) from None
+            raise typer.Exit(2 if isinstance(exc, UsageError) else 1) from None  # the rule of docs/errors.md
 
 
 app = typer.Typer(

@@ -141,7 +141,15 @@ ModelSpec = Annotated[
 
 def check_report_dir(report: Path | None, option: str = "--report") -> None:
     """Fail before any slow work when the report folder cannot be written."""
-    from birefnet_edge._io import check_output_dir
+    from birefnet_edge._checks import check_output_dir
 
     if report is not None:
         check_output_dir(report, option)
+
+
+def check_junit(junit: Path | None) -> None:
+    """Fail before any slow work when the JUnit file cannot be written (a folder, /proc, below a file)."""
+    from birefnet_edge._checks import check_output_file
+
+    if junit is not None:
+        check_output_file(junit, "--junit")

@@ -24,6 +24,7 @@ from birefnet_edge.cli._options import (
     Warmup,
     WPatchOrder,
     WVariant,
+    check_junit,
     check_report_dir,
     chosen_targets,
     in_range,
@@ -93,8 +94,12 @@ def parity_cmd(
 ) -> None:
     """Compare artifacts with the PyTorch reference; exit 1 when a target fails or cannot be judged."""
     from birefnet_edge.parity import build_report, load_inputs, raise_on_failure, run_parity
+    from birefnet_edge.parity.batches import artifact_batch_ranges, check_batches
 
     check_report_dir(report)
+    check_junit(junit)
+    if batch:  # named by the user: a batch the artifact cannot take is refused, not quietly left out
+        check_batches(batch, artifact_batch_ranges(artifacts))
     inputs = load_inputs(images, synthetic)
     typer.echo(f"parity inputs: {inputs.note}", err=True)
     samples = report / "samples" if report is not None else None
@@ -161,6 +166,12 @@ def pipeline_cmd(
     targets = chosen_targets(target, all_targets, hw)
     check_report_dir(out, "--out")
     check_report_dir(out / "report", "--out")  # a file named report in --out would fail after the export
+    check_junit(junit)
+    if batch:
+        from birefnet_edge.export import resolve_profiles
+        from birefnet_edge.parity.batches import check_batches
+
+        check_batches(batch, {p.name: p.batch for p in resolve_profiles(targets, hw)})
     inputs = load_inputs(images)  # before exporting: a bad --images folder should fail in seconds
     exports = export_targets(
         weights,

@@ -160,7 +160,7 @@ def test_cli_prints_one_line_errors(images_dir: Path, tmp_path: Path, capsys) ->
     assert err.startswith("error: unknown student 'student-x'; known students:")
     with pytest.raises(SystemExit) as exit_info:
         main([*base, "--student", "student_tiny", "--out", str(tmp_path / "a"), "--size", "65"])
-    assert exit_info.value.code == 1 and "--size 65 is not a multiple of 32" in capsys.readouterr().err
+    assert exit_info.value.code == 2 and "--size 65 is not a multiple of 32" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         main([*base, "--student", "student_tiny", "--out", str(tmp_path / "a"), "--size", "64", "--loss", "bce=x"])
-    assert exit_info.value.code == 1 and "--loss 'bce=x': cannot read 'bce=x'" in capsys.readouterr().err
+    assert exit_info.value.code == 2 and "--loss 'bce=x': cannot read 'bce=x'" in capsys.readouterr().err
