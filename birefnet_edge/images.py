@@ -45,6 +45,34 @@ def find_images(folder: str | Path, recursive: bool = False, option: str = "imag
     return sorted(p for p in files if not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
+def readable_images(files: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Split ``files`` into the images that decode and (file, reason) for those that do not.
+
+    The one image check of predict, parity, calibration and distill: every file is decoded in full with
+    :func:`birefnet_edge.model.load_image` (a truncated JPEG passes Pillow's ``verify()``; a text file named
+    ``.png``, or a decompression bomb, fails here too), so a bad file is found once, up front, and skipped
+    with its reason instead of failing a worker or a target after minutes of work.
+    """
+    from birefnet_edge.model import load_image  # torch is behind it; this module stays light
+
+    good, bad = [], []
+    for path in files:
+        try:
+            load_image(path)
+        except InputError as exc:
+            bad.append((path, str(exc)))
+        else:
+            good.append(path)
+    return good, bad
+
+
+def describe_skipped(bad: list[tuple[Path, str]], limit: int = 3) -> str:
+    """One line naming the skipped files (the first ``limit``) with their reasons."""
+    shown = "; ".join(f"{path.name} ({why.split(': ', 1)[-1][:80]})" for path, why in bad[:limit])
+    more = f" and {len(bad) - limit} more" if len(bad) > limit else ""
+    return f"skipped {len(bad)} unreadable image(s): {shown}{more}"
+
+
 def sample_photos() -> list[tuple[str, Image.Image]]:
     """Return scikit-image's bundled sample photos (no download), named ``skimage:<name>``.
 

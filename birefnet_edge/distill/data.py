@@ -21,7 +21,10 @@ from PIL import Image
 
 from birefnet_edge.distill.config import Augment
 from birefnet_edge.errors import InputError
-from birefnet_edge.images import IMAGE_SUFFIXES
+from birefnet_edge.images import (
+    IMAGE_SUFFIXES,
+    readable_images,  # noqa: F401  (the shared image check, re-exported)
+)
 from birefnet_edge.images import find_images as _find
 from birefnet_edge.model import load_image
 
@@ -38,23 +41,6 @@ def find_images(folder: Path) -> list[Path]:
     if not files:
         raise InputError(f"no images found under {folder} (looked recursively for {', '.join(IMAGE_SUFFIXES)})")
     return files
-
-
-def readable_images(files: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """Split ``files`` into readable images and (file, reason) for the unreadable ones (checked once).
-
-    Every file is decoded in full, as training will: a truncated JPEG passes Pillow's ``verify()`` and
-    would otherwise stop the run in a DataLoader worker at the step that first draws it.
-    """
-    good, bad = [], []
-    for path in files:
-        try:
-            load_image(path)
-        except InputError as exc:
-            bad.append((path, str(exc)))
-        else:
-            good.append(path)
-    return good, bad
 
 
 def split_held_out(files: list[Path], fraction: float, limit: int, seed: int) -> tuple[list[Path], list[Path]]:

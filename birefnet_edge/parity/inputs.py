@@ -15,7 +15,14 @@ from PIL import Image
 
 from birefnet_edge._deps import is_available
 from birefnet_edge.errors import InputError
-from birefnet_edge.images import IMAGE_SUFFIXES, find_images, sample_photos, synthetic_images
+from birefnet_edge.images import (
+    IMAGE_SUFFIXES,
+    describe_skipped,
+    find_images,
+    readable_images,
+    sample_photos,
+    synthetic_images,
+)
 from birefnet_edge.model import Contract, load_image, preprocess
 
 
@@ -58,7 +65,8 @@ def load_inputs(folder: Path | None = None, synthetic: int = 3, limit: int | Non
         The image set.
 
     Raises:
-        InputError: ``folder`` does not exist, holds no readable image, or a file in it is unreadable.
+        InputError: ``folder`` does not exist or holds no readable image (unreadable files are skipped, named in
+            the note).
     """
     names: list[str] = []
     images: list[Image.Image] = []
@@ -68,9 +76,12 @@ def load_inputs(folder: Path | None = None, synthetic: int = 3, limit: int | Non
             raise InputError(
                 f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}; point --images at a folder of photos"
             )
+        files, bad = readable_images(files)  # one check for every command: a bad file is a note, not a failure
+        if not files:
+            raise InputError(f"no readable image in {folder} ({describe_skipped(bad)}); point --images at photos")
         names += [p.stem for p in files]
         images += [load_image(p).convert("RGB") for p in files]
-        note = f"{len(files)} photo(s) from {folder}"
+        note = f"{len(files)} photo(s) from {folder}" + (f" ({describe_skipped(bad)})" if bad else "")
     elif is_available("skimage"):
         photos = sample_photos()[:limit]
         names += [n for n, _ in photos]

@@ -23,7 +23,14 @@ from PIL import Image, ImageOps
 from birefnet_edge._io import sha256_file
 from birefnet_edge.errors import InputError
 from birefnet_edge.formats._quantization import MIN_CALIBRATION
-from birefnet_edge.images import IMAGE_SUFFIXES, find_images, sample_photos, synthetic_images
+from birefnet_edge.images import (
+    IMAGE_SUFFIXES,
+    describe_skipped,
+    find_images,
+    readable_images,
+    sample_photos,
+    synthetic_images,
+)
 
 DEFAULT_COUNT = 64
 DEFAULT_HELD_OUT = 8
@@ -80,11 +87,16 @@ class CalibrationSet:
     source: str
     representative: bool
     found: int
+    skipped: tuple[tuple[str, str], ...] = ()
 
     @property
     def warning(self) -> str | None:
-        """The loud warning of a fallback set (None for the user's own images)."""
-        return None if self.representative else FALLBACK_WARNING
+        """The loud warning of a fallback set, or the note on unreadable files left out (None when neither)."""
+        if not self.representative:
+            return FALLBACK_WARNING
+        if self.skipped:
+            return describe_skipped([(Path(p), why) for p, why in self.skipped])
+        return None
 
     def arrays(self, which: str, size: tuple[int, int]) -> np.ndarray:
         """Preprocess ``calibration`` or ``held_out`` images to a normalised (N, 3, H, W) float32 batch."""
@@ -102,6 +114,8 @@ class CalibrationSet:
             "calibration": [{"name": i.name, "sha256": i.sha256} for i in self.calibration],
             "held_out": [{"name": i.name, "sha256": i.sha256} for i in self.held_out],
         }
+        if self.skipped:
+            out["skipped"] = [{"name": Path(p).name, "reason": why} for p, why in self.skipped]
         if self.warning:
             out["warning"] = self.warning
         return out
@@ -138,9 +152,30 @@ def load_calibration(
             f"quantization needs at least {needed} ({held_out} held out + {MIN_CALIBRATION} to calibrate), "
             f"{count} recommended; add photos like the ones you will segment"
         )
-    chosen = [files[i] for i in _spread(len(files), min(count, len(files)))]
+    chosen, skipped = _choose_readable(files, count)
+    if len(chosen) < needed:
+        raise InputError(
+            f"--calibration {folder}: only {len(chosen)} of its {len(files)} image(s) can be read "
+            f"({describe_skipped(skipped)}); int8 quantization needs at least {needed}; add readable photos"
+        )
     items = [CalibrationImage(p.relative_to(folder).as_posix(), sha256_file(p), path=p) for p in chosen]
-    return _split(items, held_out, str(folder), True, len(files))
+    return _split(items, held_out, str(folder), True, len(files), tuple((str(p), why) for p, why in skipped))
+
+
+def _choose_readable(files: list[Path], count: int) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """``count`` images spread over ``files`` that decode; an unreadable one is replaced by the next readable
+    file not yet chosen, so bad files cost a note, not the export (checked before the model loads)."""
+    order = _spread(len(files), min(count, len(files)))
+    order += [i for i in range(len(files)) if i not in set(order)]
+    chosen: list[int] = []
+    skipped: list[tuple[Path, str]] = []
+    for i in order:
+        if len(chosen) == min(count, len(files)):
+            break
+        good, bad = readable_images([files[i]])
+        chosen += [i] if good else []
+        skipped += bad
+    return [files[i] for i in sorted(chosen)], skipped
 
 
 def _spread(n: int, k: int) -> list[int]:
@@ -149,7 +184,12 @@ def _spread(n: int, k: int) -> list[int]:
 
 
 def _split(
-    items: Sequence[CalibrationImage], held_out: int, source: str, representative: bool, found: int
+    items: Sequence[CalibrationImage],
+    held_out: int,
+    source: str,
+    representative: bool,
+    found: int,
+    skipped: tuple[tuple[str, str], ...] = (),
 ) -> CalibrationSet:
     """Hold out ``held_out`` images spread over the set (not just its end), calibrate on the rest."""
     keep = set(_spread(len(items), held_out))
@@ -159,6 +199,7 @@ def _split(
         source=source,
         representative=representative,
         found=found,
+        skipped=skipped,
     )
 
 
