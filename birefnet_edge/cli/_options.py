@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
@@ -95,7 +96,7 @@ def in_range(low: float, high: float | None = None, what: str = "the value") -> 
 
     def check(ctx: typer.Context, param: typer.CallbackParam, value: Any) -> Any:
         values = value if isinstance(value, list) else [] if value is None else [value]
-        bad = [v for v in values if v < low or (high is not None and v > high)]
+        bad = [v for v in values if not math.isfinite(v) or v < low or (high is not None and v > high)]
         if bad:
             limit = f"{low}..{high}" if high is not None else f"{low} or more"
             raise typer.BadParameter(f"{', '.join(map(str, bad))}: {what} must be {limit}", param_hint=param.opts[0])

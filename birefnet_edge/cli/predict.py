@@ -16,6 +16,7 @@ from birefnet_edge.cli._options import (
     Size,
     WPatchOrder,
     WVariant,
+    in_range,
     parse_size,
     positive_batches,
     weights_choice,
@@ -38,11 +39,17 @@ def predict_cmd(
     address: Annotated[
         str | None, typer.Option("--address", help="Ray cluster to join (default: a local Ray).")
     ] = None,
-    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Ray inference actors (default 2).")] = None,
-    cpus_per_worker: Annotated[float, typer.Option("--cpus-per-worker", min=0.01, help="Ray CPUs per actor.")] = 1.0,
+    workers: Annotated[
+        int | None, typer.Option("--workers", callback=in_range(1), help="Ray inference actors (default 2).")
+    ] = None,
+    cpus_per_worker: Annotated[
+        float, typer.Option("--cpus-per-worker", callback=in_range(0.01), help="Ray CPUs per actor.")
+    ] = 1.0,
     gpus_per_worker: Annotated[
         float | None,
-        typer.Option("--gpus-per-worker", min=0, help="Ray GPUs per actor (default: what the runner needs)."),
+        typer.Option(
+            "--gpus-per-worker", callback=in_range(0), help="Ray GPUs per actor (default: what the runner needs)."
+        ),
     ] = None,
     patch_order: WPatchOrder = None,
     variant: WVariant = None,
