@@ -152,16 +152,18 @@ def evaluate_model(
     from birefnet_edge.runtime import open_model
 
     result = EvalResult(name=Path(str(spec)).name or str(spec), model=str(spec))
-    try:
-        runner = open_model(spec, size=size)
+    try:  # a backend this machine lacks shows when the runner is built or loaded
+        runner = open_model(spec, size=size).activate()
     except (ArtifactError, MissingDependencyError) as exc:
         result.reason = str(exc)
         return result
     result.format, result.precision = getattr(runner, "target", "") or "pytorch", runner.precision
     result.size = list(runner.spec.size)
     started = time.perf_counter()
-    with runner:
+    try:
         scores = _score(runner, labelled.pairs, max(1, min(batch, runner.spec.batch.max)))
+    finally:
+        runner.deactivate()
     result.seconds = time.perf_counter() - started
     result.images, result.metrics = scores.count, scores.result()
     result.images_per_s = scores.count / max(result.seconds, 1e-9)
