@@ -23,18 +23,12 @@ class _Reached(Exception):
     pass
 
 
-def steps_to_goal(config, keys: tuple[str, ...], scratch: bool) -> tuple[int | None, float]:  # noqa: ANN001
+def steps_to_goal(config, keys: tuple[str, ...]) -> tuple[int | None, float]:  # noqa: ANN001
     """Train until every metric in ``keys`` reaches the goal; return (step or None, images/s)."""
-    import torch
-
     from birefnet_edge.distill import Distiller
     from birefnet_edge.distill.checkpoint import read_metrics
-    from birefnet_edge.model import create_model
 
     distiller = Distiller.from_config(config)
-    if scratch:  # from_config copies a fitting teacher backbone; this measures a student from scratch
-        torch.manual_seed(config.seed)
-        distiller.student.bb.load_state_dict(create_model(config.student).bb.state_dict())
     reached: list[int] = []
 
     def check(step: int) -> None:
@@ -76,15 +70,16 @@ def main() -> None:
             val_fraction=0.1, val_max=32, augment=Augment(max_scale=1.0, jitter=0.1),
         )  # fmt: skip
         teacher = DistillConfig(teacher="none", out=root / "teacher", **common)
-        steps, rate = steps_to_goal(teacher, ("gt_iou",), scratch=False)
+        steps, rate = steps_to_goal(teacher, ("gt_iou",))
         print(f"scene set: {args.scenes} scenes at {args.size} px, batch {args.batch}, CPU")
         print(f"  teacher from ground truth: IoU {GOAL} vs masks at step {steps}, {rate:.2f} images/s")
         if steps is None:
             return
+        teacher_file = str(root / "teacher" / "best.safetensors")
         student = DistillConfig(
-            teacher=str(root / "teacher" / "best.safetensors"), out=root / "student", loss=LossWeights(gt=0.0), **common
+            teacher=teacher_file, out=root / "student", loss=LossWeights(gt=0.0), student_init="scratch", **common
         )
-        steps, rate = steps_to_goal(student, ("iou", "gt_iou"), scratch=True)
+        steps, rate = steps_to_goal(student, ("iou", "gt_iou"))
         print(
             f"  student from the teacher (scratch): IoU {GOAL} vs teacher and masks at step {steps}, {rate:.2f} img/s"
         )
