@@ -291,10 +291,18 @@ def require_portable(profile: Profile, tool: str) -> None:
 
 
 def torch_reference(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
-    """PyTorch logits for ``x``, one sample at a time (peak memory of batch 1; samples are independent)."""
-    with torch.no_grad():
-        outs = [model(x[i : i + 1]) for i in range(x.shape[0])]
-    return torch.cat(outs).numpy()
+    """PyTorch logits for ``x``, one sample at a time (peak memory of batch 1; samples are independent).
+
+    Computed once per model state and input in a process (see ``_cache.cached_reference``).
+    """
+    from birefnet_edge.export._cache import cached_reference
+
+    def make() -> np.ndarray:
+        with torch.no_grad():
+            outs = [model(x[i : i + 1]) for i in range(x.shape[0])]
+        return torch.cat(outs).numpy()
+
+    return cached_reference(model, x, make)
 
 
 def check_with_runner(

@@ -22,6 +22,8 @@ from birefnet_edge._io import removing_new_empty_dirs, staging_dir
 from birefnet_edge.card import write_card
 from birefnet_edge.errors import BirefnetEdgeError
 from birefnet_edge.export._base import EXPORTERS, ArtifactInfo, ExportOutput, tool_versions
+from birefnet_edge.export._check import run_check
+from birefnet_edge.export._footprint import size_record, weights_bytes
 from birefnet_edge.export._memory import PeakRSS
 from birefnet_edge.manifest import FileEntry, Manifest
 from birefnet_edge.profile import Profile, load_profile
@@ -121,6 +123,7 @@ def _export_record(weights: dict[str, Any], out: ExportOutput, extra: dict) -> d
         "seconds": round(extra.get("seconds", 0.0), 3),
         "peak_rss_bytes": extra.get("peak_rss_bytes", 0),
         "peak_rss_by_phase": extra.get("peak_rss_by_phase", {}),
+        **({"size": extra["size"]} if "size" in extra else {}),
         "checks": out.checks,
         "skipped": dict(out.skipped),
         **({"warning": "deterministic test weights, not a trained model"} if weights.get("deterministic") else {}),
@@ -148,6 +151,7 @@ def export_target(
     weights: WeightsInfo,
     variant: str,
     calibration: Path | None = None,
+    full_check: bool = False,
 ) -> ExportResult:
     """Export one target into ``out_dir/<variant>-<profile.name>/`` with its ``manifest.json``.
 
@@ -162,6 +166,8 @@ def export_target(
         weights: The ``WeightsInfo`` of the model's weights (recorded in the manifest).
         variant: Model variant name (names the folder).
         calibration: Folder of calibration images for int8 profiles (None: the bundled fallback set).
+        full_check: Run the numeric check on the artifact at its own size; by default float targets are
+            checked on the same export at a reduced size (see :mod:`birefnet_edge.export._check`).
 
     Returns:
         The result; user errors give ``status="failed"`` with the message instead of raising.
@@ -180,6 +186,7 @@ def export_target(
                 rss=rss,
                 start=start,
                 calibration=calibration,
+                full_check=full_check,
             )
         except BirefnetEdgeError as exc:
             error: str | None = str(exc)
@@ -211,6 +218,7 @@ def _run_exporter(
     rss: PeakRSS,
     start: float,
     calibration: Path | None = None,
+    full_check: bool = False,
 ) -> tuple[Path, ExportOutput]:
     name = artifact_name(variant, profile)
     exporter_cls = EXPORTERS.get(profile.format)
@@ -223,14 +231,20 @@ def _run_exporter(
     with staging_dir(final) as stage:
         exporter = exporter_cls(info, calibration=calibration)
         out = exporter.export(model, profile, stage)
-        extra = {"contract": contract, "overrides": model_overrides(model, variant, profile)}
-        # The check opens the artifact as a user would, through the manifest it is about to carry.
-        checks, skipped = exporter.check(
-            model, profile, stage, _manifest(name, variant, weights, profile, stage, out, extra)
-        )
+        extra: dict[str, Any] = {"contract": contract, "overrides": model_overrides(model, variant, profile)}
+
+        def manifest_for(checked: Profile, folder: Path, written: ExportOutput) -> Manifest:
+            return _manifest(
+                name, variant, weights, checked, folder, written, {**extra, "contract": _contract(checked)}
+            )
+
+        # The check opens the artifact as a user would, through the manifest it is about to carry (by default
+        # on the same export at a reduced size: see export/_check.py).
+        checks, skipped = run_check(exporter, model, profile, stage, manifest_for, out, full_check)
         out.checks.update(checks)
         out.skipped.update(skipped)
         extra.update(
+            size=size_record(weights_bytes(model, profile.precision), profile.precision, stage, out.files),
             seconds=time.perf_counter() - start,
             peak_rss_bytes=max(rss.peak_bytes, rss.sample()),
             peak_rss_by_phase=dict(rss.by_phase),
@@ -263,6 +277,7 @@ def export_targets(
     variant: str | None = None,
     patch_order: str | None = None,
     calibration: str | Path | None = None,
+    full_check: bool = False,
 ) -> list[ExportResult]:
     """Load the model once and export every target, going on after a failure.
 
@@ -278,6 +293,7 @@ def export_targets(
         patch_order: Tile order the weights were trained with (None: decided by ``load_model``).
         calibration: Folder of calibration images for int8 targets (searched recursively); None uses the
             bundled sample photos and synthetic images, with a warning in the output and the manifest.
+        full_check: Check every artifact at its own size (memory: several GB at 1024 px), not at the reduced size.
 
     Returns:
         One result per target, in order.
@@ -300,10 +316,16 @@ def export_targets(
             if progress is not None:
                 progress(profile.name, None)
             if reuse:
-                result = _export_or_reuse(model, profile, Path(out_dir), info, calibration)
+                result = _export_or_reuse(model, profile, Path(out_dir), info, calibration, full_check)
             else:
                 result = export_target(
-                    model, profile, out_dir, weights=info, variant=info.variant, calibration=calibration
+                    model,
+                    profile,
+                    out_dir,
+                    weights=info,
+                    variant=info.variant,
+                    calibration=calibration,
+                    full_check=full_check,
                 )
             results.append(result)
             if progress is not None:
@@ -312,7 +334,12 @@ def export_targets(
 
 
 def _export_or_reuse(
-    model: torch.nn.Module, profile: Profile, out_dir: Path, info: WeightsInfo, calibration: Path | None = None
+    model: torch.nn.Module,
+    profile: Profile,
+    out_dir: Path,
+    info: WeightsInfo,
+    calibration: Path | None = None,
+    full_check: bool = False,
 ) -> ExportResult:
     """Keep the existing artifact when it matches this export exactly, else export (replacing it only on success)."""
     from birefnet_edge.export._reuse import judge_reuse
@@ -322,7 +349,9 @@ def _export_or_reuse(
     verdict = judge_reuse(folder, info.to_dict(), profile, overrides, calibration_hashes(profile, calibration))
     if verdict.reusable:
         return ExportResult(profile.name, "ok", folder, 0.0, 0, reuse=f"reused: {verdict.reason}")
-    result = export_target(model, profile, out_dir, weights=info, variant=info.variant, calibration=calibration)
+    result = export_target(
+        model, profile, out_dir, weights=info, variant=info.variant, calibration=calibration, full_check=full_check
+    )
     return dataclasses.replace(result, reuse=f"rebuilt: {verdict.reason}")
 
 

@@ -5,8 +5,9 @@ numbers: padded tokens are not masked out of attention (they attend as keys/valu
 qkv bias), and the cyclic shift is applied even when a stage's grid is smaller than the window.
 
 Export notes: every tensor stays at rank <= 5 (CoreML refuses rank 6), the batch dimension is never
-read into Python (views use -1), and the shifted-window mask is a per-size constant built outside
-the graph instead of a slice-assigned tensor.
+read into Python (views use -1), and the shifted-window mask and the relative-position bias are built
+in the graph from the window geometry and the (2w-1)^2 table, tied to the input's batch size by
+:func:`batch_zero` so that converters do not fold them into per-size constants (see there).
 """
 
 from __future__ import annotations
@@ -60,8 +61,51 @@ def _shift_mask_np(hp: int, wp: int, window: int, shift: int) -> np.ndarray:
 
 
 def shift_mask(hp: int, wp: int, window: int, shift: int) -> torch.Tensor:
-    """Additive attention mask (nW, w*w, w*w) for the shifted windows of a padded hp x wp grid."""
+    """Additive attention mask (nW, w*w, w*w) for the shifted windows of a padded hp x wp grid.
+
+    Built in numpy, outside any graph: the reference that :func:`build_shift_mask` is tested against.
+    """
     return torch.from_numpy(_shift_mask_np(hp, wp, window, shift))
+
+
+def batch_zero(x: torch.Tensor) -> torch.Tensor:
+    """An int64 zero computed from the size of x's first (batch) axis.
+
+    Converters fold every subgraph whose inputs are all constants, OpenVINO and Core ML whatever its
+    size, so a shift mask or bias built from aranges and a table would be stored as one float constant
+    per block and input size (BiRefNet_lite at 1024 px: 128 MB on top of 177 MB of weights). Adding this
+    zero ties them to the input's dynamic batch axis: the file keeps the small recipe and the runtime
+    builds the tensors (a few MFLOP). With a fixed batch the converters can fold them again.
+    """
+    batch = torch.scalar_tensor(x.shape[0], dtype=torch.int64, device=x.device)
+    return batch - batch
+
+
+def _region_labels(n: int, window: int, shift: int, zero: torch.Tensor) -> torch.Tensor:
+    """Per row (or column) of a padded side n: 0 before the last window, 1 in it before the shift, 2 after."""
+    pos = torch.arange(n, device=zero.device) + zero
+    return (pos >= n - window).to(torch.int64) + (pos >= n - shift).to(torch.int64)
+
+
+def build_shift_mask(hp: int, wp: int, window: int, shift: int, zero: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """:func:`shift_mask` computed by tensor ops from the grid geometry (equal values; -0.0 for 0.0).
+
+    Args:
+        hp: Padded grid height (a multiple of ``window``).
+        wp: Padded grid width (a multiple of ``window``).
+        window: Window side.
+        shift: Cyclic shift (0 < shift < window).
+        zero: :func:`batch_zero` of the input, which keeps converters from storing the result.
+        dtype: Float dtype of the mask.
+
+    Returns:
+        (nW, w*w, w*w): 0 where query and key tokens lie in the same region, -100 elsewhere.
+    """
+    labels = _region_labels(hp, window, shift, zero).view(hp, 1) * 3 + _region_labels(wp, window, shift, zero)
+    labels = labels.view(hp // window, window, wp // window, window).permute(0, 2, 1, 3).reshape(-1, window**2)
+    # A product, not torch.where: Core ML's converter broadcasts where's two scalars to the full mask shape
+    # and stores both as constants.
+    return (labels.unsqueeze(2) != labels.unsqueeze(1)).to(dtype) * _MASK_VALUE
 
 
 class Mlp(nn.Module):
@@ -88,10 +132,11 @@ class WindowAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
 
-    def position_bias(self) -> torch.Tensor:
-        """(heads, N, N) bias gathered from the table."""
+    def position_bias(self, zero: torch.Tensor | None = None) -> torch.Tensor:
+        """(heads, N, N) bias gathered from the table; ``zero`` (:func:`batch_zero`) keeps it out of exported files."""
         n = self.window_size**2
-        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
+        index = self.relative_position_index.view(-1)
+        bias = self.relative_position_bias_table[index if zero is None else index + zero]
         return bias.view(n, n, self.num_heads).permute(2, 0, 1)
 
     def forward(self, x: torch.Tensor, n_windows: int, mask: torch.Tensor | None) -> torch.Tensor:
@@ -108,7 +153,7 @@ class WindowAttention(nn.Module):
         # 4-D, contiguous q/k/v: the ONNX exporter handles neither 5-D nor strided SDPA inputs, and the
         # 4-D CPU kernel is ~3x faster than the 5-D fallback.
         q, k, v = (t.contiguous() for t in qkv.unbind(0))
-        bias = self.position_bias().to(x.dtype)
+        bias = self.position_bias(batch_zero(x)).to(x.dtype)
         if mask is not None:
             bias = bias.unsqueeze(0) + mask.to(x.dtype).unsqueeze(1)  # (nW, heads, N, N)
             batch = x.shape[0] // n_windows
@@ -141,18 +186,25 @@ class SwinTransformerBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
-    def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    def padded_grid(self, h: int, w: int) -> tuple[int, int]:
+        """The token grid padded up to whole windows."""
+        ws = self.window_size
+        return math.ceil(h / ws) * ws, math.ceil(w / ws) * ws
+
+    def forward(self, x: torch.Tensor, h: int, w: int, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """One block on (B, h*w, C) tokens; ``mask``: the stage's shift mask (built here when None and shifted)."""
         ws, s = self.window_size, self.shift
-        hp, wp = math.ceil(h / ws) * ws, math.ceil(w / ws) * ws
+        hp, wp = self.padded_grid(h, w)
         c = x.shape[-1]
         y = self.norm1(x).reshape(-1, h, w, c)
         if hp != h or wp != w:  # pad after the norm: padded tokens are exact zeros
             y = F.pad(y, (0, 0, 0, wp - w, 0, hp - h))
         if s:
             y = torch.roll(y, shifts=(-s, -s), dims=(1, 2))
-        mask = shift_mask(hp, wp, ws, s).to(y.device) if s else None
+        if s and mask is None:
+            mask = build_shift_mask(hp, wp, ws, s, batch_zero(x), x.dtype)
         n_windows = (hp // ws) * (wp // ws)
-        y = window_reverse(self.attn(window_partition(y, ws), n_windows, mask), ws, hp, wp)
+        y = window_reverse(self.attn(window_partition(y, ws), n_windows, mask if s else None), ws, hp, wp)
         if s:
             y = torch.roll(y, shifts=(s, s), dims=(1, 2))
         if hp != h or wp != w:
@@ -188,8 +240,13 @@ class BasicLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Return (stage tokens before down-sampling, down-sampled tokens or None)."""
+        mask = None
+        shifted = [blk for blk in self.blocks if blk.shift]
+        if shifted:  # one mask for the stage's shifted blocks: one copy in memory and in the graph
+            blk = shifted[0]
+            mask = build_shift_mask(*blk.padded_grid(h, w), blk.window_size, blk.shift, batch_zero(x), x.dtype)
         for blk in self.blocks:
-            x = blk(x, h, w)
+            x = blk(x, h, w, mask)
         return x, (self.downsample(x, h, w) if self.downsample is not None else None)
 
 
