@@ -1,8 +1,8 @@
 """Artifacts are the size of their weights: no per-input-size constants stored beside them (issue 18).
 
 The Swin shift masks and relative-position biases used to be folded into float constants whose size
-grows with the input size (BiRefNet_lite at 1024 px: 305 MB of OpenVINO weights for 177 MB of
-model weights). Now they are built in the graph, so the files carry the weights and the graph only.
+grows with the input size (BiRefNet_lite at 1024 px: a 305 MB OpenVINO model.bin for 177 MB of
+weights). Now they are built in the graph, so the files carry the weights and the graph only.
 """
 
 from __future__ import annotations
@@ -13,41 +13,55 @@ import pytest
 
 from birefnet_edge.export._footprint import size_record, weights_bytes
 
-# Tensor-carrying file of each format: the ONNX file itself (graph + initialisers), OpenVINO's model.bin.
-# OpenVINO's model.xml is the graph as text (~1.5 MB whatever the model's width) and is reported apart:
-# it is 1% of BiRefNet_lite's weights but 9% of the tiny test model's.
-TENSOR_ROLE = {"onnx": "model", "openvino": "weights"}
+# OpenVINO keeps the graph (model.xml, text) apart from the tensors (model.bin); an ONNX file holds both.
+# The graph's description does not grow with the weights (~0.4 MB in ONNX, ~1.5 MB as OpenVINO XML): that is
+# 0.2-1% of BiRefNet_lite's weights but 2.5-18% of the tiny test model's, so the tiny model is held to 3% on
+# the tensors the files store, which is where per-size constants would show.
 PROFILES = ["onnx-fp32", "onnx-fp16", "openvino-fp32", "openvino-fp16"]
 LIMIT = 1.03
 
 
+def tensor_bytes(folder: Path, fmt: str) -> int:
+    """Bytes of the tensors an artifact stores: ONNX initialisers and Constant nodes, or OpenVINO's model.bin."""
+    if fmt == "openvino":
+        return (folder / "model.bin").stat().st_size
+    onnx = pytest.importorskip("onnx", reason="onnx (extra 'onnx') reads the ONNX artifact")
+    proto = onnx.load(str(folder / "model.onnx"))
+    tensors = list(proto.graph.initializer)
+    tensors += [a.t for node in proto.graph.node if node.op_type == "Constant" for a in node.attribute if a.t.dims]
+    return sum(len(t.raw_data) or onnx.numpy_helper.to_array(t).nbytes for t in tensors)
+
+
 @pytest.mark.parametrize("profile", PROFILES)
 def test_artifact_stays_within_3_percent_of_its_weights(export_tiny, manifest_of, profile: str) -> None:
-    size = manifest_of(export_tiny(profile)).export["size"]
+    folder = export_tiny(profile)
+    size = manifest_of(folder).export["size"]
     assert size["weights_precision"] == profile.split("-")[1]
-    assert size["artifact_bytes"] == sum(size["by_role"].values())
-    tensors = size["by_role"][TENSOR_ROLE[profile.split("-")[0]]]
+    assert (
+        size["artifact_bytes"]
+        == sum(size["by_role"].values())
+        == sum(f.stat().st_size for f in folder.rglob("model.*") if f.is_file())
+    )
+    tensors = tensor_bytes(folder, profile.split("-")[0])
     ratio = tensors / size["weights_bytes"]
-    assert 0.9 < ratio <= LIMIT, f"{profile}: tensor file {tensors} B is {ratio:.4f} x the weights"
+    graph = size["artifact_bytes"] - tensors
+    assert 0.9 < ratio <= LIMIT, f"{profile}: stored tensors {tensors} B = {ratio:.4f} x the weights (graph {graph} B)"
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "openvino"])
-def test_tensor_file_does_not_grow_with_the_input_size(export_tiny, fmt: str, tmp_path: Path) -> None:
-    """The same weights exported at 64 and 256 px store the same tensors (the masks were 5% at 256 px)."""
+def test_stored_tensors_do_not_grow_with_the_input_size(export_tiny, fmt: str, tmp_path: Path) -> None:
+    """The same weights exported at 64 and 128 px store the same tensors (the stored masks were +1.2% at 128 px)."""
     from birefnet_edge.export import export_target
-    from birefnet_edge.manifest import read_manifest
     from birefnet_edge.model import load_model
     from birefnet_edge.profile import load_profile
 
-    small = read_manifest(export_tiny(f"{fmt}-fp32")).export["size"]
-    profile = load_profile(f"{fmt}-fp32").with_overrides(input_size=(256, 256), batch={"min": 1, "opt": 1, "max": 2})
+    small = tensor_bytes(export_tiny(f"{fmt}-fp32"), fmt)
+    profile = load_profile(f"{fmt}-fp32").with_overrides(input_size=(128, 128), batch={"min": 1, "opt": 2, "max": 4})
     model, info = load_model("random:birefnet_tiny", deform=profile.deform)
     result = export_target(model, profile, tmp_path, weights=info, variant="birefnet_tiny")
     assert result.ok, result.error
-    large = read_manifest(result.path).export["size"]
-    role = TENSOR_ROLE[fmt]
-    grown = large["by_role"][role] - small["by_role"][role]
-    assert abs(grown) < 0.005 * small["weights_bytes"], f"{fmt}: {grown} more bytes at 256 px than at 64 px"
+    grown = tensor_bytes(result.path, fmt) - small
+    assert abs(grown) < 0.002 * small, f"{fmt}: {grown} more bytes of tensors at 128 px than at 64 px"
 
 
 def test_size_record_counts_fp16_weights_at_two_bytes(tiny_model, tmp_path: Path) -> None:
