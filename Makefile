@@ -24,6 +24,7 @@ bench:
 	$(BIN)/python benchmarks/bench_deform.py
 	$(BIN)/python benchmarks/bench_export.py
 	$(BIN)/python benchmarks/bench_runtime.py
+	$(BIN)/python benchmarks/bench_memory.py
 	$(BIN)/python benchmarks/bench_distill.py
 	$(BIN)/python benchmarks/bench_distill_faults.py
 	$(BIN)/python benchmarks/bench_teacher.py

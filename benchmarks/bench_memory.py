@@ -97,7 +97,7 @@ def eager_child(variant: str, size: int, batch: int, top: int) -> dict:
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils._pytree import tree_leaves
 
-    from birefnet_edge.model import deterministic_input, deterministic_weights, create_model
+    from birefnet_edge.model import create_model, deterministic_input, deterministic_weights
 
     torch.set_num_threads(2)
     model = deterministic_weights(create_model(variant)).eval()
@@ -119,8 +119,13 @@ def eager_child(variant: str, size: int, batch: int, top: int) -> dict:
         seconds = time.perf_counter() - start
         with Trace():
             model(x)
-    return {"peak_rss": _peak_rss(), "baseline_rss": baseline, "seconds": seconds, "live_peak": live.peak,
-            "top": live.at_peak}
+    return {
+        "peak_rss": _peak_rss(),
+        "baseline_rss": baseline,
+        "seconds": seconds,
+        "live_peak": live.peak,
+        "top": live.at_peak,
+    }
 
 
 def artifact_child(folder: Path, size: int, batch: int) -> dict:
@@ -170,7 +175,8 @@ def export_rows(args: argparse.Namespace, out: Path) -> dict[str, Path]:
         verdict = ("met" if peak <= EXPORT_GOAL else "NOT met") + "/" + ("met" if ratio <= SIZE_GOAL else "NOT met")
         print(
             f"  {r.target:<16}{'reused' if r.reuse.startswith('reused') else 'ok':<8}{record.get('seconds', 0):9.1f}"
-            f"{peak / 2**30:9.2f}Gi{size.get('artifact_bytes', 0) / 1e6:9.1f}MB{size.get('weights_bytes', 0) / 1e6:9.1f}MB"
+            f"{peak / 2**30:9.2f}Gi{size.get('artifact_bytes', 0) / 1e6:9.1f}MB"
+            f"{size.get('weights_bytes', 0) / 1e6:9.1f}MB"
             f"{ratio:8.3f}  {verdict}  check at {record.get('checks', {}).get('check_size')}"
         )
     return folders

@@ -113,6 +113,13 @@ def export_cmd(
     patch_order: WPatchOrder = None,
     variant: WVariant = None,
     calibration: ExpCalibration = None,
+    full_check: Annotated[
+        bool,
+        typer.Option(
+            "--full-check",
+            help="Check float artifacts at their own size (GBs at 1024 px), not on a 256/288 px export of them.",
+        ),
+    ] = False,
 ) -> None:
     """Export a model to target artifacts (model files + manifest.json); exit 1 if any target failed."""
     from birefnet_edge.export import export_targets
@@ -131,6 +138,7 @@ def export_cmd(
             progress=progress,
             reuse=reuse,
             calibration=calibration,
+            full_check=full_check,
             **weights_choice(variant, patch_order),
         )
     _exp_summary(results)

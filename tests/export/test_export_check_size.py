@@ -1,0 +1,35 @@
+"""Where the export check runs: a reduced size with the same parities by default, the full size on request."""
+
+from __future__ import annotations
+
+import pytest
+
+from birefnet_edge.export._check import check_profile, reduced_side
+from birefnet_edge.profile import load_profile
+
+
+@pytest.mark.parametrize(("side", "expected"), [(1024, 256), (544, 288), (736, 288), (288, 288), (256, 256), (64, 64)])
+def test_reduced_side_keeps_the_parity_in_32_px_units(side: int, expected: int) -> None:
+    small = reduced_side(side)
+    assert small == expected
+    assert small % 32 == 0 and (small // 32) % 2 == (side // 32) % 2 or small == side
+
+
+def test_float_targets_are_checked_at_the_reduced_size_unless_asked() -> None:
+    profile = load_profile("openvino-fp32").with_overrides(input_size=(1024, 544))
+    small = check_profile(profile)
+    assert small.input_size == (256, 288)
+    assert (small.format, small.precision, small.batch, small.tolerance) == (
+        profile.format,
+        profile.precision,
+        profile.batch,
+        profile.tolerance,
+    )
+    assert check_profile(profile, full_check=True) is profile
+
+
+def test_int8_and_small_targets_are_checked_as_they_are() -> None:
+    int8 = load_profile("onnx-int8").with_overrides(input_size=(1024, 1024))
+    assert check_profile(int8) is int8
+    small = load_profile("onnx-fp32").with_overrides(input_size=(64, 64))
+    assert check_profile(small) is small
