@@ -386,3 +386,11 @@ def test_export_and_predict_out_that_cannot_be_a_folder_fail_before_the_model_lo
     code, text = cli("predict", "random:birefnet_tiny", photo, "--out", out)
     assert code == 1 and "--out" in _one_error_line(text)
     assert not Path("s3:").exists()
+
+
+def test_eval_junit_path_is_checked_before_the_models_run(photo: Path, cli: Cli, monkeypatch) -> None:
+    import birefnet_edge.model as model_package
+
+    monkeypatch.setattr(model_package, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    code, text = cli("eval", "random:birefnet_tiny", "--images", photo.parent, "--junit", "/proc/j.xml")
+    assert code == 1 and "--junit /proc/j.xml: cannot write in /proc" in _one_error_line(text)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from birefnet_edge.cli._app import fail
-from birefnet_edge.cli._options import Junit, ReportDir, Size, check_report_dir, in_range, parse_size
+from birefnet_edge.cli._options import Junit, ReportDir, Size, check_junit, check_report_dir, in_range, parse_size
 
 
 def _gate(option: str, what: str) -> Any:
@@ -36,6 +36,7 @@ def eval_cmd(
     from birefnet_edge.evaluate import Gates, evaluate_models, publish, render_text
 
     check_report_dir(report)
+    check_junit(junit)
     gates = Gates(min_smeasure, min_fmeasure, min_emeasure, min_wfmeasure, max_mae)
     result = evaluate_models(
         models, images, masks, gates, parse_size(size), batch,
