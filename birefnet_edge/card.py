@@ -87,6 +87,20 @@ def _file_rows(m: Manifest) -> list[str]:
     return rows
 
 
+def _footprint_lines(m: Manifest) -> list[str]:
+    """Download size against the weights and what the export cost, so the footprint is seen before downloading."""
+    size, export = m.export.get("size"), m.export
+    if not size:
+        return []
+    line = (
+        f"Footprint: {size['artifact_bytes'] / 1e6:.1f} MB to download, {size['ratio']:.3f} x the "
+        f"{size['weights_bytes'] / 1e6:.1f} MB of {size['weights_precision']} weights"
+    )
+    if export.get("peak_rss_bytes"):
+        line += f"; the export took {export.get('seconds', 0):.0f} s and {export['peak_rss_bytes'] / 2**30:.2f} GiB"
+    return [line + ".", ""]
+
+
 def _figure_lines(figures: Mapping[str, Any]) -> list[str]:
     lines: list[str] = []
     parity, bench = figures.get("parity"), figures.get("bench")
@@ -202,6 +216,7 @@ def render_card(manifest: Manifest, folder_name: str | None = None, figures: Map
             "",
             *_file_rows(m),
             "",
+            *_footprint_lines(m),
             f"`manifest.json` holds these hashes (`birefnet-edge verify`). This {CARD_NAME} is generated from it "
             "and is not hashed, so reports can update it.",
             f"Tools: {', '.join(f'{k} {v}' for k, v in sorted(m.tools.items()))}.",

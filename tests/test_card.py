@@ -90,3 +90,17 @@ def test_parity_report_updates_the_card_and_leaves_the_manifest(onnx_artifact, t
     assert "Parity against the PyTorch reference: **PASS**" in card and "Not measured yet" not in card
     assert [m["batch"] for m in read_figures(folder)["parity"]["metrics"]] == [1, 2]
     assert sha256_file(folder / MANIFEST_NAME) == before
+
+
+def test_card_states_the_download_size_against_the_weights_and_the_export_cost():
+    from birefnet_edge.card import _footprint_lines
+    from birefnet_edge.manifest import Manifest
+
+    size = {"artifact_bytes": 179_523_266, "weights_bytes": 177_566_232, "weights_precision": "fp32", "ratio": 1.011}
+    export = {"size": size, "seconds": 1357.2, "peak_rss_bytes": int(2.69 * 2**30)}
+    manifest = Manifest(name="a", variant="BiRefNet_lite", weights={}, profile={}, contract={}, export=export)
+    line = _footprint_lines(manifest)[0]
+    assert line == (
+        "Footprint: 179.5 MB to download, 1.011 x the 177.6 MB of fp32 weights; the export took 1357 s and 2.69 GiB."
+    )
+    assert _footprint_lines(Manifest(name="a", variant="v", weights={}, profile={}, contract={})) == []
