@@ -1,0 +1,179 @@
+"""LiteRT int8: ``ai_edge_quantizer`` static quantization (int8 weights and activations) with the shared gate.
+
+The float ``.tflite`` is described as a :class:`GraphView` (node = op, named by its first output
+tensor, which is what the quantizer's recipe regexes match), so the shared structural rules of
+:mod:`birefnet_edge.export._quantize` pick the layers that stay in float. Only the compute ops are
+quantized (conv, depthwise conv, fully connected, batch matmul), as in the ONNX path: elsewhere a
+quantize/dequantize pair costs more than it saves. The calibration runs once on the calibration
+images; the accuracy search then re-quantizes from the same calibration with groups of layers left
+in float, and the gate judges the final model, run by the LiteRT interpreter, on held-out images.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from birefnet_edge._deps import require
+from birefnet_edge.export._base import IO, converting, torch_reference
+from birefnet_edge.export._memory import phase
+from birefnet_edge.export._quantize import (
+    GraphNode,
+    GraphView,
+    Restorer,
+    accuracy_gate,
+    keep_float,
+    quantization_record,
+    restore_search,
+)
+from birefnet_edge.formats.litert import LitertOptions
+from birefnet_edge.profile import Profile
+
+if TYPE_CHECKING:
+    from birefnet_edge.export._calibration import CalibrationSet
+
+EXTRA = "litert"
+QUANTIZED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL")
+_LAYOUT = ("RESHAPE", "TRANSPOSE", "CONCATENATION", "SQUEEZE", "EXPAND_DIMS", "SLICE", "STRIDED_SLICE", "SPLIT")
+_KINDS = {
+    "CONV_2D": "conv",
+    "DEPTHWISE_CONV_2D": "conv",
+    "TRANSPOSE_CONV": "conv",
+    "FULLY_CONNECTED": "matmul",
+    "BATCH_MATMUL": "matmul",
+    # grid_sample decomposes into GATHER_ND reads at indices computed from the sampling grid (input 1).
+    "GATHER_ND": "gridsample",
+    "LOGISTIC": "sigmoid",
+    "SOFTMAX": "softmax",
+    "MUL": "mul",
+    "SHAPE": "shape",
+    # int8 ops are marked by a virtual producer (see graph_view); these are data moves at float boundaries.
+    "QUANTIZE": "layout",
+    "DEQUANTIZE": "layout",
+    **dict.fromkeys((*_LAYOUT, "GATHER", "PAD", "RESIZE_BILINEAR", "BROADCAST_TO", "TILE"), "layout"),
+}
+
+
+def graph_view(model: bytes) -> GraphView:
+    """The main subgraph of a ``.tflite`` as a :class:`GraphView` (constants and graph inputs are ``""``).
+
+    An int8 op reads int8 tensors straight from the op before it (a QUANTIZE op appears only where float
+    data enters), so every op whose first input is an integer tensor gets a virtual ``quantize`` producer:
+    the shared rules then see it as quantized, as they see an op behind a FakeQuantize or DequantizeLinear.
+    """
+    schema = require("ai_edge_litert.schema_py_generated", EXTRA)
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    integer = {schema.TensorType.INT8, schema.TensorType.INT16}
+    root = schema.Model.GetRootAs(model, 0)
+    graph = root.Subgraphs(0)
+    tensors = [graph.Tensors(i) for i in range(graph.TensorsLength())]
+    tensor = [t.Name().decode() for t in tensors]
+    nodes, producer = [], {}
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        code = root.OperatorCodes(op.OpcodeIndex())
+        kind = names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM")
+        outputs = [tensor[j] for j in op.OutputsAsNumpy() if j >= 0]
+        name = outputs[0] if outputs else f"op{i}"
+        ins = list(op.InputsAsNumpy())
+        inputs = tuple(producer.get(tensor[j], "") if j >= 0 else "" for j in ins)
+        if kind in QUANTIZED_OPS and ins and ins[0] >= 0 and tensors[ins[0]].Type() in integer:
+            nodes.append(GraphNode(f"int8:{name}", "quantize", "INT8_INPUT", ()))
+            inputs = (f"int8:{name}", *inputs)
+        nodes.append(GraphNode(name, _KINDS.get(kind, "other"), kind, inputs))
+        producer.update(dict.fromkeys(outputs, name))
+    nodes += [
+        GraphNode(f"output:{tensor[j]}", "output", "Output", (producer.get(tensor[j], ""),))
+        for j in graph.OutputsAsNumpy()
+    ]
+    return GraphView(nodes)
+
+
+def quantize_int8(
+    path: Path, model: torch.nn.Module, profile: Profile, calibration: CalibrationSet, batch: int | None
+) -> dict[str, Any]:
+    """Quantize the float ``.tflite`` at ``path`` in place; return the manifest's ``export.quantization``.
+
+    Args:
+        path: The float model (replaced by the int8 one).
+        model: The PyTorch model (fp32 reference of the held-out images).
+        profile: An int8 profile (its ``[quantization]`` table and tolerance).
+        calibration: Calibration and held-out images.
+        batch: The model's fixed batch (None: symbolic; images are fed one at a time either way).
+
+    Raises:
+        ExportError: A named node does not exist, quantization failed, or the gate failed after the search.
+        MissingDependencyError: ``ai_edge_quantizer`` is not installed (extra ``litert``).
+    """
+    opts = profile.quantization
+    assert opts is not None, "quantize_int8 called for a profile without [quantization]"
+    float_model = path.read_bytes()
+    view = graph_view(float_model)
+    kept = keep_float(view, opts.keep_float, opts.keep_float_nodes)
+    step = batch or 1
+    images = calibration.arrays("calibration", profile.input_size)
+    samples = [{IO.input_name: images[i : i + step]} for i in range(0, len(images) - step + 1, step)]
+    with phase("int8 calibration"), converting("ai_edge_quantizer (calibration)", profile):
+        quantizer = _quantizer(float_model, set(kept))
+        ranges = quantizer.calibrate({"serving_default": samples})
+    held = calibration.arrays("held_out", profile.input_size)
+    reference = torch_reference(model, torch.from_numpy(held))
+    built: dict[frozenset[str], bytes] = {}
+
+    def build(restored: set[str]) -> bytes:
+        key = frozenset(restored)
+        if key not in built:
+            with converting("ai_edge_quantizer (int8)", profile):
+                result = _quantizer(float_model, set(kept) | restored).quantize(ranges, enable_progress_report=False)
+            built[key] = bytes(result.quantized_model)
+        return built[key]
+
+    def run(restored: set[str], x: np.ndarray) -> np.ndarray:
+        return run_model(build(restored), x, LitertOptions.of(profile), step)
+
+    with phase("int8 accuracy search"), converting("LiteRT (int8 accuracy search)", profile):
+        # Named in the float graph: the quantizer's recipe matches the float model's tensor names.
+        candidates = [n.name for n in view.of_kind("conv", "matmul") if n.op in QUANTIZED_OPS and n.name not in kept]
+        restored, log = restore_search(Restorer(candidates, run), held, reference, opts)
+        logits = run(restored, held)
+    kept.update(dict.fromkeys(restored, "accuracy_search"))
+    gate = accuracy_gate(f"target '{profile.name}'", logits, reference, opts.min_iou, profile.tolerance.max_mae)
+    final = build(restored)
+    path.write_bytes(final)
+    record = quantization_record("ai_edge_quantizer", calibration, graph_view(final), kept, gate)
+    return {**record, "search": log}
+
+
+def _quantizer(float_model: bytes, keep: set[str]) -> Any:
+    """A quantizer whose recipe makes the compute ops int8 (weights per channel) except the ``keep`` ones."""
+    aeq = require("ai_edge_quantizer", EXTRA, "LiteRT int8 quantization")
+    ops = aeq.qtyping.TFLOperationName
+    quantizer = aeq.Quantizer(float_model)
+    for op in QUANTIZED_OPS:
+        quantizer.add_static_config(".*", getattr(ops, op), activation_num_bits=8, weight_num_bits=8)
+    if keep:
+        # Later rules win; one alternation keeps the recipe small. The quantizer matches an op's scope,
+        # its output tensor names each followed by ";", and a graph node is named by its first output.
+        pattern = "^(?:" + "|".join(re.escape(name) for name in sorted(keep)) + ");"
+        none = aeq.algorithm_manager.AlgorithmName.NO_QUANTIZE
+        quantizer.update_quantization_recipe(regex=pattern, operation_name=ops.ALL_SUPPORTED, algorithm_key=none)
+    return quantizer
+
+
+def run_model(model: bytes, x: np.ndarray, options: LitertOptions, step: int) -> np.ndarray:
+    """Logits of ``x`` from an in-memory ``.tflite``, run as the artifact's runner runs it (``step`` images a call)."""
+    from birefnet_edge.runtime._base import InputSpec
+    from birefnet_edge.runtime.litert import LitertRunner
+
+    with tempfile.TemporaryDirectory(prefix="birefnet-litert-") as tmp:
+        file = Path(tmp) / "trial.tflite"
+        file.write_bytes(model)
+        spec = InputSpec(size=tuple(x.shape[2:]))  # type: ignore[arg-type]
+        runner = LitertRunner(file, options.threads, options.delegate, (step,), name="trial", spec=spec, contract={})
+        with runner:
+            return np.concatenate([runner._infer_impl(x[i : i + step]) for i in range(0, len(x), step)])

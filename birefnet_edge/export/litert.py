@@ -1,0 +1,198 @@
+"""LiteRT (``.tflite``) export: ``litert_torch.convert`` (``torch.export`` -> TFLite flatbuffer).
+
+fp32 converts as is; fp16 then stores the conv/linear weights in float16 (``ai_edge_quantizer``'s
+float casting: a DEQUANTIZE op feeds each, so a CPU computes in float32 and a GPU/NPU delegate may
+compute in float16); int8 is calibrated static quantization (:mod:`birefnet_edge.export._litert_int8`).
+
+Batch: the model is converted with the profile's symbolic batch when the converter can keep one.
+It cannot while the graph samples with ``grid_sample`` (the portable deformable conv): its
+decomposition indexes the batch with an ``arange`` of the symbolic size, which litert-torch 0.10
+rejects. The exporter then converts at a fixed batch (the profile's ``batch.min``), says so once, and
+records the batch sizes that exist in ``export.batch`` of the manifest; the runner runs larger
+batches in slices of that size.
+
+The delegated share (how much of the graph XNNPACK takes) is read from the written artifact by the
+runner's :func:`birefnet_edge.runtime.litert.delegation` and recorded in ``export.delegation``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from birefnet_edge._deps import require
+from birefnet_edge.delegation import describe_record
+from birefnet_edge.errors import ExportError
+from birefnet_edge.export._base import (
+    EXPORTERS,
+    IO,
+    Exporter,
+    ExportOutput,
+    converting,
+    export_program,
+    tool_versions,
+)
+from birefnet_edge.export._cache import cached_program
+from birefnet_edge.export._memory import phase
+from birefnet_edge.formats.litert import LitertOptions
+from birefnet_edge.profile import Profile
+from birefnet_edge.runtime.litert import inspect
+
+log = logging.getLogger(__name__)
+
+EXTRA = "litert"
+MODEL_FILE = LitertOptions.model_file
+TOOLS = ("litert-torch", "ai-edge-litert")
+#: Deformable-conv forms litert-torch converts: grid_sample, and index_select of channel rows.
+DEFORM_FORMS = ("portable", "gather")
+
+
+class _Named(torch.nn.Module):
+    """Gives the signature the contract's names: ``input`` in, ``logits`` out (litert-torch names by keyword)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input: torch.Tensor) -> dict[str, torch.Tensor]:  # noqa: A002  (the signature's input name)
+        return {IO.output_name: self.model(input)}
+
+
+def symbolic_batch_blocker(model: torch.nn.Module, profile: Profile) -> str | None:
+    """Why the converter cannot keep a symbolic batch for this model (None: it can, or the batch is fixed).
+
+    litert-torch 0.10 rejects an ``arange`` whose length is the symbolic batch. The portable form's
+    ``grid_sample`` makes one when it is decomposed (it indexes the batch), the gather form makes one
+    itself (row offsets per image).
+    """
+    if not IO.is_dynamic(profile):
+        return None
+    nodes = export_program(model, profile).graph.nodes
+    if any(node.target in _SAMPLERS for node in nodes):
+        return (
+            "grid_sample (the portable deformable conv) decomposes into a gather indexed by an arange over the "
+            "batch, which litert-torch cannot convert with a symbolic batch"
+        )
+    if any(str(node.target).startswith("aten.arange") and _symbolic(node.args) for node in nodes):
+        return "the graph builds an arange over the batch, which litert-torch cannot convert with a symbolic batch"
+    return None
+
+
+_SAMPLERS = (torch.ops.aten.grid_sampler.default, torch.ops.aten.grid_sampler_2d.default)
+
+
+def _symbolic(args: tuple[Any, ...]) -> bool:
+    return any(isinstance(a, torch.fx.Node) for a in args)
+
+
+def convert(model: torch.nn.Module, profile: Profile, batch: int | None) -> bytes:
+    """The float ``.tflite`` flatbuffer: a symbolic batch (``batch=None``) or the fixed ``batch``.
+
+    The conversion is the same for fp32, fp16 and int8 (they differ after it), so it is made once per
+    model state and shapes (see :mod:`birefnet_edge.export._cache`).
+
+    Raises:
+        ExportError: The conversion failed (names the step and the target).
+    """
+    litert_torch = require("litert_torch", EXTRA, "LiteRT export")
+
+    def make() -> bytes:
+        x = IO.example_input(profile, batch or profile.batch.example())
+        dynamic = None if batch else {IO.input_name: IO.dynamic_shapes(profile)[0]}  # type: ignore[index]
+        with phase("litert conversion"), converting("litert_torch.convert", profile), torch.no_grad():
+            edge = litert_torch.convert(_Named(model).eval(), sample_kwargs={IO.input_name: x}, dynamic_shapes=dynamic)
+            return bytes(edge.model_content())
+
+    return cached_program(model, profile, make, tag=f"litert-batch-{batch}")
+
+
+def cast_weights_fp16(path: Path, profile: Profile) -> None:
+    """Store the conv/linear weights of the ``.tflite`` at ``path`` in float16 (rewritten in place).
+
+    Raises:
+        ExportError: The quantizer failed.
+    """
+    aeq = require("ai_edge_quantizer", EXTRA, "LiteRT fp16 weights")
+    quantizer = aeq.Quantizer(str(path))
+    for op in ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D"):
+        quantizer.add_weight_only_config(
+            regex=".*",
+            operation_name=getattr(aeq.qtyping.TFLOperationName, op),
+            num_bits=16,
+            algorithm_key=aeq.algorithm_manager.AlgorithmName.FLOAT_CASTING,
+        )
+    with converting("ai_edge_quantizer (fp16 weights)", profile):
+        result = quantizer.quantize()
+    path.write_bytes(result.quantized_model)
+
+
+def count_weights(path: Path) -> dict[str, int]:
+    """Constant (weight) tensors of a ``.tflite`` by element type, read from the flatbuffer's main subgraph."""
+    schema = require("ai_edge_litert.schema_py_generated", EXTRA)
+    names = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    model = schema.Model.GetRootAs(path.read_bytes(), 0)
+    graph = model.Subgraphs(0)
+    counts: dict[str, int] = {}
+    for i in range(graph.TensorsLength()):
+        tensor = graph.Tensors(i)
+        buffer = model.Buffers(tensor.Buffer())
+        if buffer is not None and (buffer.DataLength() or buffer.Size()):
+            kind = names.get(tensor.Type(), str(tensor.Type()))
+            counts[kind] = counts.get(kind, 0) + 1
+    return counts
+
+
+@EXPORTERS.register("litert")
+class LitertExporter(Exporter):
+    """LiteRT ``.tflite``; fp32, fp16 weights or calibrated int8; checked with the XNNPACK runner."""
+
+    check_key = "litert"
+
+    def export(self, model: torch.nn.Module, profile: Profile, out_dir: Path) -> ExportOutput:
+        require("litert_torch", EXTRA, "LiteRT export")
+        if profile.deform not in DEFORM_FORMS:
+            raise ExportError(
+                f"target '{profile.name}' has graph.deform = {profile.deform!r}, which litert-torch cannot convert "
+                f"(our custom op has no TFLite lowering); set graph.deform to one of: {', '.join(DEFORM_FORMS)}"
+            )
+        blocker = symbolic_batch_blocker(model, profile)
+        batch = profile.batch.min if blocker or not IO.is_dynamic(profile) else None
+        warnings = []
+        if blocker:
+            warnings.append(
+                f"LiteRT: no symbolic batch for this model ({blocker}); exported at batch {batch}, "
+                f"larger batches run as slices of {batch}"
+            )
+            log.warning(warnings[-1])
+        path = out_dir / MODEL_FILE
+        path.write_bytes(convert(model, profile, batch))
+        details: dict[str, Any] = {}
+        if profile.precision == "fp16":
+            cast_weights_fp16(path, profile)
+        elif profile.precision == "int8":
+            from birefnet_edge.export._litert_int8 import quantize_int8
+
+            calibration = self.calibration_set(profile)
+            details["quantization"] = quantize_int8(path, model, profile, calibration, batch)
+            warnings += [calibration.warning] if calibration.warning else []
+        details["batch"] = {"symbolic": batch is None, "sizes": [] if batch is None else [batch]}
+        if blocker:
+            details["batch"]["reason"] = blocker
+        details["warnings"] = warnings
+        checks = {"weights": count_weights(path)}
+        self._check_weights(checks["weights"], profile)
+        details.update(inspect(path, LitertOptions.of(profile)))
+        log.info("LiteRT %s: %s", profile.name, describe_record(details["delegation"]))
+        tools = tool_versions(*TOOLS, *(("ai-edge-quantizer",) if profile.precision != "fp32" else ()))
+        return ExportOutput(files={MODEL_FILE: "model"}, checks=checks, tools=tools, details=details)
+
+    def _check_weights(self, weights: dict[str, int], profile: Profile) -> None:
+        half = weights.get("float16", 0)
+        if (profile.precision == "fp16") != (half > 0):
+            raise ExportError(
+                f"LiteRT model of target '{profile.name}' has {half} float16 weight tensors "
+                f"(expected {'some' if profile.precision == 'fp16' else 'none'} for {profile.precision})"
+            )

@@ -1,0 +1,86 @@
+"""``[options]`` of ``litert`` profiles (read by ``export/litert.py`` and ``runtime/litert.py``).
+
+LiteRT (formerly TensorFlow Lite) is Android's on-device runtime. The artifact is one ``.tflite``
+flatbuffer; the runner executes it with ``ai_edge_litert``'s interpreter and the XNNPACK delegate,
+the CPU path every Android phone has. NPU delegates (Qualcomm, MediaTek, Google Tensor) are chosen
+by the app on the phone, not here (see docs/export.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from birefnet_edge.formats._base import FormatOptions, choice, register
+from birefnet_edge.formats._snippets import Snippet, python_snippet
+
+#: ``xnnpack``: the XNNPACK delegate takes the ops it supports, LiteRT's built-in kernels run the rest;
+#: ``none``: built-in kernels only (a reference run, to see what the delegate buys).
+DELEGATES = ("xnnpack", "none")
+
+_KOTLIN = """// build.gradle: implementation("com.google.ai.edge.litert:litert:1.4.0")
+import android.graphics.Bitmap
+import org.tensorflow.lite.Interpreter
+import java.io.File
+import java.nio.ByteBuffer
+import java.nio.ByteOrder
+import kotlin.math.exp
+
+// XNNPACK (CPU) is on by default; pick an NPU/GPU delegate per phone with Interpreter.Options().addDelegate(...).
+val interpreter = Interpreter(File(context.filesDir, "$model"), Interpreter.Options().setNumThreads($threads))
+
+// Pre-processing: RGB at $w x $h, (pixel / 255 - mean[c]) / std[c], NCHW planes, batch 1.
+val mean = "$mean".trim('[', ']').split(",").map { it.trim().toFloat() }
+val std = "$std".trim('[', ']').split(",").map { it.trim().toFloat() }
+val scaled = Bitmap.createScaledBitmap(photo, $w, $h, true)
+val pixels = IntArray($w * $h).also { scaled.getPixels(it, 0, $w, 0, 0, $w, $h) }
+val x = ByteBuffer.allocateDirect(4 * 3 * $h * $w).order(ByteOrder.nativeOrder())
+for (c in 0 until 3) for (p in pixels) x.putFloat(((p shr (16 - 8 * c) and 0xFF) / 255f - mean[c]) / std[c])
+x.rewind()
+
+val logits = ByteBuffer.allocateDirect(4 * $h * $w).order(ByteOrder.nativeOrder())  // (1, 1, $h, $w)
+interpreter.run(x, logits)
+
+// Post-processing: sigmoid -> alpha mask, resized back to the photo's size.
+logits.rewind()
+val alpha = IntArray($h * $w) { i -> (255f / (1f + exp(-logits.getFloat(4 * i)))).toInt() shl 24 }
+val mask = Bitmap.createScaledBitmap(
+    Bitmap.createBitmap(alpha, $w, $h, Bitmap.Config.ARGB_8888), photo.width, photo.height, true
+)
+"""
+
+_PYTHON = """from ai_edge_litert.interpreter import Interpreter
+
+interpreter = Interpreter(model_path="$model", num_threads=$threads)  # XNNPACK delegate by default
+interpreter.allocate_tensors()
+interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+interpreter.invoke()
+logits = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])  # (1, 1, $h, $w)
+"""
+
+
+@register("litert")
+@dataclass(frozen=True)
+class LitertOptions(FormatOptions):
+    """LiteRT conversion and execution settings.
+
+    Attributes:
+        threads: CPU threads of the interpreter (and of its XNNPACK delegate).
+        delegate: ``xnnpack`` or ``none`` (see :data:`DELEGATES`).
+    """
+
+    model_file = "model.tflite"
+    packages = ("litert-torch", "ai-edge-litert", "ai-edge-quantizer")
+    marker = "litert"
+
+    precisions = ("fp32", "fp16", "int8")
+
+    threads: int = 2
+    delegate: str = choice("xnnpack", DELEGATES)
+
+    def snippets(self) -> tuple[Snippet, ...]:
+        """The model card's usage examples: Android (Kotlin, ``Interpreter``) and Python (``ai_edge_litert``)."""
+        threads = str(self.threads)
+        return (
+            Snippet("Android (Kotlin, LiteRT Interpreter)", "kotlin", _KOTLIN.replace("$threads", threads)),
+            python_snippet("Python (ai_edge_litert)", _PYTHON.replace("$threads", threads)),
+        )
