@@ -2,7 +2,7 @@
 
 fp32 converts as is; fp16 then stores the conv/linear weights in float16 (``ai_edge_quantizer``'s
 float casting: a DEQUANTIZE op feeds each, so a CPU computes in float32 and a GPU/NPU delegate may
-compute in float16); int8 is calibrated static quantization (:mod:`birefnet_edge.export._litert_int8`).
+compute in float16); int8 is calibrated static quantization (:mod:`birefnet_edge.export.int8.litert`).
 
 Batch: the model is converted with the profile's symbolic batch when the converter can keep one.
 It cannot while the graph samples with ``grid_sample`` (the portable deformable conv): its
@@ -173,7 +173,7 @@ class LitertExporter(Exporter):
         if profile.precision == "fp16":
             cast_weights_fp16(path, profile)
         elif profile.precision == "int8":
-            from birefnet_edge.export._litert_int8 import quantize_int8
+            from birefnet_edge.export.int8.litert import quantize_int8
 
             calibration = self.calibration_set(profile)
             details["quantization"] = quantize_int8(path, model, profile, calibration, batch)
@@ -185,7 +185,8 @@ class LitertExporter(Exporter):
         checks = {"weights": count_weights(path)}
         self._check_weights(checks["weights"], profile)
         details.update(inspect(path, LitertOptions.of(profile)))
-        log.info("LiteRT %s: %s", profile.name, describe_record(details["delegation"]))
+        details["notes"] = [f"delegated: {describe_record(details['delegation'])}"]
+        log.info("LiteRT %s: %s", profile.name, details["notes"][0])
         tools = tool_versions(*TOOLS, *(("ai-edge-quantizer",) if profile.precision != "fp32" else ()))
         return ExportOutput(files={MODEL_FILE: "model"}, checks=checks, tools=tools, details=details)
 

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from birefnet_edge.errors import ProfileError
+from birefnet_edge.formats import FORMAT_OPTIONS
 from birefnet_edge.profile import BatchRange, Profile, Tolerance, list_profiles, load_profile
 
 SHIPPED = {
@@ -46,7 +47,7 @@ def _write(tmp_path, body: str):
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ('format = "tflite"', r"format = 'tflite' is not allowed; choose one of: coreml, onnx, openvino, tensorrt"),
+        ('format = "tflite"', rf"format = 'tflite' is not allowed; choose one of: {', '.join(FORMAT_OPTIONS.names())}"),
         ('format = "onnx"\nprecision = "int4"', r"precision = 'int4' is not allowed; choose one of: fp32, fp16, bf16"),
         ('format = "coreml"\nprecision = "int8"', r"precision = 'int8' is not supported by format 'coreml'; choose"),
         ('format = "onnx"\nprecision = "bf16"', r"precision = 'bf16' is not supported by format 'onnx'; choose"),
@@ -79,7 +80,7 @@ def _write(tmp_path, body: str):
         ('format = "onnx"\n[graph]\nopset = 12', r"graph.opset must lie in 17..23; got 12"),
         ('format = "onnx"\n[graph]\nfold = true', r"unknown key\(s\) in \[graph\]: fold; allowed: deform, opset"),
         ('format = "onnx"\ntarget = "x"', r"unknown key\(s\) in profile .*: target; allowed:"),
-        ('precision = "fp32"', r"has no 'format'; choose one of: coreml, onnx"),
+        ('precision = "fp32"', rf"has no 'format'; choose one of: {', '.join(FORMAT_OPTIONS.names())}"),
         ('format = "onnx"\n[tolerance]\nmin_iou = 1.5', r"tolerance.min_iou must lie in \[0, 1\]; got 1.5"),
         ('format = "onnx"\n[tolerance]\nmax_abs_logit = -1', r"tolerance.max_abs_logit must be >= 0"),
         ('format = "onnx"\nprecision = ', r"is not valid TOML"),

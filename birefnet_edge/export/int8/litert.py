@@ -2,7 +2,7 @@
 
 The float ``.tflite`` is described as a :class:`GraphView` (node = op, named by its first output
 tensor, which is what the quantizer's recipe regexes match), so the shared structural rules of
-:mod:`birefnet_edge.export._quantize` pick the layers that stay in float. Only the compute ops are
+:mod:`birefnet_edge.export.int8.rules` pick the layers that stay in float. Only the compute ops are
 quantized (conv, depthwise conv, fully connected, batch matmul), as in the ONNX path: elsewhere a
 quantize/dequantize pair costs more than it saves. The calibration runs once on the calibration
 images; the accuracy search then re-quantizes from the same calibration with groups of layers left
@@ -22,20 +22,13 @@ import torch
 from birefnet_edge._deps import require
 from birefnet_edge.export._base import IO, converting, torch_reference
 from birefnet_edge.export._memory import phase
-from birefnet_edge.export._quantize import (
-    GraphNode,
-    GraphView,
-    Restorer,
-    accuracy_gate,
-    keep_float,
-    quantization_record,
-    restore_search,
-)
+from birefnet_edge.export.int8.rules import GraphNode, GraphView, keep_float
+from birefnet_edge.export.int8.search import Restorer, accuracy_gate, quantization_record, restore_search
 from birefnet_edge.formats.litert import LitertOptions
 from birefnet_edge.profile import Profile
 
 if TYPE_CHECKING:
-    from birefnet_edge.export._calibration import CalibrationSet
+    from birefnet_edge.export.int8.calibration import CalibrationSet
 
 EXTRA = "litert"
 QUANTIZED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL")
