@@ -26,6 +26,7 @@ bench:
 	$(BIN)/python benchmarks/bench_runtime.py
 	$(BIN)/python benchmarks/bench_memory.py
 	$(BIN)/python benchmarks/bench_distill.py
+	$(BIN)/python benchmarks/bench_students.py
 	$(BIN)/python benchmarks/bench_distill_faults.py
 	$(BIN)/python benchmarks/bench_teacher.py
 	$(BIN)/python benchmarks/bench_learning.py

@@ -79,18 +79,19 @@ def _register_builtin() -> None:
 
 
 def _register_students() -> None:
-    """Distillation students: a small backbone and a slim decoder (widths from the sweep in docs/distill.md).
+    """Distillation students: an ImageNet-pretrained timm mobile backbone and a slim decoder (docs/distill.md).
 
     The official decoder (deformable ASPP, 64/256 channels, image tiles at every level) and the half-size
-    backbone pass dominate CPU time at 1024 px, and PVT-v2's attention grows with the square of the pixel
-    count; so students use a narrow Swin (window attention, linear in pixels), one backbone pass, no
-    deformable ASPP and narrow widths.
+    backbone pass dominate CPU time at 1024 px, so students take one backbone pass, no deformable ASPP and
+    narrow widths. Their backbones are timm models with published ImageNet weights (``--student-init
+    imagenet``), chosen by the latency sweep in docs/distill.md (benchmarks/bench_students.py); the narrow
+    Swins of the first sweep (``swin_v1_atto``/``femto``) have no weights anywhere and were slower.
     """
     slim = {"multi_scale_input": False, "gdt_channels": 8}
     register_config(
         BiRefNetConfig(
             name="student-s",
-            backbone="swin_v1_atto",
+            backbone="timm:mobilenetv4_conv_small",
             **slim,
             dec_att="none",
             dec_channels=16,
@@ -101,7 +102,7 @@ def _register_students() -> None:
     register_config(
         BiRefNetConfig(
             name="student-m",
-            backbone="swin_v1_femto",
+            backbone="timm:repvit_m0_9",
             **slim,
             dec_att="ASPP",
             dec_channels=32,
