@@ -184,7 +184,9 @@ def _gather_band(
     modulation = mask[:, :, top : top + band].permute(0, 2, 3, 1)  # (B, band, W, k²)
     # Row of corner (y0, x0) in the padded channels-last map; float is exact far beyond any map we build.
     plane = (height + 2) * (width + 2)
-    image = (_float_range(x.shape[0], x) * plane).view(-1, 1, 1, 1)
+    # The image index 0..B-1 as a cumulative sum over the batch, not an arange: an arange whose end is the
+    # batch size makes some converters (litert-torch) fix the batch.
+    image = (torch.cumsum(torch.ones_like(py[:, :1, :1, :1]), dim=0) - 1) * plane
     base = image + (y0 + 1) * (width + 2) + (x0 + 1)
     total = None
     for dy in (0, 1):
