@@ -14,11 +14,13 @@ and when a folder is given as input it leaves out the outputs its record lists, 
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from PIL import Image
@@ -29,6 +31,9 @@ from birefnet_edge.errors import InputError, UsageError
 from birefnet_edge.images import IMAGE_SUFFIXES, find_images
 from birefnet_edge.model import Contract, cutout, load_image, postprocess, preprocess
 from birefnet_edge.runtime import Runner, open_model
+
+if TYPE_CHECKING:
+    from birefnet_edge.predict_ray import RayOptions
 
 MASK_SUFFIX, CUTOUT_SUFFIX = "_mask.png", "_cutout.png"
 OUTPUT_RECORD = ".birefnet-edge-outputs.json"
@@ -54,6 +59,16 @@ class PredictSummary:
     def ok(self) -> bool:
         """True when no input failed."""
         return not self.failed
+
+    def raise_on_failure(self) -> None:
+        """Raise :class:`InputError` naming every input that could not be read.
+
+        Raises:
+            InputError: At least one input failed.
+        """
+        if self.failed:
+            names = ", ".join(str(p) for p, _ in self.failed)
+            raise InputError(f"{len(self.failed)} input(s) could not be read: {names}")
 
     def describe(self) -> str:
         """One line: counts of written, skipped and failed inputs."""
@@ -261,11 +276,18 @@ def predict(
     on_progress: Callable[[int], None] | None = None,
     on_error: Callable[[Path, str], None] | None = None,
     verify: bool = True,
+    *,
+    variant: str | None = None,
+    patch_order: str | None = None,
+    engine: Literal["local", "ray"] = "local",
+    ray: RayOptions | None = None,
+    on_start: Callable[[int, str], None] | None = None,
 ) -> PredictSummary:
-    """Segment images with an artifact or PyTorch weights (see :func:`predict_files`).
+    """Segment images with an artifact or PyTorch weights, in this process or on Ray (see :func:`predict_files`).
 
     Args:
-        model: An artifact folder or a weights spec (``random:<variant>``, a checkpoint, a hub id).
+        model: An artifact folder or a weights spec (``random:<variant>``, a checkpoint, a hub id);
+            the Ray engine takes artifact folders only.
         inputs: Image files and folders.
         out_dir: Output folder.
         batch: Images per inference call.
@@ -274,13 +296,40 @@ def predict(
         on_progress: Progress callback (inputs finished).
         on_error: Called per unreadable input.
         verify: Check an artifact's file hashes against its manifest before loading it.
+        variant: Model variant of PyTorch weights (None: decided by the loader).
+        patch_order: Tile order PyTorch weights were trained with (None: decided by the loader).
+        engine: ``local`` (this process) or ``ray`` (Ray Data, extra ``ray``).
+        ray: Ray layout (address, workers, resources); its ``batch`` and ``verify`` are replaced by
+            this function's. None: the defaults of :class:`~birefnet_edge.predict_ray.RayOptions`.
+        on_start: Called once with the number of inputs and what segments them, when the engine is ready.
 
     Raises:
-        InputError: Bad inputs or batch size.
+        InputError: Bad inputs or batch size, an unknown engine, or Ray asked to run weights.
         ArtifactError: The artifact is invalid or cannot run here.
         WeightsError: The weights cannot be loaded.
+        MissingDependencyError: ``engine="ray"`` without Ray installed.
     """
+    if engine not in ("local", "ray"):
+        raise InputError(f"engine {engine!r} is not one of 'local', 'ray'")
     files = collect_inputs(inputs)
-    plan_outputs(files, out_dir, overwrite)  # a bad --out fails before the model loads
-    with open_model(model, size=size, verify=verify) as runner:
+    plan_outputs(files, out_dir, overwrite)  # a bad --out fails before the model (or Ray) starts
+    if engine == "ray":
+        from birefnet_edge.predict_ray import RayOptions, predict_ray
+
+        if variant is not None or patch_order is not None:
+            raise InputError(
+                "--variant/--patch-order work with --engine local; for ray, export the checkpoint with them "
+                "(the manifest records both) and predict with the artifact"
+            )
+        if not Path(model).is_dir():
+            raise InputError(
+                f"--engine ray runs exported artifacts; {model} is not an artifact folder (export it first)"
+            )
+        if on_start is not None:
+            on_start(len(files), "segmenting on Ray")
+        options = dataclasses.replace(ray or RayOptions(), batch=batch, verify=verify)
+        return predict_ray(model, files, out_dir, options, overwrite, on_progress, on_error)
+    with open_model(model, size=size, verify=verify, variant=variant, patch_order=patch_order) as runner:
+        if on_start is not None:
+            on_start(len(files), f"segmenting with {runner.name}")
         return predict_files(runner, files, out_dir, batch, overwrite, on_progress, on_error)

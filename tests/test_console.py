@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from birefnet_edge._console import format_table
+from birefnet_edge.console import format_table
 
 
 def test_plain_tables_are_tab_separated_with_a_header_row() -> None:

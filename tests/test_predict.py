@@ -184,3 +184,30 @@ def test_exif_rotated_photo_gets_a_mask_in_its_displayed_orientation(tmp_path, t
     predict_files(tiny_runner, [tmp_path / "portrait.jpg"], tmp_path / "out")
     assert Image.open(tmp_path / "out" / "portrait_mask.png").size == (30, 60)
     assert Image.open(tmp_path / "out" / "portrait_cutout.png").size == (30, 60)
+
+
+def test_predict_says_when_it_starts_and_which_engine_runs(photo_folder, tmp_path):
+    started, progress = [], []
+    files = [photo_folder / "wide.png", photo_folder / "broken.png"]
+    summary = predict(
+        "random:birefnet_tiny",
+        files,
+        tmp_path / "out",
+        on_progress=progress.append,
+        on_start=lambda n, label: started.append((n, label)),
+    )
+    assert started == [(2, "segmenting with random:birefnet_tiny")] and sum(progress) == 2
+    assert [p.name for p in summary.written] == ["wide.png"]
+    with pytest.raises(InputError, match=r"1 input\(s\) could not be read: .*broken.png"):
+        summary.raise_on_failure()
+
+
+def test_predict_refuses_an_unknown_engine_and_weights_on_ray(photo_folder, tmp_path):
+    image = [photo_folder / "wide.png"]
+    with pytest.raises(InputError, match="engine 'spark' is not one of 'local', 'ray'"):
+        predict("random:birefnet_tiny", image, tmp_path / "out", engine="spark")
+    with pytest.raises(InputError, match="runs exported artifacts; random:birefnet_tiny is not an artifact"):
+        predict("random:birefnet_tiny", image, tmp_path / "out", engine="ray")
+    with pytest.raises(InputError, match="--variant/--patch-order work with --engine local"):
+        predict(str(tmp_path), image, tmp_path / "out", engine="ray", patch_order="current")
+    assert not (tmp_path / "out").exists()  # refused before anything was written

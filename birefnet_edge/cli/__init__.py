@@ -3,7 +3,7 @@
 User errors (:class:`BirefnetEdgeError`) print one message and exit 1; ``--debug`` (before or after
 the command name) shows the traceback. Heavy backends are imported inside the commands, so
 ``--help`` stays fast. Tables and progress bars go through ``rich`` on a terminal and are plain,
-tab-separated text when piped (see :mod:`birefnet_edge._console`).
+tab-separated text when piped (see :mod:`birefnet_edge.console`).
 
 Each module holds one group of commands as plain functions; they are registered below, in the
 order ``--help`` lists them.

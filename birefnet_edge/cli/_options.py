@@ -6,9 +6,12 @@ import math
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
+
+if TYPE_CHECKING:
+    from birefnet_edge.profile import Profile
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
@@ -66,22 +69,20 @@ ExpCalibration = Annotated[
 ]
 
 
-def weights_choice(variant: str | None, patch_order: PatchOrder | None) -> dict[str, str]:
-    """``variant``/``patch_order`` keyword arguments for the loaders; only those given (the loaders decide the rest)."""
-    choice = {"variant": variant, "patch_order": patch_order.value if patch_order else None}
-    return {k: v for k, v in choice.items() if v is not None}
+def order_name(patch_order: PatchOrder | None) -> str | None:
+    """The ``patch_order`` argument of the loaders (None: they decide)."""
+    return patch_order.value if patch_order else None
 
 
-def chosen_targets(target: list[str] | None, all_targets: bool, hw: tuple[int, int] | None) -> list[str]:
-    """The --target names plus, with --all, every other shipped profile; all validated before slow work."""
+def chosen_profiles(target: list[str] | None, all_targets: bool, hw: tuple[int, int] | None) -> list[Profile]:
+    """The --target profiles plus, with --all, every other shipped one, loaded once, before any slow work."""
     from birefnet_edge.export import resolve_profiles
     from birefnet_edge.profile import list_profiles
 
     targets = list(target or []) + ([p for p in list_profiles() if p not in (target or [])] if all_targets else [])
     if not targets:
         raise typer.BadParameter("name at least one --target, or pass --all", param_hint="--target")
-    resolve_profiles(targets, hw)  # a bad name, file or size fails here, before any slow work
-    return targets
+    return resolve_profiles(targets, hw)  # a bad name, file or size fails here
 
 
 Engine = Literal["local", "ray"]
@@ -138,14 +139,6 @@ NoVerify = Annotated[
 ModelSpec = Annotated[
     str, typer.Argument(metavar="ARTIFACT", help="Artifact folder or weights: random:<variant>, checkpoint, hub id.")
 ]
-
-
-def check_report_dir(report: Path | None, option: str = "--report") -> None:
-    """Fail before any slow work when the report folder cannot be written."""
-    from birefnet_edge._checks import check_output_dir
-
-    if report is not None:
-        check_output_dir(report, option)
 
 
 def check_junit(junit: Path | None) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -33,7 +36,59 @@ def distill_cmd(
     ] = "auto",
 ) -> None:
     """Distil a teacher into a small student on unlabeled images (torchrun --nproc-per-node N for DDP)."""
-    options = dict(locals())  # first statement: exactly the command's options
-    from birefnet_edge.distill import cli_run
+    from birefnet_edge.distill import Augment, DistillConfig, LossWeights, parse_fields, run_distill
+    from birefnet_edge.distill.progress import ProgressPrinter
 
-    cli_run(options, echo=lambda line: typer.echo(line, err=True))
+    config = DistillConfig(
+        teacher=teacher,
+        student=student,
+        images=images,
+        out=out,
+        steps=steps,
+        size=size,
+        batch_size=batch_size,
+        accum=accum,
+        lr=lr,
+        eval_every=eval_every,
+        save_every=save_every,
+        seed=seed,
+        cache=cache,
+        masks=masks,
+        workers=workers,
+        device=device,
+        loss=parse_fields(loss, LossWeights, "--loss"),
+        augment=parse_fields(augment, Augment, "--augment"),
+        student_init=student_init,
+    )
+    with _echoing_log("birefnet_edge.distill"):
+        result = run_distill(config, resume=resume, progress=ProgressPrinter(config.steps))
+    if result.best_step is not None:
+        ((metric, value),) = result.best.items()
+        against = "teacher" if metric == "iou" else "ground truth"
+        best = config.out / "best.safetensors"
+        typer.echo(
+            f"done: step {result.step}; best held-out IoU vs {against} {value:.4f} at step "
+            f"{result.best_step} -> {best} (export it: birefnet-edge export --weights {best} -t openvino-fp32)",
+            err=True,
+        )
+
+
+class _EchoHandler(logging.Handler):
+    """Prints a logger's info lines on stderr as plain lines (warnings prefixed), like the rest of the CLI."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        typer.echo(("warning: " if record.levelno >= logging.WARNING else "") + record.getMessage(), err=True)
+
+
+@contextmanager
+def _echoing_log(name: str) -> Iterator[None]:
+    logger, handler = logging.getLogger(name), _EchoHandler()
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)

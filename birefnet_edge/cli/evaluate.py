@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from birefnet_edge.cli._app import fail
-from birefnet_edge.cli._options import Junit, ReportDir, Size, check_junit, check_report_dir, in_range, parse_size
+from birefnet_edge.cli._options import Junit, ReportDir, Size, check_junit, in_range, parse_size
 
 
 def _gate(option: str, what: str) -> Any:
@@ -32,8 +32,9 @@ def eval_cmd(
     max_mae: Annotated[float | None, _gate("--max-mae", "highest MAE")] = None,
 ) -> None:
     """Score models against ground-truth masks (S, F, E, weighted F, MAE); exit 1 when a gate fails."""
-    from birefnet_edge._console import is_terminal
+    from birefnet_edge.console import is_terminal
     from birefnet_edge.evaluate import Gates, evaluate_models, publish, render_text
+    from birefnet_edge.parity import check_report_dir
 
     check_report_dir(report)
     check_junit(junit)

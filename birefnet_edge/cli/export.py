@@ -7,8 +7,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from birefnet_edge._console import Progress, print_table
-from birefnet_edge.cli._app import fail
 from birefnet_edge.cli._options import (
     ExpAll,
     ExpCalibration,
@@ -18,24 +16,24 @@ from birefnet_edge.cli._options import (
     ExpWeights,
     WPatchOrder,
     WVariant,
-    chosen_targets,
+    chosen_profiles,
+    order_name,
     parse_size,
-    weights_choice,
 )
+from birefnet_edge.console import Progress, print_table
 
 if TYPE_CHECKING:
     from birefnet_edge.export import ExportResult
+    from birefnet_edge.profile import Profile
 
 
 def _exp_bytes(n: int) -> str:
     return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 
 
-def _exp_warn_unused_calibration(calibration: Path | None, targets: list[str]) -> None:
+def _exp_warn_unused_calibration(calibration: Path | None, profiles: list[Profile]) -> None:
     """Say so when --calibration was given but no chosen target is int8 (likely a wrong --target)."""
-    from birefnet_edge.profile import load_profile
-
-    if calibration is not None and not any(load_profile(t).precision == "int8" for t in targets):
+    if calibration is not None and not any(p.precision == "int8" for p in profiles):
         typer.secho(
             "note: --calibration is used only by int8 targets, and none of the chosen targets is int8",
             fg=typer.colors.YELLOW,
@@ -122,29 +120,26 @@ def export_cmd(
     ] = False,
 ) -> None:
     """Export a model to target artifacts (model files + manifest.json); exit 1 if any target failed."""
-    from birefnet_edge.export import export_targets
+    from birefnet_edge.export import export_targets, raise_on_export_failure
 
-    hw = parse_size(size)
-    targets = chosen_targets(target, all_targets, hw)
+    profiles = chosen_profiles(target, all_targets, parse_size(size))
     _exp_warn_random(weights)
-    _exp_warn_unused_calibration(calibration, targets)
-    progress = _ExportProgress(len(targets))
+    _exp_warn_unused_calibration(calibration, profiles)
+    progress = _ExportProgress(len(profiles))
     with progress.progress.running():
         results = export_targets(
             weights,
-            targets,
+            profiles,
             out,
-            size=hw,
             progress=progress,
             reuse=reuse,
             calibration=calibration,
             full_check=full_check,
-            **weights_choice(variant, patch_order),
+            variant=variant,
+            patch_order=order_name(patch_order),
         )
     _exp_summary(results)
-    failed = [r.target for r in results if not r.ok]
-    if failed:
-        fail(f"{len(failed)} of {len(results)} target(s) failed: {', '.join(failed)}")
+    raise_on_export_failure(results)
 
 
 def targets_cmd() -> None:
@@ -167,32 +162,12 @@ _ExpEngine = Annotated[Path | None, typer.Option("--out", help="Engine file (def
 
 def build_engine_cmd(onnx_path: _ExpOnnx, profile: _ExpProfile = None, out: _ExpEngine = None) -> None:
     """Build a TensorRT engine on this machine's GPU; records it in the artifact's manifest when there is one."""
-    from birefnet_edge.errors import InputError
-    from birefnet_edge.export.tensorrt import ENGINE_FILE, attach_engine, build_engine
-    from birefnet_edge.formats.tensorrt import TensorrtOptions
-    from birefnet_edge.manifest import MANIFEST_NAME, read_manifest
-    from birefnet_edge.profile import Profile, load_profile
+    from birefnet_edge.export.tensorrt import build_artifact_engine
 
-    if not onnx_path.is_file():
-        raise InputError(
-            f"ONNX file not found: {onnx_path}; pass the model.onnx of a tensorrt-* artifact "
-            "(birefnet-edge export --target tensorrt-fp16 writes one)"
-        )
-    folder = onnx_path.resolve().parent
-    has_manifest = (folder / MANIFEST_NAME).is_file()
-    if profile is not None:
-        prof = load_profile(profile)
-    elif has_manifest:
-        prof = Profile.from_dict(read_manifest(folder).profile)
-    else:
-        raise typer.BadParameter(f"no {MANIFEST_NAME} beside {onnx_path}; pass --profile", param_hint="--profile")
-    engine = (out or folder / ENGINE_FILE).resolve()
-    cache = engine.parent / TensorrtOptions.of(prof).timing_cache
-    info = build_engine(onnx_path, prof, engine, timing_cache=cache)
+    info, manifest = build_artifact_engine(onnx_path, profile, out)
     typer.echo(
-        f"engine {engine}: TensorRT {info.tensorrt_version}, {info.gpu} (compute capability "
+        f"engine {info.path}: TensorRT {info.tensorrt_version}, {info.gpu} (compute capability "
         f"{info.compute_capability}), {info.precision}, batch {info.batch}, built in {info.seconds:.1f} s"
     )
-    if has_manifest and engine.parent == folder:
-        attach_engine(folder, info)
-        typer.echo(f"recorded in {folder / MANIFEST_NAME}")
+    if manifest is not None:
+        typer.echo(f"recorded in {manifest}")

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from birefnet_edge.cli._app import fail
 from birefnet_edge.cli._options import (
     ArtifactDirs,
     BenchBatches,
@@ -25,11 +24,9 @@ from birefnet_edge.cli._options import (
     WPatchOrder,
     WVariant,
     check_junit,
-    check_report_dir,
-    chosen_targets,
+    chosen_profiles,
     in_range,
     parse_size,
-    weights_choice,
 )
 
 if TYPE_CHECKING:
@@ -47,34 +44,28 @@ def _echo_bench(result: BenchResult) -> None:
     typer.echo(f"bench   {result.name}: {figures}", err=True)
 
 
-def _finish(report: RunReport, out: Path | None, junit: Path | None = None, fresh: bool = False) -> None:
-    """Print and save a report; a ``fresh`` run (not a re-render) also updates model cards and CI summaries."""
-    from birefnet_edge._console import is_terminal
-    from birefnet_edge.parity import render_text_table, write_reports
+def _echo_note(line: str) -> None:
+    typer.echo(line, err=True)
+
+
+def _echo_export_step(name: str, result: ExportResult | None) -> None:
+    if result is None:
+        typer.echo(f"export  {name} ...", err=True)
+    else:
+        status = "ok" if result.ok else f"FAILED: {result.error}"
+        typer.echo(f"export  {name}: {status} ({result.seconds:.1f} s)", err=True)
+        for warning in result.warnings:
+            typer.secho(f"        WARNING: {warning}", fg=typer.colors.YELLOW, bold=True, err=True)
+
+
+def _show(report: RunReport, out: Path | None, junit: Path | None = None, fresh: bool = False) -> None:
+    """Print the report's table, publish it and list what was written."""
+    from birefnet_edge.console import is_terminal
+    from birefnet_edge.parity import publish, render_text_table
 
     typer.echo(render_text_table(report, plain=not is_terminal()))
-    if out is not None:
-        for kind, path in write_reports(report, out).items():
-            typer.echo(f"{kind:<9}{path}")
-    if out is not None and fresh:
-        from birefnet_edge.parity.cards import update_cards
-
-        for card in update_cards(report):
-            typer.echo(f"{'card':<9}{card}")
-    if junit is not None or fresh:
-        _finish_ci(report, junit)
-
-
-def _finish_ci(report: RunReport, junit: Path | None) -> None:
-    """JUnit XML when asked for, and the Markdown summary into ``$GITHUB_STEP_SUMMARY`` when set."""
-    from birefnet_edge.parity import render_markdown
-    from birefnet_edge.parity.ci import append_step_summary, write_junit
-
-    if junit is not None:
-        typer.echo(f"{'junit':<9}{write_junit(report, junit)}")
-    summary = append_step_summary(render_markdown(report))
-    if summary is not None:
-        typer.echo(f"{'summary':<9}{summary}")
+    for kind, path in publish(report, out, junit, fresh=fresh):
+        typer.echo(f"{kind:<9}{path}")
 
 
 def parity_cmd(
@@ -93,7 +84,7 @@ def parity_cmd(
     no_verify: NoVerify = False,
 ) -> None:
     """Compare artifacts with the PyTorch reference; exit 1 when a target fails or cannot be judged."""
-    from birefnet_edge.parity import build_report, load_inputs, raise_on_failure, run_parity
+    from birefnet_edge.parity import build_report, check_report_dir, load_inputs, raise_on_failure, run_parity
     from birefnet_edge.parity.batches import artifact_batch_ranges, check_batches
 
     check_report_dir(report)
@@ -101,12 +92,12 @@ def parity_cmd(
     if batch:  # named by the user: a batch the artifact cannot take is refused, not quietly left out
         check_batches(batch, artifact_batch_ranges(artifacts))
     inputs = load_inputs(images, synthetic)
-    typer.echo(f"parity inputs: {inputs.note}", err=True)
+    _echo_note(f"parity inputs: {inputs.note}")
     samples = report / "samples" if report is not None else None
     results = run_parity(
         artifacts, inputs, batch or (1, 3), samples_dir=samples, on_result=_echo_parity, verify=not no_verify
     )
-    _finish(build_report(parity=results), report, junit, fresh=True)
+    _show(build_report(parity=results), report, junit, fresh=True)
     raise_on_failure(results, allow_skip=allow_skip)
 
 
@@ -119,15 +110,12 @@ def bench_cmd(
     no_verify: NoVerify = False,
 ) -> None:
     """Measure latency, throughput, load time and memory against PyTorch eager; exit 1 if an artifact failed."""
-    from birefnet_edge.parity import bench_artifacts, build_report
-    from birefnet_edge.parity.bench import FAILED
+    from birefnet_edge.parity import bench_artifacts, build_report, check_report_dir, raise_on_bench_failure
 
     check_report_dir(report)
     results = bench_artifacts(artifacts, runs, warmup, batch or (1, 4), on_result=_echo_bench, verify=not no_verify)
-    _finish(build_report(bench=results), report, fresh=True)
-    failed = [r for r in results if r.status == FAILED]
-    if failed:
-        fail(f"{len(failed)} benchmark(s) failed: " + "; ".join(f"{r.name}: {r.reason}" for r in failed))
+    _show(build_report(bench=results), report, fresh=True)
+    raise_on_bench_failure(results)
 
 
 def report_cmd(
@@ -135,12 +123,12 @@ def report_cmd(
     out: Annotated[Path | None, typer.Option("--out", help="Output folder (default: beside the JSON).")] = None,
 ) -> None:
     """Render saved results to the summary table, Markdown and HTML."""
-    from birefnet_edge.parity import load_report
+    from birefnet_edge.parity import check_report_dir, load_report
 
     folder = results if results.is_dir() else results.parent
     loaded = load_report(results)
     check_report_dir(out or folder, "--out")
-    _finish(loaded, out or folder)
+    _show(loaded, out or folder)
 
 
 def pipeline_cmd(
@@ -159,61 +147,32 @@ def pipeline_cmd(
     calibration: ExpCalibration = None,
 ) -> None:
     """Export -> parity -> bench -> report in one go; exit 1 when an export or a runnable target fails."""
-    from birefnet_edge.export import export_targets
-    from birefnet_edge.parity import bench_artifacts, build_report, load_inputs, raise_on_failure, run_parity
+    from birefnet_edge.parity.batches import check_batches
+    from birefnet_edge.pipeline import (
+        PIPELINE_BATCHES,
+        REPORT_DIR,
+        PipelineHooks,
+        raise_on_pipeline_failure,
+        run_pipeline,
+    )
 
-    hw = parse_size(size)
-    targets = chosen_targets(target, all_targets, hw)
-    check_report_dir(out, "--out")
-    check_report_dir(out / "report", "--out")  # a file named report in --out would fail after the export
+    profiles = chosen_profiles(target, all_targets, parse_size(size))
     check_junit(junit)
     if batch:
-        from birefnet_edge.export import resolve_profiles
-        from birefnet_edge.parity.batches import check_batches
-
-        check_batches(batch, {p.name: p.batch for p in resolve_profiles(targets, hw)})
-    inputs = load_inputs(images)  # before exporting: a bad --images folder should fail in seconds
-    exports = export_targets(
+        check_batches(batch, {p.name: p.batch for p in profiles})
+    hooks = PipelineHooks(_echo_export_step, _echo_note, _echo_parity, _echo_bench)
+    report = run_pipeline(
         weights,
-        targets,
+        profiles,
         out,
-        size=hw,
-        progress=_echo_export_step,
+        images=images,
+        batches=batch or PIPELINE_BATCHES,
+        runs=runs,
+        warmup=warmup,
         calibration=calibration,
-        **weights_choice(variant, patch_order),
+        variant=variant,
+        patch_order=patch_order.value if patch_order else None,
+        hooks=hooks,
     )
-    artifacts = [r.path for r in exports if r.ok]
-    report_dir = out / "report"
-    typer.echo(f"parity inputs: {inputs.note}", err=True)
-    parity = run_parity(artifacts, inputs, batch or (1, 3), samples_dir=report_dir / "samples", on_result=_echo_parity)
-    bench = bench_artifacts(artifacts, runs, warmup, on_result=_echo_bench)
-    records = [_export_record(r) for r in exports]
-    run_report = build_report(parity, bench, records, title=f"birefnet-edge pipeline: {weights}")
-    _finish(run_report, report_dir, junit, fresh=True)
-    failed = [r.target for r in exports if not r.ok]
-    if failed:
-        fail(f"export failed for {', '.join(failed)} (see the notes above)")
-    raise_on_failure(parity)
-
-
-def _echo_export_step(name: str, result: ExportResult | None) -> None:
-    if result is None:
-        typer.echo(f"export  {name} ...", err=True)
-    else:
-        status = "ok" if result.ok else f"FAILED: {result.error}"
-        typer.echo(f"export  {name}: {status} ({result.seconds:.1f} s)", err=True)
-        for warning in result.warnings:
-            typer.secho(f"        WARNING: {warning}", fg=typer.colors.YELLOW, bold=True, err=True)
-
-
-def _export_record(result: ExportResult) -> dict:
-    return {
-        "target": result.target,
-        "status": result.status,
-        "path": str(result.path) if result.path else None,
-        "seconds": round(result.seconds, 2),
-        "peak_rss_bytes": result.peak_rss_bytes,
-        "skipped": list(result.skipped),
-        "warnings": list(result.warnings),
-        "error": result.error,
-    }
+    _show(report, out / REPORT_DIR, junit, fresh=True)
+    raise_on_pipeline_failure(report)

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-from birefnet_edge._console import Progress
-from birefnet_edge.cli._app import fail
 from birefnet_edge.cli._options import (
     Engine,
     ModelSpec,
@@ -17,14 +15,11 @@ from birefnet_edge.cli._options import (
     WPatchOrder,
     WVariant,
     in_range,
+    order_name,
     parse_size,
     positive_batches,
-    weights_choice,
 )
-
-if TYPE_CHECKING:
-    from birefnet_edge.predict import PredictSummary
-    from birefnet_edge.predict_ray import RayOptions
+from birefnet_edge.console import Progress
 
 
 def predict_cmd(
@@ -55,43 +50,37 @@ def predict_cmd(
     variant: WVariant = None,
 ) -> None:
     """Write masks and RGBA cutouts at the original resolution; exit 1 if any input could not be read."""
-    from birefnet_edge.predict import collect_inputs, plan_outputs, predict_files
-    from birefnet_edge.runtime import open_model
+    from birefnet_edge.predict import predict
+    from birefnet_edge.predict_ray import RayOptions
 
-    files = collect_inputs(inputs)
-    plan_outputs(files, out, overwrite)  # a bad --out fails before the model (or Ray) starts
-    if engine == "ray":
-        from birefnet_edge.predict_ray import RayOptions
-
-        if variant is not None or patch_order is not None:
-            raise typer.BadParameter(
-                "--variant/--patch-order work with --engine local; for ray, export the checkpoint with them "
-                "(the manifest records both) and predict with the artifact",
-                param_hint="--engine",
-            )
-        options = RayOptions(address, workers or 2, batch, cpus_per_worker, gpus_per_worker, verify=not no_verify)
-        summary = _predict_ray(model, files, out, overwrite, options)
-    elif address is not None or workers is not None:
+    if engine == "ray" and (variant is not None or patch_order is not None):
+        raise typer.BadParameter(
+            "--variant/--patch-order work with --engine local; for ray, export the checkpoint with them "
+            "(the manifest records both) and predict with the artifact",
+            param_hint="--engine",
+        )
+    if engine == "local" and (address is not None or workers is not None):
         raise typer.BadParameter("--address and --workers need --engine ray", param_hint="--engine")
-    else:
-        runner = open_model(model, size=parse_size(size), verify=not no_verify, **weights_choice(variant, patch_order))
-        progress = Progress(len(files), f"segmenting with {runner.name}")
-        with runner, progress.running():
-            summary = predict_files(runner, files, out, batch, overwrite, progress.advance, _echo_unreadable)
-    typer.echo(f"{summary.describe()} -> {out}")
-    if not summary.ok:
-        fail(f"{len(summary.failed)} input(s) could not be read: {', '.join(str(p) for p, _ in summary.failed)}")
-
-
-def _predict_ray(model: str, files: list[Path], out: Path, overwrite: bool, options: RayOptions) -> PredictSummary:
-    from birefnet_edge.errors import InputError
-    from birefnet_edge.predict_ray import predict_ray
-
-    if not Path(model).is_dir():
-        raise InputError(f"--engine ray runs exported artifacts; {model} is not an artifact folder (export it first)")
-    progress = Progress(len(files), "segmenting on Ray")
+    progress = Progress(0, "segmenting")
     with progress.running():
-        return predict_ray(model, files, out, options, overwrite, progress.advance, _echo_unreadable)
+        summary = predict(
+            model,
+            inputs,
+            out,
+            batch,
+            overwrite,
+            size=parse_size(size),
+            on_progress=progress.advance,
+            on_error=_echo_unreadable,
+            verify=not no_verify,
+            variant=variant,
+            patch_order=order_name(patch_order),
+            engine=engine,
+            ray=RayOptions(address, workers or 2, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker),
+            on_start=progress.start,
+        )
+    typer.echo(f"{summary.describe()} -> {out}")
+    summary.raise_on_failure()
 
 
 def _echo_unreadable(path: Path, why: str) -> None:

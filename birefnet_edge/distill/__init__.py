@@ -4,18 +4,17 @@ Builds on ``model/`` (and the parity gate's metric functions); nothing in ``mode
 ``runtime/`` imports this package. The ``distill`` command calls :func:`run_distill`.
 """
 
-from birefnet_edge.distill._cli import cli_run
-from birefnet_edge.distill.config import Augment, DistillConfig, LossWeights
+from birefnet_edge.distill.config import Augment, DistillConfig, LossWeights, parse_fields
 from birefnet_edge.distill.students import list_students
 from birefnet_edge.distill.trainer import Distiller, DistillResult, run_distill
 
 __all__ = [
     "Augment",
-    "cli_run",
     "DistillConfig",
     "DistillResult",
     "Distiller",
     "LossWeights",
     "list_students",
+    "parse_fields",
     "run_distill",
 ]

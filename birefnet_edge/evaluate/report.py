@@ -12,8 +12,8 @@ import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from birefnet_edge._console import format_table
 from birefnet_edge._io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from birefnet_edge.console import format_table
 from birefnet_edge.errors import ArtifactError
 from birefnet_edge.evaluate.run import FAIL, SKIPPED, EvalReport, EvalResult
 from birefnet_edge.evaluate.scores import MEASURES

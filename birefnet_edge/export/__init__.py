@@ -7,7 +7,14 @@ found by discovery, without importing any heavy converter (those are imported wh
 
 from birefnet_edge._registry import import_submodules
 from birefnet_edge.export._base import EXPORTERS, IO, ArtifactInfo, Exporter, ExportOutput, IOSpec
-from birefnet_edge.export._pipeline import ExportResult, artifact_name, export_target, export_targets, resolve_profiles
+from birefnet_edge.export._pipeline import (
+    ExportResult,
+    artifact_name,
+    export_target,
+    export_targets,
+    raise_on_export_failure,
+    resolve_profiles,
+)
 from birefnet_edge.export.tensorrt import build_engine
 
 __all__ = [
@@ -22,6 +29,7 @@ __all__ = [
     "build_engine",
     "export_target",
     "export_targets",
+    "raise_on_export_failure",
     "resolve_profiles",
 ]
 

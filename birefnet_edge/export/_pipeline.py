@@ -20,7 +20,7 @@ import torch
 from birefnet_edge._checks import check_output_dir
 from birefnet_edge._io import removing_new_empty_dirs, staging_dir
 from birefnet_edge.card import write_card
-from birefnet_edge.errors import BirefnetEdgeError
+from birefnet_edge.errors import BirefnetEdgeError, ExportError
 from birefnet_edge.export._base import EXPORTERS, ArtifactInfo, ExportOutput, tool_versions
 from birefnet_edge.export._check import run_check
 from birefnet_edge.export._footprint import size_record, weights_bytes
@@ -70,6 +70,19 @@ class ExportResult:
         """True when the artifact was written."""
         return self.status == "ok"
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready record, as a report's ``exports`` list keeps it (``reuse`` is left out)."""
+        return {
+            "target": self.target,
+            "status": self.status,
+            "path": str(self.path) if self.path else None,
+            "seconds": round(self.seconds, 2),
+            "peak_rss_bytes": self.peak_rss_bytes,
+            "skipped": list(self.skipped),
+            "warnings": list(self.warnings),
+            "error": self.error,
+        }
+
 
 def artifact_name(variant: str, profile: Profile) -> str:
     """Folder name of an artifact: ``<variant>-<profile>``."""
@@ -114,11 +127,11 @@ def _manifest(
         files=files,
         model_overrides=extra["overrides"],
         tools={**tool_versions("torch", "numpy", "birefnet_edge"), **out.tools},
-        export=_export_record(weights, out, extra),
+        export=_export_section(weights, out, extra),
     )
 
 
-def _export_record(weights: dict[str, Any], out: ExportOutput, extra: dict) -> dict[str, Any]:
+def _export_section(weights: dict[str, Any], out: ExportOutput, extra: dict) -> dict[str, Any]:
     return {
         "seconds": round(extra.get("seconds", 0.0), 3),
         "peak_rss_bytes": extra.get("peak_rss_bytes", 0),
@@ -254,13 +267,13 @@ def _run_exporter(
     return final, out
 
 
-def resolve_profiles(targets: Sequence[str], size: tuple[int, int] | None = None) -> list[Profile]:
-    """Load profiles by shipped name or TOML path, optionally overriding the input size.
+def resolve_profiles(targets: Sequence[str | Profile], size: tuple[int, int] | None = None) -> list[Profile]:
+    """Load profiles by shipped name or TOML path (profiles pass as they are), optionally overriding the input size.
 
     Raises:
         ProfileError: An unknown name, a bad file or an illegal size.
     """
-    profiles = [load_profile(t) for t in targets]
+    profiles = [t if isinstance(t, Profile) else load_profile(t) for t in targets]
     if size is not None:
         profiles = [p.with_overrides(input_size=tuple(size)) for p in profiles]
     return profiles
@@ -268,7 +281,7 @@ def resolve_profiles(targets: Sequence[str], size: tuple[int, int] | None = None
 
 def export_targets(
     weights: str,
-    targets: list[str],
+    targets: Sequence[str | Profile],
     out_dir: str | Path,
     *,
     size: tuple[int, int] | None = None,
@@ -283,7 +296,7 @@ def export_targets(
 
     Args:
         weights: ``random:<variant>``, a checkpoint path or a hub id (see ``load_model``).
-        targets: Shipped profile names or paths to TOML files.
+        targets: Profiles, or shipped profile names or paths to TOML files (loaded here).
         out_dir: Parent folder of the artifacts.
         size: (H, W) overriding every profile's input size.
         progress: Called as ``progress(target, None)`` before and ``progress(target, result)`` after each export.
@@ -331,6 +344,17 @@ def export_targets(
             if progress is not None:
                 progress(profile.name, result)
     return results
+
+
+def raise_on_export_failure(results: Sequence[ExportResult]) -> None:
+    """Raise :class:`ExportError` naming every target whose export failed (the results say why).
+
+    Raises:
+        ExportError: At least one result is not ok.
+    """
+    failed = [r.target for r in results if not r.ok]
+    if failed:
+        raise ExportError(f"{len(failed)} of {len(results)} target(s) failed: {', '.join(failed)}")
 
 
 def _export_or_reuse(

@@ -18,12 +18,12 @@ import torch
 
 from birefnet_edge._deps import is_available, require
 from birefnet_edge._io import atomic_write_bytes
-from birefnet_edge.errors import ExportError
+from birefnet_edge.errors import ExportError, InputError
 from birefnet_edge.export import onnx as onnx_export
 from birefnet_edge.export._base import EXPORTERS, IO, CheckOutcome, Exporter, ExportOutput, tool_versions
 from birefnet_edge.formats.tensorrt import TensorrtOptions
-from birefnet_edge.manifest import FileEntry, Manifest, read_manifest
-from birefnet_edge.profile import Profile
+from birefnet_edge.manifest import MANIFEST_NAME, FileEntry, Manifest, read_manifest
+from birefnet_edge.profile import Profile, load_profile
 
 EXTRA = TensorrtOptions.extra
 ONNX_FILE = onnx_export.MODEL_FILE
@@ -295,3 +295,49 @@ def attach_engine(artifact_dir: str | Path, info: EngineInfo) -> Manifest:
     updated = dataclasses.replace(manifest, files=entries, export=export, tools=tools)
     updated.write(folder)
     return updated
+
+
+def build_artifact_engine(
+    onnx_path: str | Path, profile: str | Path | Profile | None = None, out_path: str | Path | None = None
+) -> tuple[EngineInfo, Path | None]:
+    """Build the engine of a ``tensorrt-*`` artifact's ONNX on this machine (``birefnet-edge build-engine``).
+
+    The timing cache lies beside the engine under the profile's ``timing_cache`` name, so rebuilding
+    in the same place is fast. An engine written into the artifact folder is recorded in its manifest.
+
+    Args:
+        onnx_path: The TensorRT-ready ``model.onnx`` of a ``tensorrt-*`` artifact.
+        profile: A profile, its name or TOML file; None takes the one recorded in the manifest beside the ONNX.
+        out_path: Engine file (None: ``model.engine`` beside the ONNX).
+
+    Returns:
+        The engine record, and the manifest that now records it (None when none was updated).
+
+    Raises:
+        InputError: The ONNX file is missing, or no profile was given and no manifest lies beside the ONNX.
+        ProfileError: The profile cannot be loaded.
+        MissingDependencyError: tensorrt is not installed.
+        ExportError: No GPU, or the build failed (see :func:`build_engine`).
+    """
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise InputError(
+            f"ONNX file not found: {onnx_path}; pass the model.onnx of a tensorrt-* artifact "
+            "(birefnet-edge export --target tensorrt-fp16 writes one)"
+        )
+    folder = onnx_path.resolve().parent
+    has_manifest = (folder / MANIFEST_NAME).is_file()
+    if isinstance(profile, Profile):
+        prof = profile
+    elif profile is not None:
+        prof = load_profile(profile)
+    elif has_manifest:
+        prof = Profile.from_dict(read_manifest(folder).profile)
+    else:
+        raise InputError(f"no {MANIFEST_NAME} beside {onnx_path} to take the profile from; pass --profile")
+    engine = Path(out_path or folder / ENGINE_FILE).resolve()
+    info = build_engine(onnx_path, prof, engine, timing_cache=engine.parent / TensorrtOptions.of(prof).timing_cache)
+    if has_manifest and engine.parent == folder:
+        attach_engine(folder, info)
+        return info, folder / MANIFEST_NAME
+    return info, None

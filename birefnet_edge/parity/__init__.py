@@ -5,11 +5,11 @@ model, :class:`RunReport` included); the renderers (:mod:`.markdown`, :mod:`.htm
 read them, and :mod:`.report` assembles and writes a run's report.
 """
 
-from birefnet_edge.parity.bench import GOALS, Goal, bench_artifacts, evaluate_goals
+from birefnet_edge.parity.bench import GOALS, Goal, bench_artifacts, evaluate_goals, raise_on_bench_failure
 from birefnet_edge.parity.compare import check_artifact, raise_on_failure, run_parity
 from birefnet_edge.parity.inputs import ParityInputs, load_inputs
 from birefnet_edge.parity.markdown import render_markdown, render_text_table
-from birefnet_edge.parity.report import build_report, write_reports
+from birefnet_edge.parity.report import build_report, check_report_dir, publish, write_reports
 from birefnet_edge.parity.results import (
     FAIL,
     PASS,
@@ -36,10 +36,13 @@ __all__ = [
     "RunReport",
     "bench_artifacts",
     "build_report",
+    "check_report_dir",
     "check_artifact",
     "evaluate_goals",
     "load_inputs",
     "load_report",
+    "publish",
+    "raise_on_bench_failure",
     "raise_on_failure",
     "render_markdown",
     "render_text_table",

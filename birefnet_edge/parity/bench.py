@@ -314,3 +314,14 @@ def add_speedup(result: BenchResult, baseline: BenchResult) -> None:
         base = baseline.at(stats.batch)
         if base is not None and stats.min_ms > 0:
             result.speedup[str(stats.batch)] = base.min_ms / stats.min_ms
+
+
+def raise_on_bench_failure(results: Sequence[BenchResult]) -> None:
+    """Raise :class:`ArtifactError` naming every benchmark that failed (skipped targets do not fail).
+
+    Raises:
+        ArtifactError: At least one result has status FAILED (a broken artifact or a crash).
+    """
+    failed = [r for r in results if r.status == FAILED]
+    if failed:
+        raise ArtifactError(f"{len(failed)} benchmark(s) failed: " + "; ".join(f"{r.name}: {r.reason}" for r in failed))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from birefnet_edge._console import format_table
+from birefnet_edge.console import format_table
 from birefnet_edge.parity.results import RunReport
 from birefnet_edge.parity.table import COLUMNS, notes, summary_rows
 

@@ -3,7 +3,8 @@
 :func:`build_report` assembles the measured results (and pipeline export results); the data model
 lives in :mod:`.results` and the renderers (:mod:`.markdown`, :mod:`.html`) are leaves that read
 it. ``results.json`` is the machine-readable record, ``summary.md`` the CI summary table,
-``report.html`` a self-contained page with pictures.
+``report.html`` a self-contained page with pictures. :func:`publish` decides what a finished run
+writes: those three files, the artifacts' model cards and the CI outputs.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from birefnet_edge._checks import check_output_dir
 from birefnet_edge._io import atomic_write_text
 from birefnet_edge.formats import FORMAT_OPTIONS
 from birefnet_edge.parity.bench import evaluate_goals
@@ -92,3 +94,47 @@ def write_reports(report: RunReport, out_dir: str | Path) -> dict[str, Path]:
         "markdown": atomic_write_text(out / SUMMARY_MD, render_markdown(report)),
         "html": atomic_write_text(out / REPORT_HTML, render_html(report, out)),
     }
+
+
+def check_report_dir(path: str | Path | None, option: str = "--report") -> None:
+    """Fail before any slow work when a report folder could not be written (None: no folder, nothing to check).
+
+    Raises:
+        InputError: ``path`` or one of its parents is a file, or it cannot be created; the message names ``option``.
+    """
+    if path is not None:
+        check_output_dir(path, option)
+
+
+def publish(
+    report: RunReport, out_dir: str | Path | None, junit: str | Path | None = None, *, fresh: bool = False
+) -> list[tuple[str, Path]]:
+    """Write what a run leaves behind: reports, model cards and CI outputs.
+
+    Args:
+        report: The run's report.
+        out_dir: Folder for ``results.json``, ``summary.md`` and ``report.html`` (None: none written).
+        junit: JUnit XML file to write (None: none).
+        fresh: The report comes from a measurement just made, not from saved results: then the judged
+            artifacts' model cards are updated (when ``out_dir`` is given) and the Markdown summary is
+            appended to ``$GITHUB_STEP_SUMMARY`` when that is set. A re-render changes neither.
+
+    Returns:
+        ``(kind, path)`` for every file written, in order; kinds are ``json``, ``markdown``, ``html``,
+        ``card``, ``junit`` and ``summary``.
+    """
+    from birefnet_edge.parity.cards import update_cards
+    from birefnet_edge.parity.ci import append_step_summary, write_junit
+
+    written: list[tuple[str, Path]] = []
+    if out_dir is not None:
+        written += list(write_reports(report, out_dir).items())
+        if fresh:
+            written += [("card", card) for card in update_cards(report)]
+    if junit is not None:
+        written.append(("junit", write_junit(report, junit)))
+    if junit is not None or fresh:
+        summary = append_step_summary(render_markdown(report))
+        if summary is not None:
+            written.append(("summary", summary))
+    return written

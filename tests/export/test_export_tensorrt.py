@@ -149,3 +149,44 @@ def test_attach_engine_records_a_later_build_in_the_manifest(export_tiny, tmp_pa
     }
     assert manifest.tools["tensorrt"] == "10.9.0"
     assert read_manifest(folder).to_dict() == manifest.to_dict()  # what was returned is what was written
+
+
+def test_build_artifact_engine_takes_the_manifest_profile_and_caches_beside_the_engine(
+    export_tiny, tmp_path, monkeypatch
+) -> None:
+    """What `build-engine model.onnx` decides: profile, engine path, timing cache, manifest record."""
+    import shutil
+
+    from birefnet_edge.errors import InputError
+    from birefnet_edge.export import tensorrt as trt_export
+    from birefnet_edge.formats.tensorrt import TensorrtOptions
+    from birefnet_edge.profile import load_profile
+
+    folder = tmp_path / "artifact"
+    shutil.copytree(export_tiny("tensorrt-fp16"), folder)
+    calls = []
+
+    def fake_build(onnx_path, profile, out_path, *, timing_cache=None):  # no GPU here: record, write, describe
+        calls.append((profile.name, out_path, timing_cache))
+        out_path.write_bytes(b"engine")
+        batch = {"min": profile.batch.min, "opt": profile.batch.opt, "max": profile.batch.max}
+        return EngineInfo(str(out_path), "10.9.0", "Test GPU", "9.0", profile.precision, batch, 1.0, None)
+
+    monkeypatch.setattr(trt_export, "build_engine", fake_build)
+    info, manifest = trt_export.build_artifact_engine(folder / "model.onnx")
+    (name, engine, cache) = calls[0]
+    assert name == "tensorrt-fp16" and engine == (folder / "model.engine").resolve()
+    assert cache == folder.resolve() / TensorrtOptions.of(load_profile("tensorrt-fp16")).timing_cache
+    assert (
+        manifest == folder.resolve() / "manifest.json" and read_manifest(folder).export["engine"]["gpu"] == "Test GPU"
+    )
+    elsewhere = tmp_path / "engines" / "b.engine"
+    elsewhere.parent.mkdir()
+    assert trt_export.build_artifact_engine(folder / "model.onnx", "tensorrt-fp32", elsewhere)[1] is None
+    assert calls[1][0] == "tensorrt-fp32" and calls[1][2].parent == elsewhere.parent.resolve()
+    (tmp_path / "bare").mkdir()
+    (tmp_path / "bare" / "model.onnx").write_bytes(b"")
+    with pytest.raises(InputError, match="pass --profile"):
+        trt_export.build_artifact_engine(tmp_path / "bare" / "model.onnx")
+    with pytest.raises(InputError, match="ONNX file not found"):
+        trt_export.build_artifact_engine(tmp_path / "bare" / "missing.onnx")

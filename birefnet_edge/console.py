@@ -78,6 +78,10 @@ class Progress:
         )
         self._task = self._bar.add_task(label, total=total)
 
+    def start(self, total: int, label: str) -> None:
+        """Set the number of steps and the label once they are known (e.g. after the inputs were listed)."""
+        self._bar.update(self._task, total=total, description=label)
+
     def advance(self, steps: int = 1, label: str | None = None) -> None:
         """Move the bar ``steps`` forward (and relabel it)."""
         self._bar.update(self._task, advance=steps, **({"description": label} if label else {}))
