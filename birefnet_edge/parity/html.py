@@ -1,8 +1,9 @@
 """The self-contained HTML report: summary table, goals, latency chart (inline SVG) and pictures.
 
-For a few inputs the page shows the image, the reference mask, each target's mask and an error heat
-map of ``|p_target - p_reference|`` on a log scale (1e-6 black ... 1 white-hot), all embedded as
-base64 PNG so the single file can be attached to a CI run and opened anywhere.
+For a few inputs the page shows a grid, one row per input: the image, the reference mask, then each
+target's mask and an error heat map of ``|p_target - p_reference|`` on a log scale (1e-6 black ... 1
+white-hot); the grid scrolls sideways when there are many targets. Pictures are embedded as base64
+PNG so the single file can be attached to a CI run and opened anywhere.
 """
 
 from __future__ import annotations
@@ -11,22 +12,26 @@ import base64
 import html
 import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from birefnet_edge.parity.results import BenchResult, ParityResult, RunReport
 from birefnet_edge.parity.samples import max_pool
-from birefnet_edge.parity.table import COLUMNS, notes, summary_rows
+from birefnet_edge.parity.table import COLUMNS, goal_cells, notes, summary_rows
 
 THUMB = 192
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}
 td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;font-size:14px}th{background:#f3f3f3}
-.PASS,.OK{color:#17752b;font-weight:bold}.FAIL,.FAILED,.EXPORT{color:#b00020;font-weight:bold}
-.SKIPPED{color:#946200;font-weight:bold}figure{display:inline-block;margin:4px;text-align:center}
-figcaption{font-size:12px;max-width:170px;word-wrap:break-word}
-figure img{width:160px;height:auto;image-rendering:pixelated;border:1px solid #ddd}
+.PASS,.OK,.met{color:#17752b;font-weight:bold}.FAIL,.FAILED,.EXPORT,.NOT{color:#b00020;font-weight:bold}
+.SKIPPED,.not{color:#946200;font-weight:bold}
+.scroll{overflow-x:auto;max-width:100%}table.grid{margin:0}table.grid th{font-size:12px;max-width:168px}
+table.grid td{padding:2px;text-align:center;vertical-align:top;white-space:nowrap}
+table.grid th,table.grid td{word-wrap:break-word}
+table.grid img{display:block;width:160px;height:auto;image-rendering:pixelated;border:1px solid #ddd}
+table.grid .cap{font-size:12px;white-space:normal;max-width:160px}
 """
 
 
@@ -50,9 +55,9 @@ def heat_map(error: np.ndarray) -> np.ndarray:
     return (rgb * 255).astype(np.uint8)
 
 
-def _figure(uri: str, caption: str) -> str:
+def _picture(uri: str, caption: str) -> str:
     text = html.escape(caption)
-    return f'<figure><img src="{uri}" alt="{text}"><figcaption>{text}</figcaption></figure>'
+    return f'<td><img src="{uri}" alt="{text}"><div class="cap">{text}</div></td>'
 
 
 def _find_samples(result: ParityResult, base: Path) -> Path | None:
@@ -66,29 +71,53 @@ def _find_samples(result: ParityResult, base: Path) -> Path | None:
 
 
 def render_pictures(report: RunReport, base: Path) -> str:
-    """Render one row per sample input: image, reference mask, then each target's mask and error map."""
+    """Render the grid: one row per sample input (image, reference mask, then each target's mask and error map)."""
     loaded = [(r.name, np.load(p)) for r in report.parity if (p := _find_samples(r, base)) is not None]
     if not loaded:
         return "<p>No pictures: no target produced outputs to show (see the table).</p>"
     first = loaded[0][1]
-    rows = []
+    head = "<th>input</th><th>PyTorch reference</th>" + "".join(
+        f'<th colspan="2">{html.escape(target)}: mask, |dp|</th>' for target, _ in loaded
+    )
+    rows = [f"<tr>{head}</tr>"]
     for i, name in enumerate(first["names"]):
         cells = [
-            _figure(png_data_uri(_thumb(first["images"][i])), f"input {name}"),
-            _figure(png_data_uri(_thumb(first["reference"][i])), "PyTorch reference mask"),
+            _picture(png_data_uri(_thumb(first["images"][i])), str(name)),
+            _picture(png_data_uri(_thumb(first["reference"][i])), "reference mask"),
         ]
-        for target, data in loaded:
-            if i >= len(data["target"]) or str(data["names"][i]) != str(name):
-                continue
-            worst = float(data["error_max"][i])
-            cells.append(_figure(png_data_uri(_thumb(data["target"][i])), f"{target} mask"))
-            heat = heat_map(max_pool(data["error"][i], THUMB))  # block maxima: one bad pixel stays visible
-            cells.append(_figure(png_data_uri(heat), f"{target} |dp| max {worst:.2g}"))
-        rows.append(f"<div>{''.join(cells)}</div>")
+        for _, data in loaded:
+            cells += _target_cells(data, i, str(name))
+        rows.append(f"<tr>{''.join(cells)}</tr>")
     legend = (
         "<p>Error maps: |p_target - p_reference|, log scale: black &le; 1e-6, red ~1e-4, yellow ~1e-2, white 1.</p>"
     )
-    return legend + "\n".join(rows)
+    return legend + f'<div class="scroll"><table class="grid">{"".join(rows)}</table></div>'
+
+
+def _target_cells(data: Any, i: int, name: str) -> list[str]:
+    """A target's mask and error map for input ``i``; two empty cells when it has no sample of that input."""
+    if i >= len(data["target"]) or str(data["names"][i]) != name:
+        return ['<td class="cap">-</td>'] * 2
+    heat = heat_map(max_pool(data["error"][i], THUMB))  # block maxima: one bad pixel stays visible
+    return [
+        _picture(png_data_uri(_thumb(data["target"][i])), "mask"),
+        _picture(png_data_uri(heat), f"|dp| max {float(data['error_max'][i]):.2g}"),
+    ]
+
+
+def goals_table(report: RunReport) -> str:
+    """The speed goals, one row per (goal, target), with the measured figure and the verdict."""
+    if not report.goals:
+        return "<p>No goal applies to the measured targets.</p>"
+    head = "".join(f"<th>{h}</th>" for h in ("goal", "target", "measured", "verdict", "setting"))
+    rows = []
+    for goal in report.goals:
+        label, target, value, verdict, where = goal_cells(goal)
+        cells = (label, target, value)
+        tds = "".join(f"<td>{html.escape(c)}</td>" for c in cells)
+        tds += f'<td class="{verdict.split()[0]}">{html.escape(verdict)}</td><td>{html.escape(where or "as set")}</td>'
+        rows.append(f"<tr>{tds}</tr>")
+    return f'<table class="goals"><tr>{head}</tr>{"".join(rows)}</table>'
 
 
 def latency_chart(bench: list[BenchResult]) -> str:
@@ -135,13 +164,14 @@ def render_html(report: RunReport, base: str | Path = ".") -> str:
         base: Folder the results were written to (where ``samples/`` lies).
     """
     machine = report.machine
-    items = "".join(f"<li>{html.escape(n)}</li>" for n in notes(report))
+    items = "".join(f"<li>{html.escape(n)}</li>" for n in notes(report, goals=False))
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(report.title)}</title>"
         f"<style>{_STYLE}</style></head><body><h1>{html.escape(report.title)}</h1>"
         f"<p>{html.escape(report.created)} &middot; {html.escape(str(machine.get('platform')))} &middot; "
         f"{machine.get('cpus')} CPUs &middot; {html.escape(str(machine.get('packages', {})))}</p>"
         f"<h2>Summary</h2>{_table(report)}<ul>{items}</ul>"
+        f"<h2>Goals</h2>{goals_table(report)}"
         f"<h2>Latency</h2>{latency_chart(report.bench)}"
         f"<h2>Masks and errors</h2>{render_pictures(report, Path(base))}</body></html>\n"
     )

@@ -75,8 +75,13 @@ COLUMNS = (
 )
 
 
-def notes(report: RunReport) -> list[str]:
-    """Failure and skip reasons (each said once), export notes, goal verdicts and the parity inputs."""
+def notes(report: RunReport, goals: bool = True) -> list[str]:
+    """Failure and skip reasons (each said once), export notes, goal verdicts and the parity inputs.
+
+    Args:
+        report: The run's report.
+        goals: Include one line per goal verdict (the HTML page shows them in a table of their own instead).
+    """
     lines: list[str] = []
     for name, status, reason in [(p.name, p.status, p.reason) for p in report.parity if p.status != "PASS"] + [
         (b.name, f"bench {b.status}", b.reason) for b in report.bench if b.status != "OK"
@@ -99,7 +104,7 @@ def notes(report: RunReport) -> list[str]:
             )
     lines += _delegation_lines(report)
     lines += _weights_lines(report)
-    lines += [goal_line(g) for g in report.goals]
+    lines += [goal_line(g) for g in report.goals] if goals else []
     lines += [f"parity inputs: {i}" for i in sorted({p.inputs for p in report.parity if p.inputs})]
     return lines
 
@@ -135,19 +140,25 @@ def weights_line(weights: dict[str, Any]) -> str:
     return f"weights {weights.get('source')} ({', '.join(facts)}): tile order {order} (decided by {who})"
 
 
-def goal_line(goal: dict[str, Any]) -> str:
-    """One line per evaluated goal: the figure, the goal and whether it is met (or only indicative)."""
+def goal_cells(goal: dict[str, Any]) -> tuple[str, str, str, str, str]:
+    """An evaluated goal as (goal, target, measured value, verdict, setting note; empty when the goal applies)."""
     value = goal.get("value")
     verdict = "not measured" if value is None else ("met" if goal.get("met") else "NOT met")
     where = (
         ""
         if goal.get("applies")
         else (
-            f" [indicative: the goal is set for {GOAL_SETTING['variant']} "
-            f"{'x'.join(map(str, GOAL_SETTING['size']))} on {GOAL_SETTING['cores']} cores]"
+            f"indicative: the goal is set for {GOAL_SETTING['variant']} "
+            f"{'x'.join(map(str, GOAL_SETTING['size']))} on {GOAL_SETTING['cores']} cores"
         )
     )
     label = str(goal["goal"])
     if "batch 4" in label and goal.get("batch") not in (None, 4):
         label += f" (measured at batch {goal['batch']})"
-    return f"goal {label} - {goal['target']}: {_fmt(value, '.2f')} -> {verdict}{where}"
+    return label, str(goal["target"]), _fmt(value, ".2f"), verdict, where
+
+
+def goal_line(goal: dict[str, Any]) -> str:
+    """One line per evaluated goal: the figure, the goal and whether it is met (or only indicative)."""
+    label, target, value, verdict, where = goal_cells(goal)
+    return f"goal {label} - {target}: {value} -> {verdict}" + (f" [{where}]" if where else "")

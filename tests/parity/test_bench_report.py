@@ -87,7 +87,7 @@ def test_reports_are_written_and_html_embeds_pictures(
 
     html = paths["html"].read_text()
     assert html.count("data:image/png;base64,") >= 4  # input, reference mask, target mask, error map
-    assert "<svg" in html and "pytorch-eager" in html and "birefnet_tiny-onnx-fp32 mask" in html
+    assert "<svg" in html and "pytorch-eager" in html and "birefnet_tiny-onnx-fp32: mask, |dp|" in html
 
     markdown = paths["markdown"].read_text()
     assert "| target | ran (precision) | status | size |" in markdown
