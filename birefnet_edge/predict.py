@@ -186,16 +186,7 @@ def write_outputs(out_dir: Path, source: Path, image: Image.Image, logits: np.nd
 
 
 def _infer(runner: Runner, images: list[Image.Image]) -> np.ndarray:
-    return infer_array(runner, preprocess(images, Contract.from_dict(runner.contract)))
-
-
-def infer_array(runner: Runner, x: np.ndarray) -> np.ndarray:
-    """Run one preprocessed batch, padding it up to the runner's minimum batch when it is short."""
-    n = len(x)
-    pad = max(0, runner.spec.batch.min - n)
-    if pad:
-        x = np.concatenate([x, np.repeat(x[:1], pad, axis=0)])
-    return runner.infer(x)[:n]
+    return runner.infer_padded(preprocess(images, Contract.from_dict(runner.contract)))
 
 
 def check_batch(runner: Runner, batch: int) -> None:

@@ -31,7 +31,6 @@ from birefnet_edge.model import Contract, load_image, preprocess
 from birefnet_edge.predict import (
     PredictSummary,
     check_batch,
-    infer_array,
     output_paths,
     plan_outputs,
     record_outputs,
@@ -69,18 +68,6 @@ class RayOptions:
     verify: bool = True
 
 
-@dataclass(frozen=True)
-class FaultPlan:
-    """Test hook: the first actor to finish ``after_batches`` batches kills itself once (``ray.kill``).
-
-    ``marker`` is a file created when the kill happens, so exactly one actor dies, once, however many
-    restarts follow.
-    """
-
-    after_batches: int
-    marker: str
-
-
 def _read_row(row: dict[str, Any], contract: dict[str, Any]) -> dict[str, Any]:
     """Ray task: decode and preprocess one image; an unreadable file becomes an error row, not a crash."""
     h, w = contract["size"]
@@ -94,15 +81,18 @@ def _read_row(row: dict[str, Any], contract: dict[str, Any]) -> dict[str, Any]:
 
 
 class Segmenter:
-    """The actor of the pool: opens the runner once, then infers and writes one batch per call."""
+    """The actor of the pool: opens the runner once, then infers and writes one batch per call.
 
-    def __init__(self, artifact: str, out_dir: str, verify: bool = True, fault: FaultPlan | None = None) -> None:
+    ``predict_ray(actor=...)`` takes a subclass (the tests use one that dies mid-run); the pool builds
+    it with these constructor arguments.
+    """
+
+    def __init__(self, artifact: str, out_dir: str, verify: bool = True) -> None:
         import ray
 
         self.runner = open_runner(artifact, verify=verify)
         self.runner.activate()
         self.out_dir = Path(out_dir)
-        self.fault = fault
         self.calls = 0
         context = ray.get_runtime_context()
         self.actor_id = context.get_actor_id() or ""
@@ -111,12 +101,11 @@ class Segmenter:
             self.restarted = bool(context.was_current_actor_reconstructed)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        self._maybe_die()
         paths = [str(p) for p in batch["path"]]
         errors = [str(e) for e in batch["error"]]
         ok = [i for i, e in enumerate(errors) if not e]
         if ok:
-            logits = infer_array(self.runner, np.stack([batch["x"][i] for i in ok]))
+            logits = self.runner.infer_padded(np.stack([batch["x"][i] for i in ok]))
             for i, item in zip(ok, logits):
                 image = _image(batch["rgb"][i])
                 write_outputs(self.out_dir, Path(paths[i]), image, item)
@@ -128,19 +117,6 @@ class Segmenter:
             "actor": np.array([self.actor_id] * n, dtype=object),
             "restarted": np.array([self.restarted] * n),
         }
-
-    def _maybe_die(self) -> None:
-        if self.fault is None or self.restarted or self.calls < self.fault.after_batches:
-            return
-        try:
-            fd = os.open(self.fault.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            return
-        os.close(fd)
-        import ray
-
-        ray.kill(ray.get_runtime_context().current_actor, no_restart=False)
-        os._exit(1)  # if the kill has not landed yet, die the hard way: Ray sees the same crash
 
 
 def _image(rgb: np.ndarray) -> Any:
@@ -222,7 +198,7 @@ def predict_ray(
     overwrite: bool = False,
     on_progress: Callable[[int], None] | None = None,
     on_error: Callable[[Path, str], None] | None = None,
-    fault: FaultPlan | None = None,
+    actor: type[Segmenter] = Segmenter,
 ) -> PredictSummary:
     """Segment ``files`` with an artifact on Ray, writing what :func:`birefnet_edge.predict.predict_files` writes.
 
@@ -234,7 +210,7 @@ def predict_ray(
         overwrite: Redo inputs whose outputs exist.
         on_progress: Called with the number of inputs finished.
         on_error: Called once per unreadable input with the reason.
-        fault: Test hook that makes one actor die mid-run (see :class:`FaultPlan`).
+        actor: The actor class of the pool (:class:`Segmenter` or a subclass of it).
 
     Returns:
         Written, skipped and failed inputs, and the workers that died and were replaced.
@@ -261,7 +237,7 @@ def predict_ray(
         context = ray.data.DataContext.get_current()
         bars, context.enable_progress_bars = context.enable_progress_bars, False  # the command draws its own bar
         try:
-            rows = _run(ray, runner, [str(p) for p in todo], artifact, out, options, fault, on_progress)
+            rows = _run(ray, runner, [str(p) for p in todo], artifact, out, options, actor, on_progress)
         finally:
             context.enable_progress_bars = bars
     _summarise(summary, rows, todo, on_error)
@@ -275,7 +251,7 @@ def _run(
     artifact: str | Path,
     out: Path,
     options: RayOptions,
-    fault: FaultPlan | None,
+    actor: type[Segmenter],
     on_progress: Callable[[int], None] | None,
 ) -> list[dict[str, Any]]:
     ds = ray.data.from_items([{"path": p} for p in todo], override_num_blocks=min(len(todo), 4 * options.workers))
@@ -284,7 +260,7 @@ def _run(
         # Ray 2.60 has no named parameter for actor restarts and task retries yet; they still work as
         # remote args, which warns that remote args will move to named parameters.
         warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
-        ds = _segment(ds, runner, artifact, out, options, fault)
+        ds = _segment(ds, runner, artifact, out, options, actor)
     rows = []
     try:
         for row in ds.iter_rows():
@@ -300,19 +276,16 @@ def _run(
     return rows
 
 
-def _segment(
-    ds: Any, runner: Any, artifact: str | Path, out: Path, options: RayOptions, fault: FaultPlan | None
-) -> Any:
+def _segment(ds: Any, runner: Any, artifact: str | Path, out: Path, options: RayOptions, actor: type[Segmenter]) -> Any:
     """The inference stage: a fixed actor pool, each actor restarted (and its batch retried) if it dies."""
     from ray.data import ActorPoolStrategy
 
     return ds.map_batches(
-        Segmenter,
+        actor,
         fn_constructor_kwargs={
             "artifact": str(Path(artifact).resolve()),
             "out_dir": str(out.resolve()),
             "verify": options.verify,
-            "fault": fault,
         },
         batch_size=options.batch,
         batch_format="numpy",

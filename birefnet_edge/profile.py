@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +65,13 @@ class BatchRange:
     def contains(self, batch: int) -> bool:
         """Return True when ``batch`` lies inside ``[min, max]``."""
         return self.min <= batch <= self.max
+
+    def clamp(self, sizes: Iterable[int]) -> list[int]:
+        """The one batch-range policy: each size moved into ``[min, max]``, duplicates dropped, sorted.
+
+        Export checks, the parity gate and the benchmark all choose their batch sizes through it.
+        """
+        return sorted({min(max(b, self.min), self.max) for b in sizes})
 
     def example(self) -> int:
         """Batch size to trace with: at least 2, because tracing at 1 lets exporters bake the batch in."""

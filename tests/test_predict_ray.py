@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from PIL import Image
 from birefnet_edge.cli import main
 from birefnet_edge.errors import InputError, MissingDependencyError
 from birefnet_edge.predict import collect_inputs, predict_files
-from birefnet_edge.predict_ray import FaultPlan, RayOptions, predict_ray, ray_session
+from birefnet_edge.predict_ray import RayOptions, Segmenter, predict_ray, ray_session
 from birefnet_edge.runtime import open_runner
 
 # 2 actors at half a CPU each leave room for the read tasks on a 2-CPU local Ray.
@@ -78,12 +79,36 @@ def test_a_killed_worker_is_replaced_and_every_output_written(
     ray_local, onnx_artifact, photos, local_outputs, tmp_path
 ):
     out, marker = tmp_path / "out", tmp_path / "killed"
-    summary = predict_ray(onnx_artifact, collect_inputs([photos]), out, OPTIONS, fault=FaultPlan(1, str(marker)))
+    summary = predict_ray(onnx_artifact, collect_inputs([photos]), out, OPTIONS, actor=_dying_segmenter(1, marker))
     assert marker.exists()  # the kill happened
     assert len(summary.written) == 7 and [p.name for p, _ in summary.failed] == ["corrupt.png"]
     assert summary.recovered == ["1 Ray worker(s) died and were restarted; their unfinished batches were redone"]
     assert "1 Ray worker(s) died" in summary.describe()
     _same_files(out, local_outputs)
+
+
+def _dying_segmenter(after_batches: int, marker: Path) -> type[Segmenter]:
+    """A Segmenter whose first actor to finish ``after_batches`` batches kills itself, once.
+
+    ``marker`` is created when the kill happens, so exactly one actor dies however many restarts follow.
+    The class is made here (not at module level) so Ray ships it to the workers by value.
+    """
+
+    class DyingSegmenter(Segmenter):
+        def __call__(self, batch):
+            if not self.restarted and self.calls >= after_batches:
+                try:
+                    fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                except FileExistsError:
+                    return super().__call__(batch)
+                os.close(fd)
+                import ray
+
+                ray.kill(ray.get_runtime_context().current_actor, no_restart=False)
+                os._exit(1)  # if the kill has not landed yet, die the hard way: Ray sees the same crash
+            return super().__call__(batch)
+
+    return DyingSegmenter
 
 
 def test_batch_outside_the_artifact_range_fails_before_ray(onnx_artifact, photos, tmp_path):

@@ -116,10 +116,8 @@ def artifact_probs(runner: Any, images: torch.Tensor) -> torch.Tensor:
     mean = torch.tensor(runner.contract.get("mean", MEAN), dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
     std = torch.tensor(runner.contract.get("std", STD), dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
     array = ((x - mean) / std).cpu().numpy().astype(np.float32)
-    from birefnet_edge.predict import infer_array  # the one pad-to-minimum-batch policy
-
     step = runner.spec.batch.max
-    outs = [infer_array(runner, array[i : i + step]) for i in range(0, len(array), step)]
+    outs = [runner.infer_padded(array[i : i + step]) for i in range(0, len(array), step)]  # pads a short last batch
     prob = torch.sigmoid(torch.from_numpy(np.concatenate(outs)).float()).to(images.device)
     if tuple(prob.shape[-2:]) != (h, w):
         prob = F.interpolate(prob, size=(h, w), mode="bilinear", align_corners=False)

@@ -181,13 +181,12 @@ def _describe(check: Check) -> str:
 
 def _score(runner: Any, pairs: list[tuple[Path, Path]], batch: int) -> Scores:
     from birefnet_edge.model import Contract, load_image, postprocess, preprocess
-    from birefnet_edge.predict import infer_array
 
     contract = Contract.from_dict(runner.contract)
     scores = Scores()
     for start in range(0, len(pairs), batch):
         chunk = pairs[start : start + batch]
-        logits = infer_array(runner, preprocess([load_image(p) for p, _ in chunk], contract))
+        logits = runner.infer_padded(preprocess([load_image(p) for p, _ in chunk], contract))
         for (_, mask_path), item in zip(chunk, logits):
             gt = np.asarray(load_image(mask_path).convert("L"))
             scores.add(postprocess(item, gt.shape), gt)

@@ -86,8 +86,7 @@ class IOSpec:
 
     def check_batches(self, profile: Profile) -> list[int]:
         """Batch sizes an exported artifact is run at before it is declared done: 1 and 3, kept inside the range."""
-        rng = profile.batch
-        return sorted({min(max(b, rng.min), rng.max) for b in (1, 3)})
+        return profile.batch.clamp((1, 3))
 
 
 IO = IOSpec()

@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 
 from birefnet_edge.errors import ArtifactError, BirefnetEdgeError, MissingDependencyError
-from birefnet_edge.manifest import Manifest, read_manifest, verify_files
+from birefnet_edge.manifest import Manifest, read_manifest
 from birefnet_edge.model import deterministic_input
 from birefnet_edge.parity.results import OK, SKIPPED, BenchResult, LatencyStats, artifact_bytes
 from birefnet_edge.profile import BatchRange
-from birefnet_edge.runtime import RUNNERS, InputSpec, PytorchRunner, Runner
+from birefnet_edge.runtime import InputSpec, PytorchRunner, Runner, open_artifact
 
 DEFAULT_BATCHES = (1, 4)
 FAILED = "FAILED"
@@ -156,17 +156,12 @@ def time_batch(runner: Runner, batch: int, runs: int, warmup: int) -> LatencySta
     )
 
 
-def bench_batches(requested: Sequence[int], batch: BatchRange) -> list[int]:
-    """Clamp the requested batch sizes into the runner's range (dropping duplicates)."""
-    return sorted({min(max(b, batch.min), batch.max) for b in requested})
-
-
 def bench_runner(runner: Runner, result: BenchResult, batches: Sequence[int], runs: int, warmup: int) -> BenchResult:
     """Load ``runner`` and fill ``result`` with its load time, peak RSS and latency per batch size."""
     with RSSSampler() as rss, runner:
         result.load_s = runner.load_time or 0.0
         result.runtime = runner.runtime_info()
-        for b in bench_batches(batches, runner.spec.batch):
+        for b in runner.spec.batch.clamp(batches):
             result.latency.append(time_batch(runner, b, runs, warmup))
     result.base_rss_mb, result.peak_rss_mb = rss.base_mb, rss.peak_mb
     return result
@@ -176,19 +171,18 @@ def bench_artifact(folder: Path, batches: Sequence[int], runs: int, warmup: int,
     """Benchmark one artifact; unrunnable targets come back SKIPPED, broken artifacts and crashes FAILED."""
     result = BenchResult(name=folder.name, format="", artifact=str(folder))
     try:
-        manifest = read_manifest(folder)
-        verify_files(folder, manifest, hashes=verify)
+        artifact = open_artifact(folder, verify)
     except BirefnetEdgeError as exc:  # a broken or missing artifact is the user's to fix, not a platform skip
         result.status, result.reason = FAILED, f"unusable artifact: {exc}"
         return result
     try:
-        profile = manifest.get_profile()
+        manifest, profile = artifact.manifest, artifact.profile
         result.name, result.format, result.precision = manifest.name, profile.format, profile.precision
         result.variant = manifest.variant
         result.size_bytes = artifact_bytes(manifest)
         result.input_size = list(profile.input_size)
         result.weights = dict(manifest.weights)
-        return bench_runner(RUNNERS.get(profile.format).from_artifact(folder, manifest), result, batches, runs, warmup)
+        return bench_runner(artifact.runner(), result, batches, runs, warmup)
     except (ArtifactError, MissingDependencyError) as exc:
         result.status, result.reason = SKIPPED, str(exc)
     except Exception as exc:  # one broken backend must not stop the others

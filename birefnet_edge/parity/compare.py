@@ -19,7 +19,7 @@ import numpy as np
 from birefnet_edge import metrics as M
 from birefnet_edge.comparison import compare_runner
 from birefnet_edge.errors import ArtifactError, BirefnetEdgeError, MissingDependencyError, ParityError
-from birefnet_edge.manifest import Manifest, read_manifest, verify_files
+from birefnet_edge.manifest import Manifest
 from birefnet_edge.model import Contract
 from birefnet_edge.parity.inputs import ParityInputs
 from birefnet_edge.parity.results import (
@@ -33,7 +33,7 @@ from birefnet_edge.parity.results import (
 )
 from birefnet_edge.parity.samples import save_samples
 from birefnet_edge.profile import BatchRange
-from birefnet_edge.runtime import RUNNERS, InputSpec, PytorchRunner
+from birefnet_edge.runtime import Artifact, InputSpec, PytorchRunner, open_artifact
 
 DEFAULT_BATCHES = (1, 3)
 # Errors meaning "this target cannot run here" rather than "this target is wrong".
@@ -87,11 +87,6 @@ def _base_result(folder: Path, manifest: Manifest, inputs: ParityInputs) -> Pari
     )
 
 
-def _batches_in_range(requested: Sequence[int], batch: BatchRange) -> list[int]:
-    chosen = sorted({b for b in requested if batch.contains(b)})
-    return chosen or [batch.min]
-
-
 def check_artifact(
     folder: str | Path,
     inputs: ParityInputs,
@@ -106,7 +101,8 @@ def check_artifact(
     Args:
         folder: The artifact folder.
         inputs: The image set (see :func:`birefnet_edge.parity.inputs.load_inputs`).
-        batches: Batch sizes to validate at; those outside the profile's range are left out (and noted).
+        batches: Batch sizes to validate at; those outside the profile's range are moved to its nearest end
+            (:meth:`BatchRange.clamp`, and noted).
         references: Cache of PyTorch reference logits shared across artifacts.
         samples_dir: Where to save a few inputs/masks for the HTML report (None: not saved).
         n_samples: How many inputs to save.
@@ -118,13 +114,12 @@ def check_artifact(
     start = time.perf_counter()
     folder = Path(folder)
     try:
-        manifest = read_manifest(folder)
-        verify_files(folder, manifest, hashes=verify)
+        artifact = open_artifact(folder, verify)
     except BirefnetEdgeError as exc:
         return ParityResult(name=folder.name, artifact=str(folder), status=FAIL, reason=f"unusable artifact: {exc}")
-    result = _base_result(folder, manifest, inputs)
+    result = _base_result(folder, artifact.manifest, inputs)
     try:
-        _gate(result, folder, manifest, inputs, batches, references or ReferenceCache(), samples_dir, n_samples)
+        _gate(result, artifact, inputs, batches, references or ReferenceCache(), samples_dir, n_samples)
     except _UNRUNNABLE as exc:
         result.status, result.reason = SKIPPED, str(exc)
         result.skip_kind = result.skip_kind or SKIP_PLATFORM
@@ -136,17 +131,16 @@ def check_artifact(
 
 def _gate(
     result: ParityResult,
-    folder: Path,
-    manifest: Manifest,
+    artifact: Artifact,
     inputs: ParityInputs,
     batches: Sequence[int],
     references: ReferenceCache,
     samples_dir: Path | None,
     n_samples: int,
 ) -> None:
-    profile = manifest.get_profile()
+    folder, manifest, profile = artifact.folder, artifact.manifest, artifact.profile
     x = inputs.batch(Contract.from_dict(manifest.contract))
-    runner = RUNNERS.get(profile.format).from_artifact(folder, manifest).activate()  # may raise: SKIPPED
+    runner = artifact.runner().activate()  # may raise: SKIPPED
     try:
         result.runtime = runner.runtime_info()
         try:
@@ -155,7 +149,7 @@ def _gate(
             result.skip_kind = SKIP_REFERENCE
             raise ArtifactError(f"the PyTorch reference cannot be built here: {exc}") from exc
         result.reference_logits = M.logit_distribution(reference)
-        result.batches = _batches_in_range(batches, profile.batch)
+        result.batches = profile.batch.clamp(batches)
         try:
             comparison = compare_runner(runner, x, reference, result.batches, profile.tolerance)
         except _UNRUNNABLE as exc:  # it loaded, so a failure while running is the target's fault
@@ -165,9 +159,12 @@ def _gate(
     result.metrics, result.checks, base = comparison.metrics, comparison.checks, comparison.first_output
     failures = result.failures()
     result.status = FAIL if failures or not result.metrics else PASS
-    skipped = sorted(set(batches) - set(result.batches))
-    notes = [f"batch {', '.join(map(str, skipped))} outside the profile range {profile.batch.min}..{profile.batch.max}"]
-    result.reason = "; ".join([c.describe() for c in failures] + (notes if skipped else []))
+    moved = sorted(set(batches) - set(result.batches))
+    rng = profile.batch
+    notes = [
+        f"batch {', '.join(map(str, moved))} outside the profile range {rng.min}..{rng.max}: checked at the nearest"
+    ]
+    result.reason = "; ".join([c.describe() for c in failures] + (notes if moved else []))
     if samples_dir is not None and base is not None:
         try:
             result.samples = str(save_samples(samples_dir, result.name, inputs, reference, base, n_samples))

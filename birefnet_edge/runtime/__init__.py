@@ -12,11 +12,22 @@ from pathlib import Path
 
 from birefnet_edge._registry import import_submodules
 from birefnet_edge.errors import InputError
-from birefnet_edge.manifest import MANIFEST_NAME, read_manifest, verify_files
+from birefnet_edge.manifest import MANIFEST_NAME
+from birefnet_edge.runtime._artifact import Artifact, open_artifact
 from birefnet_edge.runtime._base import RUNNERS, InputSpec, Runner
 from birefnet_edge.runtime.pytorch import PytorchRunner
 
-__all__ = ["RUNNERS", "InputSpec", "PytorchRunner", "Runner", "open_model", "open_reference", "open_runner"]
+__all__ = [
+    "RUNNERS",
+    "Artifact",
+    "InputSpec",
+    "PytorchRunner",
+    "Runner",
+    "open_artifact",
+    "open_model",
+    "open_reference",
+    "open_runner",
+]
 
 import_submodules(__name__, __path__)
 
@@ -35,10 +46,7 @@ def open_runner(artifact: str | Path, verify: bool = True) -> Runner:
         ArtifactError: Missing or invalid manifest, missing or changed files, or the artifact cannot run here.
         MissingDependencyError: The backend's package is not installed.
     """
-    folder = Path(artifact)
-    manifest = read_manifest(folder)
-    verify_files(folder, manifest, hashes=verify)
-    return RUNNERS.get(manifest.get_profile().format).from_artifact(folder, manifest)
+    return open_artifact(artifact, verify).runner()
 
 
 def open_reference(artifact: str | Path, verify: bool = True) -> PytorchRunner:
@@ -51,10 +59,7 @@ def open_reference(artifact: str | Path, verify: bool = True) -> PytorchRunner:
     Raises:
         ArtifactError: Invalid manifest, missing or changed files, or no weights source recorded.
     """
-    folder = Path(artifact)
-    manifest = read_manifest(folder)
-    verify_files(folder, manifest, hashes=verify)
-    return PytorchRunner.from_artifact(folder, manifest)
+    return open_artifact(artifact, verify).reference()
 
 
 def open_model(

@@ -182,6 +182,26 @@ class Runner(abc.ABC):
         out = self._infer_impl(np.ascontiguousarray(x))
         return np.asarray(out, dtype=np.float32)
 
+    def infer_padded(self, x: np.ndarray) -> np.ndarray:
+        """:meth:`infer` for a batch that may be smaller than the runner's minimum batch size.
+
+        The one pad-to-minimum policy: a short batch is padded with copies of its first image and the
+        padding's outputs are dropped (an output of another length is returned whole, for the caller's
+        shape check to catch).
+
+        Args:
+            x: ``(B, 3, H, W)`` float32 with ``B <= spec.batch.max``.
+
+        Returns:
+            The logits of the ``B`` images.
+        """
+        n = len(x)
+        pad = max(0, self.spec.batch.min - n)
+        if not pad:
+            return self.infer(x)
+        out = self.infer(np.concatenate([x, np.repeat(x[:1], pad, axis=0)]))
+        return out[:n] if len(out) == n + pad else out
+
     @contextlib.contextmanager
     def _timed(self) -> Iterator[None]:
         """Time the enclosed engine call into :attr:`last_inference_time`."""

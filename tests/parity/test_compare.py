@@ -89,10 +89,10 @@ def test_broken_artifact_fails(onnx_artifact, parity_inputs, tmp_path):
     assert result.status == FAIL and "unusable artifact" in result.reason and "incomplete" in result.reason
 
 
-def test_batches_outside_the_profile_are_left_out_and_noted(onnx_artifact, parity_inputs, references):
+def test_batches_outside_the_profile_are_clamped_and_noted(onnx_artifact, parity_inputs, references):
     result = check_artifact(onnx_artifact, parity_inputs, (2, 9), references)
-    assert result.status == PASS and result.batches == [2]
-    assert "batch 9 outside the profile range 1..4" in result.reason
+    assert result.status == PASS and result.batches == [2, 4]
+    assert "batch 9 outside the profile range 1..4: checked at the nearest" in result.reason
 
 
 def test_run_parity_reports_every_artifact_in_order(onnx_artifact, tensorrt_artifact, parity_inputs, unrunnable):
@@ -125,4 +125,4 @@ def test_shapes_are_checked_before_values():
     out, problems = run_in_batches(runner, np.zeros((3, 3, 64, 64), np.float32), 2)
     assert out is None
     assert [p.name for p in problems] == ["shape", "shape"]
-    assert "output shape (2, 1, 32, 32), expected (2, 1, 64, 64)" in problems[1].detail  # last chunk padded to min 2
+    assert "output shape (1, 1, 32, 32), expected (1, 1, 64, 64)" in problems[1].detail  # padded to 2, then cut

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from birefnet_edge import metrics as M
-from birefnet_edge.comparison import measure
+from birefnet_edge.comparison import held_out_judge, measure
 from birefnet_edge.errors import ExportError
 from birefnet_edge.export.int8.rules import GraphView, float_layers, quantized_count
 from birefnet_edge.formats._quantization import QuantizationOptions
@@ -31,6 +31,9 @@ def accuracy_gate(
 ) -> dict[str, Any]:
     """Judge held-out int8 logits against the fp32 PyTorch reference with the parity gate's figures.
 
+    The verdict is :func:`birefnet_edge.comparison.held_out_judge`'s, one more judge beside the parity
+    gate's tolerance judge; this function only records the figures and raises on its failed checks.
+
     Args:
         label: Names the artifact in the message.
         target: The quantized model's logits on the held-out images.
@@ -44,8 +47,16 @@ def accuracy_gate(
     Raises:
         ExportError: The IoU or the MAE misses its limit (the message gives every figure and the fixes).
     """
-    m = measure(target, reference, len(reference), None)
-    figures = {
+    m = measure(target, reference, 0, None)  # batch 0: judged over all held-out images at once
+    failures = [c for c in held_out_judge(min_iou, max_mae)(target, reference, m) if not c.passed]
+    if failures:
+        raise ExportError(
+            f"{label}: int8 accuracy gate failed on {len(reference)} held-out image(s) against fp32 PyTorch: "
+            f"{'; '.join(c.describe() for c in failures)}; max |dlogit| {m.max_abs_logit:.3g}. Keep more layers "
+            "in float (quantization.keep_float, quantization.keep_float_nodes), let the search restore more "
+            "(quantization.max_restore_steps), or allow a larger drop"
+        )
+    return {
         "held_out_images": len(reference),
         "iou": m.iou,
         "min_iou": min_iou,
@@ -56,19 +67,6 @@ def accuracy_gate(
         "per_image_iou": [round(v, 5) for v in per_image_iou(target, reference)],
         "reference_logits": M.logit_distribution(reference),
     }
-    misses = []
-    if not m.iou >= min_iou:  # NaN fails too
-        misses.append(f"mask IoU {m.iou:.4f} < {min_iou:.4f} (1 - quantization.max_iou_drop)")
-    if not m.mae <= max_mae:
-        misses.append(f"MAE {m.mae:.3g} > {max_mae:.3g} (tolerance.max_mae)")
-    if misses:
-        raise ExportError(
-            f"{label}: int8 accuracy gate failed on {len(reference)} held-out image(s) against fp32 PyTorch: "
-            f"{'; '.join(misses)}; max |dlogit| {m.max_abs_logit:.3g}. Keep more layers in float "
-            "(quantization.keep_float, quantization.keep_float_nodes), let the search restore more "
-            "(quantization.max_restore_steps), or allow a larger drop"
-        )
-    return figures
 
 
 def quantization_record(
