@@ -160,6 +160,14 @@ class LitertExporter(Exporter):
             )
         blocker = symbolic_batch_blocker(model, profile)
         batch = profile.batch.min if blocker or not IO.is_dynamic(profile) else None
+        path = out_dir / MODEL_FILE
+        if batch is None:
+            try:
+                path.write_bytes(convert(model, profile, None))
+            except ExportError as exc:  # the converter's own limits: a fixed batch still gives a working artifact
+                blocker, batch = f"litert-torch failed with a symbolic batch: {exc}", profile.batch.min
+        if batch is not None:
+            path.write_bytes(convert(model, profile, batch))
         warnings = []
         if blocker:
             warnings.append(
@@ -167,8 +175,6 @@ class LitertExporter(Exporter):
                 f"larger batches run as slices of {batch}"
             )
             log.warning(warnings[-1])
-        path = out_dir / MODEL_FILE
-        path.write_bytes(convert(model, profile, batch))
         details: dict[str, Any] = {}
         if profile.precision == "fp16":
             cast_weights_fp16(path, profile)
