@@ -129,6 +129,7 @@ def test_plain_executorch_runtime_script_knows_only_the_manifest(export_tiny, tm
     np.testing.assert_allclose(app, ours, atol=1e-4, rtol=0)
 
 
+@pytest.mark.slow  # a second full export (about an hour for the tiny variant on a loaded 2-core machine)
 def test_tampered_weight_in_the_source_fails_parity(tmp_path) -> None:
     """An artifact built from changed weights but recorded as the honest source fails the gate."""
     import torch
