@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> None:
     command group (``_App``), which re-raises them with their traceback under ``--debug``.
     """
     args = sys.argv[1:] if argv is None else argv
+    # A SIGTERM seen by an earlier main() in this process (tests, embedding apps) must not end this run.
+    _Terminated.received = False
     in_main_thread = threading.current_thread() is threading.main_thread()  # signal() works only there
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
