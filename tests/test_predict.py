@@ -151,10 +151,10 @@ def test_out_that_is_a_file_fails_before_anything_is_written(make, photo_folder,
 
 
 def test_unwritable_out_is_refused(photo_folder, tmp_path, tiny_runner, monkeypatch):
-    import birefnet_edge._io as io_module
+    import birefnet_edge._checks as checks
 
-    monkeypatch.setattr(io_module.os, "access", lambda path, mode: False)  # root ignores permission bits
-    with pytest.raises(InputError, match="is not writable by this user; pass a folder you can write to"):
+    monkeypatch.setattr(checks, "_can_create_in", lambda folder: False)  # root ignores permission bits
+    with pytest.raises(InputError, match="cannot write in .*pass a folder path you can write to"):
         predict_files(tiny_runner, [photo_folder / "wide.png"], tmp_path / "new")
     assert not (tmp_path / "new").exists()
 
