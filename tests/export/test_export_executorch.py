@@ -11,25 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from export_helpers import tiny_profile, tiny_weights
 
 pytest.importorskip("executorch", reason="executorch is not installed (extra 'executorch')")
 
 pytestmark = pytest.mark.executorch
 
 
-def _tiny(name: str, **quantization):
-    from birefnet_edge.profile import load_profile
-
-    profile = load_profile(name).with_overrides(input_size=(64, 64), batch={"min": 1, "opt": 2, "max": 4})
-    if quantization:
-        profile = profile.with_overrides(quantization={**profile.quantization.to_dict(), **quantization})
-    return profile
-
-
-def _weights():
-    from birefnet_edge.model import WeightsInfo
-
-    return WeightsInfo(source="random:birefnet_tiny", variant="birefnet_tiny", deterministic=True)
+_tiny = tiny_profile
+_weights = tiny_weights
 
 
 def test_fp32_runs_at_batch_1_and_3_and_matches_pytorch(export_tiny, manifest_of, check_input, reference, assert_close):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from export_helpers import tiny_profile, tiny_weights
 
 pytest.importorskip("litert_torch", reason="litert-torch is not installed (extra 'litert')")
 litert = pytest.importorskip("ai_edge_litert.interpreter", reason="ai-edge-litert is not installed (extra 'litert')")
@@ -20,19 +21,8 @@ FLOAT = ("litert-fp32", "litert-fp16")
 ALL = (*FLOAT, "litert-int8")
 
 
-def _tiny(name: str, **quantization):
-    from birefnet_edge.profile import load_profile
-
-    profile = load_profile(name).with_overrides(input_size=(64, 64), batch={"min": 1, "opt": 2, "max": 4})
-    if quantization:
-        profile = profile.with_overrides(quantization={**profile.quantization.to_dict(), **quantization})
-    return profile
-
-
-def _weights():
-    from birefnet_edge.model import WeightsInfo
-
-    return WeightsInfo(source="random:birefnet_tiny", variant="birefnet_tiny", deterministic=True)
+_tiny = tiny_profile
+_weights = tiny_weights
 
 
 def _model_input_shape(folder: Path) -> list[int]:

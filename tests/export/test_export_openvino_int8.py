@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from export_helpers import tiny_profile, tiny_weights
 
 from birefnet_edge.errors import ArtifactError, InputError
 
@@ -21,19 +22,8 @@ def _read(folder: Path):
     return ov.Core().read_model(str(folder / "model.xml"))
 
 
-def _tiny(name: str, **quantization):
-    from birefnet_edge.profile import load_profile
-
-    profile = load_profile(name).with_overrides(input_size=(64, 64), batch={"min": 1, "opt": 2, "max": 4})
-    if quantization:
-        profile = profile.with_overrides(quantization={**profile.quantization.to_dict(), **quantization})
-    return profile
-
-
-def _weights():
-    from birefnet_edge.model import WeightsInfo
-
-    return WeightsInfo(source="random:birefnet_tiny", variant="birefnet_tiny", deterministic=True)
+_tiny = tiny_profile
+_weights = tiny_weights
 
 
 @pytest.mark.parametrize("name", ["openvino-int8", "openvino-bf16"])
