@@ -122,7 +122,16 @@ def quantize_int8(
     kept.update({name: "accuracy_search" for name in restored})
     gate = accuracy_gate(f"target '{profile.name}'", logits, reference, q.min_iou, profile.tolerance.max_mae)
     record = quantization_record("nncf", calibration, graph_view(quantized), kept, gate)
-    return quantized, {**record, "search": log}
+    return quantized, {**record, "search": log, "executed_precision": _executed(quantized, profile)}
+
+
+def _executed(quantized: Any, profile: Profile) -> str:
+    """What this CPU runs the conv/matmul layers in: the search can leave FakeQuantize ops no int8 kernel takes."""
+    from birefnet_edge.runtime.openvino import executed_precision
+
+    ov = require("openvino", "openvino")
+    hint = OpenvinoOptions.of(profile).inference_precision
+    return executed_precision(ov.Core().compile_model(quantized, "CPU", {"INFERENCE_PRECISION_HINT": hint}))
 
 
 def _quiet(nncf: Any) -> None:
