@@ -16,8 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from birefnet_edge._checks import check_output_dir, check_output_file  # noqa: F401  (re-exported: older callers import them here)
-
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     """Return the hex SHA-256 of a file, read in chunks."""

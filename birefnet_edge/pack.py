@@ -17,9 +17,9 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from birefnet_edge._checks import check_output_file
 from birefnet_edge._io import sha256_file
 from birefnet_edge.card import CARD_NAME
+from birefnet_edge.checks import check_output_file
 from birefnet_edge.errors import ArtifactError, InputError
 from birefnet_edge.manifest import MANIFEST_NAME, Manifest, file_problems, manifest_problems, read_manifest
 

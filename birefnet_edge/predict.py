@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from PIL import Image
 
-from birefnet_edge._checks import check_output_dir
 from birefnet_edge._io import atomic_write_bytes, atomic_write_json
+from birefnet_edge.checks import check_output_dir
 from birefnet_edge.errors import InputError, UsageError
 from birefnet_edge.images import IMAGE_SUFFIXES, find_images
 from birefnet_edge.model import Contract, cutout, load_image, postprocess, preprocess

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from birefnet_edge._checks import check_output_dir
 from birefnet_edge._deps import require
+from birefnet_edge.checks import check_output_dir
 from birefnet_edge.errors import BirefnetEdgeError, InputError
 from birefnet_edge.model import Contract, load_image, preprocess
 from birefnet_edge.predict import (

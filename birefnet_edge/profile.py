@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from birefnet_edge._checks import MAX_SIDE
+from birefnet_edge.checks import MAX_SIDE
 from birefnet_edge.errors import ProfileError
 from birefnet_edge.formats import FORMAT_OPTIONS, FormatOptions
 from birefnet_edge.formats._quantization import QuantizationOptions

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from birefnet_edge._checks import bounded, check_output_dir, check_output_file
+from birefnet_edge.checks import bounded, check_output_dir, check_output_file
 from birefnet_edge.errors import InputError, UsageError
 
 

@@ -82,7 +82,7 @@ def test_removing_new_empty_dirs_removes_only_what_the_block_created_and_left_em
 
 
 def test_check_output_dir_creates_nothing_and_names_the_blocking_file(tmp_path: Path) -> None:
-    from birefnet_edge._io import check_output_dir
+    from birefnet_edge.checks import check_output_dir
     from birefnet_edge.errors import InputError
 
     check_output_dir(tmp_path / "new" / "deeper", "--out")

@@ -151,7 +151,7 @@ def test_out_that_is_a_file_fails_before_anything_is_written(make, photo_folder,
 
 
 def test_unwritable_out_is_refused(photo_folder, tmp_path, tiny_runner, monkeypatch):
-    import birefnet_edge._checks as checks
+    import birefnet_edge.checks as checks
 
     monkeypatch.setattr(checks, "_can_create_in", lambda folder: False)  # root ignores permission bits
     with pytest.raises(InputError, match="cannot write in .*pass a folder path you can write to"):

@@ -143,7 +143,7 @@ ModelSpec = Annotated[
 
 def check_junit(junit: Path | None) -> None:
     """Fail before any slow work when the JUnit file cannot be written (a folder, /proc, below a file)."""
-    from birefnet_edge._checks import check_output_file
+    from birefnet_edge.checks import check_output_file
 
     if junit is not None:
         check_output_file(junit, "--junit")

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from birefnet_edge._checks import check_output_dir
 from birefnet_edge._io import atomic_write_bytes, atomic_write_json, removing_new_empty_dirs
+from birefnet_edge.checks import check_output_dir
 from birefnet_edge.distill.config import DistillConfig, differing_settings
 from birefnet_edge.errors import InputError
 

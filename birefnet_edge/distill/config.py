@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from birefnet_edge._checks import MAX_SIDE, bounded
+from birefnet_edge.checks import MAX_SIDE, bounded
 from birefnet_edge.distill.students import check_student_init
 from birefnet_edge.errors import UsageError
 

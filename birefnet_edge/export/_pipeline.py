@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from birefnet_edge._checks import check_output_dir
 from birefnet_edge._io import removing_new_empty_dirs, staging_dir
 from birefnet_edge.card import write_card
+from birefnet_edge.checks import check_output_dir
 from birefnet_edge.errors import BirefnetEdgeError, ExportError
 from birefnet_edge.export._base import EXPORTERS, ArtifactInfo, ExportOutput, tool_versions
 from birefnet_edge.export._check import run_check

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from birefnet_edge._checks import MAX_SIDE  # one bound for predict, export, profiles and distill
+from birefnet_edge.checks import MAX_SIDE  # one bound for predict, export, profiles and distill
 from birefnet_edge.errors import InputError
 from birefnet_edge.model.birefnet import MEAN, STD, check_input_size
 

@@ -17,8 +17,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from birefnet_edge._checks import check_output_dir
 from birefnet_edge._io import atomic_write_text
+from birefnet_edge.checks import check_output_dir
 from birefnet_edge.formats import FORMAT_OPTIONS
 from birefnet_edge.parity.bench import evaluate_goals
 from birefnet_edge.parity.html import render_html

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from format_marks import format_marks
 
 from birefnet_edge._io import sha256_file
 from birefnet_edge.errors import ExportError, MissingDependencyError
@@ -18,6 +19,13 @@ from birefnet_edge.profile import list_profiles, load_profile
 # from its options class. The guard fails when a registered exporter lacks a test module of its own, a
 # model file name or a shipped profile.
 CASES = [(fmt, name) for fmt in EXPORTERS.names() for name in list_profiles() if load_profile(name).format == fmt]
+
+
+def _case(fmt: str, name: str):
+    """int8 profiles are exported (and checked further) by their format's own int8 tests; each search
+    costs a minute or more on 2 cores, so here they join the slow run."""
+    marks = format_marks(fmt) + ([pytest.mark.slow] if load_profile(name).precision == "int8" else [])
+    return pytest.param(fmt, name, marks=marks, id=f"{fmt}-{name}")
 
 
 @pytest.mark.parametrize("fmt", EXPORTERS.names())
@@ -36,7 +44,7 @@ def test_registering_a_format_twice_is_refused() -> None:
         EXPORTERS.register("onnx")(OnnxExporter)
 
 
-@pytest.mark.parametrize(("fmt", "name"), CASES)
+@pytest.mark.parametrize(("fmt", "name"), [_case(f, n) for f, n in CASES])
 def test_shipped_profile_exports_a_complete_artifact(export_tiny, manifest_of, fmt: str, name: str) -> None:
     folder = export_tiny(name)  # skips, naming the extra, when the format's converter is not installed
     manifest = manifest_of(folder)

@@ -15,7 +15,8 @@ from export_helpers import tiny_profile, tiny_weights
 
 pytest.importorskip("executorch", reason="executorch is not installed (extra 'executorch')")
 
-pytestmark = pytest.mark.executorch
+# Every test here needs a real tiny export (minutes on 2 cores): see tests/format_marks.py.
+pytestmark = [pytest.mark.executorch, pytest.mark.slow]
 
 
 _tiny = tiny_profile
@@ -119,7 +120,6 @@ def test_plain_executorch_runtime_script_knows_only_the_manifest(export_tiny, tm
     np.testing.assert_allclose(app, ours, atol=1e-4, rtol=0)
 
 
-@pytest.mark.slow  # a second full export (about an hour for the tiny variant on a loaded 2-core machine)
 def test_tampered_weight_in_the_source_fails_parity(tmp_path) -> None:
     """An artifact built from changed weights but recorded as the honest source fails the gate."""
     import torch

@@ -16,7 +16,8 @@ from export_helpers import tiny_profile, tiny_weights
 pytest.importorskip("litert_torch", reason="litert-torch is not installed (extra 'litert')")
 litert = pytest.importorskip("ai_edge_litert.interpreter", reason="ai-edge-litert is not installed (extra 'litert')")
 
-pytestmark = pytest.mark.litert
+# Every test here needs a real tiny export (minutes on 2 cores): see tests/format_marks.py.
+pytestmark = [pytest.mark.litert, pytest.mark.slow]
 FLOAT = ("litert-fp32", "litert-fp16")
 ALL = (*FLOAT, "litert-int8")
 

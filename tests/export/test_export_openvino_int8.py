@@ -59,7 +59,8 @@ def test_int8_artifact_is_quantized_gated_and_recorded(int8_folder, manifest_of)
     manifest = manifest_of(folder)
     q = manifest.export["quantization"]
     gate = q["accuracy_gate"]
-    assert gate["iou"] >= gate["min_iou"] == pytest.approx(_tiny("openvino-int8", **_SEARCH_TARGET).quantization.min_iou)
+    min_iou = _tiny("openvino-int8", **_SEARCH_TARGET).quantization.min_iou
+    assert gate["iou"] >= gate["min_iou"] == pytest.approx(min_iou)
     assert gate["mae"] <= gate["max_mae"]
     assert gate["held_out_images"] == len(q["calibration"]["held_out"]) > 0
     assert set(gate["reference_logits"]) >= {"p50_abs", "frac_abs_below_0.1"}
@@ -195,9 +196,7 @@ def test_parity_report_shows_the_executed_precision_and_the_calibration_warning(
     from birefnet_edge.cli import main
 
     with pytest.raises(SystemExit) as stop:
-        main(
-            ["parity", str(int8_folder), "--synthetic", "2", "--batch", "1", "--report", str(tmp_path)]
-        )
+        main(["parity", str(int8_folder), "--synthetic", "2", "--batch", "1", "--report", str(tmp_path)])
     captured = capsys.readouterr()
     text = captured.out + captured.err
     assert stop.value.code == 0, text

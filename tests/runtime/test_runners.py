@@ -6,6 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
+from format_marks import format_marks
 
 from birefnet_edge.errors import ArtifactError, InputError, MissingDependencyError, WeightsError
 from birefnet_edge.formats import FORMAT_OPTIONS
@@ -18,10 +19,7 @@ from birefnet_edge.runtime._base import artifact_kwargs
 # Every registered runner except the PyTorch one reads artifacts: each gets the cases below, parametrised
 # over the registry, on the real tiny artifact of its ``<format>-fp32`` profile.
 ARTIFACT_FORMATS = [name for name in RUNNERS.names() if name != PytorchRunner.target]
-FORMATS_UNDER_TEST = [
-    pytest.param(f, marks=[getattr(pytest.mark, m)] if (m := FORMAT_OPTIONS.get(f).marker) else [])
-    for f in ARTIFACT_FORMATS
-]
+FORMATS_UNDER_TEST = [pytest.param(f, marks=format_marks(f)) for f in ARTIFACT_FORMATS]
 
 
 def test_every_runner_has_a_test_case():
