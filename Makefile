@@ -10,7 +10,7 @@ setup:
 	$(BIN)/pip install --quiet -e '.[dev]'
 
 test:
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 test-slow:
 	$(BIN)/python -m pytest -q -m slow
