@@ -83,6 +83,17 @@ def test_int8_artifact_is_quantized_gated_and_recorded(int8_folder, manifest_of)
     assert not any("no layer of this int8 artifact" in w for w in manifest.export["warnings"])
 
 
+def test_an_int8_artifact_that_executes_no_int8_is_said_to_run_at_fp32_speed() -> None:
+    from birefnet_edge.export.openvino import int8_warnings
+
+    assert int8_warnings("", "int8 127/192 + f32") == []
+    assert int8_warnings("few images", "f32 104/192 + int8") == ["few images"]
+    calibration, executed = int8_warnings("few images", "f32")
+    assert calibration == "few images"
+    assert "no layer of this int8 artifact executes in int8 on this CPU (it runs f32)" in executed
+    assert "max_iou_drop" in executed
+
+
 def test_int8_structural_float_layers_have_no_int8_input(int8_folder, manifest_of) -> None:
     from birefnet_edge.export.int8.openvino import graph_view
 
