@@ -112,11 +112,11 @@ def check_ir(path: Path, profile: Profile) -> dict[str, Any]:
     return {**figures, "fake_quantize_ops": fake_quantize} if fake_quantize else figures
 
 
-def int8_warnings(calibration_warning: str, executed: str) -> list[str]:
+def int8_warnings(calibration_warning: str | None, executed: str) -> list[str]:
     """What an int8 artifact's user must know: unrepresentative calibration, and int8 that never executes.
 
     Args:
-        calibration_warning: The calibration set's warning ("" when the images were the user's).
+        calibration_warning: The calibration set's warning (None when there is nothing to say).
         executed: :func:`~birefnet_edge.runtime.openvino.executed_precision` of the quantized model here.
     """
     warnings = [calibration_warning] if calibration_warning else []
