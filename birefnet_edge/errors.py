@@ -54,5 +54,11 @@ class ArtifactError(BirefnetEdgeError):
     """An exported artifact directory is missing files, its manifest is invalid, or it cannot run here."""
 
 
+class BrokenModelError(BirefnetEdgeError):
+    """An artifact's model file is present but its backend cannot load it (written broken, truncated and
+    resealed, or by an incompatible version). Not an :class:`ArtifactError`: the gates count it as a
+    failure, never as a target that cannot run on this machine."""
+
+
 class ParityError(BirefnetEdgeError):
     """An artifact's outputs differ from the PyTorch reference beyond the profile's tolerance."""

@@ -292,7 +292,9 @@ def verify_files(folder: str | Path, manifest: Manifest, hashes: bool = True) ->
     """
     problems = file_problems(folder, manifest, hashes)
     if problems:
-        escape = " (or pass --no-verify to skip the sha256 check at your own risk)" if hashes else ""
+        # --no-verify skips only the sha256 check: offer it only when nothing else (a missing or resized file) is wrong.
+        only_hashes = hashes and not file_problems(folder, manifest, hashes=False)
+        escape = " (or pass --no-verify to skip the sha256 check at your own risk)" if only_hashes else ""
         raise ArtifactError(
             f"artifact {folder} is incomplete or corrupted: {'; '.join(problems)}; re-export or re-download it{escape}"
         )

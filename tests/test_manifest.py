@@ -47,6 +47,19 @@ def test_one_flipped_byte_is_found_by_the_hash_only(flipped: Path) -> None:
         verify_files(flipped, manifest)
 
 
+@pytest.mark.parametrize("damage", ["missing", "truncated"])
+def test_no_verify_is_offered_only_when_only_the_hash_differs(onnx_artifact: Path, tmp_path: Path, damage: str) -> None:
+    folder = shutil.copytree(onnx_artifact, tmp_path / damage)
+    model = folder / read_manifest(folder).file("model")
+    if damage == "missing":
+        model.unlink()
+    else:
+        model.write_bytes(model.read_bytes()[:100])
+    with pytest.raises(ArtifactError, match="incomplete or corrupted") as caught:
+        verify_files(folder, read_manifest(folder))
+    assert "--no-verify" not in str(caught.value)  # it checks sizes too: it would not help
+
+
 @pytest.mark.parametrize("opener", [open_runner, open_reference, open_model])
 def test_opening_a_changed_artifact_fails_unless_told_not_to_verify(flipped: Path, opener) -> None:
     with pytest.raises(ArtifactError, match="incomplete or corrupted: model.onnx does not match its sha256"):

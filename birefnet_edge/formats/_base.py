@@ -48,6 +48,11 @@ def choice(default: Any, allowed: tuple[Any, ...]) -> Any:
     return dataclasses.field(default=default, metadata={"allowed": allowed})
 
 
+def within(default: Any, low: float, high: float) -> Any:
+    """A dataclass field whose number must lie in ``low..high`` (the range is named in the error when it does not)."""
+    return dataclasses.field(default=default, metadata={"range": (low, high)})
+
+
 @dataclasses.dataclass(frozen=True)
 class FormatOptions(Mapping[str, Any]):
     """Base of every format's options; read-only and also a mapping of field name -> value.
@@ -65,6 +70,9 @@ class FormatOptions(Mapping[str, Any]):
     model_file: ClassVar[str] = ""
     #: Distributions (pip names) whose versions the run report records beside the format's results.
     packages: ClassVar[tuple[str, ...]] = ()
+    #: (offset, bytes) every model file of the format holds, e.g. a FlatBuffers file identifier; checked
+    #: before the backend loads the file, because some backends abort the process on a foreign file.
+    model_magic: ClassVar[tuple[int, bytes] | None] = None
     #: The birefnet-edge extra that installs them (default: the format's name).
     extra: ClassVar[str] = ""
     #: pytest marker of the format's tests, registered by ``tests/conftest.py`` ("": none, always run).
@@ -157,4 +165,7 @@ def _coerce(key: str, value: Any, hint: Any, f: dataclasses.Field) -> Any:
     allowed = f.metadata.get("allowed")
     if allowed is not None and value not in allowed:
         raise ProfileError(f"{key} = {value!r} is not allowed; choose one of: {', '.join(map(str, allowed))}")
+    bounds = f.metadata.get("range")
+    if bounds is not None and not bounds[0] <= value <= bounds[1]:
+        raise ProfileError(f"{key} = {value!r} is out of range; it must be {bounds[0]}..{bounds[1]}")
     return value

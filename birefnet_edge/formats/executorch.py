@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from birefnet_edge.formats._base import FormatOptions, choice, register
+from birefnet_edge.formats._base import FormatOptions, choice, register, within
 from birefnet_edge.formats._snippets import Snippet, python_snippet
 
 DELEGATES = ("xnnpack",)
@@ -96,12 +96,13 @@ class ExecutorchOptions(FormatOptions):
     """
 
     model_file = "model.pte"
+    model_magic = (4, b"ET")  # FlatBuffers file identifier "ET<version>"; the runtime aborts on a foreign file
     packages = ("executorch",)
     marker = "executorch"
     precisions = ("fp32",)
 
     delegate: str = choice("xnnpack", DELEGATES)
-    threads: int = 2
+    threads: int = within(2, 0, 256)
 
     def snippets(self) -> tuple[Snippet, ...]:
         """The model card's usage examples: Python, Android (Kotlin) and iOS (Swift, Objective-C)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from birefnet_edge.formats._base import FormatOptions, choice, register
+from birefnet_edge.formats._base import FormatOptions, choice, register, within
 from birefnet_edge.formats._snippets import Snippet, python_snippet
 
 #: ``xnnpack``: the XNNPACK delegate takes the ops it supports, LiteRT's built-in kernels run the rest;
@@ -69,12 +69,13 @@ class LitertOptions(FormatOptions):
     """
 
     model_file = "model.tflite"
+    model_magic = (4, b"TFL3")  # the TFLite FlatBuffers file identifier
     packages = ("litert-torch", "ai-edge-litert", "ai-edge-quantizer")
     marker = "litert"
 
     precisions = ("fp32", "fp16", "int8")
 
-    threads: int = 2
+    threads: int = within(2, 1, 256)  # the interpreter refuses < 1 (and only when it loads)
     delegate: str = choice("xnnpack", DELEGATES)
 
     def snippets(self) -> tuple[Snippet, ...]:

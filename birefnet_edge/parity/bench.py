@@ -22,7 +22,7 @@ import numpy as np
 from birefnet_edge.errors import ArtifactError, BirefnetEdgeError, MissingDependencyError
 from birefnet_edge.manifest import Manifest, read_manifest
 from birefnet_edge.model import deterministic_input
-from birefnet_edge.parity.results import OK, SKIPPED, BenchResult, LatencyStats, artifact_bytes
+from birefnet_edge.parity.results import OK, SKIPPED, BenchResult, LatencyStats, artifact_bytes, crash_reason
 from birefnet_edge.profile import BatchRange
 from birefnet_edge.runtime import InputSpec, PytorchRunner, Runner, open_artifact
 
@@ -186,7 +186,7 @@ def bench_artifact(folder: Path, batches: Sequence[int], runs: int, warmup: int,
     except (ArtifactError, MissingDependencyError) as exc:
         result.status, result.reason = SKIPPED, str(exc)
     except Exception as exc:  # one broken backend must not stop the others
-        result.status, result.reason = FAILED, f"{type(exc).__name__}: {exc}"
+        result.status, result.reason = FAILED, crash_reason(exc)
     return result
 
 

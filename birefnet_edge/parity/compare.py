@@ -30,6 +30,7 @@ from birefnet_edge.parity.results import (
     SKIPPED,
     ParityResult,
     artifact_bytes,
+    crash_reason,
 )
 from birefnet_edge.parity.samples import save_samples
 from birefnet_edge.profile import BatchRange
@@ -124,7 +125,7 @@ def check_artifact(
         result.status, result.reason = SKIPPED, str(exc)
         result.skip_kind = result.skip_kind or SKIP_PLATFORM
     except Exception as exc:  # a backend crash fails this target without stopping the others
-        result.status, result.reason = FAIL, f"{type(exc).__name__}: {exc}"
+        result.status, result.reason = FAIL, crash_reason(exc)
     result.seconds = time.perf_counter() - start
     return result
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from birefnet_edge._io import atomic_write_json
 from birefnet_edge.comparison import BatchMetrics, Check
-from birefnet_edge.errors import ArtifactError
+from birefnet_edge.errors import ArtifactError, BirefnetEdgeError
 from birefnet_edge.manifest import Manifest
 
 __all__ = [
@@ -201,6 +201,11 @@ def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     """Keep only the keys ``cls`` declares (derived figures written by ``to_dict`` are dropped)."""
     names = {f.name for f in fields(cls)}
     return {k: v for k, v in dict(data).items() if k in names}
+
+
+def crash_reason(exc: Exception) -> str:
+    """Why a target failed: a user error in its own words, anything else (a backend crash) with its type."""
+    return str(exc) if isinstance(exc, BirefnetEdgeError) else f"{type(exc).__name__}: {exc}"
 
 
 def artifact_bytes(manifest: Manifest) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from birefnet_edge.errors import BrokenModelError
 from birefnet_edge.manifest import Manifest, read_manifest, verify_files
 from birefnet_edge.profile import Profile
 from birefnet_edge.runtime._base import RUNNERS, Runner
@@ -33,9 +34,27 @@ class Artifact:
 
         Raises:
             ArtifactError: The artifact cannot run here (the runner says why).
+            BrokenModelError: The model file is not a file of the artifact's format.
             BirefnetEdgeError: No runner is registered for the format.
         """
+        self._check_magic()
         return RUNNERS.get(self.profile.format).from_artifact(self.folder, self.manifest)
+
+    def _check_magic(self) -> None:
+        """Refuse a model file without its format's identifier before a backend reads it (ExecuTorch aborts)."""
+        magic = self.profile.options.model_magic
+        entry = next((f for f in self.manifest.files if f.role == "model"), None)
+        if magic is None or entry is None or not (self.folder / entry.path).is_file():
+            return
+        offset, expected = magic
+        with open(self.folder / entry.path, "rb") as fh:
+            head = fh.read(offset + len(expected))
+        if head[offset:] != expected:
+            raise BrokenModelError(
+                f"{self.folder / entry.path} is not a model file of format '{self.profile.format}': bytes "
+                f"{offset}-{offset + len(expected) - 1} are {head[offset:]!r}, expected {expected!r}; the file is "
+                "damaged or of another format: re-export the artifact (or download it again)"
+            )
 
     def reference(self) -> PytorchRunner:
         """An inactive PyTorch reference: same weights, variant, overrides and size.

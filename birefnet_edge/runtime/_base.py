@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from birefnet_edge._registry import Registry
-from birefnet_edge.errors import InputError
+from birefnet_edge.errors import BirefnetEdgeError, BrokenModelError, InputError
 from birefnet_edge.manifest import Manifest
 from birefnet_edge.profile import BatchRange, Profile
 
@@ -146,10 +146,26 @@ class Runner(abc.ABC):
         """
         if not self.is_active:
             start = time.perf_counter()
-            self._activate_impl()
+            try:
+                self._activate_impl()
+            except (BirefnetEdgeError, MemoryError):
+                raise
+            except Exception as exc:
+                if self.artifact is None:
+                    raise
+                raise BrokenModelError(self._load_failure(exc)) from exc
             self.load_time = (self.load_time or 0.0) + time.perf_counter() - start
             self.is_active = True
         return self
+
+    def _load_failure(self, exc: Exception) -> str:
+        """One line for a backend that refused the artifact's model file (its own words, first line only)."""
+        said = (str(exc).strip().splitlines() or [""])[0][:200]
+        return (
+            f"{self.name}: the {self.target} runtime cannot load the model in {self.artifact} "
+            f"({type(exc).__name__}: {said}): the file is damaged or was written by an incompatible version; "
+            "re-export the artifact (or download it again)"
+        )
 
     def deactivate(self) -> None:
         """Release the model; a later :meth:`activate` loads it again."""

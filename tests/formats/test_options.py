@@ -48,3 +48,13 @@ def test_typed_access_refuses_a_profile_of_another_format() -> None:
 def test_a_timing_cache_outside_the_artifact_is_refused() -> None:
     with pytest.raises(ProfileError, match=r"options.timing_cache = '../x' must be a plain file name"):
         Profile(name="t", format="tensorrt", deform="native", opset=19, options={"timing_cache": "../x"})
+
+
+@pytest.mark.parametrize(
+    ("fmt", "threads", "bounds"), [("litert", 0, "1..256"), ("litert", -3, "1..256"), ("executorch", -7, "0..256")]
+)
+def test_thread_counts_outside_the_runtimes_range_are_refused_when_loaded(fmt: str, threads: int, bounds: str) -> None:
+    # LiteRT's interpreter refuses threads < 1 only when it loads the model: after minutes of export.
+    with pytest.raises(ProfileError, match=rf"options.threads = {threads} is out of range; it must be {bounds}"):
+        Profile(name="t", format=fmt, deform="gather", options={"threads": threads})
+    assert Profile(name="t", format=fmt, deform="gather", options={"threads": 4}).options["threads"] == 4
