@@ -66,11 +66,11 @@ def readable_images(files: list[Path]) -> tuple[list[Path], list[tuple[Path, str
     return good, bad
 
 
-def describe_skipped(bad: list[tuple[Path, str]], limit: int = 3) -> str:
-    """One line naming the skipped files (the first ``limit``) with their reasons."""
+def describe_skipped(bad: list[tuple[Path, str]], limit: int = 3, what: str = "image") -> str:
+    """One line naming the skipped files (the first ``limit``) with their reasons; ``what`` they are."""
     shown = "; ".join(f"{path.name} ({why.split(': ', 1)[-1][:80]})" for path, why in bad[:limit])
     more = f" and {len(bad) - limit} more" if len(bad) > limit else ""
-    return f"skipped {len(bad)} unreadable image(s): {shown}{more}"
+    return f"skipped {len(bad)} unreadable {what}(s): {shown}{more}"
 
 
 def sample_photos() -> list[tuple[str, Image.Image]]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from birefnet_edge.errors import InputError
-from birefnet_edge.images import IMAGE_SUFFIXES
+from birefnet_edge.images import IMAGE_SUFFIXES, readable_images
 
 DIS_IMAGES, DIS_MASKS = "im", "gt"
 
@@ -24,11 +24,13 @@ class Labelled:
         pairs: (image, mask) in the images' order.
         unmatched: Images without a mask.
         masks_root: The masks folder the pairs come from.
+        unreadable: (mask, reason) of the masks that do not decode; their images are in neither list.
     """
 
     pairs: list[tuple[Path, Path]] = field(default_factory=list)
     unmatched: list[Path] = field(default_factory=list)
     masks_root: Path | None = None
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)
 
     def describe_unmatched(self) -> str:
         """One line about the images without a mask (empty when there is none)."""
@@ -65,21 +67,33 @@ def pair_masks(files: list[Path], images_root: Path, masks_root: Path) -> Labell
         images_root: The images folder.
         masks_root: The masks folder.
 
+    Every matched mask is decoded once here, as images are (:func:`readable_images`): an unreadable one is
+    listed in ``unreadable`` and its image left unpaired, up front, not found by a training step or a model run.
+
     Returns:
-        The pairs and the images without a mask.
+        The pairs, the images without a mask and the masks that do not decode.
 
     Raises:
-        InputError: The masks folder is missing, or no image has a mask.
+        InputError: The masks folder is missing, or no image has a readable mask.
     """
     if not masks_root.is_dir():
         raise InputError(f"--masks {masks_root} is not a folder; pass the folder of ground-truth masks")
     found = Labelled(masks_root=masks_root)
+    matched = []
     for image in files:
         mask = find_mask(image, images_root, masks_root)
         if mask is None:
             found.unmatched.append(image)
         else:
-            found.pairs.append((image, mask))
+            matched.append((image, mask))
+    readable, found.unreadable = readable_images([mask for _, mask in matched])
+    decoded = set(readable)
+    found.pairs = [(image, mask) for image, mask in matched if mask in decoded]
+    if matched and not found.pairs:
+        raise InputError(
+            f"none of the {len(matched)} mask(s) under {masks_root} that match an image can be read, e.g. "
+            f"{found.unreadable[0][1]}; check the masks folder"
+        )
     if not found.pairs:
         example = files[0].relative_to(images_root).with_suffix(".png") if files else Path("NAME.png")
         raise InputError(

@@ -37,3 +37,22 @@ def test_eval_command_errors_are_one_line(tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["eval", "random:student_tiny", "--images", str(scenes), "--min-smeasure", "2"])
     assert exit_info.value.code == 2
+
+
+def test_eval_skips_an_unreadable_image_and_mask_names_them_and_exits_1(tmp_path: Path, capsys) -> None:
+    # Found by hand (issue 19, round 2): a truncated image or a corrupt mask stopped eval mid-run.
+    scenes = write_scene_set(tmp_path / "scenes", 4, 64, seed=5)
+    image, mask = scenes / "im" / "scene_0000.png", scenes / "gt" / "scene_0001.png"
+    image.write_bytes(image.read_bytes()[:100])
+    mask.write_bytes(b"not a png")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", "random:birefnet_tiny", "--images", str(scenes), "--report", str(tmp_path / "r")])
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 1 and "Traceback" not in captured.err
+    assert "2 labelled image(s)" in captured.out
+    note = next(line for line in captured.out.splitlines() if line.startswith("skipped 2 unreadable"))
+    assert str(image) in note and str(mask) in note
+    assert captured.err.strip().splitlines()[-1] == (
+        "error: 2 unreadable image(s) or mask(s) were skipped (listed above); fix or remove them"
+    )
+    assert "skipped 2 unreadable" in (tmp_path / "r" / "summary.md").read_text()

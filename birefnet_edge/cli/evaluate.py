@@ -48,3 +48,5 @@ def eval_cmd(
         typer.echo(f"{kind:<9}{path}")
     if result.failed:
         fail(f"{len(result.failed)} model(s) failed: " + "; ".join(f"{r.name}: {r.reason}" for r in result.failed))
+    if result.unreadable:  # as predict: the gate judged fewer files than the folder holds
+        fail(f"{len(result.unreadable)} unreadable image(s) or mask(s) were skipped (listed above); fix or remove them")

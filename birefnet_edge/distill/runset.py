@@ -11,6 +11,7 @@ from birefnet_edge.distill.config import DistillConfig
 from birefnet_edge.distill.data import find_images, readable_images, split_held_out
 from birefnet_edge.distill.teacher import NO_TEACHER, Teacher
 from birefnet_edge.errors import InputError
+from birefnet_edge.images import describe_skipped
 from birefnet_edge.labels import pair_masks, split_layout
 
 
@@ -64,7 +65,11 @@ def prepare_data(config: DistillConfig) -> RunData:
     if supervises(config):
         if notes:
             notes[0] += ": left out of this run"
+        if labelled.unreadable:
+            notes.append(f"{describe_skipped(labelled.unreadable, what='mask')}: their images are left out of this run")
         files = [image for image, _ in labelled.pairs]
+    elif labelled.unreadable:
+        notes.append(f"{describe_skipped(labelled.unreadable, what='mask')}: their images train without one")
     train, held = split_held_out(files, config.val_fraction, config.val_max, config.seed)
     mask_of = dict(labelled.pairs)
     train_masks = [mask_of[p] for p in train] if supervises(config) else None

@@ -46,6 +46,10 @@ def notes(report: EvalReport) -> list[str]:
     lines = [f"{report.count} labelled image(s): {report.images} with masks {report.masks}"]
     if report.unmatched:
         lines.append(f"{len(report.unmatched)} image(s) without a mask were left out, e.g. {report.unmatched[0]}")
+    if report.unreadable:
+        more = f" and {len(report.unreadable) - 3} more" if len(report.unreadable) > 3 else ""
+        shown = "; ".join(report.unreadable[:3])
+        lines.append(f"skipped {len(report.unreadable)} unreadable image(s) or mask(s): {shown}{more}")
     if report.gates:
         lines.append("gates: " + ", ".join(f"{MEASURES[k]} {_op(k)} {v:g}" for k, v in report.gates.items()))
     lines += [f"{r.name}: {r.status}: {r.reason}" for r in report.results if r.reason]

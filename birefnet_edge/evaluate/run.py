@@ -99,6 +99,8 @@ class EvalReport:
     count: int
     unmatched: list[str] = field(default_factory=list)
     gates: dict[str, float] = field(default_factory=dict)
+    #: ``path: reason`` of each image or mask that does not decode (skipped; the command exits 1).
+    unreadable: list[str] = field(default_factory=list)
     results: list[EvalResult] = field(default_factory=list)
 
     @property
@@ -123,18 +125,25 @@ class EvalReport:
 def find_labelled(images: Path, masks: Path | None) -> tuple[Labelled, Path]:
     """Pair the images (recursive) with their masks; ``images`` may hold DIS5K's ``im/`` and ``gt/``.
 
+    Every image and mask is decoded once first (:func:`readable_images`): an unreadable one is skipped and
+    listed in ``unreadable`` (images and masks alike), as ``predict`` skips it, not found in a model's run.
+
     Returns:
         The pairs (and unmatched images), and the images folder used.
 
     Raises:
-        InputError: No images, no masks folder, or no image with a mask.
+        InputError: No images, no masks folder, or no image with a readable mask.
     """
     from birefnet_edge.distill.data import find_images
+    from birefnet_edge.images import readable_images
 
     images, masks = split_layout(images, masks)
     if masks is None:
         raise InputError(f"--masks is missing and {images} has no im/ and gt/ sub-folders; pass --masks DIR")
-    return pair_masks(find_images(images), images, masks), images
+    files, bad_images = readable_images(find_images(images))
+    labelled = pair_masks(files, images, masks)
+    labelled.unreadable = bad_images + labelled.unreadable
+    return labelled, images
 
 
 def evaluate_model(
@@ -231,6 +240,7 @@ def evaluate_models(
         masks=str(labelled.masks_root),
         count=len(labelled.pairs),
         unmatched=[str(p) for p in labelled.unmatched],
+        unreadable=[f"{path}: {why.split(': ', 1)[-1]}" for path, why in labelled.unreadable],
         gates=gates.limits(),
     )
     for spec in models:

@@ -75,3 +75,31 @@ def test_cache_round_trip_and_a_different_teacher_misses(tmp_path: Path, fmt: st
     assert TargetCache(tmp_path, "teacher-b", 32, fmt).get("img") is None
     assert TargetCache(tmp_path, "teacher-a", 64, fmt).get("img") is None
     assert cache_a.get("other-image") is None
+
+
+@pytest.mark.parametrize("gt", [1.0, 0.0])
+def test_an_unreadable_mask_is_found_up_front_and_its_image_handled_once(
+    images_dir: Path, tmp_path: Path, tiny_config, gt: float
+) -> None:
+    # Found by hand (issue 19, round 2): a corrupt mask passed the scan and stopped the run at the step that read it.
+    from PIL import Image
+
+    from birefnet_edge.distill.config import LossWeights
+    from birefnet_edge.distill.runset import prepare_data
+
+    masks = tmp_path / "masks"
+    files = readable_images(find_images(images_dir))[0]
+    for path in files:
+        target = masks / path.relative_to(images_dir).with_suffix(".png")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("L", (40, 30), 255).save(target)
+    broken = masks / files[0].relative_to(images_dir).with_suffix(".png")
+    broken.write_bytes(b"not a png")
+    data = prepare_data(tiny_config(images_dir, tmp_path / "run", steps=1, masks=masks, loss=LossWeights(gt=gt)))
+    [note] = [n for n in data.notes if "unreadable mask" in n]
+    assert note.startswith(f"skipped 1 unreadable mask(s): {broken.name}")
+    if gt > 0:  # the masks supervise: the image without a usable mask is left out, and every other one has its mask
+        assert "left out of this run" in note and files[0] not in data.train_files + data.held_files
+        assert data.train_masks is not None and broken not in data.train_masks
+    else:  # the masks only evaluate: the image trains
+        assert "train without one" in note and files[0] in data.train_files + data.held_files
