@@ -73,6 +73,17 @@ class BatchRange:
         """
         return sorted({min(max(b, self.min), self.max) for b in sizes})
 
+    def clamp_note(self, sizes: Iterable[int], verb: str = "run") -> str:
+        """What :meth:`clamp` changed, in one line for the console and the reports ("" when nothing moved)."""
+        moved = sorted({b for b in sizes if not self.contains(b)})
+        if not moved:
+            return ""
+        nearest = sorted({min(max(b, self.min), self.max) for b in moved})
+        return (
+            f"batch {', '.join(map(str, moved))} outside the batch range {self.min}..{self.max}: {verb} at batch "
+            f"{', '.join(map(str, nearest))} instead"
+        )
+
     def example(self) -> int:
         """Batch size to trace with: at least 2, because tracing at 1 lets exporters bake the batch in."""
         return min(max(2, self.opt), self.max) if self.max >= 2 else 1

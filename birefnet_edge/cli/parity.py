@@ -111,8 +111,11 @@ def bench_cmd(
 ) -> None:
     """Measure latency, throughput, load time and memory against PyTorch eager; exit 1 if an artifact failed."""
     from birefnet_edge.parity import bench_artifacts, build_report, check_report_dir, raise_on_bench_failure
+    from birefnet_edge.parity.batches import artifact_batch_ranges, check_batches
 
     check_report_dir(report)
+    if batch:  # as parity: a named batch the artifact cannot take would be timed at another one
+        check_batches(batch, artifact_batch_ranges(artifacts))
     results = bench_artifacts(artifacts, runs, warmup, batch or (1, 4), on_result=_echo_bench, verify=not no_verify)
     _show(build_report(bench=results), report, fresh=True)
     raise_on_bench_failure(results)

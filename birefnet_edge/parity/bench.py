@@ -163,6 +163,9 @@ def bench_runner(runner: Runner, result: BenchResult, batches: Sequence[int], ru
         result.runtime = runner.runtime_info()
         for b in runner.spec.batch.clamp(batches):
             result.latency.append(time_batch(runner, b, runs, warmup))
+    clamped = runner.spec.batch.clamp_note(batches, "timed")
+    if clamped:
+        result.warnings.append(clamped)
     result.base_rss_mb, result.peak_rss_mb = rss.base_mb, rss.peak_mb
     return result
 

@@ -160,12 +160,10 @@ def _gate(
     result.metrics, result.checks, base = comparison.metrics, comparison.checks, comparison.first_output
     failures = result.failures()
     result.status = FAIL if failures or not result.metrics else PASS
-    moved = sorted(set(batches) - set(result.batches))
-    rng = profile.batch
-    notes = [
-        f"batch {', '.join(map(str, moved))} outside the profile range {rng.min}..{rng.max}: checked at the nearest"
-    ]
-    result.reason = "; ".join([c.describe() for c in failures] + (notes if moved else []))
+    clamped = profile.batch.clamp_note(batches, "checked")
+    if clamped:  # a default batch the artifact cannot take: said where the user looks, not only in results.json
+        result.warnings.append(clamped)
+    result.reason = "; ".join([c.describe() for c in failures] + ([clamped] if clamped else []))
     if samples_dir is not None and base is not None:
         try:
             result.samples = str(save_samples(samples_dir, result.name, inputs, reference, base, n_samples))

@@ -139,6 +139,7 @@ class BenchResult:
     baseline: str = ""
     runtime: dict[str, Any] = field(default_factory=dict)
     weights: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def at(self, batch: int) -> LatencyStats | None:
         """Return the latency at ``batch`` (None when not measured)."""

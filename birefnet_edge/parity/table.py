@@ -94,6 +94,8 @@ def notes(report: RunReport, goals: bool = True) -> list[str]:
             lines.append(f"{e['target']} export failed: {e.get('error')}")
         lines += [f"{e['target']} export skipped {s}" for s in e.get("skipped", [])]
         lines += [f"{e['target']} export WARNING: {w}" for w in e.get("warnings", [])]
+    for b in report.bench:
+        lines += [f"{b.name} bench WARNING: {w}" for w in b.warnings]
     for p in report.parity:
         lines += [f"{p.name} WARNING: {w}" for w in p.warnings]
         near = p.reference_logits.get("frac_abs_below_0.1")

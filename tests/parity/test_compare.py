@@ -92,7 +92,8 @@ def test_broken_artifact_fails(onnx_artifact, parity_inputs, tmp_path):
 def test_batches_outside_the_profile_are_clamped_and_noted(onnx_artifact, parity_inputs, references):
     result = check_artifact(onnx_artifact, parity_inputs, (2, 9), references)
     assert result.status == PASS and result.batches == [2, 4]
-    assert "batch 9 outside the profile range 1..4: checked at the nearest" in result.reason
+    assert "batch 9 outside the batch range 1..4: checked at batch 4 instead" in result.reason
+    assert result.warnings[-1] == "batch 9 outside the batch range 1..4: checked at batch 4 instead"
 
 
 def test_run_parity_reports_every_artifact_in_order(onnx_artifact, tensorrt_artifact, parity_inputs, unrunnable):
