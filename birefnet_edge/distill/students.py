@@ -165,9 +165,9 @@ def _fetch_imagenet(student: BiRefNet, backbone: str, init: str) -> tuple[Path, 
 def load_backbone(student: BiRefNet, state: dict[str, torch.Tensor], source: str) -> int:
     """Load ``state`` into the student's backbone; every key must fit (none is skipped in silence).
 
-    ``state`` may be the backbone's own state dict (keys as in ``student.bb``, optionally prefixed ``bb.``)
-    or anything the backbone converts itself (a timm backbone takes timm's classifier checkpoint and its
-    ``features_only`` state dict).
+    ``state`` may be the backbone's own state dict (keys as in ``student.bb``, optionally prefixed ``bb.``),
+    a whole BiRefNet state dict (its ``bb.`` part is taken), or anything the backbone converts itself (a timm
+    backbone takes timm's classifier checkpoint and its ``features_only`` state dict).
 
     Returns:
         The number of tensors loaded.
@@ -179,13 +179,16 @@ def load_backbone(student: BiRefNet, state: dict[str, torch.Tensor], source: str
 
     check_finite(state, source)
     own = student.bb.state_dict()
-    if state and all(k.startswith("bb.") for k in state):
-        state = {k[3:]: v for k, v in state.items()}
+    if any(k.startswith("bb.") for k in state):  # also a whole BiRefNet checkpoint (a teacher, a best.safetensors)
+        state = {k[3:]: v for k, v in state.items() if k.startswith("bb.")}
     convert = getattr(student.bb, "convert_state_dict", None)
     if convert is not None and state_dict_diff(own, state)[0]:
         state = convert(state, source)
     count, diff = state_dict_diff(own, state)
     if count:
-        raise WeightsError(f"{source} does not fit the student's {student.config.backbone} backbone: {diff}")
+        raise WeightsError(
+            f"{source} does not fit the student's {student.config.backbone} backbone: {diff}; pass weights of that "
+            "backbone (or a BiRefNet checkpoint built on it), or --student-init imagenet / scratch"
+        )
     student.bb.load_state_dict(state, strict=True)
     return len(state)

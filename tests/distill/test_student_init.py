@@ -140,3 +140,15 @@ def test_run_records_the_init_source_and_sha256(images_dir: Path, tmp_path: Path
         meta = f.metadata()
     assert meta["birefnet_edge.student_init"] == str(path)
     assert meta["birefnet_edge.student_init_sha256"] == sha256_file(path)
+
+
+def test_a_whole_birefnet_checkpoint_gives_its_backbone_and_another_backbone_names_the_fix(tmp_path: Path) -> None:
+    # Found by hand (issue 19, round 2): a previous run's best.safetensors was refused with 573 "unexpected" keys.
+    donor = create_model("student_tiny")
+    whole = _shifted(donor.state_dict())
+    student, _ = build_student("student_tiny", None, seed=0, init=str(_saved(tmp_path, whole, "best.safetensors")))
+    assert all(torch.equal(student.state_dict()[k], v) for k, v in whole.items() if k.startswith("bb."))
+    other = create_model("BiRefNet_pvt_v2_b0").state_dict()
+    path = _saved(tmp_path, other, "pvt.safetensors")
+    with pytest.raises(WeightsError, match=r"does not fit .* missing: .*pass weights of that backbone .* scratch$"):
+        build_student("student_tiny", None, seed=0, init=str(path))
