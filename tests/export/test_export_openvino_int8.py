@@ -219,3 +219,20 @@ def test_parity_report_shows_the_executed_precision_and_the_calibration_warning(
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["parity"][0]["runtime"]["executed_precision"].count("int8") == 1
     assert "birefnet_tiny-openvino-int8" in (tmp_path / "report.html").read_text()
+
+
+def test_nncf_progress_bars_stay_off_piped_output(capsys) -> None:
+    # Found by hand (issue 19): `export -t openvino-int8 | tee log` got NNCF's rich bars in the log.
+    from nncf.common.logging.track_progress import track  # imported by name, as NNCF's own modules do
+
+    from birefnet_edge.export.int8.openvino import quiet_progress
+
+    list(track(range(3), description="Statistics collection"))
+    assert "Statistics collection" in capsys.readouterr().out  # what NNCF prints when stdout is piped
+    with quiet_progress():
+        assert list(track(range(3), description="Statistics collection")) == [0, 1, 2]
+        with track(total=2, description="Applying", weights=[1.0, 1.0]) as bar:
+            bar.update(advance=1)
+    assert capsys.readouterr().out == ""
+    list(track(range(3), description="Statistics collection"))
+    assert "Statistics collection" in capsys.readouterr().out  # restored after

@@ -8,6 +8,10 @@ the FakeQuantize ops that feed them until the held-out IoU against fp32 PyTorch 
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -77,7 +81,7 @@ def quantize_int8(
         MissingDependencyError: NNCF is not installed (extra ``quantize``).
     """
     nncf = require("nncf", EXTRA, "OpenVINO int8 quantization")
-    _quiet(nncf)
+    nncf.set_log_level(logging.WARNING)  # at INFO it prints a line per layer it leaves unquantized (hundreds)
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
     from openvino._offline_transformations import compress_quantize_weights_transformation
 
@@ -88,7 +92,7 @@ def quantize_int8(
     held = calibration.arrays("held_out", profile.input_size)
     reference = torch_reference(model, torch.from_numpy(held))
     dataset = nncf.Dataset(list(calibration.arrays("calibration", profile.input_size)), lambda x: x[None])
-    with phase("int8 quantization"), converting("nncf.quantize", profile):
+    with phase("int8 quantization"), converting("nncf.quantize", profile), quiet_progress():
         quantized = nncf.quantize(
             ov_model,
             dataset,
@@ -134,11 +138,35 @@ def _executed(quantized: Any, profile: Profile) -> str:
     return executed_precision(ov.Core().compile_model(quantized, "CPU", {"INFERENCE_PRECISION_HINT": hint}))
 
 
-def _quiet(nncf: Any) -> None:
-    """Keep NNCF to warnings: at INFO it prints a line per layer it leaves unquantized (hundreds)."""
-    import logging
+@contextlib.contextmanager
+def quiet_progress() -> Iterator[None]:
+    """Keep NNCF's progress bars off piped output, as ours are (:func:`birefnet_edge.console.is_terminal`).
 
-    nncf.set_log_level(logging.WARNING)
+    NNCF draws them with rich on stdout and has no switch for them; rich still prints each bar's last frame
+    where stdout is not a terminal, so a piped export gets them in its log. Every NNCF bar is built through
+    the two progress classes of ``nncf.common.logging.track_progress``: they are swapped here for ones that
+    are disabled, and restored after.
+    """
+    from birefnet_edge.console import is_terminal
+
+    if is_terminal(sys.stdout):
+        yield
+        return
+    from nncf.common.logging import track_progress
+
+    saved = track_progress.Progress, track_progress.WeightedProgress
+    track_progress.Progress, track_progress.WeightedProgress = (_disabled(cls) for cls in saved)
+    try:
+        yield
+    finally:
+        track_progress.Progress, track_progress.WeightedProgress = saved
+
+
+def _disabled(cls: type) -> type:
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:  # noqa: N807  (the class's constructor)
+        cls.__init__(self, *args, **{**kwargs, "disable": True})
+
+    return type(f"Quiet{cls.__name__}", (cls,), {"__init__": __init__})
 
 
 def _restored(quantized: Any, names: set[str]) -> Any:
