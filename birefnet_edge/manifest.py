@@ -184,7 +184,8 @@ def manifest_problems(manifest: Manifest) -> list[str]:
     ``verify``, ``pack`` and ``export --reuse`` call it beside :func:`file_problems`.
 
     Returns:
-        One line per problem; empty when the manifest is sealed, unchanged and lists a model file.
+        One line per problem; empty when the manifest is sealed, unchanged and lists a model file (or the files
+        its model is built from on the target machine: a TensorRT export without an engine).
     """
     problems = []
     if not manifest.digest:
@@ -195,10 +196,18 @@ def manifest_problems(manifest: Manifest) -> list[str]:
         problems.append(
             f"{MANIFEST_NAME} was changed after export: its content does not match its digest {manifest.digest[:19]}"
         )
-    if not any(entry.role == "model" for entry in manifest.files):
+    if not any(entry.role == "model" for entry in manifest.files) and not _built_later(manifest):
         listed = f"{len(manifest.files)} file(s), none with role 'model'" if manifest.files else "no files"
         problems.append(f"{MANIFEST_NAME} lists {listed}: there is no model to run")
     return problems
+
+
+def _built_later(manifest: Manifest) -> bool:
+    """True for an artifact whose model file is built on the machine that runs it, holding what it is built from."""
+    try:
+        return bool(manifest.files) and bool(manifest.get_profile().options.built_later_by)
+    except ProfileError:
+        return False
 
 
 def check_member_path(relpath: str) -> PurePosixPath:

@@ -115,6 +115,20 @@ def test_verify_and_pack_refuse_a_manifest_listing_no_model(artifact, tmp_path, 
     assert not (tmp_path / "x.tar.gz").exists()
 
 
+def test_a_tensorrt_export_without_its_engine_verifies_and_packs(tensorrt_artifact, tmp_path, capsys):
+    # Found by hand (issue 19, round 2): exported on a machine without a GPU (the engine is built later, on the
+    # GPU that runs it), the artifact failed verify and pack with "none with role 'model'".
+    folder = shutil.copytree(tensorrt_artifact, tmp_path / "art" / tensorrt_artifact.name)
+    _reseal(folder, lambda data: data.update(files=[f for f in data["files"] if f["role"] != "model"]))
+    code, out, _ = run(["verify", str(folder)], capsys)
+    assert code == 0 and out.startswith("ok ")
+    pack_artifact(folder, tmp_path / "trt.tar.gz")
+    with tarfile.open(tmp_path / "trt.tar.gz") as tar:
+        assert f"{folder.name}/model.onnx" in tar.getnames()
+    _reseal(folder, lambda data: data.update(files=[]))  # nothing to build from: still refused
+    assert run(["verify", str(folder)], capsys)[0] == 1
+
+
 @pytest.mark.parametrize("where", ["under-a-file", "proc"])
 def test_pack_out_that_cannot_be_written_is_one_error(artifact, tmp_path, where):
     (tmp_path / "a-file").write_text("keep")

@@ -73,6 +73,9 @@ class FormatOptions(Mapping[str, Any]):
     #: (offset, bytes) every model file of the format holds, e.g. a FlatBuffers file identifier; checked
     #: before the backend loads the file, because some backends abort the process on a foreign file.
     model_magic: ClassVar[tuple[int, bytes] | None] = None
+    #: The command that builds the model file on the machine that runs it (TensorRT: ``build-engine``); an
+    #: artifact exported elsewhere holds only what that command builds from, and is complete without it.
+    built_later_by: ClassVar[str] = ""
     #: The birefnet-edge extra that installs them (default: the format's name).
     extra: ClassVar[str] = ""
     #: pytest marker of the format's tests, registered by ``tests/conftest.py`` ("": none, always run).

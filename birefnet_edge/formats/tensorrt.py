@@ -59,6 +59,7 @@ class TensorrtOptions(FormatOptions):
     """
 
     model_file = "model.engine"
+    built_later_by = "build-engine"  # on the GPU that runs it: an export without one holds the ONNX only
     packages = ("tensorrt",)
     marker = "tensorrt"
 
