@@ -38,6 +38,15 @@ def distill_cmd(
     """Distil a teacher into a small student on unlabeled images (torchrun --nproc-per-node N for DDP)."""
     from birefnet_edge.distill import Augment, DistillConfig, LossWeights, parse_fields, run_distill
     from birefnet_edge.distill.progress import ProgressPrinter
+    from birefnet_edge.errors import UsageError
+    from birefnet_edge.labels import split_layout
+
+    named = {item.partition("=")[0].strip() for item in (loss or "").split(",")}
+    if "gt" in named and split_layout(images, masks)[1] is None:  # it would weigh nothing, without a word
+        raise UsageError(
+            "--loss gt=... weights the loss against ground-truth masks, but there are none: pass --masks DIR "
+            "(or --images a folder holding im/ and gt/), or drop gt"
+        )
 
     config = DistillConfig(
         teacher=teacher,

@@ -155,3 +155,16 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_best(
         run_distill(config, on_step=remember)
     assert (out / BEST).read_bytes() == best_after_step_1["bytes"]
     assert torch.load(out / CHECKPOINT, weights_only=False)["step"] == 1
+
+
+def test_a_gt_loss_weight_without_masks_is_a_usage_error(images_dir: Path, tmp_path: Path, capsys) -> None:
+    # Found by hand (issue 19, round 2): `--loss gt=1` without --masks trained on the teacher alone, exit 0.
+    from birefnet_edge.cli import main
+
+    base = ["distill", "--teacher", "random:birefnet_tiny", "--student", "student_tiny", "--images", str(images_dir)]
+    with pytest.raises(SystemExit) as stop:
+        main([*base, "--out", str(tmp_path / "run"), "--steps", "1", "--size", "64", "--loss", "bce=30,gt=1"])
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2 and err.count("\n") == 0
+    assert err.startswith("error: --loss gt=... weights the loss against ground-truth masks, but there are none")
+    assert not (tmp_path / "run").exists()
