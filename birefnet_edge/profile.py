@@ -343,6 +343,10 @@ def profile_from_toml(
             source=source,
             sha256=sha256,
         )
+    except ProfileError as exc:  # raised by a table's own check (batch range, size): name the file too
+        if str(exc).startswith("profile "):
+            raise
+        raise ProfileError(f"profile {where}: {exc}") from exc
     except (TypeError, ValueError) as exc:
         raise ProfileError(f"profile {where}: {exc}") from exc
 

@@ -50,3 +50,9 @@ def test_every_wrong_field_is_listed_at_once() -> None:
 def test_a_single_integer_size_is_a_square_and_good_profiles_still_load(tmp_path: Path) -> None:
     assert _load("[input]\nsize = 128").input_size == (128, 128)
     assert load_profile("onnx-fp32").input_size == (1024, 1024)
+
+
+def test_a_tables_own_check_names_the_profile_too() -> None:
+    # Found by hand (issue 19, round 2): "batch range must satisfy ..." did not say which of several -t files.
+    with pytest.raises(ProfileError, match=r"^profile custom: batch range must satisfy .* got min=1, opt=1, max=0$"):
+        _load("[batch]\nmin = 1\nopt = 1\nmax = 0")
