@@ -320,7 +320,9 @@ def predict(
             on_start(len(files), "segmenting on Ray")
         options = dataclasses.replace(ray or RayOptions(), batch=batch, verify=verify)
         return predict_ray(model, files, out_dir, options, overwrite, on_progress, on_error)
-    with open_model(model, size=size, verify=verify, variant=variant, patch_order=patch_order) as runner:
+    runner = open_model(model, size=size, verify=verify, variant=variant, patch_order=patch_order)
+    check_batch(runner, batch)  # before the backend loads the model (seconds to minutes)
+    with runner:
         if on_start is not None:
             on_start(len(files), f"segmenting with {runner.name}")
         return predict_files(runner, files, out_dir, batch, overwrite, on_progress, on_error)

@@ -211,3 +211,16 @@ def test_predict_refuses_an_unknown_engine_and_weights_on_ray(photo_folder, tmp_
     with pytest.raises(InputError, match="--variant/--patch-order work with --engine local"):
         predict(str(tmp_path), image, tmp_path / "out", engine="ray", patch_order="current")
     assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+def test_a_batch_outside_the_artifacts_range_is_refused_before_the_model_loads(
+    onnx_artifact, photo_folder, tmp_path, monkeypatch
+):
+    # Found by hand (issue 19, round 2): the ExecuTorch artifact loaded (seconds) before --batch 9 was refused.
+    from birefnet_edge.errors import UsageError
+    from birefnet_edge.runtime import Runner
+
+    monkeypatch.setattr(Runner, "activate", lambda self: pytest.fail("the model was loaded"))
+    with pytest.raises(UsageError, match=r"--batch 99 is outside what .* accepts \(1\.\.4\)"):
+        predict(onnx_artifact, [photo_folder], tmp_path / "out", batch=99)
+    assert not (tmp_path / "out").exists()
