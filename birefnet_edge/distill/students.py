@@ -52,7 +52,7 @@ def check_student(name: str) -> None:
 
 def check_student_init(spec: str) -> None:
     """Raise a usage error unless ``spec`` is ``auto``, ``imagenet[@rev]``, ``scratch`` or an existing weights file."""
-    if spec in INIT_CHOICES or spec.startswith("imagenet@"):
+    if spec in INIT_CHOICES or (spec.startswith("imagenet@") and spec.partition("@")[2].strip()):
         return
     path = Path(spec)
     if path.suffix.lower() not in WEIGHT_SUFFIXES or not path.is_file():

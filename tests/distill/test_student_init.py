@@ -120,7 +120,7 @@ def test_scratch_is_the_seeded_initialisation_and_auto_copies_a_fitting_teacher(
     )
 
 
-@pytest.mark.parametrize("spec", ["nothing.safetensors", "imagenet1k", "weights.txt"])
+@pytest.mark.parametrize("spec", ["nothing.safetensors", "imagenet1k", "weights.txt", "imagenet@", ""])
 def test_a_bad_spec_is_a_usage_error(spec: str, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     Path("weights.txt").write_text("not weights")
