@@ -38,7 +38,8 @@ def find_images(folder: str | Path, recursive: bool = False, option: str = "imag
     folder = Path(folder)
     if not folder.is_dir():
         how = "searched recursively" if recursive else "its images are used, not those of sub-folders"
-        raise InputError(f"{option} folder not found: {folder}; pass a folder of images ({how})")
+        what = "is a file, not a folder" if folder.exists() else "folder not found"
+        raise InputError(f"{option} {what}: {folder}; pass a folder of images ({how})")
     if not recursive:
         return sorted(p for p in folder.iterdir() if is_image_file(p))
     files = (p for p in folder.rglob("*") if is_image_file(p))

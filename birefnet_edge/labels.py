@@ -78,6 +78,11 @@ def pair_masks(files: list[Path], images_root: Path, masks_root: Path) -> Labell
     """
     if not masks_root.is_dir():
         raise InputError(f"--masks {masks_root} is not a folder; pass the folder of ground-truth masks")
+    if masks_root.resolve() == images_root.resolve():  # each image would be its own "mask", silently
+        raise InputError(
+            f"--masks {masks_root} is the images folder; pass the folder that holds the masks (same relative paths "
+            "and names as the images)"
+        )
     found = Labelled(masks_root=masks_root)
     matched = []
     for image in files:

@@ -27,7 +27,7 @@ def test_find_images_names_the_option_of_a_missing_folder(tmp_path) -> None:
     with pytest.raises(InputError, match=r"--calibration folder not found: .*nope; pass a folder of images"):
         find_images(tmp_path / "nope", recursive=True, option="--calibration")
     (tmp_path / "file.png").write_bytes(b"")
-    with pytest.raises(InputError, match="image folder not found"):
+    with pytest.raises(InputError, match=r"image is a file, not a folder: .*file.png"):  # not "not found"
         find_images(tmp_path / "file.png")
 
 

@@ -38,3 +38,10 @@ def test_masks_that_all_fail_to_decode_are_one_error(tmp_path: Path) -> None:
         mask.write_bytes(mask.read_bytes()[:20])
     with pytest.raises(InputError, match=r"none of the 2 mask\(s\) under .* that match an image can be read"):
         pair_masks(files, images, masks)
+
+
+def test_the_images_folder_as_masks_is_refused(tmp_path: Path) -> None:
+    # Found by hand (issue 19, round 2): `--masks` = `--images` scored (and trained) each photo against itself.
+    files, images, _ = _folders(tmp_path, 2)
+    with pytest.raises(InputError, match=r"--masks .*im is the images folder; pass the folder that holds the masks"):
+        pair_masks(files, images, images)
