@@ -126,13 +126,16 @@ def photo(tmp_path: Path) -> Path:
     return path
 
 
-def test_platform_skip_passes_the_gate_and_says_so_in_the_results(
+def test_a_gate_that_checked_nothing_exits_1_unless_skips_are_allowed(
     coreml_artifact, unrunnable, tmp_path: Path, cli: Cli
 ) -> None:
     why = unrunnable("coreml")
     if why is None:
         pytest.skip("CoreML executes on this machine (macOS): there is no platform skip to check")
-    code, text = cli("parity", coreml_artifact, "--synthetic", "1", "--batch", "1", "--report", tmp_path / "r")
+    code, text = cli("parity", coreml_artifact, "--synthetic", "1", "--batch", "1", "--report", tmp_path / "q")
+    assert code == 1 and "could be checked on this machine" in text and "--allow-skip" in text, text
+    args = ("--synthetic", "1", "--batch", "1", "--report", tmp_path / "r", "--allow-skip")
+    code, text = cli("parity", coreml_artifact, *args)
     assert code == 0, text
     result = json.loads((tmp_path / "r" / "results.json").read_text())["parity"][0]
     assert (result["status"], result["skip_kind"]) == ("SKIPPED", "platform") and re.search(why, result["reason"])

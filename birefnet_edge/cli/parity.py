@@ -79,7 +79,10 @@ def parity_cmd(
     junit: Junit = None,
     allow_skip: Annotated[
         bool,
-        typer.Option("--allow-skip", help="Exit 0 when a target is skipped because its PyTorch reference is missing."),
+        typer.Option(
+            "--allow-skip",
+            help="Exit 0 when targets are skipped: a missing PyTorch reference, or no target runnable here.",
+        ),
     ] = False,
     no_verify: NoVerify = False,
 ) -> None:

@@ -206,13 +206,13 @@ def run_parity(
 def raise_on_failure(results: Sequence[ParityResult], allow_skip: bool = False) -> None:
     """Raise :class:`ParityError` naming every target that failed or could not be judged.
 
-    A target this machine cannot run (:data:`SKIP_PLATFORM`) does not fail the gate. A target whose
-    PyTorch reference could not be built (:data:`SKIP_REFERENCE`) was never judged, so it fails the
-    gate unless ``allow_skip`` is set.
+    A target this machine cannot run (:data:`SKIP_PLATFORM`) does not fail the gate while another target
+    was judged. A gate that judged nothing (every target skipped) could not check, so it fails unless
+    ``allow_skip`` is set, as does a target whose PyTorch reference could not be built (:data:`SKIP_REFERENCE`).
 
     Args:
         results: The parity results.
-        allow_skip: Accept targets that were skipped because the reference could not be built.
+        allow_skip: Accept skipped targets: an unbuildable reference, or no target runnable here.
 
     Raises:
         ParityError: At least one result has status FAIL, or an unjudged result is not allowed.
@@ -228,6 +228,12 @@ def raise_on_failure(results: Sequence[ParityResult], allow_skip: bool = False) 
         problems.append(
             f"{len(unjudged)} of {len(results)} target(s) could not be judged: {lines}; make the source weights "
             "available (the path or hub id in the manifest's weights.source) or pass --allow-skip"
+        )
+    if results and all(r.status == SKIPPED for r in results) and not allow_skip and not unjudged:
+        lines = "; ".join(f"{r.name}: {r.reason}" for r in results)
+        problems.append(
+            f"none of the {len(results)} target(s) could be checked on this machine: {lines}; run the gate where "
+            "they can run, or pass --allow-skip to accept a run that checked nothing"
         )
     if problems:
         raise ParityError("; ".join(problems))

@@ -77,7 +77,10 @@ def _assert_skipped_with_reason(result, why: str, artifact, parity_inputs) -> No
     assert (result.metrics, result.checks, result.batches) == ([], [], [])
     assert result.name == artifact.name and result.size_bytes > 0
     assert result.input_names == list(parity_inputs.names)
-    raise_on_failure([result])  # a SKIPPED target does not fail the gate ...
+    raise_on_failure([result, dataclasses.replace(result, status=PASS)])  # a SKIPPED target beside a judged one ...
+    with pytest.raises(ParityError, match=r"none of the 1 target\(s\) could be checked on this machine"):
+        raise_on_failure([result])  # ... but a gate that judged nothing could not check
+    raise_on_failure([result], allow_skip=True)
     with pytest.raises(ParityError, match=rf"1 of 2 target\(s\) failed parity: {result.name}: boom"):
         raise_on_failure([result, dataclasses.replace(result, status=FAIL, reason="boom")])  # ... nor count as one
 
