@@ -28,10 +28,13 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
         raise typer.BadParameter(
             f"{text} is larger than the {MAX_SIDE} px a side that a run can hold", param_hint="--size"
         )
-    odd = [side for side in (h, w) if side % 32 or side < 32]
+    # 64: the smallest side a profile takes (the model halves the image for its second backbone pass).
+    odd = [side for side in (h, w) if side % 32 or side < 64]
     if odd:  # a malformed value, as distill's --size: a usage error (exit 2), not found by a profile or model later
-        near = " or ".join(str(n) for n in sorted({max(32, odd[0] // 32 * 32), max(32, -(-odd[0] // 32) * 32)}))
-        raise typer.BadParameter(f"{text}: each side must be a multiple of 32 (e.g. {near})", param_hint="--size")
+        near = " or ".join(str(n) for n in sorted({max(64, odd[0] // 32 * 32), max(64, -(-odd[0] // 32) * 32)}))
+        raise typer.BadParameter(
+            f"{text}: each side must be a multiple of 32, at least 64 (e.g. {near})", param_hint="--size"
+        )
     return h, w
 
 
