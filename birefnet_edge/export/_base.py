@@ -3,7 +3,7 @@
 An exporter turns a PyTorch BiRefNet into the files of one target format inside a folder it is
 given, then checks them by opening them with the format's runtime runner (:meth:`Exporter.check`).
 It never writes the manifest, never times itself and never decides the folder name: the pipeline
-(:mod:`birefnet_edge.export._pipeline`) does that once for every format.
+(:mod:`birefnet_edge.export._build`) does that once for every format.
 """
 
 from __future__ import annotations
