@@ -5,8 +5,9 @@ Builds on ``model/`` (and the parity gate's metric functions); nothing in ``mode
 """
 
 from birefnet_edge.distill.config import Augment, DistillConfig, LossWeights, parse_fields
+from birefnet_edge.distill.run import run_distill
 from birefnet_edge.distill.students import list_students
-from birefnet_edge.distill.trainer import Distiller, DistillResult, run_distill
+from birefnet_edge.distill.trainer import Distiller, DistillResult
 
 __all__ = [
     "Augment",

@@ -10,29 +10,27 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from birefnet_edge.distill import _dist, checkpoint
 from birefnet_edge.distill.config import DistillConfig
-from birefnet_edge.distill.data import ImageFolderDataset, Sample, StreamSampler, augment_pair, collate
+from birefnet_edge.distill.data import ImageFolderDataset, Sample, StreamSampler, collate
 from birefnet_edge.distill.evaluate import HeldOut, build_held_out, evaluate
 from birefnet_edge.distill.losses import FeatureProjector, training_loss
 from birefnet_edge.distill.plot import write_curves
 from birefnet_edge.distill.runset import check_teacher, prepare_data
 from birefnet_edge.distill.schedule import WarmupCosine
+from birefnet_edge.distill.step import Trainable, check_finite, micro_batch
 from birefnet_edge.distill.students import StudentInit, build_student
 from birefnet_edge.distill.teacher import TargetCache, Teacher, normalise, open_teacher
-from birefnet_edge.errors import TrainingError
-from birefnet_edge.model import BiRefNet, TrainOutputs
+from birefnet_edge.model import BiRefNet
 
 log = logging.getLogger(__name__)
 
@@ -49,30 +47,6 @@ class DistillResult:
     best: dict[str, float] = field(default_factory=dict)
     images_per_s: float = 0.0
     backbone_note: str = ""
-
-
-class _Trainable(nn.Module):
-    """Student plus feature projector in one module, so DDP sees every trained parameter inside forward."""
-
-    def __init__(self, student: BiRefNet, projector: FeatureProjector | None) -> None:
-        super().__init__()
-        self.student, self.projector = student, projector
-
-    def forward(self, x: torch.Tensor, teacher_feats: list[torch.Tensor] | None) -> tuple[TrainOutputs, Any]:
-        feats: list[Any] = []
-        # A copy of the list: forward_enc replaces stage 4 in the returned list by the context-fused map.
-        handle = self.student.bb.register_forward_hook(lambda _m, _i, out: feats.append(list(out)))
-        try:
-            outputs = self.student(x)
-        finally:
-            handle.remove()
-        if self.projector is None or teacher_feats is None:
-            return outputs, None
-        return outputs, self.projector(feats[0], teacher_feats)
-
-
-def _aug_seed(seed: int, position: int) -> int:
-    return int(np.random.SeedSequence([seed, position]).generate_state(1)[0])
 
 
 class Distiller:
@@ -169,7 +143,7 @@ class Distiller:
         if self.config.loss.feature > 0 and self.teacher is not None and self.teacher.model is not None:
             teacher_channels = self.teacher.model.bb.channels
             projector = FeatureProjector(student.bb.channels, teacher_channels).to(self.dist.device)
-        module = _Trainable(student, projector)
+        module = Trainable(student, projector)
         if self.dist.world == 1:
             return module
         if self.dist.device.type == "cuda":  # per-GPU batches then normalise like one big batch
@@ -179,7 +153,7 @@ class Distiller:
         return nn.parallel.DistributedDataParallel(module, find_unused_parameters=True)
 
     @property
-    def trainable(self) -> _Trainable:
+    def trainable(self) -> Trainable:
         """The unwrapped student + projector."""
         model = self.model
         return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
@@ -215,36 +189,18 @@ class Distiller:
 
     # --- one step ----------------------------------------------------------------------------------
 
-    def _targets(self, samples: list[Sample], images: torch.Tensor) -> torch.Tensor:
-        """Teacher probabilities of the un-augmented images: from the cache, else computed (and cached)."""
-        found = [s.target for s in samples]
-        missing = [i for i, t in enumerate(found) if t is None]
-        if missing:
-            probs = self.teacher.probs(images[missing], self.dist.device.type == "cuda").cpu()  # type: ignore[union-attr]
-            for i, prob in zip(missing, probs):
-                found[i] = self.cache.quantise(prob) if self.cache else prob
-                if self.cache is not None:
-                    self.cache.put(samples[i].image_sha256, prob)
-        return torch.stack(found).to(self.dist.device)  # type: ignore[arg-type]
-
-    def _batch(self, samples: list[Sample], first: int) -> tuple[torch.Tensor, Tensor | None, Tensor | None]:
-        """Augmented (images, teacher targets, masks) of one micro-batch whose first sample is stream position
-        ``first``; targets are None without a teacher, masks None unless the masks supervise."""
-        images = torch.stack([s.image for s in samples]).to(self.dist.device).float() / 255.0
-        maps = []
-        if self.teacher is not None:
-            maps.append(self._targets(samples, images))
-        if self.train_masks is not None:
-            maps.append(torch.stack([s.mask for s in samples]).to(self.dist.device))  # type: ignore[misc]
-        joined = torch.cat(maps, dim=1)  # augmented together: one flip and crop for targets and masks
-        pairs = [
-            augment_pair(img, tgt, self.config.augment, _aug_seed(self.config.seed, first + j))
-            for j, (img, tgt) in enumerate(zip(images, joined))
-        ]
-        images, joined = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
-        targets = joined[:, :1] if self.teacher is not None else None
-        masks = joined[:, -1:] if self.train_masks is not None else None
-        return images, targets, masks
+    def _batch(self, samples: list[Sample], first: int) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """Augmented (images, teacher targets, masks) of one micro-batch (see :func:`step.micro_batch`)."""
+        return micro_batch(
+            samples,
+            first,
+            teacher=self.teacher,
+            cache=self.cache,
+            with_masks=self.train_masks is not None,
+            augment=self.config.augment,
+            seed=self.config.seed,
+            device=self.dist.device,
+        )
 
     def _micro_step(self, samples: list[Sample], first: int, sync: bool) -> dict[str, float]:
         images, targets, masks = self._batch(samples, first)
@@ -278,7 +234,7 @@ class Distiller:
             parts = self._micro_step(next(batches), first, sync=i == cfg.accum - 1)
             for k, v in parts.items():
                 totals[k] = totals.get(k, 0.0) + v / cfg.accum
-        _check_finite(totals, self.step + 1, self.best_step)
+        check_finite(totals, self.step + 1, self.best_step)
         if cfg.clip > 0:
             totals["grad_norm"] = float(nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip))
         totals["lr"] = self.optimizer.param_groups[0]["lr"]
@@ -375,45 +331,3 @@ class Distiller:
         if self.teacher is not None:
             self.teacher.close()
         _dist.teardown(self.dist)
-
-
-def _check_finite(parts: dict[str, float], step: int, best_step: int | None) -> None:
-    """Stop before the optimizer step when the loss is nan or inf: it would poison the weights for good."""
-    if math.isfinite(parts["loss"]):
-        return
-    terms = ", ".join(f"{k} {v:.4g}" for k, v in parts.items() if k != "loss")
-    kept = f"the step-{best_step} weights" if best_step is not None else "the last good weights"
-    raise TrainingError(
-        f"the loss is {parts['loss']} at step {step} ({terms}); the run stopped before updating the student, and "
-        f"best.safetensors keeps {kept}. Lower --lr or check --loss and the images, then start again in a new --out"
-    )
-
-
-def run_distill(
-    config: DistillConfig,
-    resume: bool = False,
-    progress: Progress | None = None,
-    on_step: Callable[[int], None] | None = None,
-) -> DistillResult:
-    """Distil ``config.teacher`` into ``config.student`` (see :class:`DistillConfig`); the ``distill`` command.
-
-    Returns:
-        Where the run ended and its best held-out agreement.
-
-    Raises:
-        InputError: Bad images or masks folder, size, student, output folder or resume settings.
-        WeightsError: The teacher does not load or cannot run here.
-    """
-    checkpoint.check_run_paths(config)  # before any slow work
-    with checkpoint.run_lock(config.out, enabled=_dist.is_main_process()):
-        distiller = Distiller.from_config(config, resume, progress)
-        try:
-            if distiller.dist.main:
-                for path, why in distiller.unreadable:
-                    log.warning("skipping unreadable image %s (%s)", path, why)
-                for note in distiller.notes:
-                    log.warning("%s", note)
-                log.info("%s", distiller.backbone_note)
-            return distiller.train(on_step)
-        finally:
-            distiller.close()
