@@ -3,9 +3,25 @@
 from __future__ import annotations
 
 import importlib
+import logging
 from types import ModuleType
 
 from birefnet_edge.errors import MissingDependencyError
+
+# torchao (imported by executorch's exir, runtime and XNNPACK partitioner) calls torch's deprecated
+# register_constant() on an Enum, and torch logs it as a raw "W... _pytree.py:...] <enum 'KernelPreference'>
+# is an Enum subclass ..." line on the console: a note for torchao's authors, nothing a user can act on.
+# This module is imported before any backend, so the filter is in place before that import; it drops only
+# that one record of that one torch logger, every other record (ours included) passes.
+_PYTREE_ENUM_NOTE = "is an Enum subclass and is now natively supported"
+
+
+class _DropPytreeEnumNote(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return _PYTREE_ENUM_NOTE not in str(record.msg)
+
+
+logging.getLogger("torch.utils._pytree").addFilter(_DropPytreeEnumNote())
 
 
 def require(module: str, extra: str, purpose: str = "") -> ModuleType:
