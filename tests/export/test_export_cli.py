@@ -62,8 +62,8 @@ def test_bad_size_and_unknown_target_fail_before_exporting(tmp_path, capsys) -> 
     # A malformed --size is a usage error (2) in every command; a size the profile forbids (below 64) is its error (1).
     assert _run(["export", "--weights", "random:birefnet_tiny", "-t", "onnx-fp32", "--size", "100"]) == 2
     assert "100: each side must be a multiple of 32, at least 64 (e.g. 96 or 128)" in capsys.readouterr().err
-    assert _run(["export", "--weights", "random:birefnet_tiny", "-t", "onnx-fp32", "--size", "32"]) == 1
-    assert "nearest legal: 64x64" in capsys.readouterr().err
+    assert _run(["export", "--weights", "random:birefnet_tiny", "-t", "onnx-fp32", "--size", "32"]) == 2
+    assert "32: each side must be a multiple of 32, at least 64 (e.g. 64)" in capsys.readouterr().err
 
 
 def test_targets_lists_every_shipped_profile(capsys) -> None:
