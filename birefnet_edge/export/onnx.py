@@ -29,6 +29,7 @@ from birefnet_edge.export._base import (
 )
 from birefnet_edge.export._cache import cached_onnx
 from birefnet_edge.export._memory import phase, release
+from birefnet_edge.export._onnx_optimize import optimize_graph
 from birefnet_edge.formats.onnx import CPU_PROVIDER, OnnxOptions
 from birefnet_edge.manifest import Manifest
 from birefnet_edge.profile import Profile
@@ -74,6 +75,7 @@ def dynamo_export(model: torch.nn.Module, profile: Profile, path: Path) -> None:
             program,
             (),
             dynamo=True,
+            optimize=False,  # optimized below, without one rule that costs most of the time (see _onnx_optimize)
             input_names=[IO.input_name],
             output_names=[IO.output_name],
             dynamic_shapes=names,
@@ -81,8 +83,11 @@ def dynamo_export(model: torch.nn.Module, profile: Profile, path: Path) -> None:
             verbose=False,
             custom_translation_table=translation_table(profile),
         )
-        # Weights in a side file: saving streams them instead of building one big message, and the
-        # batch-axis check can then read the graph alone.
+    with phase("onnx optimization"), converting("onnxscript optimizer", profile):
+        optimize_graph(onnx_program.model)
+    # Weights in a side file: saving streams them instead of building one big message, and the
+    # batch-axis check can then read the graph alone.
+    with phase("onnx translation"):
         onnx_program.save(str(path), external_data=True)
 
 
