@@ -9,11 +9,16 @@ setup:
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 
+# Two pytest-xdist workers per run at most (one per core here); files stay whole on a worker, and the workers
+# share the tiny test artifacts (tests/conftest.py). PYTEST_WORKERS=0 runs serially.
+PYTEST_WORKERS ?= auto
+XDIST := -n $(PYTEST_WORKERS) --maxprocesses 2 --dist loadfile
+
 test:
-	$(BIN)/python -m pytest -q --durations=25
+	$(BIN)/python -m pytest -q $(XDIST) --durations=25
 
 test-slow:
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q $(XDIST) -m slow
 
 lint:
 	$(BIN)/ruff check birefnet_edge tests

@@ -17,6 +17,11 @@ _DEFAULT_GOLDEN = Path(__file__).resolve().parents[1].parent / "shared" / "biref
 
 torch.manual_seed(0)
 
+# Under pytest-xdist each worker gets an equal share of the cores: the exports are mostly single-threaded
+# Python, and two workers each running torch on every core would only slow each other down.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """Register each format's test marker (``marker`` on its options class) beside the fixed ones."""
@@ -60,37 +65,59 @@ def tiny_input() -> torch.Tensor:
     return torch.from_numpy(deterministic_input(2, 64, 64))
 
 
+def _shared_dir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """A folder every pytest-xdist worker of this run sees (the session's own base folder when run serially)."""
+    base = tmp_path_factory.getbasetemp()
+    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def export_tiny(tmp_path_factory):
-    """Factory: export the tiny model with a shipped profile (64x64, batch 1..4) once per session.
+    """Factory: export the tiny model with a shipped profile (64x64, batch 1..4) once per test run.
 
     ``make(profile_name, **overrides)`` changes config fields first, e.g. ``backbone="timm:test_efficientnet"``.
+    Under pytest-xdist the workers share the artifacts: the first to need one builds it under a file
+    lock, the others wait and read it (each export costs up to a minute of a 2-core machine). Tests
+    must not change them: copy one first.
     """
+    from filelock import FileLock
+
     from birefnet_edge.export import export_target
     from birefnet_edge.model import load_model
     from birefnet_edge.profile import load_profile
 
-    out = tmp_path_factory.mktemp("artifacts")
+    out = _shared_dir(tmp_path_factory, "artifacts")
     cache: dict[str, Path] = {}
-    missing: dict[str, str] = {}
+
+    def build(profile_name: str, overrides: dict, folder: Path) -> None:
+        profile = load_profile(profile_name).with_overrides(input_size=(64, 64), batch={"min": 1, "opt": 2, "max": 4})
+        model, info = load_model("random:birefnet_tiny", **{"deform": profile.deform, **overrides})
+        result = export_target(model, profile, folder, weights=info, variant="birefnet_tiny")
+        if result.status != "ok":
+            missing_extra = "pip install 'birefnet-edge[" in str(result.error)
+            (folder / "failed.txt").write_text(("skip" if missing_extra else "fail") + "\n" + str(result.error))
 
     def make(profile_name: str, **overrides) -> Path:
         key = profile_name + "".join(f" {k}={v}" for k, v in sorted(overrides.items()))
-        if key in missing:
-            pytest.skip(missing[key])
         if key not in cache:
-            profile = load_profile(profile_name).with_overrides(
-                input_size=(64, 64), batch={"min": 1, "opt": 2, "max": 4}
-            )
-            model, info = load_model("random:birefnet_tiny", **{"deform": profile.deform, **overrides})
-            folder = out / f"overrides{len(cache)}" if overrides else out  # the same artifact name otherwise
-            result = export_target(model, profile, folder, weights=info, variant="birefnet_tiny")
-            if result.status != "ok" and "pip install 'birefnet-edge[" in str(result.error):
-                missing[key] = f"{key} cannot be exported here: {result.error}"
-                pytest.skip(missing[key])
-            if result.status != "ok":
-                pytest.fail(f"export of {key} failed: {result.error}")
-            cache[key] = result.path
+            folder = out / "".join(c if c.isalnum() or c in "-_." else "_" for c in key)
+            with FileLock(f"{folder}.lock"):
+                if not folder.is_dir():
+                    folder.mkdir()
+                    try:
+                        build(profile_name, overrides, folder)
+                    except BaseException as exc:  # the other workers must not wait for, or read, half a folder
+                        (folder / "failed.txt").write_text(f"fail\n{type(exc).__name__}: {exc}")
+                        raise
+            failed = folder / "failed.txt"
+            if failed.is_file():
+                kind, error = failed.read_text().split("\n", 1)
+                if kind == "skip":
+                    pytest.skip(f"{key} cannot be exported here: {error}")
+                pytest.fail(f"export of {key} failed: {error}")
+            (cache[key],) = [p.parent for p in folder.glob("*/manifest.json")]
         return cache[key]
 
     return make

@@ -9,6 +9,17 @@ import pytest
 from birefnet_edge.distill import run_distill
 
 
+def test_best_weights_load_by_themselves(images_dir: Path, tmp_path: Path, tiny_config) -> None:
+    """The file's metadata names the variant and size, so loading needs no other option."""
+    from birefnet_edge.model import load_model
+
+    run_distill(tiny_config(images_dir, tmp_path / "run", steps=2, eval_every=2, lr=2e-3))
+    model, info = load_model(str(tmp_path / "run" / "best.safetensors"))
+    assert info.variant == "student_tiny" and model.config.size == (64, 64)
+
+
+# A fresh ONNX export of the student (~30 s); export and parity themselves are tested on the tiny model.
+@pytest.mark.slow
 def test_best_weights_export_to_onnx_and_pass_parity(images_dir: Path, tmp_path: Path, tiny_config) -> None:
     pytest.importorskip("onnxruntime", reason="onnxruntime (extra 'onnx') runs the exported student")
     from birefnet_edge.export import export_targets

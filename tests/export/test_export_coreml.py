@@ -109,6 +109,21 @@ def test_execution_is_reported_as_skipped_off_macos(export_tiny, manifest_of) ->
         assert "execute only on macOS" in export["skipped"]["coreml_execution"]
 
 
+def test_enumerated_batch_shapes_are_every_batch_of_the_range() -> None:
+    """What the converter is given; the conversion itself (a whole Core ML export) runs under slow, below."""
+    from birefnet_edge.export.coreml import _batch_shape
+    from birefnet_edge.profile import load_profile
+
+    base = load_profile("coreml-fp32")
+    options = {**base.options, "batch_shapes": "enumerated"}
+    profile = base.with_overrides(input_size=(64, 96), batch={"min": 2, "opt": 3, "max": 4}, options=options)
+    shapes = _batch_shape(ct, profile)
+    assert isinstance(shapes, ct.EnumeratedShapes)
+    assert sorted(tuple(s.shape) for s in shapes.shapes) == [(b, 3, 64, 96) for b in (2, 3, 4)]
+    assert tuple(shapes.default) == (3, 3, 64, 96)
+
+
+@pytest.mark.slow
 def test_enumerated_batch_shapes(tiny_model, tmp_path) -> None:
     result = _export_variant(tiny_model, tmp_path, batch_shapes="enumerated")
     assert result.status == "ok", result.error

@@ -59,13 +59,15 @@ def test_tool_version_and_missing_artifact(reused_setup, tmp_path):
     assert not verdict.reusable and "tool versions differ (onnx 0.0.1 -> " in verdict.reason
 
 
+@pytest.mark.openvino
 def test_cli_reuses_then_rebuilds_a_changed_artifact(tmp_path, capsys):
+    # OpenVINO: the cheapest real export (the rebuild reuses this process's torch.export program).
     args = [
         "export",
         "--weights",
         "random:birefnet_tiny",
         "--target",
-        "onnx-fp32",
+        "openvino-fp32",
         "--size",
         "64",
         "--out",
@@ -75,14 +77,14 @@ def test_cli_reuses_then_rebuilds_a_changed_artifact(tmp_path, capsys):
     with pytest.raises(SystemExit) as first:
         main(args)
     assert first.value.code == 0 and "rebuilt: no artifact yet" in capsys.readouterr().err
-    folder = tmp_path / "birefnet_tiny-onnx-fp32"
+    folder = tmp_path / "birefnet_tiny-openvino-fp32"
     before = (folder / "manifest.json").read_bytes()
     with pytest.raises(SystemExit) as second:
         main(args)
     captured = capsys.readouterr()
     assert second.value.code == 0 and "reused: same weights, profile, size, tools" in captured.err
     assert "reused" in captured.out and (folder / "manifest.json").read_bytes() == before
-    model = folder / "model.onnx"
+    model = folder / "model.bin"
     data = bytearray(model.read_bytes())
     data[len(data) // 2] ^= 1
     model.write_bytes(bytes(data))
@@ -90,7 +92,7 @@ def test_cli_reuses_then_rebuilds_a_changed_artifact(tmp_path, capsys):
         main(args)
     assert (
         third.value.code == 0
-        and "rebuilt: files do not match the manifest (model.onnx does not match its sha256" in capsys.readouterr().err
+        and "rebuilt: files do not match the manifest (model.bin does not match its sha256" in capsys.readouterr().err
     )
     assert main_verify(folder) == 0
 

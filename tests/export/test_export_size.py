@@ -48,7 +48,9 @@ def test_artifact_stays_within_3_percent_of_its_weights(export_tiny, manifest_of
     assert 0.9 < ratio <= LIMIT, f"{profile}: stored tensors {tensors} B = {ratio:.4f} x the weights (graph {graph} B)"
 
 
-@pytest.mark.parametrize("fmt", ["onnx", "openvino"])
+# OpenVINO in the default run: it folds constants harder than the ONNX exporter, so it is where per-size
+# tensors showed first; the ONNX case needs a fresh ONNX export at 128 px (~1 min) and runs under slow.
+@pytest.mark.parametrize("fmt", [pytest.param("onnx", marks=pytest.mark.slow), "openvino"])
 def test_stored_tensors_do_not_grow_with_the_input_size(export_tiny, fmt: str, tmp_path: Path) -> None:
     """The same weights exported at 64 and 128 px store the same tensors (the stored masks were +1.2% at 128 px)."""
     from birefnet_edge.export import export_target

@@ -74,6 +74,8 @@ def test_tensorrt_ready_onnx_keeps_the_batch_and_matches_in_onnxruntime(
 
 
 @pytest.mark.coreml
+# A second CoreML conversion (~25 s); CoreML cannot run here, and the plain model's conversion is tested.
+@pytest.mark.slow
 def test_coreml_conversion_keeps_a_batch_range(export_tiny, manifest_of) -> None:
     ct = pytest.importorskip("coremltools", reason="coremltools is not installed (extra 'coreml')")
     folder = export_tiny("coreml-fp32", backbone=BACKBONE)
