@@ -15,6 +15,7 @@ run refused. ``tests/distill/test_faults.py`` (slow) asserts the same verdict.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import random
@@ -221,12 +222,18 @@ def leftovers(out: Path) -> list[str]:
     return sorted(p.name for p in out.iterdir() if p.name.endswith(".tmp") or p.name == ".lock")
 
 
+def _distill_test_images(folder: Path) -> Path:
+    """tests/distill/conftest.py's ``make_images``, loaded by path: under pytest every test folder's conftest
+    is a module named ``conftest``, so ``from conftest import`` would get whichever one was imported first."""
+    spec = importlib.util.spec_from_file_location("_distill_conftest", ROOT / "tests" / "distill" / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.make_images(folder)
+
+
 def run(work: Path, kills: int = 10, steps: int = 24, seed: int = 0) -> FaultReport:
     """The whole experiment in ``work``; see the module docstring."""
-    sys.path.insert(0, str(ROOT / "tests" / "distill"))
-    from conftest import make_images
-
-    images = make_images(work / "images")
+    images = _distill_test_images(work / "images")
     timing = clean_run(images, work / "clean", steps)
     report = faulted_run(images, work / "faulted", steps, kills, timing, random.Random(seed))
     report.clean_seconds = timing[0]

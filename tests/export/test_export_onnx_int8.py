@@ -14,8 +14,9 @@ pytest.importorskip("onnxscript", reason="onnxscript is not installed (extra 'on
 from birefnet_edge.errors import ExportError  # noqa: E402
 from birefnet_edge.formats._quantization import RULES  # noqa: E402
 
-# Few images: the calibration and search stay quick at 64 px (the fallback set is used: no --calibration).
-SMALL = {"calibration_images": 6, "held_out_images": 2}
+# Few images and a coarse search (3 groups, each ranked on one image): calibration and search stay quick at
+# 64 px (the fallback set is used: no --calibration). The search's own behaviour is tested on the search module.
+SMALL = {"calibration_images": 6, "held_out_images": 2, "search_groups": 3, "ranking_images": 1}
 
 
 def _profile(target: str = "onnx-int8", **changes):
@@ -110,8 +111,7 @@ def test_keep_float_nodes_must_name_nodes_of_the_graph(tiny_model, tmp_path) -> 
 def test_keep_float_nodes_keeps_a_named_int8_layer_float(int8_folder, tiny_model, tmp_path, manifest_of) -> None:
     dequantized = _dequantized_inputs(onnx.load(str(int8_folder / "model.onnx")))
     name = next(n for n, ins in dequantized.items() if ins and n.startswith("node_conv2d"))
-    quick = {**SMALL, "search_groups": 3, "ranking_images": 1}  # a coarser, quicker search than the fixture's
-    result = _export(tiny_model, _profile(quantization={**quick, "keep_float_nodes": [name]}), tmp_path)
+    result = _export(tiny_model, _profile(quantization={**SMALL, "keep_float_nodes": [name]}), tmp_path)
     assert result.ok, result.error
     rows = {r["name"]: r["rule"] for r in manifest_of(result.path).export["quantization"]["float_layers"]}
     assert rows[name] == "keep_float_nodes"
