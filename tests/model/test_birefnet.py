@@ -94,22 +94,26 @@ def test_unknown_variant_and_bad_override_are_clear() -> None:
         create_model("birefnet_tiny", deform="cuda")
 
 
-def test_every_tensor_in_the_graph_has_rank_at_most_5(tiny_model, tiny_input) -> None:
-    """CoreML refuses rank-6 tensors: trace the eval graph and check every intermediate value."""
-    from torch.export import export
+@pytest.fixture(scope="module")
+def dynamic_program(tiny_model, tiny_input):
+    """The tiny model traced by ``torch.export`` with a symbolic batch 1..8 (~20 s on 2 cores: traced once here)."""
+    from torch.export import Dim, export
 
-    program = export(tiny_model, (tiny_input,))
+    return export(tiny_model, (tiny_input,), dynamic_shapes=({0: Dim("batch", min=1, max=8)},))
+
+
+def test_every_tensor_in_the_graph_has_rank_at_most_5(dynamic_program) -> None:
+    """CoreML refuses rank-6 tensors: trace the eval graph and check every intermediate value."""
     ranks = [
-        len(node.meta["val"].shape) for node in program.graph.nodes if isinstance(node.meta.get("val"), torch.Tensor)
+        len(node.meta["val"].shape)
+        for node in dynamic_program.graph.nodes
+        if isinstance(node.meta.get("val"), torch.Tensor)
     ]
     assert ranks and max(ranks) <= 5
 
 
-def test_dynamic_batch_export_keeps_batch_symbolic(tiny_model, tiny_input) -> None:
-    from torch.export import Dim, export
-
-    program = export(tiny_model, (tiny_input,), dynamic_shapes=({0: Dim("batch", min=1, max=8)},))
-    out = program.module()(tiny_input[:1].repeat(3, 1, 1, 1))
+def test_dynamic_batch_export_keeps_batch_symbolic(dynamic_program, tiny_model, tiny_input) -> None:
+    out = dynamic_program.module()(tiny_input[:1].repeat(3, 1, 1, 1))
     assert out.shape == (3, 1, 64, 64)
     with torch.no_grad():
         np.testing.assert_allclose(out[:1].numpy(), tiny_model(tiny_input[:1]).numpy(), atol=1e-5)
