@@ -11,12 +11,13 @@ speed goals are printed beside the measured figures, never asserted.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
+
+from birefnet_edge._cpu import describe
 
 GOALS = {"student-s": (10.0, 6.0), "student-m": (4.0, None)}  # (OpenVINO speed-up vs lite, max M params)
 BASELINE = "BiRefNet_lite"
@@ -78,7 +79,7 @@ def main() -> None:
     parser.add_argument("--students", nargs="+", default=["student-s", "student-m"])
     parser.add_argument("--skip-train", action="store_true")
     args = parser.parse_args()
-    print(f"CPU threads: {os.cpu_count()}; latencies at {args.size} px, batch 1, fastest of {args.runs} runs")
+    print(f"CPU: {describe()}; latencies at {args.size} px, batch 1, fastest of {args.runs} runs")
     if not args.skip_train:
         print(f"training, tiny teacher -> student_tiny, 64 px, batch 2, CPU: {train_speed():.2f} images/s")
     rows = {}

@@ -23,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from birefnet_edge._cpu import describe
 from birefnet_edge.profile import list_profiles
 
 GOAL_LARGE_RSS_GIB = 6.0
@@ -130,7 +131,7 @@ def main() -> None:
             print(f"{target}: {rows[-1]['status']} {rows[-1].get('export_s', '')}", file=sys.stderr, flush=True)
         if not args.no_large:
             rows.append(run_child(args.large, "onnx-fp32", args.size, Path(tmp), args.timeout))
-    print(f"\nExport benchmark (CPU, {os.cpu_count()} cores visible, deterministic weights, one process per export)")
+    print(f"\nExport benchmark ({describe()}, deterministic weights, one process per export)")
     print_table(rows)
     large = [r for r in rows if r["variant"] == args.large and not args.no_large]
     if large and large[0].get("peak_rss_bytes"):

@@ -16,6 +16,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from birefnet_edge._cpu import describe
+
 GOAL = 0.9
 
 
@@ -71,7 +73,7 @@ def main() -> None:
         )  # fmt: skip
         teacher = DistillConfig(teacher="none", out=root / "teacher", **common)
         steps, rate = steps_to_goal(teacher, ("gt_iou",))
-        print(f"scene set: {args.scenes} scenes at {args.size} px, batch {args.batch}, CPU")
+        print(f"scene set: {args.scenes} scenes at {args.size} px, batch {args.batch}, {describe()}")
         print(f"  teacher from ground truth: IoU {GOAL} vs masks at step {steps}, {rate:.2f} images/s")
         if steps is None:
             return

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
 
+from birefnet_edge._cpu import describe
 from birefnet_edge.delegation import describe_record
 from birefnet_edge.export import export_target
 from birefnet_edge.formats import FORMAT_OPTIONS
@@ -163,7 +163,7 @@ def main() -> None:
     args = parse_args()
     targets = args.targets or default_targets()
     out = args.keep or Path(tempfile.mkdtemp(prefix="bench_mobile_"))
-    print(f"{os.cpu_count()} CPUs, targets {', '.join(targets)} -> {out}", flush=True)
+    print(f"{describe()}; targets {', '.join(targets)} -> {out}", flush=True)
     start = time.perf_counter()
     rows: list[dict] = []
     for spec in args.models or MODELS:

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from birefnet_edge._cpu import describe
 from birefnet_edge.export import export_targets
 from birefnet_edge.predict import collect_inputs, predict_files
 from birefnet_edge.predict_ray import RayOptions, predict_ray
@@ -76,7 +77,7 @@ def main() -> None:
         root = Path(tmp)
         art = artifact(args, args.keep or root / "dist")
         files = make_photos(root / "photos", args.images)
-        print(f"{art.name} at {args.size}x{args.size}, {len(files)} photos, batch {args.batch}, {os.cpu_count()} CPUs")
+        print(f"{art.name} at {args.size}x{args.size}, {len(files)} photos, batch {args.batch}, {describe()}")
 
         def local():
             with open_runner(art) as runner:

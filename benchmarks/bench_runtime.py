@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
 
+from birefnet_edge._cpu import describe
 from birefnet_edge.export import export_targets
 from birefnet_edge.model import deterministic_input
 from birefnet_edge.parity import bench_artifacts, build_report, render_text_table
@@ -120,7 +120,7 @@ def main() -> None:
     args = parse_args()
     targets = args.targets or ["onnx-fp32", "openvino-fp32"]
     out = args.keep or Path(tempfile.mkdtemp(prefix="bench_runtime_"))
-    print(f"{args.variant} {args.size}x{args.size}, {os.cpu_count()} CPUs, targets {', '.join(targets)} -> {out}")
+    print(f"{args.variant} {args.size}x{args.size}, {describe()}; targets {', '.join(targets)} -> {out}")
     start = time.perf_counter()
     artifacts = export_or_reuse(args, targets, out)
     bench = bench_artifacts(

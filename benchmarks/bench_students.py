@@ -16,11 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from typing import Any
+
+from birefnet_edge._cpu import describe
 
 BASELINE = "lite"
 # Decoders from the first sweep (docs/distill.md): one backbone pass, no deformable ASPP, narrow widths.
@@ -125,7 +126,7 @@ def main() -> None:
     names = [BASELINE, *[n for n in (args.only or (*SWEEP, *GOALS)) if n != BASELINE]]
     names = list(dict.fromkeys(names))
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average {load:.1f} at "
+    print(f"CPU: {describe()}; load average {load:.1f} at "
           f"start; {args.size} px, batch 1, {args.threads} threads, best of {args.runs} after a warm-up")  # fmt: skip
     print(f"{'config':<18} {'backbone':<30} {'params M':>8} {'GMAC':>6} {'eager ms':>8} {'(CPU)':>7} {'OV ms':>7} "
           f"{'(CPU)':>7} {'eager x':>7} {'OV x':>5} {'OV CPU x':>8}  goals", flush=True)  # fmt: skip

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from birefnet_edge._cpu import recorded_cpu
 from birefnet_edge.parity.results import BenchResult, ParityResult, RunReport
 from birefnet_edge.parity.samples import max_pool
 from birefnet_edge.parity.table import COLUMNS, goal_cells, notes, summary_rows
@@ -169,7 +170,7 @@ def render_html(report: RunReport, base: str | Path = ".") -> str:
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(report.title)}</title>"
         f"<style>{_STYLE}</style></head><body><h1>{html.escape(report.title)}</h1>"
         f"<p>{html.escape(report.created)} &middot; {html.escape(str(machine.get('platform')))} &middot; "
-        f"{machine.get('cpus')} CPUs &middot; {html.escape(str(machine.get('packages', {})))}</p>"
+        f"{html.escape(recorded_cpu(machine))} &middot; {html.escape(str(machine.get('packages', {})))}</p>"
         f"<h2>Summary</h2>{_table(report)}<ul>{items}</ul>"
         f"<h2>Goals</h2>{goals_table(report)}"
         f"<h2>Latency</h2>{latency_chart(report.bench)}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from birefnet_edge._cpu import recorded_cpu
 from birefnet_edge.console import format_table
 from birefnet_edge.parity.results import RunReport
 from birefnet_edge.parity.table import COLUMNS, notes, summary_rows
@@ -25,7 +26,7 @@ def render_markdown(report: RunReport) -> str:
     lines = [
         f"# {report.title}",
         "",
-        f"{report.created} on {report.machine.get('platform')} ({report.machine.get('cpus')} CPUs)",
+        f"{report.created} on {report.machine.get('platform')} ({recorded_cpu(report.machine)})",
         "",
         head,
         sep,

@@ -17,6 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from birefnet_edge._cpu import describe
 from birefnet_edge._io import atomic_write_text
 from birefnet_edge.checks import check_output_dir
 from birefnet_edge.formats import FORMAT_OPTIONS
@@ -50,6 +51,7 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         "processor": platform.processor() or platform.machine(),
+        "cpu": describe(),
         "packages": versions,
     }
 

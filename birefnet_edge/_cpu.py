@@ -1,0 +1,67 @@
+"""Which CPU a figure was measured on: its model name and the extensions that decide speed.
+
+The same artifact runs several times faster on a CPU with AMX or AVX-512 BF16/VNNI than on an AVX2-only
+one (OpenVINO's bf16 hint and int8 kernels need them), and cloud CPUs of one name differ in them, so
+every report and benchmark names the extensions beside the model.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+# /proc/cpuinfo flag -> name, fastest first; a flag missing from the list did not decide a figure here.
+FEATURES = (
+    ("amx_bf16", "AMX-BF16"),
+    ("amx_int8", "AMX-INT8"),
+    ("avx512_bf16", "AVX512-BF16"),
+    ("avx512_vnni", "AVX512-VNNI"),
+    ("avx512f", "AVX-512"),
+    ("avx_vnni", "AVX-VNNI"),
+    ("avx2", "AVX2"),
+)
+
+
+def parse_cpuinfo(text: str) -> dict[str, Any]:
+    """Model name and known extensions from the text of ``/proc/cpuinfo`` (its first processor)."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            if fields:
+                break  # the first processor is enough: the others are the same CPU
+            continue
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    flags = set(fields.get("flags", "").split())
+    return {
+        "model": fields.get("model name") or platform.processor() or platform.machine(),
+        "features": [name for flag, name in FEATURES if flag in flags] if flags else None,
+    }
+
+
+def cpu_info() -> dict[str, Any]:
+    """This machine's CPU: ``model``, ``features`` (None where the OS does not list them) and ``cores``."""
+    path = Path("/proc/cpuinfo")
+    text = path.read_text(errors="replace") if path.is_file() else ""
+    return {**parse_cpuinfo(text), "cores": os.cpu_count()}
+
+
+def describe(info: dict[str, Any] | None = None) -> str:
+    """One line, e.g. ``AMD EPYC, 2 cores, AVX2 (no AVX-512, no AMX)``."""
+    info = info or cpu_info()
+    features = info.get("features")
+    if features is None:
+        isa = "extensions unknown"
+    else:
+        families = {"AVX-512": ("AVX512", "AVX-512"), "AMX": ("AMX",)}
+        missing = [name for name, prefixes in families.items() if not any(f.startswith(prefixes) for f in features)]
+        isa = ", ".join(features) or "no AVX2"
+        isa += f" (no {', no '.join(missing)})" if missing else ""
+    return f"{info['model']}, {info['cores']} cores, {isa}"
+
+
+def recorded_cpu(machine: dict[str, Any]) -> str:
+    """The CPU of a report's ``machine`` record (a report written before the line existed has the count only)."""
+    return str(machine.get("cpu") or f"{machine.get('cpus')} CPUs")

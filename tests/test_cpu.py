@@ -1,0 +1,40 @@
+"""The CPU line of reports and benchmarks: model name and the extensions that decide speed."""
+
+from __future__ import annotations
+
+from birefnet_edge._cpu import describe, parse_cpuinfo, recorded_cpu
+
+ZEN3 = """processor\t: 0
+vendor_id\t: AuthenticAMD
+model name\t: AMD EPYC
+flags\t\t: fpu sse sse2 avx fma avx2 sha_ni
+
+processor\t: 1
+model name\t: AMD EPYC
+flags\t\t: fpu sse sse2 avx fma avx2 sha_ni
+"""
+SAPPHIRE = (
+    "model name\t: Intel(R) Xeon(R) Processor\n"
+    "flags\t: avx2 avx512f avx512_vnni avx512_bf16 amx_bf16 amx_tile amx_int8\n"
+)
+
+
+def test_extensions_are_named_and_the_missing_families_said() -> None:
+    assert parse_cpuinfo(ZEN3) == {"model": "AMD EPYC", "features": ["AVX2"]}
+    assert describe({**parse_cpuinfo(ZEN3), "cores": 2}) == "AMD EPYC, 2 cores, AVX2 (no AVX-512, no AMX)"
+    xeon = describe({**parse_cpuinfo(SAPPHIRE), "cores": 2})
+    assert xeon == "Intel(R) Xeon(R) Processor, 2 cores, AMX-BF16, AMX-INT8, AVX512-BF16, AVX512-VNNI, AVX-512, AVX2"
+
+
+def test_a_system_without_cpuinfo_says_the_extensions_are_unknown() -> None:
+    info = {**parse_cpuinfo(""), "cores": 4}
+    assert info["features"] is None and describe(info).endswith("4 cores, extensions unknown")
+
+
+def test_reports_carry_the_line_and_older_reports_still_render() -> None:
+    from birefnet_edge.parity import build_report
+    from birefnet_edge.parity.markdown import render_markdown
+
+    report = build_report()
+    assert report.machine["cpu"] == describe() and describe() in render_markdown(report)
+    assert recorded_cpu({"cpus": 2}) == "2 CPUs"
