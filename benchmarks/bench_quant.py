@@ -23,12 +23,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from birefnet_edge._cpu import describe
 from birefnet_edge.export import export_targets
 from birefnet_edge.parity import bench_artifacts, load_inputs, run_parity
 from birefnet_edge.parity.results import OK, BenchResult, ParityResult
 
 INT8_BF16 = str(Path(__file__).resolve().parent / "openvino-int8-bf16.toml")
-TARGETS = ("openvino-fp32", "openvino-bf16", "openvino-int8", INT8_BF16, "onnx-fp32", "onnx-int8")
+# The shipped openvino-int8 restores by IoU per MAC; this one by IoU alone (the older order), for comparison.
+INT8_IOU_ORDER = str(Path(__file__).resolve().parent / "openvino-int8-iou-order.toml")
+TARGETS = ("openvino-fp32", "openvino-bf16", "openvino-int8", INT8_IOU_ORDER, INT8_BF16, "onnx-fp32", "onnx-int8")
 
 
 def parse_args() -> argparse.Namespace:
@@ -132,8 +135,16 @@ def export(args: argparse.Namespace, targets: list[str], out: Path, size: int) -
         if r.ok:
             q = json.loads((r.path / "manifest.json").read_text())["export"].get("quantization")
             if q:
-                steps = ", ".join(f"{s['restored_layers']} float -> IoU {s['iou']:.4f}" for s in q["search"])
-                print(f"    int8 {q['quantized_layers']}/{q['compute_layers']} layers; search: {steps}")
+                search = q["search"]
+                steps = ", ".join(
+                    f"{s['restored_layers']} float (+{s.get('gmac', 0):.1f} GMAC) -> IoU {s['iou']:.4f}" for s in search
+                )
+                back = sum(s.get("gmac", 0) for s in search)
+                print(
+                    f"    int8 {q['quantized_layers']}/{q['compute_layers']} layers; search "
+                    f"({search[0].get('order', 'iou')}): {steps}; {back:.1f} of {search[0].get('int8_gmac', 0):.1f} "
+                    "GMAC back to float"
+                )
     return [r.path for r in results if r.ok]
 
 
@@ -143,7 +154,7 @@ def main() -> None:
     batches = args.batches or [1, 4]
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench_quant_"))
     inputs = load_inputs(args.images, synthetic=1)
-    print(f"{args.variant}, sizes {sizes}, {os.cpu_count()} CPUs, targets {', '.join(targets)} -> {root}")
+    print(f"{args.variant}, sizes {sizes}, {describe()}; targets {', '.join(targets)} -> {root}")
     print(f"IoU/MAE against PyTorch fp32 on: {inputs.note}")
     start, report = time.perf_counter(), []
     for size in sizes:

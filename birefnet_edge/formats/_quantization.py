@@ -16,6 +16,8 @@ from birefnet_edge.formats._base import FormatOptions, choice
 #: Structural rules naming the layers known to break under int8 (see ``export/int8/``).
 RULES = ("layer_norm", "attention", "deform_offsets", "logits_head")
 PRESETS = ("mixed", "performance")
+#: How the accuracy search orders the groups it restores (see ``export/int8/search.py``).
+RESTORE_ORDERS = ("iou_per_mac", "iou")
 #: Fewest images the quantizer calibrates on (beside the held-out ones).
 MIN_CALIBRATION = 4
 
@@ -35,6 +37,9 @@ class QuantizationOptions(FormatOptions):
         max_restore_steps: Groups of int8 layers the accuracy search may restore to float (0: no search).
         search_groups: Into how many groups (consecutive in graph order) the search splits the int8 layers.
         ranking_images: Held-out images each group's trial is judged on when the search ranks the groups.
+        restore_order: ``iou_per_mac`` restores first the groups that buy the most IoU per multiply-accumulate
+            they move back to float (a cheap, costly-to-accuracy group before an expensive one); ``iou``
+            ranks by IoU alone.
         preset: ``mixed`` (asymmetric activations) or ``performance`` (symmetric).
     """
 
@@ -49,6 +54,7 @@ class QuantizationOptions(FormatOptions):
     max_restore_steps: int = 8
     search_groups: int = 12
     ranking_images: int = 2
+    restore_order: str = choice("iou_per_mac", RESTORE_ORDERS)
     preset: str = choice("mixed", PRESETS)
 
     def __post_init__(self) -> None:

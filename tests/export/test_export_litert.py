@@ -214,3 +214,17 @@ def test_a_plain_interpreter_script_knowing_only_the_manifest_runs_it(export_tin
     got = np.load(tmp_path / "logits.npy")
     assert got.shape == expected.shape == (2, 1, 64, 64)
     assert float(np.abs(got - expected).max()) <= 1e-3
+
+
+# Swin's patch embedding of the tiny model: a 4x4 stride-4 conv from 3 to 32 channels, 16x16 outputs at 64 px
+# and 8x8 on the half-size pass of the multi-scale input. The int8 search weighs restore costs with these.
+PATCH_EMBED_MACS = {16 * 16 * 32 * (3 * 4 * 4), 8 * 8 * 32 * (3 * 4 * 4)}
+
+
+def test_the_int8_search_counts_every_conv_and_matmul_of_the_tflite(export_tiny) -> None:
+    from birefnet_edge.export.int8.litert import QUANTIZED_OPS, graph_view, model_macs
+
+    model = (export_tiny("litert-fp32") / "model.tflite").read_bytes()
+    macs = model_macs(model)
+    assert sorted(macs) == sorted(n.name for n in graph_view(model).nodes.values() if n.op in QUANTIZED_OPS)
+    assert min(macs.values()) > 0 and set(macs.values()) >= PATCH_EMBED_MACS

@@ -97,3 +97,17 @@ def test_simplification_that_fixes_the_batch_is_refused() -> None:
     graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["input"], ["logits"])], "g", [x], [y])
     with pytest.raises(ExportError, match=r"after simplification .*input batch axis is 1, expected the symbol 'batch'"):
         check_batch_axis(onnx.helper.make_model(graph), profile, "simplification")
+
+
+# Swin's patch embedding of the tiny model: a 4x4 stride-4 conv from 3 to 32 channels, 16x16 outputs at 64 px
+# and 8x8 on the half-size pass of the multi-scale input. The int8 search weighs restore costs with these.
+PATCH_EMBED_MACS = {16 * 16 * 32 * (3 * 4 * 4), 8 * 8 * 32 * (3 * 4 * 4)}
+
+
+def test_the_int8_search_counts_every_conv_and_matmul_of_the_graph(export_tiny) -> None:
+    from birefnet_edge.export.int8.onnx import QUANTIZED_OPS, model_macs
+
+    proto = _model(export_tiny("onnx-fp32"))
+    macs = model_macs(proto)
+    assert sorted(macs) == sorted(n.name for n in proto.graph.node if n.op_type in QUANTIZED_OPS)
+    assert min(macs.values()) > 0 and set(macs.values()) >= PATCH_EMBED_MACS

@@ -63,3 +63,18 @@ def test_rt_info_carries_the_contract(export_tiny) -> None:
     assert model.get_rt_info(["birefnet_edge", "variant"]).astype(str) == "birefnet_tiny"
     contract = json.loads(model.get_rt_info(["birefnet_edge", "contract"]).astype(str))
     assert contract["size"] == [64, 64] and contract["output_name"] == "logits"
+
+
+# Swin's patch embedding of the tiny model: a 4x4 stride-4 conv from 3 to 32 channels, 16x16 outputs at 64 px
+# and 8x8 on the half-size pass of the multi-scale input. The int8 search weighs restore costs with these.
+PATCH_EMBED_MACS = {16 * 16 * 32 * (3 * 4 * 4), 8 * 8 * 32 * (3 * 4 * 4)}
+
+
+def test_the_int8_search_counts_every_conv_and_matmul_of_the_ir(export_tiny) -> None:
+    from birefnet_edge.export.int8.openvino import graph_view, model_macs
+
+    model = _read(export_tiny("openvino-fp32"))
+    macs = model_macs(model)
+    compute = [n.name for n in graph_view(model).of_kind("conv", "matmul")]
+    assert sorted(macs) == sorted(compute) and min(macs.values()) > 0
+    assert set(macs.values()) >= PATCH_EMBED_MACS

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from birefnet_edge.export.int8.search import Restorer, restore_search
+from birefnet_edge.export.int8.search import Restorer, restore_order, restore_search
 from birefnet_edge.formats._quantization import QuantizationOptions
 
 LAYERS = [f"conv{i}" for i in range(6)]
@@ -21,7 +21,7 @@ def _reference(images: int = 2) -> np.ndarray:
     return np.ones((images, 1, 8, 8), np.float32)  # everything is foreground
 
 
-def _restorer(calls: list[tuple[frozenset[str], int]]) -> Restorer:
+def _restorer(calls: list[tuple[frozenset[str], int]], macs: dict[str, float] | None = None) -> Restorer:
     def run(restored: set[str], x: np.ndarray) -> np.ndarray:
         calls.append((frozenset(restored), len(x)))
         out = np.ones((len(x), 1, 8, 8), np.float32)
@@ -30,7 +30,7 @@ def _restorer(calls: list[tuple[frozenset[str], int]]) -> Restorer:
                 out[:, :, rows, cols] = -1.0
         return out
 
-    return Restorer(quantized=list(LAYERS), run=run)
+    return Restorer(quantized=list(LAYERS), run=run, macs=macs or {})
 
 
 def _options(**changes) -> QuantizationOptions:
@@ -58,7 +58,9 @@ def test_max_restore_steps_bounds_the_search_and_what_it_returns_fails_the_gate_
 def test_a_model_that_already_passes_or_a_search_turned_off_restores_nothing() -> None:
     calls: list[tuple[frozenset[str], int]] = []
     passing = restore_search(_restorer(calls), np.zeros((2, 3, 8, 8)), _reference(), _options(max_iou_drop=1.0))
-    assert passing == (set(), [{"step": 0, "restored_layers": 0, "iou": 0.0}]) and len(calls) == 1
+    start = {"step": 0, "restored_layers": 0, "iou": 0.0, "order": "iou_per_mac", "int8_gmac": 0.0}
+    assert passing == (set(), [start])
+    assert len(calls) == 1
     off = restore_search(_restorer([]), np.zeros((2, 3, 8, 8)), _reference(), _options(max_restore_steps=0))
     assert off[0] == set() and len(off[1]) == 1
 
@@ -66,3 +68,87 @@ def test_a_model_that_already_passes_or_a_search_turned_off_restores_nothing() -
 def test_more_groups_than_layers_gives_one_layer_per_group() -> None:
     restored, log = restore_search(_restorer([]), np.zeros((2, 3, 8, 8)), _reference(), _options(search_groups=50))
     assert restored == {"conv4", "conv1"} and [e["restored_layers"] for e in log] == [0, 1, 2]
+
+
+# conv4 (most harm) sits in an expensive group; conv1 (some harm) in a cheap one; conv2/conv3 harm nothing.
+COSTLY_CONV4 = {"conv0": 1e6, "conv1": 1e6, "conv2": 1e3, "conv3": 1e3, "conv4": 1e9, "conv5": 1e9}
+
+
+def test_iou_per_mac_restores_the_cheap_group_that_buys_iou_first() -> None:
+    held = np.zeros((2, 3, 8, 8), np.float32)
+    restored, log = restore_search(_restorer([], COSTLY_CONV4), held, _reference(), _options())
+    assert restored == {"conv0", "conv1", "conv4", "conv5"}
+    assert [e.get("group") for e in log] == [None, 0, 2] and log[1]["iou"] == pytest.approx(0.25)
+    assert log[1]["gain"] == pytest.approx(0.25) and log[1]["gmac"] == pytest.approx(0.002)
+    assert log[2]["gmac"] == pytest.approx(2.0) and log[0]["order"] == "iou_per_mac"
+    assert log[0]["int8_gmac"] == pytest.approx(2.0 + 0.002 + 0.000002, abs=1e-4)
+    by_iou = restore_search(_restorer([], COSTLY_CONV4), held, _reference(), _options(restore_order="iou"))[1]
+    assert [e.get("group") for e in by_iou] == [None, 2, 0]
+
+
+def test_a_group_that_buys_nothing_goes_last_however_cheap() -> None:
+    assert restore_order([0.25, 0.0, 0.75], [2e6, 1.0, 2e9], "iou_per_mac") == [0, 2, 1]
+    assert restore_order([0.25, 0.0, 0.75], [2e6, 1.0, 2e9], "iou") == [2, 0, 1]
+    assert restore_order([0.1, -0.2, 0.0], [1.0, 1.0, 1.0], "iou_per_mac") == [0, 2, 1]  # losses after no change
+
+
+def test_a_layer_the_count_misses_costs_the_mean_of_the_known_ones() -> None:
+    restorer = Restorer(quantized=["a", "b", "c"], run=lambda r, x: x, macs={"a": 10.0, "b": 30.0})
+    assert restorer.group_macs({"a", "c"}) == 30.0 and restorer.group_macs({"b"}) == 30.0
+    assert Restorer(quantized=["a"], run=lambda r, x: x).group_macs({"a"}) == 1.0
+
+
+def test_the_profile_refuses_an_unknown_restore_order() -> None:
+    from birefnet_edge.errors import ProfileError
+
+    with pytest.raises(ProfileError, match="iou_per_mac"):
+        QuantizationOptions.from_table({"restore_order": "fastest"}, "t.toml")
+
+
+def test_openvino_counts_convolutions_group_convolutions_and_matmuls() -> None:
+    ov = pytest.importorskip("openvino", reason="openvino is not installed (extra 'openvino')")
+    from openvino import opset13 as ops
+
+    from birefnet_edge.export.int8.openvino import model_macs
+
+    x = ops.parameter(ov.PartialShape([-1, 3, 16, 16]), np.float32)
+    conv = ops.convolution(x, np.ones((8, 3, 3, 3), np.float32), [1, 1], [1, 1], [1, 1], [1, 1], name="conv")
+    depthwise = ops.group_convolution(conv, np.ones((8, 1, 1, 3, 3), np.float32), [2, 2], [1, 1], [1, 1], [1, 1])
+    depthwise.set_friendly_name("depthwise")  # [?, 8, 8, 8]
+    tokens = ops.reshape(depthwise, np.array([0, 8, 64], np.int64), special_zero=True)  # [?, 8, 64]
+    matmul = ops.matmul(tokens, np.ones((8, 5), np.float32), transpose_a=True, transpose_b=False, name="matmul")
+    model = ov.Model([matmul], [x])
+    assert model_macs(model) == {
+        "conv": 8 * 16 * 16 * (3 * 3 * 3),  # outputs x (in channels x kernel); the open batch counts as 1
+        "depthwise": 8 * 8 * 8 * (3 * 3),
+        "matmul": 64 * 5 * 8,  # [?, 64, 5] summed over the 8 channels (A transposed)
+    }
+
+
+def test_onnx_counts_conv_gemm_and_matmul_through_shape_inference() -> None:
+    pytest.importorskip("onnx", reason="onnx is not installed (extra 'onnx')")
+    from onnx import TensorProto, helper, numpy_helper
+
+    from birefnet_edge.export.int8.onnx import model_macs
+
+    weights = {
+        "w": np.ones((4, 2, 3, 3), np.float32),  # grouped: 4 outputs, 2 of the 4 inputs each
+        "shape": np.array([0, 4 * 8 * 8], np.int64),
+        "g": np.ones((6, 256), np.float32),
+        "m": np.ones((6, 7), np.float32),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv", group=2, pads=[1, 1, 1, 1], strides=[1, 1]),
+        helper.make_node("Reshape", ["c", "shape"], ["flat"], name="flat"),
+        helper.make_node("Gemm", ["flat", "g"], ["fc"], name="gemm", transB=1),
+        helper.make_node("MatMul", ["fc", "m"], ["y"], name="matmul"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 7])],
+        [numpy_helper.from_array(v, k) for k, v in weights.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    assert model_macs(model) == {"conv": 4 * 8 * 8 * (2 * 3 * 3), "gemm": 6 * 256, "matmul": 7 * 6}

@@ -11,6 +11,7 @@ in float, and the gate judges the final model, run by the LiteRT interpreter, on
 
 from __future__ import annotations
 
+import math
 import re
 import tempfile
 from pathlib import Path
@@ -22,7 +23,7 @@ import torch
 from birefnet_edge._deps import require
 from birefnet_edge.export._base import IO, converting, torch_reference
 from birefnet_edge.export._memory import phase
-from birefnet_edge.export.int8.rules import GraphNode, GraphView, keep_float
+from birefnet_edge.export.int8.rules import GraphNode, GraphView, keep_float, layer_macs
 from birefnet_edge.export.int8.search import Restorer, accuracy_gate, quantization_record, restore_search
 from birefnet_edge.formats.litert import LitertOptions
 from birefnet_edge.profile import Profile
@@ -87,6 +88,36 @@ def graph_view(model: bytes) -> GraphView:
     return GraphView(nodes)
 
 
+def model_macs(model: bytes) -> dict[str, float]:
+    """Multiply-accumulates per image of each conv and matmul of a ``.tflite``, named as :func:`graph_view` names ops.
+
+    TFLite is NHWC: CONV_2D weights are ``[O, kh, kw, I]``, DEPTHWISE_CONV_2D ``[1, kh, kw, C]``,
+    FULLY_CONNECTED ``[O, I]``; BATCH_MATMUL sums over its first input's last dimension.
+    """
+    schema = require("ai_edge_litert.schema_py_generated", EXTRA)
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    root = schema.Model.GetRootAs(model, 0)
+    graph = root.Subgraphs(0)
+    tensors = [graph.Tensors(i) for i in range(graph.TensorsLength())]
+    macs = {}
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        code = root.OperatorCodes(op.OpcodeIndex())
+        kind = names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM")
+        ins, outs = list(op.InputsAsNumpy()), [j for j in op.OutputsAsNumpy() if j >= 0]
+        if kind not in QUANTIZED_OPS or len(ins) < 2 or min(ins[:2]) < 0 or not outs:
+            continue
+        a, w = (list(tensors[j].ShapeAsNumpy()) for j in ins[:2])
+        reduction = {
+            "CONV_2D": math.prod(w[1:]),
+            "DEPTHWISE_CONV_2D": math.prod(w[1:3]),
+            "FULLY_CONNECTED": w[-1] if w else 0,
+        }.get(kind, a[-1] if a else 0)
+        out = tensors[outs[0]]
+        macs[out.Name().decode()] = layer_macs(list(out.ShapeAsNumpy()), reduction)
+    return macs
+
+
 def quantize_int8(
     path: Path, model: torch.nn.Module, profile: Profile, calibration: CalibrationSet, batch: int | None
 ) -> dict[str, Any]:
@@ -132,7 +163,7 @@ def quantize_int8(
     with phase("int8 accuracy search"), converting("LiteRT (int8 accuracy search)", profile):
         # Named in the float graph: the quantizer's recipe matches the float model's tensor names.
         candidates = [n.name for n in view.of_kind("conv", "matmul") if n.op in QUANTIZED_OPS and n.name not in kept]
-        restored, log = restore_search(Restorer(candidates, run), held, reference, opts)
+        restored, log = restore_search(Restorer(candidates, run, model_macs(float_model)), held, reference, opts)
         logits = run(restored, held)
     kept.update(dict.fromkeys(restored, "accuracy_search"))
     gate = accuracy_gate(f"target '{profile.name}'", logits, reference, opts.min_iou, profile.tolerance.max_mae)

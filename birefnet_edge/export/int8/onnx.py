@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +24,14 @@ import torch
 from birefnet_edge._deps import require
 from birefnet_edge.export._base import IO, converting, torch_reference
 from birefnet_edge.export._memory import phase
-from birefnet_edge.export.int8.rules import GraphNode, GraphView, exclusion_names, keep_float, quantized_nodes
+from birefnet_edge.export.int8.rules import (
+    GraphNode,
+    GraphView,
+    exclusion_names,
+    keep_float,
+    layer_macs,
+    quantized_nodes,
+)
 from birefnet_edge.export.int8.search import Restorer, accuracy_gate, quantization_record, restore_search
 from birefnet_edge.formats.onnx import CPU_PROVIDER
 from birefnet_edge.profile import Profile
@@ -65,6 +73,31 @@ def graph_view(proto: Any) -> GraphView:
     return GraphView(nodes)
 
 
+def model_macs(proto: Any) -> dict[str, float]:
+    """Multiply-accumulates per image of each Conv, MatMul and Gemm of a float graph, by node name.
+
+    Shapes come from ONNX shape inference; quantization keeps node names, so the float graph's figures
+    name the quantized graph's nodes too.
+    """
+    onnx = require("onnx", EXTRA)
+    graph = onnx.shape_inference.infer_shapes(proto).graph
+    shapes = {init.name: list(init.dims) for init in graph.initializer}
+    for value in (*graph.value_info, *graph.input, *graph.output):
+        shapes[value.name] = [d.dim_value for d in value.type.tensor_type.shape.dim]  # 0 where symbolic
+    macs = {}
+    for node in graph.node:
+        if node.op_type not in QUANTIZED_OPS or node.output[0] not in shapes:
+            continue
+        a, w = shapes.get(node.input[0], []), shapes.get(node.input[1], [])
+        if node.op_type == "Conv":  # weights [O, I/groups, kh, kw]
+            reduction = math.prod(w[1:]) if w else 0
+        else:  # MatMul and Gemm sum over A's last dimension (Gemm's first when transA)
+            trans = any(attr.name == "transA" and attr.i for attr in node.attribute)
+            reduction = (a[0] if trans else a[-1]) if a else 0
+        macs[node.name] = layer_macs(shapes[node.output[0]], reduction)
+    return macs
+
+
 def quantize_int8(
     proto: Any, model: torch.nn.Module, profile: Profile, calibration: CalibrationSet
 ) -> tuple[Any, dict[str, Any]]:
@@ -99,7 +132,7 @@ def quantize_int8(
     run = _Runs(quantized, proto)
     with phase("int8 accuracy search"), converting("onnxruntime (int8 accuracy search)", profile):
         candidates = quantized_nodes(graph_view(quantized))
-        restored, log = restore_search(Restorer(candidates, run), held, reference, opts)
+        restored, log = restore_search(Restorer(candidates, run, model_macs(proto)), held, reference, opts)
         logits = run(restored, held)
     if restored:
         quantized = restore_float(quantized, proto, restored)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -21,7 +22,14 @@ from birefnet_edge._deps import require
 from birefnet_edge.export._base import converting, torch_reference
 from birefnet_edge.export._memory import phase
 from birefnet_edge.export.int8.calibration import CalibrationSet
-from birefnet_edge.export.int8.rules import GraphNode, GraphView, exclusion_names, keep_float, quantized_nodes
+from birefnet_edge.export.int8.rules import (
+    GraphNode,
+    GraphView,
+    exclusion_names,
+    keep_float,
+    layer_macs,
+    quantized_nodes,
+)
 from birefnet_edge.export.int8.search import Restorer, accuracy_gate, quantization_record, restore_search
 from birefnet_edge.formats.openvino import OpenvinoOptions
 from birefnet_edge.profile import Profile
@@ -60,6 +68,31 @@ def graph_view(ov_model: Any) -> GraphView:
         inputs = tuple(i.get_source_output().get_node().get_friendly_name() for i in op.inputs())
         nodes.append(GraphNode(op.get_friendly_name(), _KINDS.get(kind, "other"), kind, inputs))
     return GraphView(nodes)
+
+
+def model_macs(ov_model: Any) -> dict[str, float]:
+    """Multiply-accumulates per image of each Convolution, GroupConvolution and MatMul, by friendly name."""
+    macs = {}
+    for op in ov_model.get_ordered_ops():
+        kind = op.get_type_name()
+        if kind not in ("Convolution", "GroupConvolution", "MatMul"):
+            continue
+        a, w = _dims(op.get_input_partial_shape(0)), _dims(op.get_input_partial_shape(1))
+        if kind == "Convolution":  # weights [O, I, kh, kw]
+            reduction = w[1:]
+        elif kind == "GroupConvolution":  # weights [G, O/G, I/G, kh, kw]
+            reduction = w[2:]
+        else:  # MatMul sums over A's last dimension (its second-to-last when transposed)
+            reduction = [a[-2] if op.get_attributes().get("transpose_a") else a[-1]] if a else []
+        macs[op.get_friendly_name()] = layer_macs(_dims(op.get_output_partial_shape(0)), math.prod(reduction))
+    return macs
+
+
+def _dims(shape: Any) -> list[int]:
+    """A partial shape's dimensions, a dynamic one as 0 (an unknown rank as none)."""
+    if shape.rank.is_dynamic:
+        return []
+    return [d.get_length() if d.is_static else 0 for d in shape]
 
 
 def quantize_int8(
@@ -119,7 +152,8 @@ def quantize_int8(
             return seen[key]
 
         candidates = quantized_nodes(graph_view(quantized), strict=False)
-        restored, log = restore_search(Restorer(candidates, run), held, reference, q)
+        macs = model_macs(quantized)
+        restored, log = restore_search(Restorer(candidates, run, macs), held, reference, q)
         quantized = _restored(quantized, restored) if restored else quantized
         logits = run(restored, held)
         compress_quantize_weights_transformation(quantized)  # int8 weight constants in the saved IR

@@ -18,6 +18,7 @@ profile's ``[quantization]`` table (:class:`birefnet_edge.formats._quantization.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -243,3 +244,13 @@ def exclusion_names(graph: GraphView, kept: dict[str, str]) -> list[str]:
     that reads the normalised tokens, where int8 is both safe and where the speed is.
     """
     return sorted(name for name in kept if graph.nodes.get(name) is None or graph.nodes[name].kind != "layernorm")
+
+
+def layer_macs(output: Sequence[int], reduction: int) -> float:
+    """Multiply-accumulates of one conv or matmul: its output elements times the length it sums over.
+
+    Each format's ``model_macs`` reads ``output`` and ``reduction`` off its own graph's shapes; a
+    dimension the graph leaves open (the dynamic batch, reported as 0 or -1) counts as 1, so the figure is
+    per image. The accuracy search weighs what restoring a layer to float costs with it.
+    """
+    return float(math.prod(max(int(d), 1) for d in output) * max(int(reduction), 1))
