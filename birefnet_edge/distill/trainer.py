@@ -277,7 +277,9 @@ class Distiller:
         """safetensors metadata: what ``load_model`` needs to rebuild the student, and the provenance."""
         return {
             "birefnet_edge.variant": self.config.student,
-            "birefnet_edge.config": json.dumps({}),  # a registered variant as is; the export picks its size
+            # The student's architecture, not just its name: the file still loads if the variant is redefined.
+            # Not its size: the export picks that.
+            "birefnet_edge.config": json.dumps(self.student.config.architecture()),
             "birefnet_edge.patch_order": "current",
             "birefnet_edge.teacher": self.config.teacher,
             "birefnet_edge.teacher_sha256": self.teacher_id,

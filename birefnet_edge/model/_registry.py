@@ -102,7 +102,7 @@ def _register_students() -> None:
     register_config(
         BiRefNetConfig(
             name="student-m",
-            backbone="timm:mobilenetv4_conv_medium",
+            backbone="timm:repvit_m0_9",
             **slim,
             dec_att="ASPP",
             dec_channels=32,

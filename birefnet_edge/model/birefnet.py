@@ -24,6 +24,20 @@ MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 
 
+#: Config fields a state dict depends on (see :meth:`BiRefNetConfig.architecture`).
+ARCHITECTURE_FIELDS = (
+    "backbone",
+    "multi_scale_input",
+    "context",
+    "dec_att",
+    "dec_channels",
+    "aspp_channels",
+    "ipt_channels",
+    "gdt_channels",
+    "patch_injection",
+)
+
+
 @dataclass(frozen=True)
 class BiRefNetConfig:
     """Architecture switches of one BiRefNet variant (the official config values are the defaults).
@@ -71,6 +85,14 @@ class BiRefNetConfig:
     def replace(self, **changes: Any) -> BiRefNetConfig:
         """Return a validated copy with some fields changed."""
         return replace(self, **changes)
+
+    def architecture(self) -> dict[str, Any]:
+        """The fields that decide the state dict's keys and shapes (not the size or the deformable form).
+
+        Written into checkpoints next to the variant's name, so that a checkpoint still loads after the
+        registered variant is redefined (as ``student-m`` was, by a new latency sweep).
+        """
+        return {k: getattr(self, k) for k in ARCHITECTURE_FIELDS}
 
     @property
     def min_side(self) -> int:

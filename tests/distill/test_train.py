@@ -15,6 +15,7 @@ from birefnet_edge.distill.checkpoint import read_metrics
 from birefnet_edge.distill.data import file_sha256, find_images, load_resized
 from birefnet_edge.distill.teacher import TargetCache, load_teacher, teacher_probs
 from birefnet_edge.errors import InputError, WeightsError
+from birefnet_edge.model import get_config
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,8 @@ def test_run_folder_holds_best_weights_with_metadata_and_curves(trained: Path) -
     with safe_open(str(trained / "best.safetensors"), "pt") as fh:
         meta = fh.metadata()
         keys = list(fh.keys())
-    assert meta["birefnet_edge.variant"] == "student_tiny" and json.loads(meta["birefnet_edge.config"]) == {}
+    assert meta["birefnet_edge.variant"] == "student_tiny"
+    assert json.loads(meta["birefnet_edge.config"]) == get_config("student_tiny").architecture()
     assert meta["birefnet_edge.patch_order"] == "current" and meta["birefnet_edge.teacher"] == "random:birefnet_tiny"
     assert int(meta["birefnet_edge.steps"]) == best["step"]
     assert json.loads(meta["birefnet_edge.agreement"])["iou"] == pytest.approx(best["iou"], abs=1e-6)
