@@ -18,6 +18,8 @@ RULES = ("layer_norm", "attention", "deform_offsets", "logits_head")
 PRESETS = ("mixed", "performance")
 #: How the accuracy search orders the groups it restores (see ``export/int8/search.py``).
 RESTORE_ORDERS = ("iou_per_mac", "iou")
+#: How the accuracy search measures what each group's int8 costs (see ``export/int8/search.py``).
+RANKINGS = ("int8_alone", "float_alone")
 #: Fewest images the quantizer calibrates on (beside the held-out ones).
 MIN_CALIBRATION = 4
 
@@ -40,6 +42,10 @@ class QuantizationOptions(FormatOptions):
         restore_order: ``iou_per_mac`` restores first the groups that buy the most IoU per multiply-accumulate
             they move back to float (a cheap, costly-to-accuracy group before an expensive one); ``iou``
             ranks by IoU alone.
+        ranking: How a group's IoU is measured: ``int8_alone`` runs the group in int8 with every other layer
+            float (what its own rounding costs, measured near the float model, where the gate's target
+            lies); ``float_alone`` restores the group alone in the all-int8 model (cheaper to reason about
+            but blind to errors that cancel between groups).
         preset: ``mixed`` (asymmetric activations) or ``performance`` (symmetric).
     """
 
@@ -55,6 +61,7 @@ class QuantizationOptions(FormatOptions):
     search_groups: int = 12
     ranking_images: int = 2
     restore_order: str = choice("iou_per_mac", RESTORE_ORDERS)
+    ranking: str = choice("int8_alone", RANKINGS)
     preset: str = choice("mixed", PRESETS)
 
     def __post_init__(self) -> None:

@@ -45,9 +45,14 @@ def test_groups_are_ranked_on_the_ranking_images_then_restored_best_first_until_
     assert restored == {"conv0", "conv1", "conv4", "conv5"}
     assert [(e["step"], e.get("group"), e["restored_layers"]) for e in log] == [(0, None, 0), (1, 2, 2), (2, 0, 4)]
     assert log[0]["iou"] == 0.0 and log[1]["iou"] == pytest.approx(0.75) and log[2]["iou"] == 1.0
-    ranking = calls[1:4]
-    assert [len(r) for r, _ in ranking] == [2, 2, 2] and all(n == 1 for _, n in ranking)  # one image each
-    assert all(n == 2 for _, n in [calls[0], *calls[4:]])  # the start and every step judge every held-out image
+    # int8_alone: the float model, then each group alone in int8 (the other four layers float), one image each.
+    ranking = calls[1:5]
+    assert [len(r) for r, _ in ranking] == [6, 4, 4, 4] and all(n == 1 for _, n in ranking)
+    assert all(n == 2 for _, n in [calls[0], *calls[5:]])  # the start and every step judge every held-out image
+    calls.clear()
+    assert restore_search(_restorer(calls), held, _reference(), _options(ranking="float_alone"))[0] == restored
+    ranking = calls[1:4]  # float_alone: each group restored alone in the all-int8 model
+    assert [len(r) for r, _ in ranking] == [2, 2, 2] and all(n == 1 for _, n in ranking)
 
 
 def test_max_restore_steps_bounds_the_search_and_what_it_returns_fails_the_gate_later() -> None:
@@ -58,7 +63,14 @@ def test_max_restore_steps_bounds_the_search_and_what_it_returns_fails_the_gate_
 def test_a_model_that_already_passes_or_a_search_turned_off_restores_nothing() -> None:
     calls: list[tuple[frozenset[str], int]] = []
     passing = restore_search(_restorer(calls), np.zeros((2, 3, 8, 8)), _reference(), _options(max_iou_drop=1.0))
-    start = {"step": 0, "restored_layers": 0, "iou": 0.0, "order": "iou_per_mac", "int8_gmac": 0.0}
+    start = {
+        "step": 0,
+        "restored_layers": 0,
+        "iou": 0.0,
+        "ranking": "int8_alone",
+        "order": "iou_per_mac",
+        "int8_gmac": 0.0,
+    }
     assert passing == (set(), [start])
     assert len(calls) == 1
     off = restore_search(_restorer([]), np.zeros((2, 3, 8, 8)), _reference(), _options(max_restore_steps=0))
@@ -92,17 +104,47 @@ def test_a_group_that_buys_nothing_goes_last_however_cheap() -> None:
     assert restore_order([0.1, -0.2, 0.0], [1.0, 1.0, 1.0], "iou_per_mac") == [0, 2, 1]  # losses after no change
 
 
+def _cancelling(calls: list[frozenset[str]]) -> Restorer:
+    """conv1's and conv5's rounding errors cancel while both are int8; conv1 also harms row 0 on its own."""
+
+    def run(restored: set[str], x: np.ndarray) -> np.ndarray:
+        calls.append(frozenset(restored))
+        out = np.ones((len(x), 1, 8, 8), np.float32)
+        if ("conv1" in restored) != ("conv5" in restored):
+            out[:, :, 2:6] = -1.0
+        if "conv1" not in restored:
+            out[:, :, 0:1] = -1.0
+        return out
+
+    return Restorer(quantized=list(LAYERS), run=run)
+
+
+def test_int8_alone_ranks_a_group_whose_error_another_masks_and_restores_no_harmless_group() -> None:
+    held = np.zeros((2, 3, 8, 8), np.float32)
+    restored, log = restore_search(_cancelling([]), held, _reference(), _options())
+    # Alone in int8, {conv0, conv1} flips rows 0 and 2-5, {conv4, conv5} rows 2-5; {conv2, conv3} harms nothing.
+    assert [e.get("group") for e in log] == [None, 0, 2] and log[-1]["iou"] == 1.0
+    assert log[1]["gain"] == pytest.approx(1 - 24 / 64) and log[2]["gain"] == pytest.approx(0.5)
+    assert restored == {"conv0", "conv1", "conv4", "conv5"}
+    # Restored alone in the all-int8 model each of those two looks harmful (it undoes the cancellation), so
+    # float_alone restores the harmless group first and ends with every layer float.
+    by_float = restore_search(_cancelling([]), held, _reference(), _options(ranking="float_alone"))
+    assert [e.get("group") for e in by_float[1]] == [None, 1, 0, 2] and by_float[0] == set(LAYERS)
+
+
 def test_a_layer_the_count_misses_costs_the_mean_of_the_known_ones() -> None:
     restorer = Restorer(quantized=["a", "b", "c"], run=lambda r, x: x, macs={"a": 10.0, "b": 30.0})
     assert restorer.group_macs({"a", "c"}) == 30.0 and restorer.group_macs({"b"}) == 30.0
     assert Restorer(quantized=["a"], run=lambda r, x: x).group_macs({"a"}) == 1.0
 
 
-def test_the_profile_refuses_an_unknown_restore_order() -> None:
+def test_the_profile_refuses_an_unknown_restore_order_or_ranking() -> None:
     from birefnet_edge.errors import ProfileError
 
     with pytest.raises(ProfileError, match="iou_per_mac"):
         QuantizationOptions.from_table({"restore_order": "fastest"}, "t.toml")
+    with pytest.raises(ProfileError, match="int8_alone"):
+        QuantizationOptions.from_table({"ranking": "guess"}, "t.toml")
 
 
 def test_openvino_counts_convolutions_group_convolutions_and_matmuls() -> None:

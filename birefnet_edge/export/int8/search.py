@@ -112,20 +112,27 @@ def restore_search(
 ) -> tuple[set[str], list[dict[str, Any]]]:
     """Restore groups of int8 layers to float until the held-out IoU reaches ``opts.min_iou``.
 
-    The int8 layers are split into ``opts.search_groups`` runs of consecutive layers; each group is
-    restored alone and judged on ``opts.ranking_images`` held-out images; then the groups are restored
+    The int8 layers are split into ``opts.search_groups`` runs of consecutive layers; each group is ranked
+    by :func:`rank_groups` on ``opts.ranking_images`` held-out images; then the groups are restored
     cumulatively in :func:`restore_order`, at most ``opts.max_restore_steps`` of them, each step judged on
     every held-out image. A search that cannot reach the target returns what it restored: the gate fails it.
 
     Returns:
-        The restored node names and one log entry per step: step 0 has the order and the GMAC of every
-        int8 layer, later steps the group, its IoU gain when ranked, its GMAC and the IoU after it.
+        The restored node names and one log entry per step: step 0 has the ranking, the order and the GMAC
+        of every int8 layer, later steps the group, its IoU gain when ranked, its GMAC and the IoU after it.
     """
     start = restorer.run(set(), held)
     score = iou(start, reference)
     int8_gmac = round(restorer.group_macs(set(restorer.quantized)) / 1e9, 4)
     log: list[dict[str, Any]] = [
-        {"step": 0, "restored_layers": 0, "iou": score, "order": opts.restore_order, "int8_gmac": int8_gmac}
+        {
+            "step": 0,
+            "restored_layers": 0,
+            "iou": score,
+            "ranking": opts.ranking,
+            "order": opts.restore_order,
+            "int8_gmac": int8_gmac,
+        }
     ]
     if score >= opts.min_iou or opts.max_restore_steps == 0 or not restorer.quantized:
         return set(), log
@@ -134,8 +141,7 @@ def restore_search(
     )
     groups = [set(map(str, c)) for c in chunks]
     sample = slice(0, min(opts.ranking_images, len(held)))
-    base = iou(start[sample], reference[sample])  # images are judged one by one: a slice is their run
-    gains = [iou(restorer.run(g, held[sample]), reference[sample]) - base for g in groups]
+    gains = rank_groups(restorer, groups, held[sample], reference[sample], start[sample], opts.ranking)
     costs = [restorer.group_macs(g) for g in groups]
     restored: set[str] = set()
     for step, index in enumerate(restore_order(gains, costs, opts.restore_order)[: opts.max_restore_steps], start=1):
@@ -154,6 +160,31 @@ def restore_search(
         if score >= opts.min_iou:
             break
     return restored, log
+
+
+def rank_groups(
+    restorer: Restorer,
+    groups: list[set[str]],
+    held: np.ndarray,
+    reference: np.ndarray,
+    start: np.ndarray,
+    ranking: str,
+) -> list[float]:
+    """The IoU each group's float gives back, measured one group at a time on ``held``.
+
+    ``float_alone``: the group restored alone in the all-int8 model (``start`` holds that model's logits
+    on ``held``). ``int8_alone``: the float model's IoU minus that of the group alone in int8. The search
+    stops near the float model (the gate asks for IoU within a fraction of a percent of it), so a group's
+    own rounding error is best measured there: in the all-int8 model errors of different groups can
+    cancel, and a group whose error is masked that way ranks last under ``float_alone`` although the
+    float model cannot do without it (seen on BiRefNet_lite's decoder, docs/export.md).
+    """
+    if ranking == "float_alone":
+        base = iou(start, reference)  # images are judged one by one: a slice is their run
+        return [iou(restorer.run(g, held), reference) - base for g in groups]
+    everything = set(restorer.quantized)
+    top = iou(restorer.run(everything, held), reference)
+    return [top - iou(restorer.run(everything - g, held), reference) for g in groups]
 
 
 def restore_order(gains: list[float], costs: list[float], order: str) -> list[int]:
