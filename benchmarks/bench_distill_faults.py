@@ -14,6 +14,8 @@ run refused. ``tests/distill/test_faults.py`` (slow) asserts the same verdict.
 
 from __future__ import annotations
 
+from birefnet_edge._cpu import describe
+
 import argparse
 import importlib.util
 import json
@@ -262,7 +264,7 @@ def main() -> None:
         f"{' (' + '; '.join(report.differences) + ')' if report.differences else ''}; left behind: "
         f"{', '.join(report.leftovers) or 'nothing'}; concurrent runs refused: {sum(report.refused)}/"
         f"{len(report.refused)}; clean {report.clean_seconds:.0f} s, faulted {report.faulted_seconds:.0f} s "
-        f"(CPU, {os.cpu_count()} cores, shared load) -> {'OK' if report.ok else 'FAILED'}"
+        f"({describe()}, shared load) -> {'OK' if report.ok else 'FAILED'}"
     )
 
 

@@ -12,6 +12,8 @@ On CPUs without bf16 instructions OpenVINO runs the bf16 artifact in f32 (the li
 
 from __future__ import annotations
 
+from birefnet_edge._cpu import describe
+
 import argparse
 import os
 import tempfile
@@ -61,7 +63,7 @@ def main() -> None:
     parser.add_argument("--targets", nargs="+", default=["openvino-fp32", "openvino-bf16"])
     args = parser.parse_args()
     threads = os.environ.get("OMP_NUM_THREADS", "2")
-    print(f"teacher {args.variant}, {args.size} px, batch {args.batch}, {threads} threads, fastest of {args.runs}")
+    print(f"teacher {args.variant}, {args.size} px, batch {args.batch}, {threads} threads, fastest of {args.runs}; {describe()}")
     with tempfile.TemporaryDirectory() as tmp:
         specs = {"eager": f"random:{args.variant}"}
         for target in args.targets:
