@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -102,9 +103,12 @@ class Restorer:
 
     def group_macs(self, group: set[str]) -> float:
         """MACs of a group; a node the count does not know costs the mean of the known ones (or 1)."""
+        return float(sum(self.macs.get(n, 0) or self._unknown_macs for n in group))
+
+    @cached_property
+    def _unknown_macs(self) -> float:
         known = [self.macs[n] for n in self.quantized if self.macs.get(n, 0) > 0]
-        fallback = sum(known) / len(known) if known else 1.0
-        return float(sum(self.macs.get(n, 0) or fallback for n in group))
+        return sum(known) / len(known) if known else 1.0
 
 
 def restore_search(
