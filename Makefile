@@ -21,8 +21,8 @@ test-slow:
 	$(BIN)/python -m pytest -q $(XDIST) -m slow
 
 lint:
-	$(BIN)/ruff check birefnet_edge tests
-	$(BIN)/ruff format --check birefnet_edge tests
+	$(BIN)/ruff check birefnet_edge tests benchmarks
+	$(BIN)/ruff format --check birefnet_edge tests benchmarks
 
 bench:
 	$(BIN)/python benchmarks/bench_model.py

@@ -18,8 +18,6 @@ Usage: ``python benchmarks/bench_deform.py [--sizes 32 64 128 256] [--kernels 1 
 
 from __future__ import annotations
 
-from birefnet_edge._cpu import describe
-
 import argparse
 import json
 import statistics
@@ -31,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from birefnet_edge._cpu import describe
 
 if __package__ in (None, ""):  # run as `python benchmarks/bench_deform.py` from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -214,7 +214,10 @@ def main() -> None:
     if forms & {"ort", "ort_portable"} and not all(map(is_available, ("onnxruntime", "onnx", "onnxscript"))):
         print("onnxruntime/onnx/onnxscript not installed: skipping the ort columns")
         forms -= {"ort", "ort_portable"}
-    print(f"torch {torch.__version__}, {args.threads} threads, {IN_CHANNELS}->{OUT_CHANNELS} channels, batch 1; {describe()}")
+    print(
+        f"torch {torch.__version__}, {args.threads} threads, {IN_CHANNELS}->{OUT_CHANNELS} channels, batch 1; "
+        f"{describe()}"
+    )
     runners = {k: make_runners(forms, k, args.threads) for k in args.kernels}
     print_header()
     rows = []

@@ -14,8 +14,6 @@ run refused. ``tests/distill/test_faults.py`` (slow) asserts the same verdict.
 
 from __future__ import annotations
 
-from birefnet_edge._cpu import describe
-
 import argparse
 import importlib.util
 import json
@@ -28,6 +26,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from birefnet_edge._cpu import describe
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMING_KEYS = ("images_per_s", "eta_s")

@@ -15,8 +15,6 @@ int8 <= 1.0 GB; export of one target <= 4 GB; artifact <= weights + 3%. Nothing 
 
 from __future__ import annotations
 
-from birefnet_edge._cpu import describe
-
 import argparse
 import json
 import resource
@@ -26,6 +24,8 @@ import tempfile
 import time
 import weakref
 from pathlib import Path
+
+from birefnet_edge._cpu import describe
 
 GB = 1e9
 RUNTIME_GOAL = {"int8": 1.0 * GB}
@@ -162,7 +162,10 @@ def export_rows(args: argparse.Namespace, out: Path) -> dict[str, Path]:
     from birefnet_edge.manifest import read_manifest
 
     results = export_targets(f"random:{args.variant}", args.targets, out, size=(args.size, args.size), reuse=True)
-    print(f"\nExport ({args.variant}, {args.size} px, {describe()}; goal: peak RSS <= 4 GiB, artifact <= weights x {SIZE_GOAL})")
+    print(
+        f"\nExport ({args.variant}, {args.size} px, {describe()}; "
+        f"goal: peak RSS <= 4 GiB, artifact <= weights x {SIZE_GOAL})"
+    )
     print(f"  {'target':<16}{'status':<8}{'seconds':>9}{'peak RSS':>11}{'artifact':>11}{'weights':>11}{'ratio':>8}")
     folders = {}
     for r in results:

@@ -10,8 +10,6 @@ ratio is measured in this run.
 
 from __future__ import annotations
 
-from birefnet_edge._cpu import describe
-
 import argparse
 import json
 import os
@@ -22,6 +20,7 @@ from pathlib import Path
 import psutil
 import torch
 
+from birefnet_edge._cpu import describe
 from birefnet_edge.model import create_model, deterministic_input, deterministic_weights
 from birefnet_edge.model.layers import deform_conv
 
@@ -75,7 +74,10 @@ def main() -> None:
     torch.set_num_threads(os.cpu_count() or 1)
     model = deterministic_weights(create_model("BiRefNet_lite")).eval()
     official = recorded_official()
-    print(f"BiRefNet_lite eager, float32, batch 1, {torch.get_num_threads()} threads, torch {torch.__version__}; {describe()}")
+    print(
+        f"BiRefNet_lite eager, float32, batch 1, {torch.get_num_threads()} threads, torch {torch.__version__}; "
+        f"{describe()}"
+    )
     print(f"{'size':>6} {'min s':>8} {'median s':>9} {'official min s*':>16} {'speed-up':>9} {'goal':>6}")
     for size in args.sizes:
         times = time_model(model, size, args.runs)

@@ -12,14 +12,14 @@ On CPUs without bf16 instructions OpenVINO runs the bf16 artifact in f32 (the li
 
 from __future__ import annotations
 
-from birefnet_edge._cpu import describe
-
 import argparse
 import os
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
+
+from birefnet_edge._cpu import describe
 
 
 def images_per_s(spec: str, batch: int, size: int, runs: int) -> tuple[float, str]:
@@ -63,7 +63,10 @@ def main() -> None:
     parser.add_argument("--targets", nargs="+", default=["openvino-fp32", "openvino-bf16"])
     args = parser.parse_args()
     threads = os.environ.get("OMP_NUM_THREADS", "2")
-    print(f"teacher {args.variant}, {args.size} px, batch {args.batch}, {threads} threads, fastest of {args.runs}; {describe()}")
+    print(
+        f"teacher {args.variant}, {args.size} px, batch {args.batch}, {threads} threads, fastest of {args.runs}; "
+        f"{describe()}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         specs = {"eager": f"random:{args.variant}"}
         for target in args.targets:

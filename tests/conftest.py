@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib.util
 import os
+import re
 import struct
 import sys
 import zlib
@@ -79,6 +81,41 @@ def _shared_dir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _conversion_cache(tmp_path_factory):
+    """One ``$BIREFNET_EDGE_CACHE_DIR`` for the run: workers, and the CLI runs they start, convert a model once."""
+    from birefnet_edge.export._cache import CACHE_DIR_ENV
+
+    previous = os.environ.get(CACHE_DIR_ENV)
+    os.environ[CACHE_DIR_ENV] = str(_shared_dir(tmp_path_factory, "conversion-cache"))
+    yield
+    if previous is None:
+        os.environ.pop(CACHE_DIR_ENV, None)
+    else:
+        os.environ[CACHE_DIR_ENV] = previous
+
+
+# The shared artifacts each pytest-xdist worker builds before its first test, one half of the formats each.
+# Built on demand instead, two workers often asked for two profiles of one format in the same minute and
+# both converted the model (seen for OpenVINO and TensorRT: ~2 min of a 2-core machine per run).
+_PREBUILT = {"gw0": ("onnx-fp32", "tensorrt-fp32"), "gw1": ("openvino-fp32", "coreml-fp32")}
+_ARTIFACT_FIXTURES = frozenset(
+    {"tiny_artifact", "onnx_artifact", "openvino_artifact", "coreml_artifact", "tensorrt_artifact"}
+)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _prebuild_shared_artifacts(request, _conversion_cache):
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker not in _PREBUILT or not any(_ARTIFACT_FIXTURES & set(i.fixturenames) for i in request.session.items):
+        return
+    export_tiny = request.getfixturevalue("export_tiny")
+    for name in _PREBUILT[worker]:
+        # A failure is recorded in the artifact's folder: the tests that use it skip or fail with the reason.
+        with contextlib.suppress(pytest.skip.Exception, pytest.fail.Exception, Exception):
+            export_tiny(name)
+
+
 @pytest.fixture(scope="session")
 def export_tiny(tmp_path_factory):
     """Factory: export the tiny model with a shipped profile (64x64, batch 1..4) once per test run.
@@ -140,6 +177,32 @@ def export_tiny(tmp_path_factory):
         return cache[key]
 
     return make
+
+
+@pytest.fixture
+def shared_range_profile(tmp_path, export_tiny):
+    """``shared_range_profile(name)``: a copy of a shipped profile, same name, with the shared artifacts' batch
+    range (1, 2, 4), as a TOML path for the CLI. Exported at 64 px from the tiny weights it reads the conversion
+    made for the shared artifact (built first if need be) from the cache, so a CLI test pays only for what it
+    checks."""
+
+    def make(name: str) -> Path:
+        from birefnet_edge.profile import targets_dir
+
+        export_tiny(name)
+
+        shipped = (targets_dir() / f"{name}.toml").read_text(encoding="utf-8")
+        changed, count = re.subn(r"\[batch\]\nmin = \d+\nopt = \d+\nmax = \d+\n", _SHARED_BATCH, shipped)
+        assert count == 1, f"targets/{name}.toml has no plain [batch] table to change"
+        path = tmp_path / "profiles" / f"{name}.toml"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(changed, encoding="utf-8")
+        return path
+
+    return make
+
+
+_SHARED_BATCH = "[batch]\nmin = 1\nopt = 2\nmax = 4\n"
 
 
 def _folder_name(key: str) -> str:

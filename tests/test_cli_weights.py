@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from safetensors.torch import save_file
 
 from birefnet_edge.cli import main
 from birefnet_edge.manifest import read_manifest
+from birefnet_edge.model.layers.patches import legacy_channel_of, legacy_to_current, patch_conv_keys
 from birefnet_edge.parity import build_report, load_inputs, load_report, run_parity
 from birefnet_edge.parity.report import render_markdown, write_reports
 
@@ -26,18 +28,26 @@ def run(args: list[str], capsys) -> tuple[int, str, str]:
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory, tiny_model) -> dict[str, Path]:
-    """The tiny model saved as a plain .safetensors (no metadata) and as a .pth."""
+    """The tiny model saved as a plain .safetensors (no metadata) and as a .pth, its tiles in the legacy order.
+
+    Legacy, as a plain file is read by default, so loading it gives the tiny model itself, whose conversion the
+    run has made for the shared artifacts already; ``--patch-order current`` then gives other weights.
+    """
     folder = tmp_path_factory.mktemp("checkpoints")
     state = {k: v.contiguous() for k, v in tiny_model.state_dict().items()}
+    for key in patch_conv_keys(state):  # the inverse of the conversion a legacy load makes
+        grid = math.isqrt(state[key].shape[1] // 3)
+        state[key] = state[key].index_select(1, torch.argsort(legacy_channel_of(grid))).contiguous()
+    assert all(torch.equal(v, tiny_model.state_dict()[k]) for k, v in legacy_to_current(state).items())
     save_file(state, str(folder / "tiny.safetensors"))
     torch.save(state, folder / "tiny.pth")
     return {"safetensors": folder / "tiny.safetensors", "pth": folder / "tiny.pth"}
 
 
-def _export(checkpoint: Path, out: Path, capsys, *extra: str) -> Path:
+def _export(checkpoint: Path, profile: Path, out: Path, capsys, *extra: str) -> Path:
     # OpenVINO: the cheapest real export here (a fresh tiny ONNX export costs twice as long); what is
     # checked, the weights record from checkpoint to report, is the same for every format.
-    args = ["export", "--weights", str(checkpoint), "-t", "openvino-fp32", "--size", "64", "--out", str(out), *extra]
+    args = ["export", "--weights", str(checkpoint), "-t", str(profile), "--size", "64", "--out", str(out), *extra]
     code, _, err = run(args, capsys)
     assert code == 0, err
     (artifact,) = [p for p in out.iterdir() if (p / "manifest.json").is_file()]
@@ -46,14 +56,17 @@ def _export(checkpoint: Path, out: Path, capsys, *extra: str) -> Path:
 
 @pytest.mark.openvino
 @pytest.mark.parametrize("kind", ["safetensors", "pth"])
-def test_plain_checkpoint_exports_as_legacy_and_the_flag_changes_it(checkpoints, tmp_path, capsys, caplog, kind):
+def test_plain_checkpoint_exports_as_legacy_and_the_flag_changes_it(
+    checkpoints, tmp_path, capsys, caplog, kind, shared_range_profile
+):
     """Done-when of issue 8 §1; parity then proves the reference was rebuilt with the recorded order."""
+    profile = shared_range_profile("openvino-fp32")
     with caplog.at_level(logging.WARNING):
-        legacy = _export(checkpoints[kind], tmp_path / "legacy", capsys)
+        legacy = _export(checkpoints[kind], profile, tmp_path / "legacy", capsys)
     assert "assuming legacy" in caplog.text and "--patch-order current" in caplog.text
     weights = read_manifest(legacy).weights
     assert (weights["patch_order"], weights["patch_order_source"]) == ("legacy", "default")
-    current = _export(checkpoints[kind], tmp_path / "current", capsys, "--patch-order", "current")
+    current = _export(checkpoints[kind], profile, tmp_path / "current", capsys, "--patch-order", "current")
     weights = read_manifest(current).weights
     assert (weights["patch_order"], weights["patch_order_source"]) == ("current", "user")
     results = run_parity([legacy, current], load_inputs(None, 1, limit=1), (1,))

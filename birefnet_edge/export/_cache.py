@@ -12,7 +12,9 @@ the weights it shares with its model are edited in place.
 from __future__ import annotations
 
 import atexit
+import functools
 import hashlib
+import os
 import shutil
 import tempfile
 from collections import OrderedDict
@@ -25,6 +27,8 @@ import torch
 from birefnet_edge.profile import Profile
 
 _KEEP = 6
+CACHE_DIR_ENV = "BIREFNET_EDGE_CACHE_DIR"
+_DONE = "complete"
 
 
 def _tensors(model: torch.nn.Module) -> list[torch.Tensor]:
@@ -115,6 +119,7 @@ def cached_program(model: torch.nn.Module, profile: Profile, make: Callable[[], 
 
 def cached_onnx(model: torch.nn.Module, profile: Profile, make: Callable[[Path], None]) -> Path:
     """Path of the raw exported ONNX for this model state, shapes and opset, written once by ``make(path)``."""
+    key = (*model_key(model, profile), profile.opset)
 
     def build() -> Path:
         if not _TMP:
@@ -122,13 +127,86 @@ def cached_onnx(model: torch.nn.Module, profile: Profile, make: Callable[[Path],
             atexit.register(shutil.rmtree, _TMP[0], True)
         folder = Path(tempfile.mkdtemp(dir=_TMP[0]))
         try:
-            make(folder / "raw.onnx")
+            stored = disk_entry("onnx", model, profile, ("torch", "onnx", "onnxscript"), profile.opset)
+            if stored is None or not _copy_entry(stored, folder):
+                make(folder / "raw.onnx")
+                if stored is not None:
+                    store_entry(stored, lambda into: _copy_files(folder, into))
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
         return folder / "raw.onnx"
 
-    return _ONNX.get(model, (*model_key(model, profile), profile.opset), build)
+    return _ONNX.get(model, key, build)
+
+
+def disk_entry(
+    kind: str, model: torch.nn.Module, profile: Profile, tools: tuple[str, ...], *extra: Hashable
+) -> Path | None:
+    """Folder of a ``kind`` result for this model state and shapes in ``$BIREFNET_EDGE_CACHE_DIR`` (stored or
+    not), or None when no cache folder is set. ``tools`` are the distributions whose versions the result
+    depends on; ``extra`` is anything else it depends on (the opset)."""
+    root = os.environ.get(CACHE_DIR_ENV)
+    if not root:
+        return None
+    key = (*model_key(model, profile), *extra, _versions(tools))
+    digest = hashlib.blake2b(repr(key).encode(), digest_size=16).hexdigest()
+    return Path(root).expanduser() / kind / digest
+
+
+def is_stored(entry: Path) -> bool:
+    return (entry / _DONE).is_file()
+
+
+def store_entry(entry: Path, write: Callable[[Path], None]) -> None:
+    """Write an entry through ``write(folder)`` into a temporary folder, then rename it into place.
+
+    A cache that cannot be written (read-only, full disk) costs the next command a conversion, not
+    this one its export, so failures here are ignored; so is another process having stored it first.
+    """
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}."))
+    except OSError:
+        return
+    try:
+        write(staging)
+        (staging / _DONE).touch()
+        staging.rename(entry)
+    except OSError:
+        pass
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _copy_entry(entry: Path, folder: Path) -> bool:
+    """Copy a stored entry's files into ``folder``; False when there is none (or it vanished meanwhile)."""
+    if not is_stored(entry):
+        return False
+    try:
+        _copy_files(entry, folder)
+    except OSError:
+        return False
+    (folder / _DONE).unlink(missing_ok=True)
+    return True
+
+
+def _copy_files(source: Path, target: Path) -> None:
+    for path in source.iterdir():
+        shutil.copy2(path, target / path.name)
+
+
+@functools.lru_cache(maxsize=8)
+def _versions(tools: tuple[str, ...]) -> tuple[str, ...]:
+    from importlib import metadata
+
+    def version(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "-"
+
+    return tuple(f"{name}=={version(name)}" for name in tools)
 
 
 def cached_reference(model: torch.nn.Module, x: torch.Tensor, make: Callable[[], Any]) -> Any:
