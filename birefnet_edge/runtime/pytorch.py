@@ -8,17 +8,21 @@ path or a hub id), so ``predict`` works with a plain checkpoint too.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from birefnet_edge.errors import ArtifactError
 from birefnet_edge.manifest import Manifest
-from birefnet_edge.model import Contract, get_config, load_model
-from birefnet_edge.model.contract import check_run_size
 from birefnet_edge.profile import BatchRange
 from birefnet_edge.runtime._base import RUNNERS, InputSpec, Runner, artifact_kwargs
+
+if TYPE_CHECKING:
+    import torch
+
+# torch and the model package are imported where a PyTorch model is built or run, not with this module:
+# ``birefnet_edge.runtime`` registers every runner, and an app that only runs an OpenVINO or ONNX artifact
+# should not pay torch's ~0.45 GB of memory and seconds of import for a runner it never uses.
 
 # A bare checkpoint has no batch range; this bound only keeps a typo from allocating terabytes.
 _MAX_EAGER_BATCH = 256
@@ -107,6 +111,9 @@ class PytorchRunner(Runner):
             WeightsError: The spec cannot be resolved or the weights do not fit.
             InputError: ``size`` is not two multiples of 32, is below the variant's minimum or above ``MAX_SIDE``.
         """
+        from birefnet_edge.model import Contract, get_config
+        from birefnet_edge.model.contract import check_run_size
+
         known = variant or (weights.removeprefix("random:") if weights.startswith("random:") else None)
         if size is not None:  # a bad --size fails before the weights load, when the variant is known up front
             check_run_size(*size, minimum=get_config(known).min_side if known else 32)
@@ -123,6 +130,8 @@ class PytorchRunner(Runner):
         return runner
 
     def _activate_impl(self) -> None:
+        from birefnet_edge.model import load_model
+
         model, info = load_model(
             self.weights, variant=self.variant, revision=self.revision, patch_order=self.patch_order, **self.overrides
         )
@@ -135,6 +144,8 @@ class PytorchRunner(Runner):
         self.weights_info = info.to_dict()
 
     def _infer_impl(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
         assert self.model is not None  # guaranteed by Runner.infer's activation check
         tensor = torch.from_numpy(x)
         with torch.inference_mode(), self._timed():
@@ -146,6 +157,8 @@ class PytorchRunner(Runner):
 
     def runtime_info(self) -> dict[str, Any]:
         """Return the torch version, thread count and where the weights came from."""
+        import torch
+
         model = getattr(self, "model", None)
         dtypes = sorted({str(p.dtype).removeprefix("torch.") for p in model.parameters()}) if model is not None else []
         info = {"torch": torch.__version__, "threads": torch.get_num_threads(), "weights": self.weights_info}

@@ -9,15 +9,18 @@ call with ``set_input_shape`` inside the engine's min/opt/max optimization profi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from birefnet_edge._deps import require
 from birefnet_edge.errors import ArtifactError, InputError
 from birefnet_edge.manifest import Manifest
 from birefnet_edge.runtime._base import RUNNERS, Runner, artifact_kwargs
+
+# torch (for CUDA buffers) is imported where an engine runs: importing the runners must not load it.
+if TYPE_CHECKING:
+    import torch
 
 _PURPOSE = "running TensorRT engines"
 
@@ -53,6 +56,8 @@ class TensorrtRunner(Runner):
                 TensorRT version or GPU architecture.
             MissingDependencyError: tensorrt is not installed.
         """
+        import torch
+
         engine = _engine_file(manifest)
         trt = require("tensorrt", "tensorrt", _PURPOSE)
         if not torch.cuda.is_available():
@@ -61,6 +66,8 @@ class TensorrtRunner(Runner):
         return cls(folder / engine, **artifact_kwargs(folder, manifest))
 
     def _activate_impl(self) -> None:
+        import torch
+
         trt = require("tensorrt", "tensorrt", _PURPOSE)
         logger = trt.Logger(trt.Logger.WARNING)
         self._engine = trt.Runtime(logger).deserialize_cuda_engine(self.engine_path.read_bytes())
@@ -86,6 +93,8 @@ class TensorrtRunner(Runner):
             )
 
     def _infer_impl(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
         trt = require("tensorrt", "tensorrt", _PURPOSE)
         device_in = torch.from_numpy(x).to("cuda", dtype=_torch_dtype(trt, self._engine.get_tensor_dtype(self._input)))
         if not self._context.set_input_shape(self._input, tuple(device_in.shape)):
@@ -108,6 +117,8 @@ class TensorrtRunner(Runner):
 
     def runtime_info(self) -> dict[str, Any]:
         """Return the TensorRT version and the GPU."""
+        import torch
+
         trt = require("tensorrt", "tensorrt")
         # TensorRT chooses each layer's precision among those the build allowed; the engine does not keep
         # that choice unless built with detailed profiling, so report what the build allowed, said as such.
@@ -138,6 +149,8 @@ def _engine_file(manifest: Manifest) -> Path:
 
 
 def _capability() -> str:
+    import torch
+
     major, minor = torch.cuda.get_device_capability()
     return f"{major}.{minor}"
 
@@ -162,6 +175,8 @@ def _check_portability(manifest: Manifest, trt_version: str, capability: tuple[i
 
 
 def _torch_dtype(trt: Any, dtype: Any) -> torch.dtype:
+    import torch
+
     table = {trt.DataType.FLOAT: torch.float32, trt.DataType.HALF: torch.float16, trt.DataType.INT32: torch.int32}
     if dtype not in table:
         raise ArtifactError(f"engine tensor dtype {dtype} is not supported by this runner (float32/float16/int32)")

@@ -37,6 +37,13 @@ def test_importing_the_packages_loads_no_backend() -> None:
     assert out.strip() == "[]"
 
 
+def test_running_artifacts_does_not_import_torch() -> None:
+    """An app that only runs an OpenVINO or ONNX artifact does not pay torch's memory and import time."""
+    code = "import sys; from birefnet_edge.runtime import open_runner; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
 def test_a_module_added_to_the_package_path_is_discovered(tmp_path, monkeypatch) -> None:
     (tmp_path / "pkg_found_here").mkdir()
     (tmp_path / "pkg_found_here" / "__init__.py").write_text("")

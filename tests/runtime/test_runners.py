@@ -114,6 +114,30 @@ def test_openvino_runner_keeps_fp32_precision(openvino_artifact):
         assert runner.runtime_info()["config"]["INFERENCE_PRECISION_HINT"] == "f32"  # fp32 parity must not run in bf16
 
 
+@pytest.mark.openvino
+def test_openvino_runner_compiles_for_each_batch_size_or_once_for_the_range(openvino_artifact):
+    """per_batch (default): static shapes, so OpenVINO plans the memory ahead; the outputs are range's."""
+    x = deterministic_input(3, 64, 64)
+    with open_runner(openvino_artifact) as runner:
+        assert runner.batch_compile == "per_batch" and runner.compiled_batch == 1  # the range's smallest
+        assert runner._compiled.inputs[0].get_partial_shape().to_string() == "[1,3,64,64]"
+        per_batch = [runner.infer(x), runner.infer(x[:1])]
+        assert runner.compiled_batch == 1 and runner.runtime_info()["batch_compile"] == "per_batch"
+        runner.infer(x[:2])
+        assert runner._compiled.inputs[0].get_partial_shape().to_string() == "[2,3,64,64]"
+    assert runner.compiled_batch is None
+    manifest = read_manifest(openvino_artifact)
+    ranged = RUNNERS.get("openvino").from_artifact(openvino_artifact, manifest)
+    ranged.batch_compile = "range"
+    with ranged:
+        assert ranged.compiled_batch is None
+        assert ranged._compiled.inputs[0].get_partial_shape().to_string() == "[1..4,3,64,64]"
+        whole = [ranged.infer(x), ranged.infer(x[:1])]
+    atol = manifest.get_profile().tolerance.max_abs_logit
+    for a, b in zip(per_batch, whole):
+        np.testing.assert_allclose(a, b, atol=atol)
+
+
 @pytest.mark.parametrize(
     ("make", "match"),
     [
