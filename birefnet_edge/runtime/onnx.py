@@ -33,10 +33,11 @@ class OnnxRunner(Runner):
 
     target = "onnx"
 
-    def __init__(self, model_path: Path, providers: list[str], **kwargs: Any) -> None:
+    def __init__(self, model_path: Path, providers: list[str], memory_arena: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.model_path = model_path
         self.providers = list(providers) or [_CPU]
+        self.memory_arena = memory_arena
         self._session: Any = None
         self._input_name = ""
         self._input_dtype: type = np.float32
@@ -45,8 +46,13 @@ class OnnxRunner(Runner):
     def from_artifact(cls, folder: Path, manifest: Manifest) -> OnnxRunner:
         """Build a runner for an ``onnx`` artifact (see :meth:`Runner.from_artifact`)."""
         require("onnxruntime", "onnx", "running ONNX artifacts")
-        providers = list(OnnxOptions.of(manifest.get_profile()).providers)
-        return cls(folder / manifest.file("model"), providers, **artifact_kwargs(folder, manifest))
+        options = OnnxOptions.of(manifest.get_profile())
+        return cls(
+            folder / manifest.file("model"),
+            list(options.providers),
+            memory_arena=options.memory_arena,
+            **artifact_kwargs(folder, manifest),
+        )
 
     def _activate_impl(self) -> None:
         ort = require("onnxruntime", "onnx", "running ONNX artifacts")
@@ -60,9 +66,11 @@ class OnnxRunner(Runner):
         if self.low_memory:
             # One-off runs: without the arena and the memory pattern, batch 3 at 1024 px peaks at ~6 GiB instead
             # of ~9.5 GiB (BiRefNet_lite) and memory is returned afterwards; without prepacking weights are held once.
-            options.enable_cpu_mem_arena = False
             options.enable_mem_pattern = False
             options.add_session_config_entry("session.disable_prepacking", "1")
+        # The arena keeps each freed block for the next tensor of that size; with a dynamic batch that holds
+        # the blocks of every intermediate at once (see OnnxOptions.memory_arena).
+        options.enable_cpu_mem_arena = self.memory_arena and not self.low_memory
         self._session = ort.InferenceSession(str(self.model_path), sess_options=options, providers=chosen)
         first = self._session.get_inputs()[0]
         self._input_name = first.name
@@ -82,7 +90,12 @@ class OnnxRunner(Runner):
         """Return the onnxruntime version and the providers the session actually uses."""
         ort = require("onnxruntime", "onnx")
         used = self._session.get_providers() if self._session is not None else []
-        info = {"onnxruntime": ort.__version__, "providers": used, "requested_providers": self.providers}
+        info = {
+            "onnxruntime": ort.__version__,
+            "providers": used,
+            "requested_providers": self.providers,
+            "memory_arena": self.memory_arena and not self.low_memory,
+        }
         if self._session is not None:
             info["executed_precision"] = executed_precision(self.model_path)
         return info

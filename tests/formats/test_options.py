@@ -23,7 +23,11 @@ def test_every_shipped_profile_has_typed_options_of_its_format() -> None:
 def test_defaults_are_filled_in_and_lists_become_tuples() -> None:
     profile = Profile(name="mine", format="onnx", input_size=(64, 64), options={"providers": ["CPUExecutionProvider"]})
     assert profile.options == OnnxOptions(providers=("CPUExecutionProvider",), keep_fp32_ops=())
-    assert profile.to_dict()["options"] == {"providers": ["CPUExecutionProvider"], "keep_fp32_ops": []}
+    assert profile.to_dict()["options"] == {
+        "providers": ["CPUExecutionProvider"],
+        "keep_fp32_ops": [],
+        "memory_arena": False,
+    }
     assert Profile.from_dict(profile.to_dict()) == profile
     with pytest.raises(dataclasses.FrozenInstanceError):
         profile.options.providers = ()  # type: ignore[misc]

@@ -103,9 +103,15 @@ def test_tensorrt_artifact_without_an_engine_keeps_the_onnx_and_says_how_to_buil
         assert roles.get("model.engine") == "model" and roles.get("model.onnx") == "aux"
 
 
-def test_onnx_runner_reports_its_providers(onnx_artifact):
+def test_onnx_runner_reports_its_providers_and_runs_without_the_arena_unless_asked(onnx_artifact):
     with open_runner(onnx_artifact) as runner:
-        assert "CPUExecutionProvider" in runner.runtime_info()["providers"]
+        info = runner.runtime_info()
+        assert "CPUExecutionProvider" in info["providers"] and info["memory_arena"] is False
+    runner = RUNNERS.get("onnx").from_artifact(onnx_artifact, read_manifest(onnx_artifact))
+    runner.memory_arena = True
+    with runner:
+        assert runner.runtime_info()["memory_arena"] is True
+        assert runner.infer(deterministic_input(1, 64, 64)).shape == (1, 1, 64, 64)
 
 
 @pytest.mark.openvino
