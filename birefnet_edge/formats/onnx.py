@@ -49,7 +49,7 @@ class OnnxOptions(FormatOptions):
         keep_fp32_ops: Op types kept in float32 by the fp16 conversion, on top of ONNX Runtime's own list.
         memory_arena: ONNX Runtime's CPU memory arena. Off by default: with a dynamic batch it keeps every
             intermediate tensor's block for reuse, which more than doubles the peak (BiRefNet_lite, 1024 px,
-            batch 1: 2.8 GB with it, 1.56 GB without, docs/export.md); turn it on when many small calls
+            batch 1: 2.8 GB with it, 1.7 GB without, ~10% slower, docs/export.md); turn it on when many small calls
             matter more than memory.
     """
 
