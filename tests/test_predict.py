@@ -168,9 +168,9 @@ def test_a_decompression_bomb_fails_alone(photo_folder, tmp_path, tiny_runner, w
 
 
 def test_size_below_the_variant_minimum_fails_before_loading(monkeypatch):
-    import birefnet_edge.runtime.pytorch as pytorch_runner
+    import birefnet_edge.model as model_package  # the PyTorch runner imports load_model from it when it loads
 
-    monkeypatch.setattr(pytorch_runner, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    monkeypatch.setattr(model_package, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
     with pytest.raises(InputError, match=r"input size 32x32 is not legal.*>= 64; nearest legal: height 32 -> 64"):
         open_model("random:BiRefNet_pvt_v2_b0", size=(32, 32))  # PVT needs 64; checked from the registry
     with pytest.raises(InputError, match=r"100032x64 is too large: sides above 4096 px.*pick --size 4096 or less"):
