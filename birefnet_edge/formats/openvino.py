@@ -54,11 +54,12 @@ class OpenvinoOptions(FormatOptions):
             one the inference precision needs, e.g. ``BF16``); without them the artifact is not run
             (SKIPPED, naming what is missing) rather than silently run in another precision.
         batch_compile: ``per_batch`` (default) compiles the model for the batch size of the call (the
-            range's smallest first, again when the size changes): with static shapes OpenVINO plans every
-            intermediate tensor's memory ahead and reuses it, where a compile for the whole range allocates
-            per node at run time (BiRefNet_lite, 1024 px, batch 1: 1.46 GB peak instead of 3.4 GB, measured
-            in docs/export.md). ``range`` compiles once for the artifact's whole batch range, for callers
-            that change the batch size on every call. The artifact is the same either way.
+            range's smallest first, again for a new size; the two sizes used last stay compiled): with
+            static shapes OpenVINO plans every intermediate tensor's memory ahead and reuses it, where a
+            compile for the whole range allocates per node at run time (BiRefNet_lite, 1024 px, batch 1:
+            1.46 GB peak instead of 3.5 GB, docs/export.md). ``range`` compiles once for the artifact's
+            whole batch range, for callers that change the batch size on every call. The artifact is the
+            same either way.
     """
 
     model_file = "model.xml"

@@ -10,6 +10,7 @@ device actually runs each conv/matmul in from the compiled runtime graph, for th
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from birefnet_edge.manifest import Manifest
 from birefnet_edge.runtime._base import RUNNERS, Runner, artifact_kwargs
 
 _PURPOSE = "running OpenVINO artifacts"
+_KEPT_COMPILES = 2
 
 
 @RUNNERS.register("openvino")
@@ -51,6 +53,7 @@ class OpenvinoRunner(Runner):
         self._request: Any = None
         self._compiled: Any = None
         self.compiled_batch: int | None = None  # the batch size compiled for; None: the whole range
+        self._by_batch: OrderedDict[int, tuple[Any, Any]] = OrderedDict()
 
     @classmethod
     def from_artifact(cls, folder: Path, manifest: Manifest) -> OpenvinoRunner:
@@ -89,13 +92,25 @@ class OpenvinoRunner(Runner):
             self._compile_for(self._model.inputs[0].get_partial_shape()[0].get_min_length())
 
     def _compile(self, model: Any, batch: int | None) -> None:
-        self._request = self._compiled = None  # the previous compile's memory goes before the next is made
         self._compiled = self._core.compile_model(model, self.device, self.config)
         self._request = self._compiled.create_infer_request()
         self.compiled_batch = batch
+        if batch is not None:
+            self._by_batch[batch] = (self._compiled, self._request)
 
     def _compile_for(self, batch: int) -> None:
-        """Compile a copy of the model with the batch axis fixed at ``batch`` (weights are shared, not copied)."""
+        """Use the compile for ``batch``: kept from earlier, or a copy of the model with the batch axis fixed.
+
+        The compiles of the two batch sizes used last are kept (parity alternates 1 and 3; an app uses one);
+        the oldest is released before a third is made, so its memory is gone before the new one's is taken.
+        """
+        if batch in self._by_batch:
+            self._by_batch.move_to_end(batch)
+            (self._compiled, self._request), self.compiled_batch = self._by_batch[batch], batch
+            return
+        self._request = self._compiled = None
+        while len(self._by_batch) >= _KEPT_COMPILES:
+            self._by_batch.popitem(last=False)
         ov = require("openvino", "openvino", _PURPOSE)
         model = self._model.clone()
         shape = model.inputs[0].get_partial_shape()
@@ -113,6 +128,7 @@ class OpenvinoRunner(Runner):
 
     def _deactivate_impl(self) -> None:
         self._request = self._compiled = self._model = self._core = None
+        self._by_batch.clear()
         self.compiled_batch = None
 
     def runtime_info(self) -> dict[str, Any]:

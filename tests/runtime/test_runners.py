@@ -129,8 +129,12 @@ def test_openvino_runner_compiles_for_each_batch_size_or_once_for_the_range(open
         assert runner._compiled.inputs[0].get_partial_shape().to_string() == "[1,3,64,64]"
         per_batch = [runner.infer(x), runner.infer(x[:1])]
         assert runner.compiled_batch == 1 and runner.runtime_info()["batch_compile"] == "per_batch"
+        kept = runner._compiled
         runner.infer(x[:2])
         assert runner._compiled.inputs[0].get_partial_shape().to_string() == "[2,3,64,64]"
+        assert sorted(runner._by_batch) == [1, 2]  # the two sizes used last; batch 3's compile was released
+        runner.infer(x[:1])
+        assert runner._compiled is kept and runner.compiled_batch == 1  # kept, not compiled again
     assert runner.compiled_batch is None
     manifest = read_manifest(openvino_artifact)
     ranged = RUNNERS.get("openvino").from_artifact(openvino_artifact, manifest)
