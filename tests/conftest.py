@@ -73,6 +73,10 @@ def tiny_input() -> torch.Tensor:
     return torch.from_numpy(deterministic_input(2, 64, 64))
 
 
+# The batch range of the shared tiny artifacts (and of the CLI tests' profiles that reuse their conversion).
+SHARED_BATCH = {"min": 1, "opt": 2, "max": 4}
+
+
 def _shared_dir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
     """A folder every pytest-xdist worker of this run sees (the session's own base folder when run serially)."""
     base = tmp_path_factory.getbasetemp()
@@ -135,7 +139,7 @@ def export_tiny(tmp_path_factory):
     cache: dict[str, Path] = {}
 
     def build(profile_name: str, overrides: dict, folder: Path) -> None:
-        profile = load_profile(profile_name).with_overrides(input_size=(64, 64), batch={"min": 1, "opt": 2, "max": 4})
+        profile = load_profile(profile_name).with_overrides(input_size=(64, 64), batch=SHARED_BATCH)
         model, info = load_model("random:birefnet_tiny", **{"deform": profile.deform, **overrides})
         result = export_target(model, profile, folder, weights=info, variant="birefnet_tiny")
         if result.status != "ok":
@@ -192,7 +196,8 @@ def shared_range_profile(tmp_path, export_tiny):
         export_tiny(name)
 
         shipped = (targets_dir() / f"{name}.toml").read_text(encoding="utf-8")
-        changed, count = re.subn(r"\[batch\]\nmin = \d+\nopt = \d+\nmax = \d+\n", _SHARED_BATCH, shipped)
+        table = "[batch]\n" + "".join(f"{k} = {v}\n" for k, v in SHARED_BATCH.items())
+        changed, count = re.subn(r"\[batch\]\nmin = \d+\nopt = \d+\nmax = \d+\n", table, shipped)
         assert count == 1, f"targets/{name}.toml has no plain [batch] table to change"
         path = tmp_path / "profiles" / f"{name}.toml"
         path.parent.mkdir(exist_ok=True)
@@ -200,9 +205,6 @@ def shared_range_profile(tmp_path, export_tiny):
         return path
 
     return make
-
-
-_SHARED_BATCH = "[batch]\nmin = 1\nopt = 2\nmax = 4\n"
 
 
 def _folder_name(key: str) -> str:

@@ -19,6 +19,7 @@ import shutil
 import tempfile
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -112,9 +113,24 @@ _ONNX = _Lru(on_evict=lambda path: shutil.rmtree(path.parent, ignore_errors=True
 _TMP: list[Path] = []
 
 
-def cached_program(model: torch.nn.Module, profile: Profile, make: Callable[[], Any], tag: str = "") -> Any:
-    """The ``torch.export`` program for this model state and these shapes, made once per ``tag``."""
-    return _PROGRAMS.get(model, (*model_key(model, profile), tag), make)
+@dataclass(frozen=True)
+class Stored:
+    """How a cached result is also kept in ``$BIREFNET_EDGE_CACHE_DIR``: its folder name, the distributions
+    whose versions it depends on, and how to write it into a folder and read it back."""
+
+    kind: str
+    tools: tuple[str, ...]
+    save: Callable[[Any, Path], None]
+    load: Callable[[Path], Any]
+
+
+def cached_program(
+    model: torch.nn.Module, profile: Profile, make: Callable[[], Any], tag: str = "", stored: Stored | None = None
+) -> Any:
+    """The ``torch.export`` program (or a conversion of it) for this model state and shapes, made once per
+    ``tag``; with ``stored``, also kept on disk for other processes."""
+    key = (*model_key(model, profile), tag)
+    return _PROGRAMS.get(model, key, lambda: _through_disk(stored, key, make))
 
 
 def cached_onnx(model: torch.nn.Module, profile: Profile, make: Callable[[Path], None]) -> Path:
@@ -126,39 +142,52 @@ def cached_onnx(model: torch.nn.Module, profile: Profile, make: Callable[[Path],
             _TMP.append(Path(tempfile.mkdtemp(prefix="birefnet-edge-onnx-")))
             atexit.register(shutil.rmtree, _TMP[0], True)
         folder = Path(tempfile.mkdtemp(dir=_TMP[0]))
+        path = folder / "raw.onnx"
+
+        def write() -> Path:
+            make(path)
+            return path
+
+        def load(entry: Path) -> Path:
+            _copy_files(entry, folder)
+            return path
+
         try:
-            stored = disk_entry("onnx", model, profile, ("torch", "onnx", "onnxscript"), profile.opset)
-            if stored is None or not _copy_entry(stored, folder):
-                make(folder / "raw.onnx")
-                if stored is not None:
-                    store_entry(stored, lambda into: _copy_files(folder, into))
+            stored = Stored("onnx", ("torch", "onnx", "onnxscript"), lambda _, into: _copy_files(folder, into), load)
+            return _through_disk(stored, key, write)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        return folder / "raw.onnx"
 
     return _ONNX.get(model, key, build)
 
 
-def disk_entry(
-    kind: str, model: torch.nn.Module, profile: Profile, tools: tuple[str, ...], *extra: Hashable
-) -> Path | None:
-    """Folder of a ``kind`` result for this model state and shapes in ``$BIREFNET_EDGE_CACHE_DIR`` (stored or
-    not), or None when no cache folder is set. ``tools`` are the distributions whose versions the result
-    depends on; ``extra`` is anything else it depends on (the opset)."""
+def disk_entry(kind: str, key: tuple, tools: tuple[str, ...]) -> Path | None:
+    """Folder of a ``kind`` result with this in-memory key in ``$BIREFNET_EDGE_CACHE_DIR`` (stored or not), or
+    None when no cache folder is set; the key adds the versions of ``tools``."""
     root = os.environ.get(CACHE_DIR_ENV)
     if not root:
         return None
-    key = (*model_key(model, profile), *extra, _versions(tools))
-    digest = hashlib.blake2b(repr(key).encode(), digest_size=16).hexdigest()
+    digest = hashlib.blake2b(repr((*key, _versions(tools))).encode(), digest_size=16).hexdigest()
     return Path(root).expanduser() / kind / digest
 
 
-def is_stored(entry: Path) -> bool:
-    return (entry / _DONE).is_file()
+def _through_disk(stored: Stored | None, key: tuple, make: Callable[[], Any]) -> Any:
+    """``stored.load`` of the disk entry when one is complete and readable, else ``make()``, then stored."""
+    entry = disk_entry(stored.kind, key, stored.tools) if stored is not None else None
+    if entry is None:
+        return make()
+    if (entry / _DONE).is_file():
+        try:
+            return stored.load(entry)
+        except (OSError, RuntimeError):  # vanished meanwhile, or unreadable (truncated by hand): make it again
+            pass
+    value = make()
+    _store_entry(entry, lambda folder: stored.save(value, folder))
+    return value
 
 
-def store_entry(entry: Path, write: Callable[[Path], None]) -> None:
+def _store_entry(entry: Path, write: Callable[[Path], None]) -> None:
     """Write an entry through ``write(folder)`` into a temporary folder, then rename it into place.
 
     A cache that cannot be written (read-only, full disk) costs the next command a conversion, not
@@ -179,21 +208,10 @@ def store_entry(entry: Path, write: Callable[[Path], None]) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _copy_entry(entry: Path, folder: Path) -> bool:
-    """Copy a stored entry's files into ``folder``; False when there is none (or it vanished meanwhile)."""
-    if not is_stored(entry):
-        return False
-    try:
-        _copy_files(entry, folder)
-    except OSError:
-        return False
-    (folder / _DONE).unlink(missing_ok=True)
-    return True
-
-
 def _copy_files(source: Path, target: Path) -> None:
     for path in source.iterdir():
-        shutil.copy2(path, target / path.name)
+        if path.name != _DONE:
+            shutil.copy2(path, target / path.name)
 
 
 @functools.lru_cache(maxsize=8)

@@ -11,7 +11,6 @@ does not know our custom deformable-conv op, so only the portable form is accept
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from birefnet_edge.export._base import (
     require_portable,
     tool_versions,
 )
-from birefnet_edge.export._cache import cached_program, disk_entry, is_stored, store_entry
+from birefnet_edge.export._cache import Stored, cached_program
 from birefnet_edge.export._memory import phase
 from birefnet_edge.formats.openvino import OpenvinoOptions
 from birefnet_edge.profile import Profile
@@ -52,19 +51,18 @@ def convert(model: torch.nn.Module, profile: Profile, metadata: dict[str, str]) 
     ov = require("openvino", EXTRA, "OpenVINO export")
 
     def make() -> Any:
-        stored = disk_entry("openvino", model, profile, ("torch", "openvino"))
-        if stored is not None and is_stored(stored):
-            with contextlib.suppress(RuntimeError):  # unreadable (e.g. truncated by hand): convert again
-                return ov.Core().read_model(stored / "model.xml")
         program = export_program(model, profile)
         with phase("openvino conversion"), converting("openvino.convert_model", profile):
-            converted = ov.convert_model(program)
-        if stored is not None:
-            store_entry(stored, lambda folder: ov.save_model(converted, folder / "model.xml", compress_to_fp16=False))
-        return converted
+            return ov.convert_model(program)
 
+    stored = Stored(
+        "openvino",
+        ("torch", "openvino"),
+        save=lambda converted, folder: ov.save_model(converted, folder / "model.xml", compress_to_fp16=False),
+        load=lambda folder: ov.Core().read_model(folder / "model.xml"),
+    )
     # The conversion is the same for fp32 and fp16 (only saving differs), so it is made once and cloned.
-    ov_model = cached_program(model, profile, make, tag="openvino").clone()
+    ov_model = cached_program(model, profile, make, tag="openvino", stored=stored).clone()
     with converting("openvino (reshaping to the bounded batch)", profile):
         ov_model.reshape({ov_model.inputs[0]: batch_shape(ov, profile)})
     if len(ov_model.inputs) != 1 or len(ov_model.outputs) != 1:

@@ -70,12 +70,17 @@ class OnnxRunner(Runner):
             options.add_session_config_entry("session.disable_prepacking", "1")
         # The arena keeps each freed block for the next tensor of that size; with a dynamic batch that holds
         # the blocks of every intermediate at once (see OnnxOptions.memory_arena).
-        options.enable_cpu_mem_arena = self.memory_arena and not self.low_memory
+        options.enable_cpu_mem_arena = self._arena
         self._session = ort.InferenceSession(str(self.model_path), sess_options=options, providers=chosen)
         first = self._session.get_inputs()[0]
         self._input_name = first.name
         # fp16 artifacts keep float32 I/O by contract, but a hand-made fp16-I/O model still runs.
         self._input_dtype = _DTYPES.get(first.type, np.float32)
+
+    @property
+    def _arena(self) -> bool:
+        """Whether the session uses ONNX Runtime's CPU arena (never for the low-memory one-off checks)."""
+        return self.memory_arena and not self.low_memory
 
     def _infer_impl(self, x: np.ndarray) -> np.ndarray:
         feed = {self._input_name: x.astype(self._input_dtype, copy=False)}
@@ -94,7 +99,7 @@ class OnnxRunner(Runner):
             "onnxruntime": ort.__version__,
             "providers": used,
             "requested_providers": self.providers,
-            "memory_arena": self.memory_arena and not self.low_memory,
+            "memory_arena": self._arena,
         }
         if self._session is not None:
             info["executed_precision"] = executed_precision(self.model_path)

@@ -64,7 +64,9 @@ def test_other_weights_opset_or_tool_versions_are_other_entries(fresh, monkeypat
 
 def test_half_written_or_unwritable_entries_cost_a_conversion_not_the_export(fresh, monkeypatch, tmp_path):
     model, calls = torch.nn.Conv2d(3, 1, 1), []
-    entry = _cache.disk_entry("onnx", model, PROFILE, ("torch", "onnx", "onnxscript"), PROFILE.opset)
+    entry = _cache.disk_entry(
+        "onnx", (*_cache.model_key(model, PROFILE), PROFILE.opset), ("torch", "onnx", "onnxscript")
+    )
     entry.mkdir(parents=True)
     (entry / "raw.onnx").write_text("half")  # no completion mark: a writer died
     assert _cache.cached_onnx(model, PROFILE, _writer(calls)).read_text() == "graph" and calls == ["graph"]
@@ -77,7 +79,7 @@ def test_half_written_or_unwritable_entries_cost_a_conversion_not_the_export(fre
 def test_without_the_variable_nothing_is_written(fresh, monkeypatch):
     monkeypatch.delenv(_cache.CACHE_DIR_ENV)
     model, calls = torch.nn.Conv2d(3, 1, 1), []
-    assert _cache.disk_entry("onnx", model, PROFILE, ("torch",)) is None
+    assert _cache.disk_entry("onnx", _cache.model_key(model, PROFILE), ("torch",)) is None
     _cache.cached_onnx(model, PROFILE, _writer(calls))
     _forget_in_memory(monkeypatch)
     _cache.cached_onnx(model, PROFILE, _writer(calls))
