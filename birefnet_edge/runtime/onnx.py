@@ -16,6 +16,7 @@ from birefnet_edge._deps import require
 from birefnet_edge.formats.onnx import CPU_PROVIDER, OnnxOptions
 from birefnet_edge.manifest import Manifest
 from birefnet_edge.runtime._base import RUNNERS, Runner, artifact_kwargs
+from birefnet_edge.runtime._malloc import fix_mmap_threshold
 
 _CPU = CPU_PROVIDER
 _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
@@ -33,11 +34,20 @@ class OnnxRunner(Runner):
 
     target = "onnx"
 
-    def __init__(self, model_path: Path, providers: list[str], memory_arena: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        model_path: Path,
+        providers: list[str],
+        memory_arena: bool = False,
+        fixed_mmap_threshold: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.model_path = model_path
         self.providers = list(providers) or [_CPU]
         self.memory_arena = memory_arena
+        self.fixed_mmap_threshold = fixed_mmap_threshold
+        self._mmap_threshold_fixed = False
         self._session: Any = None
         self._input_name = ""
         self._input_dtype: type = np.float32
@@ -51,6 +61,7 @@ class OnnxRunner(Runner):
             folder / manifest.file("model"),
             list(options.providers),
             memory_arena=options.memory_arena,
+            fixed_mmap_threshold=options.fixed_mmap_threshold,
             **artifact_kwargs(folder, manifest),
         )
 
@@ -60,6 +71,8 @@ class OnnxRunner(Runner):
         chosen = [p for p in self.providers if p in available]
         if _CPU not in chosen:
             chosen.append(_CPU)
+        if self.fixed_mmap_threshold:  # see OnnxOptions.fixed_mmap_threshold
+            self._mmap_threshold_fixed = fix_mmap_threshold()
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # errors only: ORT warns about every unused initializer otherwise
@@ -100,6 +113,7 @@ class OnnxRunner(Runner):
             "providers": used,
             "requested_providers": self.providers,
             "memory_arena": self._arena,
+            "fixed_mmap_threshold": self._mmap_threshold_fixed,
         }
         if self._session is not None:
             info["executed_precision"] = executed_precision(self.model_path)

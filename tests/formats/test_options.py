@@ -27,6 +27,7 @@ def test_defaults_are_filled_in_and_lists_become_tuples() -> None:
         "providers": ["CPUExecutionProvider"],
         "keep_fp32_ops": [],
         "memory_arena": False,
+        "fixed_mmap_threshold": True,
     }
     assert Profile.from_dict(profile.to_dict()) == profile
     with pytest.raises(dataclasses.FrozenInstanceError):

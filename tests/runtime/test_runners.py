@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import shutil
 
 import numpy as np
@@ -107,10 +108,12 @@ def test_onnx_runner_reports_its_providers_and_runs_without_the_arena_unless_ask
     with open_runner(onnx_artifact) as runner:
         info = runner.runtime_info()
         assert "CPUExecutionProvider" in info["providers"] and info["memory_arena"] is False
+        assert info["fixed_mmap_threshold"] is (platform.libc_ver()[0] == "glibc")
     runner = RUNNERS.get("onnx").from_artifact(onnx_artifact, read_manifest(onnx_artifact))
-    runner.memory_arena = True
+    runner.memory_arena, runner.fixed_mmap_threshold = True, False
     with runner:
-        assert runner.runtime_info()["memory_arena"] is True
+        info = runner.runtime_info()
+        assert info["memory_arena"] is True and info["fixed_mmap_threshold"] is False
         assert runner.infer(deterministic_input(1, 64, 64)).shape == (1, 1, 64, 64)
 
 
