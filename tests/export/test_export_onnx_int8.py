@@ -206,6 +206,50 @@ def test_lean_calibration_puts_onnxruntime_back_even_after_an_error() -> None:
     assert calibrate.CalibraterBase.create_inference_session is original
 
 
+# 24 elementwise steps on an 8 MiB tensor, every step's output tapped by ONNX Runtime's MinMax calibrator.
+_CALIBRATION_CHILD = """
+import contextlib, json, resource, sys, tempfile
+from pathlib import Path
+import numpy as np, onnx, onnxruntime
+from onnx import TensorProto, helper
+from onnxruntime.quantization import calibrate
+from birefnet_edge.export.int8.onnx import _lean_calibration
+if sys.argv[1] == "no_order":
+    del onnxruntime.ExecutionOrder  # what an ONNX Runtime without execution orders would give
+steps, shape = 24, [1, 2, 1024, 1024]
+nodes = [helper.make_node("Relu" if i % 2 else "Neg", [f"t{i}"], [f"t{i + 1}"]) for i in range(steps)]
+value = lambda name: helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+graph = helper.make_graph(nodes, "chain", [value("t0")], [value(f"t{steps}")])
+work = Path(tempfile.mkdtemp())
+onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), work / "m.onnx")
+class Reader(calibrate.CalibrationDataReader):
+    def __init__(self):
+        self.items = iter([np.ones(shape, np.float32)])
+    def get_next(self):
+        x = next(self.items, None)
+        return None if x is None else {"t0": x}
+with _lean_calibration():
+    calibrator = calibrate.create_calibrator(work / "m.onnx", augmented_model_path=str(work / "aug.onnx"))
+    calibrator.collect_data(Reader())
+print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
+"""
+
+
+def test_lean_calibration_reduces_each_tapped_tensor_as_soon_as_it_exists() -> None:
+    """Priority order: the tapped activations are not all alive at once (BiRefNet_lite 1024 px: 8.4 -> 3.7 GB)."""
+    import json
+    import subprocess
+    import sys
+
+    def peak(mode: str) -> int:
+        done = subprocess.run([sys.executable, "-c", _CALIBRATION_CHILD, mode], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    saved = peak("no_order") - peak("priority")
+    assert saved > 100 << 20, f"priority order saved only {saved >> 20} MiB of the 24 x 8 MiB tapped tensors"
+
+
 def test_onnxruntime_preprocessing_advice_is_not_shown(caplog) -> None:
     import logging
 
