@@ -199,7 +199,8 @@ def _lean_calibration() -> Iterator[None]:
     ``quantize_static`` offers no session options for the model it calibrates with (every tensor
     tapped, optimizations off), and its default arena keeps the largest activations' memory: on
     BiRefNet_lite at 512 px calibration peaked at 4.6 GiB with it and 2.8 GiB without (and ran no
-    slower). The session also runs in priority order, so each tapped tensor is reduced as soon as it exists. The hook is put back afterwards; an ONNX Runtime without it is left as it is.
+    slower). The session also runs in priority order, so each tapped tensor is reduced as soon as it
+    exists. The hook is put back afterwards; an ONNX Runtime without it is left as it is.
     """
     from onnxruntime.quantization import calibrate
 
