@@ -265,7 +265,10 @@ class _Runs:
         if key not in self.memo:
             ort = require("onnxruntime", EXTRA, "int8 quantization")
             model = restore_float(self.quantized, self.original, names)
-            session = ort.InferenceSession(model.SerializeToString(), providers=[CPU_PROVIDER])
+            options = ort.SessionOptions()
+            # One image at a time, many sessions: the arena would keep every intermediate's block per session.
+            options.enable_cpu_mem_arena = False
+            session = ort.InferenceSession(model.SerializeToString(), sess_options=options, providers=[CPU_PROVIDER])
             del model
             self.memo = {key: np.concatenate([session.run(None, {IO.input_name: s[None]})[0] for s in x])}
         return self.memo[key]
