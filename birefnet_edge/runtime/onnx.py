@@ -38,8 +38,8 @@ class OnnxRunner(Runner):
         self,
         model_path: Path,
         providers: list[str],
-        memory_arena: bool = False,
-        fixed_mmap_threshold: bool = False,
+        memory_arena: bool = OnnxOptions.memory_arena,
+        fixed_mmap_threshold: bool = OnnxOptions.fixed_mmap_threshold,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
