@@ -33,3 +33,15 @@ def test_int8_and_small_targets_are_checked_as_they_are() -> None:
     assert check_profile(int8) is int8
     small = load_profile("onnx-fp32").with_overrides(input_size=(64, 64))
     assert check_profile(small) is small
+
+
+def test_a_large_int8_target_is_checked_at_batch_2_not_3() -> None:
+    """At its own full size every image of the check batch costs full activations (issue 18: export peak)."""
+    from birefnet_edge.export._base import IO
+
+    batch = {"min": 1, "opt": 2, "max": 8}
+    assert IO.check_batches(load_profile("onnx-int8").with_overrides(input_size=(1024, 1024), batch=batch)) == [1, 2]
+    assert IO.check_batches(load_profile("onnx-int8").with_overrides(input_size=(256, 256), batch=batch)) == [1, 3]
+    assert IO.check_batches(load_profile("onnx-fp32").with_overrides(input_size=(1024, 1024), batch=batch)) == [1, 3]
+    fixed = {"min": 1, "opt": 1, "max": 1}
+    assert IO.check_batches(load_profile("onnx-int8").with_overrides(input_size=(1024, 1024), batch=fixed)) == [1]
