@@ -124,8 +124,8 @@ def quantize_int8(
     assert opts is not None  # build_onnx calls this for int8 profiles only, which always carry the table
     # Calibration, the search and the full-size check each run BiRefNet at the profile's size in ONNX Runtime
     # without its arena, i.e. from malloc; with glibc's self-raising mmap threshold their freed buffers stay
-    # in the heap under live ones. Fixed (as the ONNX runner does): BiRefNet_lite at 1024 px 4.69 -> 3.98 GiB
-    # export peak, 294 -> 379 s (mmapped buffers page-fault on every use). Process-wide, and left in place.
+    # in the heap under live ones. Fixed (as the ONNX runner does): BiRefNet_lite at 1024 px 4.69 -> 3.99 GiB
+    # export peak, ~300 -> 364 s (mmapped buffers page-fault on every use). Process-wide, and left in place.
     lean_malloc = fix_mmap_threshold()
     view = graph_view(proto)
     kept = keep_float(view, opts.keep_float, opts.keep_float_nodes)
