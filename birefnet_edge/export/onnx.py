@@ -26,6 +26,7 @@ from birefnet_edge.export._base import (
     converting,
     export_program,
     tool_versions,
+    trace_profile,
 )
 from birefnet_edge.export._cache import cached_onnx
 from birefnet_edge.export._memory import phase, release
@@ -137,6 +138,13 @@ def check_batch_axis(proto: Any, profile: Profile, step: str) -> None:
             f"after {step} for target '{profile.name}': {'; '.join(problems)}"
             + ("; set graph.simplifier to another tool or 'none'" if step.startswith("simplification") else "")
         )
+
+
+def fix_batch(proto: Any, profile: Profile) -> None:
+    """Fix the input's and output's batch axis at the profile's fixed batch (see ``trace_profile``), then verify it."""
+    for value in list(proto.graph.input) + list(proto.graph.output):
+        value.type.tensor_type.shape.dim[IO.batch_axis].dim_value = profile.batch.min
+    check_batch_axis(proto, profile, "fixing the batch")
 
 
 def check_io_float32(proto: Any, profile: Profile) -> None:
@@ -282,10 +290,11 @@ def build_onnx(
     """
     onnx = require("onnx", EXTRA, "ONNX export")
     path = out_dir / MODEL_FILE
-    raw = raw_onnx(model, profile)
-    check_batch_axis(onnx.load(str(raw), load_external_data=False), profile, "torch.onnx.export")
+    traced = trace_profile(profile)  # a fixed batch is exported as a range and fixed at the end
+    raw = raw_onnx(model, traced)
+    check_batch_axis(onnx.load(str(raw), load_external_data=False), traced, "torch.onnx.export")
     checks: dict[str, Any] = {"batch_axis": IO.batch_dim if IO.is_dynamic(profile) else profile.batch.min}
-    proto = simplify(raw, profile) if profile.simplify else onnx.load(str(raw))
+    proto = simplify(raw, traced) if profile.simplify else onnx.load(str(raw))
     checks["simplified"] = profile.simplify
     checks["simplifier"] = profile.simplifier
     release()
@@ -295,6 +304,8 @@ def build_onnx(
         checks["io_dtype"] = "float32"
     if profile.precision == "int8":
         proto, details = quantized(proto, model, profile, calibration)
+    if traced is not profile:
+        fix_batch(proto, profile)
     add_metadata(proto, metadata)
     checks["ops"] = sorted({node.op_type for node in proto.graph.node})
     with phase("save"):
@@ -323,7 +334,7 @@ def quantized(
     if calibration is None:
         raise ExportError(f"target '{profile.name}' is int8 but got no calibration images; pass a CalibrationSet")
     proto, record = quantize_int8(proto, model, profile, calibration)
-    check_batch_axis(proto, profile, "int8 quantization")
+    check_batch_axis(proto, trace_profile(profile), "int8 quantization")
     return proto, {"quantization": record, "warnings": [calibration.warning] if calibration.warning else []}
 
 

@@ -27,6 +27,7 @@ from birefnet_edge.export._base import (
     export_program,
     require_portable,
     tool_versions,
+    trace_profile,
 )
 from birefnet_edge.export._cache import Stored, cached_program
 from birefnet_edge.export._memory import phase
@@ -44,20 +45,6 @@ def batch_shape(ov: Any, profile: Profile) -> Any:
     batch = ov.Dimension(rng.min, rng.max) if IO.is_dynamic(profile) else ov.Dimension(rng.min)
     _, c, h, w = IO.input_shape(profile, rng.min)
     return ov.PartialShape([batch, c, h, w])
-
-
-def trace_profile(profile: Profile) -> Profile:
-    """The profile to trace and convert with: a fixed batch ``b`` as the range ``b..b+1``.
-
-    With every shape static, OpenVINO's conversion folds the per-size Swin masks and position biases
-    into stored constants (BiRefNet_lite at 1024 px, batch fixed at 1: model.bin 305 MB for 177 MB of
-    weights). Converted with a batch range and reshaped to the fixed batch afterwards (``convert``),
-    the file keeps the weights only.
-    """
-    if IO.is_dynamic(profile):
-        return profile
-    b = profile.batch.min
-    return profile.with_overrides(batch={"min": b, "opt": b, "max": b + 1})
 
 
 def convert(model: torch.nn.Module, profile: Profile, metadata: dict[str, str]) -> Any:
