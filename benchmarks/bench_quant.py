@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
 
-from birefnet_edge._cpu import describe
+from birefnet_edge._cpu import describe, usable_cpus
 from birefnet_edge.export import export_targets
 from birefnet_edge.parity import bench_artifacts, load_inputs, run_parity
 from birefnet_edge.parity.results import OK, BenchResult, ParityResult
@@ -83,9 +82,7 @@ def goals(size: int, parity: list[ParityResult], bench: list[BenchResult]) -> li
     """The issue's goals, evaluated on this size's figures (they are set for 1024 px on 2 cores)."""
     ok = [b for b in bench if b.status == OK and b.format != "pytorch" and b.at(1)]
     iou = {p.name: p.worst("iou") for p in parity}
-    note = (
-        "" if size == 1024 and os.cpu_count() == 2 else f" [indicative: measured at {size} px, {os.cpu_count()} CPUs]"
-    )
+    note = "" if size == 1024 and usable_cpus() == 2 else f" [indicative: measured at {size} px, {usable_cpus()} CPUs]"
     lines = []
     if ok:
         best = min(ok, key=lambda b: b.at(1).min_ms)

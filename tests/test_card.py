@@ -6,6 +6,7 @@ import dataclasses
 import shutil
 
 import pytest
+from PIL import Image
 
 from birefnet_edge._io import sha256_file
 from birefnet_edge.card import CARD_NAME, read_figures, render_card, weights_licence, write_card
@@ -29,12 +30,31 @@ def test_export_writes_the_card_with_io_batch_precision_and_onnx_snippets(onnx_a
     assert CARD_NAME not in {e.path for e in manifest.files}
 
 
-def test_openvino_card_names_the_ir_and_its_snippets(export_tiny):
-    pytest.importorskip("openvino", reason="openvino is not installed (extra 'openvino')")
-    card = (export_tiny("openvino-fp32") / CARD_NAME).read_text()
+def test_openvino_card_names_the_ir_and_its_snippets(export_tiny, tmp_path, monkeypatch):
+    ov = pytest.importorskip("openvino", reason="openvino is not installed (extra 'openvino')")
+    folder = shutil.copytree(export_tiny("openvino-fp32"), tmp_path / "artifact")
+    card = (folder / CARD_NAME).read_text()
     assert "### Python (OpenVINO)" in card and "### C++ (OpenVINO)" in card
-    assert 'compile_model("model.xml", "CPU")' in card and 'request.set_tensor("input", input);' in card
-    assert "onnxruntime" not in card
+    assert 'request.set_tensor("input", input);' in card and "onnxruntime" not in card
+    # The precision is pinned: on CPUs with AMX or AVX512-BF16 OpenVINO's default would be bf16.
+    assert "ov::hint::inference_precision(ov::element::f32)" in card
+    python = card.split("### Python (OpenVINO)\n\n```python\n", 1)[1].split("```", 1)[0]
+    assert '"INFERENCE_PRECISION_HINT": "f32"' in python
+    # The Python snippet runs as printed, in the artifact's folder, on a photo of the app's size.
+    Image.new("RGB", (96, 80), (200, 30, 30)).save(folder / "photo.jpg")
+    monkeypatch.chdir(folder)
+    scope: dict = {}
+    exec(compile(python, "card-snippet", "exec"), scope)
+    assert Image.open(folder / "mask.png").size == (96, 80)
+    assert str(scope["compiled"].get_property("INFERENCE_PRECISION_HINT")) == str(ov.Type.f32)
+
+
+def test_openvino_bf16_snippets_compile_with_the_bf16_hint():
+    from birefnet_edge.formats.openvino import OpenvinoOptions
+
+    python, cpp = (s.template for s in OpenvinoOptions(inference_precision="bf16").snippets())
+    assert '{"INFERENCE_PRECISION_HINT": "bf16"}' in python and "ov::element::bf16" in cpp
+    assert "$model" in python and "$precision" not in python + cpp  # the card fills the rest
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from birefnet_edge._cpu import describe, parse_cpuinfo, recorded_cpu
+import os
+import subprocess
+import sys
+
+import pytest
+
+from birefnet_edge._cpu import cpu_info, describe, parse_cpuinfo, recorded_cpu
 
 ZEN3 = """processor\t: 0
 vendor_id\t: AuthenticAMD
@@ -38,3 +44,15 @@ def test_reports_carry_the_line_and_older_reports_still_render() -> None:
     report = build_report()
     assert report.machine["cpu"] == describe() and describe() in render_markdown(report)
     assert recorded_cpu({"cpus": 2}) == "2 CPUs"
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity on this OS (Linux only)")
+def test_the_core_count_is_the_cpus_this_process_may_use() -> None:
+    # A child pinned to one CPU (as `taskset -c 0` would) must report 1 core, not the machine's count.
+    code = (
+        "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+        "from birefnet_edge._cpu import cpu_info; print(cpu_info()['cores'])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "1"
+    assert cpu_info()["cores"] == len(os.sched_getaffinity(0))

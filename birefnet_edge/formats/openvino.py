@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass
 
 from birefnet_edge.errors import ProfileError
@@ -17,7 +18,8 @@ OPENVINO_PY = python_snippet(
     "Python (OpenVINO)",
     """import openvino as ov
 
-compiled = ov.Core().compile_model("$model", "CPU")
+# The hint is the artifact's: CPUs with AMX or AVX512-BF16 would otherwise compute an fp32 model in bf16.
+compiled = ov.Core().compile_model("$model", "CPU", {"INFERENCE_PRECISION_HINT": "$precision"})
 logits = compiled({"$input": x})[compiled.output("$output")]                # (1, 1, $h, $w)
 """,
 )
@@ -28,7 +30,9 @@ OPENVINO_CPP = Snippet(
     """#include <openvino/openvino.hpp>
 
 ov::Core core;
-ov::CompiledModel compiled = core.compile_model("$model", "CPU");
+// The hint is the artifact's: CPUs with AMX or AVX512-BF16 would otherwise compute an fp32 model in bf16.
+ov::CompiledModel compiled =
+    core.compile_model("$model", "CPU", ov::hint::inference_precision(ov::element::$precision));
 ov::InferRequest request = compiled.create_infer_request();
 ov::Tensor input(ov::element::f32, ov::Shape{1, 3, $h, $w});
 float* x = input.data<float>();  // fill: RGB planes, (pixel / 255 - mean[c]) / std[c]
@@ -83,5 +87,8 @@ class OpenvinoOptions(FormatOptions):
             )
 
     def snippets(self) -> tuple[Snippet, ...]:
-        """The model card's usage examples."""
-        return (OPENVINO_PY, OPENVINO_CPP)
+        """The model card's usage examples, compiling with this artifact's inference precision."""
+        return tuple(
+            s._replace(template=string.Template(s.template).safe_substitute(precision=self.inference_precision))
+            for s in (OPENVINO_PY, OPENVINO_CPP)
+        )

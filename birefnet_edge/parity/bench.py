@@ -8,7 +8,6 @@ beside the figures; they are never asserted.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from birefnet_edge._cpu import usable_cpus
 from birefnet_edge.errors import ArtifactError, BirefnetEdgeError, MissingDependencyError
 from birefnet_edge.manifest import Manifest, read_manifest
 from birefnet_edge.model import deterministic_input
@@ -90,7 +90,7 @@ def evaluate_goals(results: Sequence[BenchResult], variant: str, size: Sequence[
         ``applies`` (False when the run's variant, size or core count differ from the goal's setting).
     """
     applies = variant == GOAL_SETTING["variant"] and list(size) == GOAL_SETTING["size"]
-    applies = applies and os.cpu_count() == GOAL_SETTING["cores"]
+    applies = applies and usable_cpus() == GOAL_SETTING["cores"]
     rows: list[dict[str, object]] = []
     for goal in GOALS:
         for result in results:

@@ -10,14 +10,13 @@ writes: those three files, the artifacts' model cards and the CI outputs.
 from __future__ import annotations
 
 import datetime as _dt
-import os
 import platform
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from birefnet_edge._cpu import describe
+from birefnet_edge._cpu import describe, usable_cpus
 from birefnet_edge._io import atomic_write_text
 from birefnet_edge.checks import check_output_dir
 from birefnet_edge.formats import FORMAT_OPTIONS
@@ -49,7 +48,7 @@ def machine_info() -> dict[str, Any]:
     return {
         "platform": platform.platform(),
         "python": platform.python_version(),
-        "cpus": os.cpu_count(),
+        "cpus": usable_cpus(),
         "processor": platform.processor() or platform.machine(),
         "cpu": describe(),
         "packages": versions,

@@ -103,7 +103,8 @@ def test_openvino_conversion_is_stored_and_read_back_unchanged(fresh, monkeypatc
     monkeypatch.setattr(ov, "convert_model", refuse)
     read_back = ov_export.convert(model, profile, {})
     x = np.random.default_rng(0).standard_normal((3, 3, 64, 64)).astype(np.float32)
-    outputs = [ov.Core().compile_model(m, "CPU")(x)[0] for m in (converted, read_back)]
+    f32 = {"INFERENCE_PRECISION_HINT": "f32"}  # a CPU with AMX or AVX512-BF16 would default to bf16
+    outputs = [ov.Core().compile_model(m, "CPU", f32)(x)[0] for m in (converted, read_back)]
     np.testing.assert_array_equal(outputs[0], outputs[1])
     with torch.no_grad():
         np.testing.assert_allclose(outputs[1], model(torch.from_numpy(x)).numpy(), atol=1e-5)

@@ -158,7 +158,10 @@ def test_bf16_runs_bf16_where_the_cpu_has_it(export_tiny, manifest_of) -> None:
     if "BF16" not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
         pytest.skip("needs a CPU with AMX-BF16 or AVX512-BF16 to execute bf16")
     with open_runner(folder) as runner:
-        assert runner.runtime_info()["executed_precision"] == "bf16"
+        # Convolutions and fully connected layers run bf16; OpenVINO may keep the attention's
+        # activation x activation matmuls f32 (20 of 192 layers of the tiny model on an AVX512-BF16 EPYC).
+        executed = runner.runtime_info()["executed_precision"]
+        assert executed == "bf16" or executed.startswith("bf16 ") and executed.endswith("+ f32"), executed
 
 
 def test_bf16_is_skipped_naming_the_missing_instruction_set(export_tiny, monkeypatch) -> None:
