@@ -1,7 +1,7 @@
 """Teacher throughput for distillation: images/s of the targets, PyTorch eager vs an exported artifact.
 
 Usage: python benchmarks/bench_teacher.py [--variant BiRefNet_lite] [--size 1024] [--batch 4] [--runs 2]
-       [--targets openvino-fp32 openvino-bf16]
+       [--targets openvino-fp32 openvino-bf16] [--keep DIR]
 
 Times ``Teacher.probs`` (what ``distill`` calls per micro-batch: resize, normalise, run, sigmoid) on a
 batch of random images, fastest of ``--runs`` after one warm-up, for ``--teacher random:<variant>`` (eager
@@ -45,10 +45,10 @@ def images_per_s(spec: str, batch: int, size: int, runs: int) -> tuple[float, st
 
 
 def export(variant: str, target: str, size: int, out: str) -> str:
-    """Export ``random:<variant>`` to ``target`` at ``size``; return the artifact folder."""
+    """Export ``random:<variant>`` to ``target`` at ``size`` (or reuse it from ``out``); return the artifact folder."""
     from birefnet_edge.export import export_targets
 
-    result = export_targets(f"random:{variant}", [target], out, size=(size, size))[0]
+    result = export_targets(f"random:{variant}", [target], out, size=(size, size), reuse=True)[0]
     if not result.ok:
         raise SystemExit(f"export of {target} failed: {result.error}")
     return str(result.path)
@@ -61,13 +61,17 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--targets", nargs="+", default=["openvino-fp32", "openvino-bf16"])
+    parser.add_argument(
+        "--keep", help="export here and reuse what an earlier run built (e.g. bench_quant's --keep DIR/SIZE)"
+    )
     args = parser.parse_args()
     threads = os.environ.get("OMP_NUM_THREADS", "2")
     print(
         f"teacher {args.variant}, {args.size} px, batch {args.batch}, {threads} threads, fastest of {args.runs}; "
         f"{describe()}"
     )
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.keep or scratch
         specs = {"eager": f"random:{args.variant}"}
         for target in args.targets:
             with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
