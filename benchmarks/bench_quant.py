@@ -11,7 +11,8 @@ BiRefNet_lite process runs at a time. Ratios are measured in the same run, so th
 on a busy machine better than the absolute figures; rerun on a quiet machine for the absolute ones.
 Goals (printed, not asserted; BiRefNet_lite 1024 px on 2 cores): the best CPU artifact at batch 1
 <= 1.0 s and >= 5.5x eager; OpenVINO int8 >= 2x OpenVINO fp32 with IoU >= 0.997; per-image latency
-at batch 4 <= 0.9x batch 1 on at least one target; runtime peak RSS <= 3 GB.
+at batch 4 <= 0.9x batch 1 on at least one target; runtime peak RSS <= 3 GB. Beside the best artifact it
+prints the GFLOP/s it achieved and an estimate of these cores' peak in its precision (``_cpu.peak_gflops``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from birefnet_edge._cpu import describe, usable_cpus
+from birefnet_edge._cpu import describe, peak_gflops, usable_cpus
 from birefnet_edge.export import export_targets
 from birefnet_edge.parity import bench_artifacts, load_inputs, run_parity
 from birefnet_edge.parity.results import OK, BenchResult, ParityResult
@@ -78,7 +79,38 @@ def _f(value: float | None, spec: str, width: int) -> str:
     return f"{'-' if value is None else format(value, spec):>{width}}"
 
 
-def goals(size: int, parity: list[ParityResult], bench: list[BenchResult]) -> list[str]:
+def model_gmac(variant: str, size: int) -> float:
+    """Multiply-adds of one batch-1 forward pass at ``size``, from torch's FLOP counter (convs and matmuls).
+
+    Counted at the size itself: Swin pads each stage to whole windows, so the count is not linear in pixels.
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from birefnet_edge.model import create_model
+
+    model = create_model(variant).eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, 3, size, size))
+    return counter.get_total_flops() / 2e9
+
+
+def distance_to_peak(best: BenchResult, gmac: float) -> str:
+    """The best artifact's achieved GFLOP/s beside the estimated peak of these cores in its precision."""
+    seconds = best.at(1).min_ms / 1000
+    achieved = 2 * gmac / seconds
+    peak = peak_gflops()
+    line = f"    {best.name}: {gmac:.1f} GMAC per image in {seconds:.2f} s = {achieved:.0f} GFLOP/s"
+    if peak is None:
+        return line + " (no clock in /proc/cpuinfo: no peak estimate)"
+    precision = best.precision if best.precision in ("bf16", "int8") else "fp32"  # fp16 weights compute in f32
+    return (
+        f"{line}; estimated {precision} peak of {usable_cpus()} cores at {peak['ghz']:.2f} GHz: "
+        f"{peak[precision]:.0f} GFLOP/s, so {100 * achieved / peak[precision]:.1f}% of it"
+    )
+
+
+def goals(size: int, parity: list[ParityResult], bench: list[BenchResult], gmac: float) -> list[str]:
     """The issue's goals, evaluated on this size's figures (they are set for 1024 px on 2 cores)."""
     ok = [b for b in bench if b.status == OK and b.format != "pytorch" and b.at(1)]
     iou = {p.name: p.worst("iou") for p in parity}
@@ -92,6 +124,7 @@ def goals(size: int, parity: list[ParityResult], bench: list[BenchResult]) -> li
             f"goal best CPU artifact at batch 1 <= 1.0 s and >= 5.5x eager - {best.name}: {seconds:.2f} s, "
             f"{_f(speedup, '.2f', 0)}x -> {'met' if met else 'NOT met'}{note}"
         )
+        lines.append(distance_to_peak(best, gmac))
     fp32 = next((b for b in ok if b.format == "openvino" and b.precision == "fp32"), None)
     for int8 in [b for b in ok if b.format == "openvino" and b.precision == "int8"] if fp32 else []:
         ratio, q = fp32.at(1).min_ms / int8.at(1).min_ms, iou.get(int8.name)
@@ -160,7 +193,7 @@ def main() -> None:
         bench = bench_artifacts(
             artifacts, args.runs, args.warmup, batches, on_result=lambda b: print(f"measured {b.name}")
         )
-        report += table(size, parity, bench) + goals(size, parity, bench)
+        report += table(size, parity, bench) + goals(size, parity, bench, model_gmac(args.variant, size))
         print("\n".join(report[-len(bench) - 8 :]), flush=True)
     print("\n" + "\n".join(report))
     print(f"\ntotal {time.perf_counter() - start:.0f} s; rerun on a quiet machine: make bench-quant")

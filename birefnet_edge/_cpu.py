@@ -38,7 +38,39 @@ def parse_cpuinfo(text: str) -> dict[str, Any]:
     return {
         "model": fields.get("model name") or platform.processor() or platform.machine(),
         "features": [name for flag, name in FEATURES if flag in flags] if flags else None,
+        "vendor": fields.get("vendor_id"),
+        "family": int(fields["cpu family"]) if fields.get("cpu family", "").isdigit() else None,
+        "mhz": float(fields["cpu MHz"]) if fields.get("cpu MHz", "").replace(".", "", 1).isdigit() else None,
     }
+
+
+def _fp32_flop_per_cycle(info: dict[str, Any]) -> int:
+    """Dense fp32 FLOP per core per cycle (two FMA pipes): 512 bits wide on Intel's AVX-512 cores and on
+    AMD from Zen 5 (family 26); AMD's Zen 4 (family 25) runs AVX-512 on 256-bit pipes, as AVX2 CPUs do."""
+    features = info.get("features") or []
+    if "AVX-512" in features and (info.get("vendor") != "AuthenticAMD" or (info.get("family") or 0) >= 26):
+        return 64
+    return 32 if "AVX2" in features else 16
+
+
+def peak_gflops(info: dict[str, Any] | None = None) -> dict[str, float] | None:
+    """An estimate of the dense multiply-add peak of the cores this process may use, GFLOP/s per precision.
+
+    From the instruction sets' published widths at the clock ``/proc/cpuinfo`` reports (often the base
+    clock in a VM): fp32 from the FMA pipes, bf16 doubled by AVX512-BF16 or 2048 FLOP/cycle with AMX,
+    int8 (ops) four times fp32 with VNNI or 4096 with AMX-INT8. A ceiling for convolutions and matmuls
+    only: a network also moves memory, so an artifact reaches a fraction of it. None without a clock.
+    """
+    info = info or cpu_info()
+    if not info.get("mhz"):
+        return None
+    features = info.get("features") or []
+    fp32 = _fp32_flop_per_cycle(info)
+    bf16 = 2048 if "AMX-BF16" in features else 2 * fp32 if "AVX512-BF16" in features else fp32
+    vnni = "AVX512-VNNI" in features or "AVX-VNNI" in features
+    int8 = 4096 if "AMX-INT8" in features else 4 * fp32 if vnni else 2 * fp32
+    scale = info["cores"] * info["mhz"] / 1000
+    return {"fp32": fp32 * scale, "bf16": bf16 * scale, "int8": int8 * scale, "ghz": info["mhz"] / 1000}
 
 
 def usable_cpus() -> int:
