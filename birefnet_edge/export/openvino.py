@@ -39,10 +39,16 @@ MODEL_FILE = OpenvinoOptions.model_file
 WEIGHTS_FILE = "model.bin"
 
 
-def batch_shape(ov: Any, profile: Profile) -> Any:
-    """The input's partial shape: a bounded ``min..max`` batch (or the fixed batch) and the profile's H, W."""
+def batch_shape(ov: Any, profile: Profile, fixed: int | None = None) -> Any:
+    """The input's partial shape: a bounded ``min..max`` batch (or the fixed batch) and the profile's H, W.
+
+    ``fixed`` gives a static batch of that size instead (int8 calibration runs one image at a time).
+    """
     rng = profile.batch
-    batch = ov.Dimension(rng.min, rng.max) if IO.is_dynamic(profile) else ov.Dimension(rng.min)
+    if fixed is not None:
+        batch = ov.Dimension(fixed)
+    else:
+        batch = ov.Dimension(rng.min, rng.max) if IO.is_dynamic(profile) else ov.Dimension(rng.min)
     _, c, h, w = IO.input_shape(profile, rng.min)
     return ov.PartialShape([batch, c, h, w])
 
@@ -154,7 +160,12 @@ class OpenvinoExporter(Exporter):
             from birefnet_edge.export.int8.openvino import quantize_int8
 
             calibration = self.calibration_set(profile)
+            # NNCF's statistics, the search and the gate run one image at a time. At a static batch of 1
+            # OpenVINO plans the intermediates' memory ahead instead of allocating per node (lite, 1024 px:
+            # search 4.93 -> 2.77 GiB, quantization 7.20 -> 6.79 GiB); the batch range is put back after.
+            ov_model.reshape({ov_model.inputs[0]: batch_shape(ov, profile, fixed=1)})
             ov_model, details["quantization"] = quantize_int8(ov_model, model, profile, calibration)
+            ov_model.reshape({ov_model.inputs[0]: batch_shape(ov, profile)})
             details["warnings"] = int8_warnings(calibration.warning, details["quantization"]["executed_precision"])
         path = out_dir / MODEL_FILE
         with converting("openvino.save_model", profile):

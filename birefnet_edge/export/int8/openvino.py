@@ -125,13 +125,6 @@ def quantize_int8(
     held = calibration.arrays("held_out", profile.input_size)
     reference = torch_reference(model, torch.from_numpy(held))
     dataset = nncf.Dataset(list(calibration.arrays("calibration", profile.input_size)), lambda x: x[None])
-    # Statistics, search and gate run one image at a time, so the model is made static at batch 1 for them
-    # and gets its batch range back at the end: with a dynamic batch OpenVINO allocates every intermediate
-    # at run time instead of planning their memory for static shapes (see OpenvinoOptions.batch_compile).
-    batch_range = ov_model.inputs[0].get_partial_shape()
-    one = ov_model.inputs[0].get_partial_shape()
-    one[0] = 1
-    ov_model.reshape({ov_model.inputs[0]: one})
     with phase("int8 quantization"), converting("nncf.quantize", profile), quiet_progress():
         quantized = nncf.quantize(
             ov_model,
@@ -164,7 +157,6 @@ def quantize_int8(
         quantized = _restored(quantized, restored) if restored else quantized
         logits = run(restored, held)
         compress_quantize_weights_transformation(quantized)  # int8 weight constants in the saved IR
-        quantized.reshape({quantized.inputs[0]: batch_range})
     kept.update({name: "accuracy_search" for name in restored})
     gate = accuracy_gate(f"target '{profile.name}'", logits, reference, q.min_iou, profile.tolerance.max_mae)
     record = quantization_record("nncf", calibration, graph_view(quantized), kept, gate)
