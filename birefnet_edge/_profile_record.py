@@ -18,7 +18,7 @@ from birefnet_edge.formats._quantization import QuantizationOptions
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 SIMPLIFIERS = ("onnxslim", "onnxsim", "none")
-DEFORM_FORMS = ("portable", "native", "gather")
+DEFORM_FORMS = ("portable", "native", "gather", "gather_int")
 
 
 @dataclass(frozen=True)
@@ -101,8 +101,9 @@ class Profile:
             say so); each format's options class lists the precisions it can build.
         input_size: (H, W) of the artifact; both multiples of 32.
         batch: The min/opt/max batch range.
-        deform: ``portable`` (grid_sample form), ``native`` (ONNX ``DeformConv``, opset >= 19) or ``gather``
-            (row gathers and ops XNNPACK takes: ExecuTorch, LiteRT).
+        deform: ``portable`` (grid_sample form), ``native`` (ONNX ``DeformConv``, opset >= 19), ``gather``
+            (row gathers and ops XNNPACK takes: ExecuTorch, LiteRT) or ``gather_int`` (the same with integer
+            sampling corners, exact under bf16/fp16 compute: OpenVINO bf16).
         opset: ONNX opset for formats that go through ONNX.
         simplify: Run an ONNX simplifier (False is the same as ``simplifier = 'none'``).
         simplifier: ``onnxslim`` (default), ``onnxsim`` (the ``onnxsim`` extra) or ``none``.

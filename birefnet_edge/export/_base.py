@@ -299,16 +299,17 @@ def trace_profile(profile: Profile) -> Profile:
     return profile.with_overrides(batch={"min": b, "opt": b, "max": b + 1})
 
 
-def require_portable(profile: Profile, tool: str) -> None:
-    """Reject ``graph.deform = 'native'`` for converters that cannot translate the custom deformable-conv op.
+def require_deform(profile: Profile, tool: str, allowed: tuple[str, ...] = ("portable",)) -> None:
+    """Reject a ``graph.deform`` form the converter cannot translate (the custom 'native' op, mostly).
 
     Raises:
-        ExportError: The profile asks for the native form.
+        ExportError: Names the forms the converter takes.
     """
-    if profile.deform != "portable":
+    if profile.deform not in allowed:
+        names = " or ".join(repr(form) for form in allowed)
         raise ExportError(
-            f"target '{profile.name}' has graph.deform = {profile.deform!r}, but {tool} can only convert the "
-            "portable (grid_sample) deformable conv; set graph.deform = 'portable' in the profile"
+            f"target '{profile.name}' has graph.deform = {profile.deform!r}, which {tool} cannot convert; "
+            f"set graph.deform = {names} in the profile"
         )
 
 

@@ -26,7 +26,7 @@ from birefnet_edge.export._base import (
     check_with_runner,
     converting,
     export_program,
-    require_portable,
+    require_deform,
     tool_versions,
 )
 from birefnet_edge.export._cache import cached_program
@@ -333,7 +333,7 @@ class CoremlExporter(Exporter):
 
     def export(self, model: torch.nn.Module, profile: Profile, out_dir: Path) -> ExportOutput:
         require("coremltools", EXTRA, "CoreML export")
-        require_portable(profile, "coremltools (Core ML has no deformable convolution)")
+        require_deform(profile, "coremltools (Core ML has no deformable convolution)")
         contract = self.info.contract
         mlmodel = convert(model, profile, contract)
         add_metadata(mlmodel, profile, self.info.metadata())

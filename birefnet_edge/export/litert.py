@@ -33,6 +33,7 @@ from birefnet_edge.export._base import (
     ExportOutput,
     converting,
     export_program,
+    require_deform,
     tool_versions,
 )
 from birefnet_edge.export._cache import cached_program
@@ -47,7 +48,7 @@ EXTRA = "litert"
 MODEL_FILE = LitertOptions.model_file
 TOOLS = ("litert-torch", "ai-edge-litert")
 #: Deformable-conv forms litert-torch converts: grid_sample, and index_select of channel rows.
-DEFORM_FORMS = ("portable", "gather")
+DEFORM_FORMS = ("portable", "gather", "gather_int")
 
 
 class _Named(torch.nn.Module):
@@ -153,11 +154,7 @@ class LitertExporter(Exporter):
 
     def export(self, model: torch.nn.Module, profile: Profile, out_dir: Path) -> ExportOutput:
         require("litert_torch", EXTRA, "LiteRT export")
-        if profile.deform not in DEFORM_FORMS:
-            raise ExportError(
-                f"target '{profile.name}' has graph.deform = {profile.deform!r}, which litert-torch cannot convert "
-                f"(our custom op has no TFLite lowering); set graph.deform to one of: {', '.join(DEFORM_FORMS)}"
-            )
+        require_deform(profile, "litert-torch (our custom op has no TFLite lowering)", DEFORM_FORMS)
         blocker = symbolic_batch_blocker(model, profile)
         batch = profile.batch.min if blocker or not IO.is_dynamic(profile) else None
         path = out_dir / MODEL_FILE

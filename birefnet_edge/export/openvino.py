@@ -5,8 +5,8 @@ compresses the weights, and int8 runs NNCF with the accuracy search (:mod:`biref
 
 The PyTorch frontend reads the ``torch.export`` program directly, so this path needs neither onnx
 nor onnxscript, and the symbolic batch of ``torch.export`` becomes the bounded dimension
-``min..max`` of the profile. OpenVINO's ONNX frontend has no DeformConv and its PyTorch frontend
-does not know our custom deformable-conv op, so only the portable form is accepted.
+``min..max`` of the profile. OpenVINO's PyTorch frontend does not know our custom deformable-conv op
+('native'); the grid_sample ('portable') and row-gather ('gather', 'gather_int') forms convert.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from birefnet_edge.export._base import (
     ExportOutput,
     converting,
     export_program,
-    require_portable,
+    require_deform,
     tool_versions,
     trace_profile,
 )
@@ -34,6 +34,9 @@ from birefnet_edge.export._memory import phase
 from birefnet_edge.formats.openvino import OpenvinoOptions
 from birefnet_edge.profile import Profile
 
+#: Deformable-conv forms OpenVINO converts. 'gather_int' keeps its sampling corners as integers and only
+#: the offsets' fractions as floats, so it stays exact in bf16, where the other forms' positions do not.
+DEFORM_FORMS = ("portable", "gather", "gather_int")
 EXTRA = OpenvinoOptions.extra
 MODEL_FILE = OpenvinoOptions.model_file
 WEIGHTS_FILE = "model.bin"
@@ -153,7 +156,7 @@ class OpenvinoExporter(Exporter):
 
     def export(self, model: torch.nn.Module, profile: Profile, out_dir: Path) -> ExportOutput:
         ov = require("openvino", EXTRA, "OpenVINO export")
-        require_portable(profile, "OpenVINO (no DeformConv in its ONNX frontend, no translation of our custom op)")
+        require_deform(profile, "OpenVINO (no translation of our custom op)", DEFORM_FORMS)
         ov_model = convert(model, profile, self.info.metadata())
         details: dict[str, Any] = {}
         if profile.precision == "int8":

@@ -252,7 +252,7 @@ class BiRefNet(nn.Module):
         self.decoder = Decoder(config, fused)
 
     def set_deform_form(self, form: str) -> BiRefNet:
-        """Switch every deformable conv between 'portable', 'native' and 'torchvision' (weights are untouched)."""
+        """Switch every deformable conv to another form of :data:`DEFORM_FORMS` (weights are untouched)."""
         self.config = self.config.replace(deform=form)
         for module in self.modules():
             if isinstance(module, DeformableConv2d):

@@ -66,12 +66,13 @@ def test_native_and_portable_forms_agree_without_touching_weights(tiny_input) ->
     assert torch.allclose(portable, native, atol=1e-5, rtol=0)
 
 
-def test_gather_form_agrees_with_portable(tiny_input) -> None:
+@pytest.mark.parametrize("form", ["gather", "gather_int"])
+def test_gather_forms_agree_with_portable(tiny_input, form: str) -> None:
     model = deterministic_weights(create_model("birefnet_tiny"))
     with torch.no_grad():
         portable = model(tiny_input)
-        gather = model.set_deform_form("gather")(tiny_input)
-    assert model.config.deform == "gather"
+        gather = model.set_deform_form(form)(tiny_input)
+    assert model.config.deform == form
     torch.testing.assert_close(gather, portable, atol=1e-5, rtol=0)
 
 

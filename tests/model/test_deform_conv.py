@@ -14,6 +14,7 @@ from birefnet_edge.model.layers.deform_conv import (
     DEFORM_FORMS,
     DeformableConv2d,
     deform_conv2d_gather,
+    deform_conv2d_gather_int,
     deform_conv2d_native,
     deform_conv2d_portable,
     deform_conv2d_reference,
@@ -67,25 +68,45 @@ def test_portable_matches_reference_float32(height: int, width: int, k: int) -> 
     torch.testing.assert_close(got.double(), expected, atol=1e-5, rtol=1e-5)
 
 
+GATHER_FORMS = [deform_conv2d_gather, deform_conv2d_gather_int]
+
+
+@pytest.mark.parametrize("gather", GATHER_FORMS)
 @pytest.mark.parametrize("spread", [5.0, 40.0])
 @pytest.mark.parametrize(("height", "width", "k"), SHAPES)
-def test_gather_matches_reference_float64(height: int, width: int, k: int, spread: float) -> None:
+def test_gather_matches_reference_float64(height: int, width: int, k: int, spread: float, gather) -> None:
     """Offsets of +-2.5 px and of +-20 px (most corners far outside the map, where clamping moves them)."""
     x, offset, mask, weight = _inputs(height, width, k, torch.float64, seed=2)
     offset = offset * (spread / 5.0)
     expected = deform_conv2d_reference(x, offset, mask, weight, k // 2)
-    got = deform_conv2d_gather(x, offset, mask, weight, k // 2)
+    got = gather(x, offset, mask, weight, k // 2)
     assert got.shape == (2, 4, height, width)
     torch.testing.assert_close(got, expected, atol=1e-10, rtol=0)
 
 
-def test_gather_matches_portable_float32_on_integer_and_border_offsets() -> None:
+@pytest.mark.parametrize("gather", GATHER_FORMS)
+def test_gather_matches_portable_float32_on_integer_and_border_offsets(gather) -> None:
     """Whole-pixel offsets (corner weights exactly 0 and 1) and positions exactly on the last row/column."""
     x, _, mask, weight = _inputs(6, 5, 3, torch.float32, seed=4)
     offset = torch.randint(-3, 4, (2, 18, 6, 5)).float()
     offset[:, 0::2, -1] = 0.0  # the last row samples exactly on rows 4, 5, 6 (6 is outside)
     portable = deform_conv2d_portable(x, offset, mask, weight, 1)
-    torch.testing.assert_close(deform_conv2d_gather(x, offset, mask, weight, 1), portable, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(gather(x, offset, mask, weight, 1), portable, atol=1e-5, rtol=1e-5)
+
+
+def test_gather_int_in_bfloat16_samples_where_float64_does_far_from_the_origin() -> None:
+    """Computed wholly in bf16 (as OpenVINO's bf16 hint runs it) on a 2x600 map: row + tap + offset is a
+    float at 600 that bf16 rounds to a multiple of 4, so positions carried as floats land whole pixels off.
+    Integer corners leave only the fraction in bf16: the result is as close as bf16 rounding allows."""
+    x, offset, mask, weight = (t.bfloat16().double() for t in _inputs(2, 600, 3, torch.float64, seed=5))
+    expected = deform_conv2d_reference(x, offset, mask, weight, 1)
+    scale = expected.abs().max()
+    for gather, limit in ((deform_conv2d_gather_int, 0.05), (deform_conv2d_gather, float("inf"))):
+        error = (gather(*(t.bfloat16() for t in (x, offset, mask, weight)), 1).double() - expected).abs()
+        if limit < 1:
+            assert error.max() < limit * scale and error.mean() < 0.005 * scale
+        else:  # the float-position form, for contrast: whole pixels off
+            assert error.max() > 1.0 * scale
 
 
 @pytest.fixture
@@ -106,10 +127,11 @@ def test_banded_portable_matches_reference(small_column_budget, height: int, wid
 
 
 @pytest.mark.parametrize(("height", "width", "k"), [(7, 5, 7), (6, 4, 3), (9, 2, 1)])
-def test_banded_gather_matches_reference(small_column_budget, height: int, width: int, k: int) -> None:
+@pytest.mark.parametrize("gather", GATHER_FORMS)
+def test_banded_gather_matches_reference(small_column_budget, height: int, width: int, k: int, gather) -> None:
     x, offset, mask, weight = _inputs(height, width, k, torch.float64, seed=3)
     expected = deform_conv2d_reference(x, offset, mask, weight, k // 2)
-    torch.testing.assert_close(deform_conv2d_gather(x, offset, mask, weight, k // 2), expected, atol=1e-10, rtol=0)
+    torch.testing.assert_close(gather(x, offset, mask, weight, k // 2), expected, atol=1e-10, rtol=0)
 
 
 def test_tracing_a_banded_block_gives_no_tracer_warning(small_column_budget) -> None:
@@ -215,7 +237,7 @@ def test_unknown_form_raises() -> None:
     block = DeformableConv2d(3, 4, 3)
     with pytest.raises(InputError, match="expected one of"):
         block.form = "fast"
-    assert block.form == "portable" and DEFORM_FORMS == ("portable", "native", "gather", "torchvision")
+    assert block.form == "portable" and DEFORM_FORMS == ("portable", "native", "gather", "gather_int", "torchvision")
 
 
 def test_torchvision_form_without_torchvision_raises(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,6 +13,8 @@ groups 1, padding k//2). This module gives three interchangeable implementations
   everything else (coordinates, tent weights, modulation, the conv as a matmul) as ops a CPU delegate such as
   XNNPACK takes, which has neither ``grid_sample`` nor any gather (ExecuTorch, LiteRT); only the row copy runs
   outside it;
+- :func:`deform_conv2d_gather_int`: the same with integer corners, for runtimes that compute in bf16 or fp16
+  (OpenVINO's bf16), where float sampling positions lose their fraction;
 - :func:`deform_conv2d_torchvision`: ``torchvision.ops.deform_conv2d`` itself, when torchvision is installed
   (never a dependency): its CUDA kernel is several times faster than grid_sample there, so training uses it.
 
@@ -30,13 +32,18 @@ from torch import Tensor, nn
 
 from birefnet_edge.errors import InputError
 
-DEFORM_FORMS: tuple[str, ...] = ("portable", "native", "gather", "torchvision")
+DEFORM_FORMS: tuple[str, ...] = ("portable", "native", "gather", "gather_int", "torchvision")
 
 
 def _float_range(n: int, like: Tensor) -> Tensor:
     """0..n-1 in like's dtype. An integer arange plus an explicit cast, because coremltools ignores
     arange's dtype argument and then rejects the division of what it made int32."""
     return torch.arange(n, device=like.device).to(like.dtype)
+
+
+def _int_range(n: int, like: Tensor) -> Tensor:
+    """0..n-1 as int64 on like's device."""
+    return torch.arange(n, device=like.device)
 
 
 def _tap_grid(offset: Tensor, kh: int, kw: int, padding: int, height: int, width: int) -> Tensor:
@@ -128,7 +135,9 @@ def _sample_and_combine(x: Tensor, grid: Tensor, mask: Tensor, flat_weight: Tens
     return torch.matmul(flat_weight.unsqueeze(0), cols.reshape(-1, flat_weight.shape[1], pixels))
 
 
-def deform_conv2d_gather(x: Tensor, offset: Tensor, mask: Tensor, weight: Tensor, padding: int) -> Tensor:
+def deform_conv2d_gather(
+    x: Tensor, offset: Tensor, mask: Tensor, weight: Tensor, padding: int, integer_corners: bool = False
+) -> Tensor:
     """Modulated deformable convolution with stride 1 as index_select of channel rows and one matmul.
 
     The input is padded with one zero pixel and laid out channels-last, so each bilinear corner is one
@@ -140,7 +149,15 @@ def deform_conv2d_gather(x: Tensor, offset: Tensor, mask: Tensor, weight: Tensor
     a matmul with the (k²·C, O) weight turns into the output without transposing them. Maps whose
     columns pass :data:`COLUMN_BUDGET` are done in row bands (static, so exports unroll them).
 
-    Arguments and result as in :func:`deform_conv2d_portable`.
+    Args:
+        integer_corners: Compute the corners as integers and only the offsets' fractions as floats (the
+            ``gather_int`` form). Positions carried as floats (row + tap + offset) lose their fraction when a
+            runtime computes them in bf16 or fp16 (bf16 steps by 2 at 256, fp16 by 0.5 at 1024): OpenVINO bf16
+            sampled whole pixels off, IoU 0.89 for BiRefNet_lite at 512 px, 0.998 with integer corners. Float
+            positions suit float32 delegates: XNNPACK has no integer arithmetic, and integer corners cut
+            the share of the tiny model's LiteRT ops it runs from 74.5% to 65%.
+
+    Other arguments and the result as in :func:`deform_conv2d_portable`.
     """
     out_channels, channels, kh, kw = _static_shape(weight)
     height, width = _static_shape(x)[-2:]
@@ -150,55 +167,88 @@ def deform_conv2d_gather(x: Tensor, offset: Tensor, mask: Tensor, weight: Tensor
     flat_weight = weight.permute(2, 3, 1, 0).reshape(taps * channels, out_channels)
     bands = -(-channels * taps * height * width // COLUMN_BUDGET)
     step = -(-height // max(bands, 1))
-    outs = [
-        _gather_band(rows, x, offset, mask, flat_weight, (kh, kw), padding, top, min(step, height - top))
-        for top in range(0, height, step)
-    ]
+    corners = _integer_corners if integer_corners else _float_corners
+    outs = []
+    for top in range(0, height, step):
+        band = min(step, height - top)
+        off = offset[:, :, top : top + band].reshape(-1, taps, 2, band, width).permute(0, 3, 4, 1, 2)
+        base, ry, rx = corners(off, (kh, kw), padding, top, (height, width))
+        modulation = mask[:, :, top : top + band].permute(0, 2, 3, 1)  # (B, band, W, k²)
+        outs.append(_gather_band(rows, base, ry, rx, modulation, flat_weight, width))
     out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)  # (B, H·W, O)
     return out.permute(0, 2, 1).reshape(-1, out_channels, height, width)
 
 
-def _gather_band(
-    rows: Tensor,
-    x: Tensor,
-    offset: Tensor,
-    mask: Tensor,
-    flat_weight: Tensor,
-    kernel: tuple[int, int],
-    padding: int,
-    top: int,
-    band: int,
-) -> Tensor:
-    """(B, band·W, O) output of ``band`` rows starting at ``top`` (see :func:`deform_conv2d_gather`)."""
+def deform_conv2d_gather_int(x: Tensor, offset: Tensor, mask: Tensor, weight: Tensor, padding: int) -> Tensor:
+    """:func:`deform_conv2d_gather` with integer corners: exact when a runtime computes in bf16 or fp16."""
+    return deform_conv2d_gather(x, offset, mask, weight, padding, integer_corners=True)
+
+
+def _float_corners(
+    off: Tensor, kernel: tuple[int, int], padding: int, top: int, size: tuple[int, int]
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Top-left corner rows (B, band, W, k²) in the padded channels-last map, and the sampling position's
+    row and column relative to that corner, from offsets (B, band, W, k², 2) of rows ``top..``; all float."""
     kh, kw = kernel
-    taps, channels = kh * kw, x.shape[1]
-    height, width = x.shape[-2:]
-    # Sampling positions (B, band, W, k²) in pixels: row + tap row - padding + dy, likewise for columns.
-    off = offset[:, :, top : top + band].reshape(-1, taps, 2, band, width).permute(0, 3, 4, 1, 2)
-    tap_i = _float_range(kh, x).repeat_interleave(kw) - padding
-    tap_j = _float_range(kw, x).repeat(kh) - padding
-    py = (_float_range(band, x) + top).view(1, band, 1, 1) + tap_i.view(1, 1, 1, taps) + off[..., 0]
-    px = _float_range(width, x).view(1, 1, width, 1) + tap_j.view(1, 1, 1, taps) + off[..., 1]
+    height, width = size
+    band, taps = off.shape[1], kh * kw
+    tap_i = _float_range(kh, off).repeat_interleave(kw) - padding
+    tap_j = _float_range(kw, off).repeat(kh) - padding
+    py = (_float_range(band, off) + top).view(1, band, 1, 1) + tap_i.view(1, 1, 1, taps) + off[..., 0]
+    px = _float_range(width, off).view(1, 1, width, 1) + tap_j.view(1, 1, 1, taps) + off[..., 1]
     y0 = torch.floor(py).clamp(-1, height - 1)
     x0 = torch.floor(px).clamp(-1, width - 1)
-    modulation = mask[:, :, top : top + band].permute(0, 2, 3, 1)  # (B, band, W, k²)
-    # Row of corner (y0, x0) in the padded channels-last map; float is exact far beyond any map we build.
-    plane = (height + 2) * (width + 2)
+    return _corner_rows(y0, x0, size), py - y0, px - x0
+
+
+def _integer_corners(
+    off: Tensor, kernel: tuple[int, int], padding: int, top: int, size: tuple[int, int]
+) -> tuple[Tensor, Tensor, Tensor]:
+    """As :func:`_float_corners`, with int64 corners: only each offset's fraction in [0, 1) is a float."""
+    kh, kw = kernel
+    height, width = size
+    band, taps = off.shape[1], kh * kw
+    floor_y, floor_x = torch.floor(off[..., 0]), torch.floor(off[..., 1])
+    tap_i = _int_range(kh, off).repeat_interleave(kw) - padding
+    tap_j = _int_range(kw, off).repeat(kh) - padding
+    iy = (_int_range(band, off) + top).view(1, band, 1, 1) + tap_i.view(1, 1, 1, taps) + floor_y.to(torch.int64)
+    ix = _int_range(width, off).view(1, 1, width, 1) + tap_j.view(1, 1, 1, taps) + floor_x.to(torch.int64)
+    y0, x0 = iy.clamp(-1, height - 1), ix.clamp(-1, width - 1)
+    # The whole pixels clamping moved the corner by (0 inside the map) plus the fraction.
+    ry = (iy - y0).to(off.dtype) + (off[..., 0] - floor_y)
+    rx = (ix - x0).to(off.dtype) + (off[..., 1] - floor_x)
+    return _corner_rows(y0, x0, size), ry, rx
+
+
+def _corner_rows(y0: Tensor, x0: Tensor, size: tuple[int, int]) -> Tensor:
+    """Row of corner (y0, x0) of each image in the padded channels-last map (float is exact far beyond
+    any map we build, as long as it is computed in float32)."""
+    height, width = size
     # The image index 0..B-1 as a cumulative sum over the batch, not an arange: an arange whose end is the
     # batch size makes some converters (litert-torch) fix the batch.
-    image = (torch.cumsum(torch.ones_like(py[:, :1, :1, :1]), dim=0) - 1) * plane
-    base = image + (y0 + 1) * (width + 2) + (x0 + 1)
+    image = torch.cumsum(torch.ones_like(y0[:, :1, :1, :1]), dim=0) - 1
+    return image * ((height + 2) * (width + 2)) + (y0 + 1) * (width + 2) + (x0 + 1)
+
+
+def _gather_band(
+    rows: Tensor, base: Tensor, ry: Tensor, rx: Tensor, modulation: Tensor, flat_weight: Tensor, width: int
+) -> Tensor:
+    """(B, band·W, O) output of one band: the four corners read from ``rows`` at ``base`` (+1 row, +1 column),
+    weighted by their tents at the relative position (ry, rx) and by the modulation, then one matmul."""
+    batch_rows = modulation.shape[1] * modulation.shape[2]
+    taps, channels = modulation.shape[3], rows.shape[1]
     total = None
     for dy in (0, 1):
-        wy = torch.relu(1 - torch.abs(py - (y0 + dy)))
+        wy = torch.relu(1 - torch.abs(ry - dy))
         for dx in (0, 1):
-            wx = torch.relu(1 - torch.abs(px - (x0 + dx)))
-            index = (base + (dy * (width + 2) + dx)).reshape(-1).to(torch.int64)
-            corner = torch.index_select(rows, 0, index).reshape(-1, band * width, taps, channels)
-            term = corner * (wy * wx * modulation).reshape(-1, band * width, taps, 1)
+            wx = torch.relu(1 - torch.abs(rx - dx))
+            index = (base + (dy * (width + 2) + dx)).reshape(-1)
+            index = index.to(torch.int64) if index.is_floating_point() else index
+            corner = torch.index_select(rows, 0, index).reshape(-1, batch_rows, taps, channels)
+            term = corner * (wy * wx * modulation).reshape(-1, batch_rows, taps, 1)
             total = term if total is None else total + term
     assert total is not None
-    return torch.matmul(total.reshape(-1, band * width, taps * channels), flat_weight)
+    return torch.matmul(total.reshape(-1, batch_rows, taps * channels), flat_weight)
 
 
 def _bilinear_taps(x: Tensor, py: Tensor, px: Tensor) -> Tensor:
@@ -290,6 +340,7 @@ _FORMS = {
     "portable": deform_conv2d_portable,
     "native": deform_conv2d_native,
     "gather": deform_conv2d_gather,
+    "gather_int": deform_conv2d_gather_int,
     "torchvision": deform_conv2d_torchvision,
 }
 
@@ -305,7 +356,8 @@ class DeformableConv2d(nn.Module):
         out_channels: Output channels.
         kernel_size: Square kernel size; padding is ``kernel_size // 2`` so H x W is kept.
         form: ``"portable"`` (grid_sample; exports everywhere), ``"native"`` (ONNX ``DeformConv``),
-            ``"gather"`` (row gathers and delegate-friendly ops) or ``"torchvision"`` (torchvision's kernel).
+            ``"gather"`` (row gathers and delegate-friendly ops), ``"gather_int"`` (the same with integer
+            corners, for bf16/fp16 compute) or ``"torchvision"`` (torchvision's kernel).
 
     Raises:
         InputError: ``form`` is not one of :data:`DEFORM_FORMS`, or is 'torchvision' without torchvision.
@@ -335,7 +387,8 @@ class DeformableConv2d(nn.Module):
             raise InputError(
                 f"unknown deformable-convolution form {value!r}; expected one of {list(DEFORM_FORMS)}. "
                 "Use 'portable' for CoreML/OpenVINO/any ONNX runtime, 'native' for an ONNX DeformConv node, "
-                "'gather' for delegates without grid_sample (ExecuTorch/LiteRT XNNPACK), "
+                "'gather' for delegates without grid_sample (ExecuTorch/LiteRT XNNPACK), 'gather_int' for "
+                "bf16/fp16 compute (OpenVINO bf16), "
                 "'torchvision' for torchvision's kernel (fast on CUDA; needs torchvision)."
             )
         if value == "torchvision" and not torchvision_available():
