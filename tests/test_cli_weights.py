@@ -28,20 +28,30 @@ def run(args: list[str], capsys) -> tuple[int, str, str]:
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory, tiny_model) -> dict[str, Path]:
-    """The tiny model saved as a plain .safetensors (no metadata) and as a .pth, its tiles in the legacy order.
+    """The tiny model saved as a plain .safetensors (no metadata) and as a .pth, its tiles in the legacy order,
+    and (``<kind>-current``) with its tiles in the current order.
 
-    Legacy, as a plain file is read by default, so loading it gives the tiny model itself, whose conversion the
-    run has made for the shared artifacts already; ``--patch-order current`` then gives other weights.
+    Read in the order each was saved in, every file gives the tiny model itself, whose conversion the run has
+    made for the shared artifacts already; read in the other order, each gives other weights.
     """
     folder = tmp_path_factory.mktemp("checkpoints")
     state = {k: v.contiguous() for k, v in tiny_model.state_dict().items()}
+    save_file(state, str(folder / "tiny-current.safetensors"))
+    torch.save(state, folder / "tiny-current.pth")
     for key in patch_conv_keys(state):  # the inverse of the conversion a legacy load makes
         grid = math.isqrt(state[key].shape[1] // 3)
         state[key] = state[key].index_select(1, torch.argsort(legacy_channel_of(grid))).contiguous()
     assert all(torch.equal(v, tiny_model.state_dict()[k]) for k, v in legacy_to_current(state).items())
+    # The orders really differ for these weights (else reading a file in the wrong order would go unseen).
+    assert not all(torch.equal(state[k], tiny_model.state_dict()[k]) for k in patch_conv_keys(state))
     save_file(state, str(folder / "tiny.safetensors"))
     torch.save(state, folder / "tiny.pth")
-    return {"safetensors": folder / "tiny.safetensors", "pth": folder / "tiny.pth"}
+    return {
+        "safetensors": folder / "tiny.safetensors",
+        "pth": folder / "tiny.pth",
+        "safetensors-current": folder / "tiny-current.safetensors",
+        "pth-current": folder / "tiny-current.pth",
+    }
 
 
 def _export(checkpoint: Path, profile: Path, out: Path, capsys, *extra: str) -> Path:
@@ -59,14 +69,19 @@ def _export(checkpoint: Path, profile: Path, out: Path, capsys, *extra: str) -> 
 def test_plain_checkpoint_exports_as_legacy_and_the_flag_changes_it(
     checkpoints, tmp_path, capsys, caplog, kind, shared_range_profile
 ):
-    """Done-when of issue 8 §1; parity then proves the reference was rebuilt with the recorded order."""
+    """Done-when of issue 8 §1; parity then proves the reference was rebuilt with the recorded order.
+
+    The flag is given for a file saved in the current order, so both exports are the tiny model (no new
+    conversion), and a reference rebuilt in the other order than the recorded one would fail parity.
+    """
     profile = shared_range_profile("openvino-fp32")
     with caplog.at_level(logging.WARNING):
         legacy = _export(checkpoints[kind], profile, tmp_path / "legacy", capsys)
     assert "assuming legacy" in caplog.text and "--patch-order current" in caplog.text
     weights = read_manifest(legacy).weights
     assert (weights["patch_order"], weights["patch_order_source"]) == ("legacy", "default")
-    current = _export(checkpoints[kind], profile, tmp_path / "current", capsys, "--patch-order", "current")
+    resaved = checkpoints[f"{kind}-current"]
+    current = _export(resaved, profile, tmp_path / "current", capsys, "--patch-order", "current")
     weights = read_manifest(current).weights
     assert (weights["patch_order"], weights["patch_order_source"]) == ("current", "user")
     results = run_parity([legacy, current], load_inputs(None, 1, limit=1), (1,))

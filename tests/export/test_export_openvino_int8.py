@@ -127,6 +127,23 @@ def test_int8_structural_float_layers_have_no_int8_input(int8_folder, manifest_o
     assert not rounded, f"layers kept float by the rules read int8 data: {rounded[:5]}"
 
 
+def test_deform_offsets_rule_finds_the_same_convs_in_the_row_gather_form(export_tiny, tiny_model) -> None:
+    """openvino-bf16's graph (gather_int: Gather row reads at indices computed from the offsets) and the
+    fp32 graph (grid_sample) keep the same offset and modulator convs float under ``deform_offsets``."""
+    from birefnet_edge.export.int8.openvino import graph_view
+    from birefnet_edge.export.int8.rules import keep_float
+    from birefnet_edge.model.layers.deform_conv import DeformableConv2d
+
+    def offset_convs(name: str) -> set[str]:
+        view = graph_view(_read(export_tiny(name)))
+        return {n for n in keep_float(view, ["deform_offsets"]) if view.nodes[n].kind == "conv"}
+
+    grid, gather = offset_convs("openvino-fp32"), offset_convs("openvino-bf16")
+    blocks = sum(isinstance(m, DeformableConv2d) for m in tiny_model.modules())
+    assert len(grid) == 2 * blocks > 0  # an offset and a modulator conv per deformable conv
+    assert gather == grid
+
+
 def test_int8_gate_fails_when_the_allowed_drop_is_impossible(tiny_model, tmp_path) -> None:
     from birefnet_edge.export import export_target
 

@@ -151,13 +151,25 @@ def _attention(graph: GraphView) -> set[str]:
 
 def _deform_offsets(graph: GraphView) -> set[str]:
     names: set[str] = set()
-    for sample in graph.of_kind("gridsample"):
-        names |= graph.ancestors(sample.inputs[1])  # the sampling grid: offsets
+    for sample in _deform_samplers(graph):
+        names |= graph.ancestors(sample.inputs[1])  # the sampling grid, or the corner indices: offsets
         modulate = graph.first_consumer(sample.name, "mul")  # columns * mask
         if modulate is not None:
             for src in modulate.inputs:
                 names |= graph.ancestors(src) - graph.ancestors(sample.inputs[0])
     return names
+
+
+def _deform_samplers(graph: GraphView) -> list[GraphNode]:
+    """The nodes that read a deformable conv's samples: grid samplers, and (row-gather forms) the row reads,
+    ``Gather`` nodes whose indices are computed from a conv's output (the offsets), unlike the constant
+    indices of layout gathers such as Swin's relative-position table."""
+    return [
+        node
+        for node in graph.nodes.values()
+        if node.kind == "gridsample"
+        or (node.op == "Gather" and len(node.inputs) > 1 and node.inputs[1] and graph.ancestors(node.inputs[1]))
+    ]
 
 
 def _logits_head(graph: GraphView) -> set[str]:
