@@ -221,8 +221,8 @@ def _integer_corners(
 
 
 def _corner_rows(y0: Tensor, x0: Tensor, size: tuple[int, int]) -> Tensor:
-    """Row of corner (y0, x0) of each image in the padded channels-last map (float is exact far beyond
-    any map we build, as long as it is computed in float32)."""
+    """Row of corner (y0, x0) of each image in the padded channels-last map, in the corners' dtype (a float32
+    row number is exact far beyond any map we build; bf16 or fp16 ones are not, hence integer corners)."""
     height, width = size
     # The image index 0..B-1 as a cumulative sum over the batch, not an arange: an arange whose end is the
     # batch size makes some converters (litert-torch) fix the batch.
@@ -235,7 +235,7 @@ def _gather_band(
 ) -> Tensor:
     """(B, band·W, O) output of one band: the four corners read from ``rows`` at ``base`` (+1 row, +1 column),
     weighted by their tents at the relative position (ry, rx) and by the modulation, then one matmul."""
-    batch_rows = modulation.shape[1] * modulation.shape[2]
+    pixels = modulation.shape[1] * modulation.shape[2]  # band·W
     taps, channels = modulation.shape[3], rows.shape[1]
     total = None
     for dy in (0, 1):
@@ -244,11 +244,11 @@ def _gather_band(
             wx = torch.relu(1 - torch.abs(rx - dx))
             index = (base + (dy * (width + 2) + dx)).reshape(-1)
             index = index.to(torch.int64) if index.is_floating_point() else index
-            corner = torch.index_select(rows, 0, index).reshape(-1, batch_rows, taps, channels)
-            term = corner * (wy * wx * modulation).reshape(-1, batch_rows, taps, 1)
+            corner = torch.index_select(rows, 0, index).reshape(-1, pixels, taps, channels)
+            term = corner * (wy * wx * modulation).reshape(-1, pixels, taps, 1)
             total = term if total is None else total + term
     assert total is not None
-    return torch.matmul(total.reshape(-1, batch_rows, taps * channels), flat_weight)
+    return torch.matmul(total.reshape(-1, pixels, taps * channels), flat_weight)
 
 
 def _bilinear_taps(x: Tensor, py: Tensor, px: Tensor) -> Tensor:
