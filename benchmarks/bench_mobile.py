@@ -22,11 +22,11 @@ import tempfile
 import time
 from pathlib import Path
 
+# Only torch-free modules at the top: bench's timing processes are spawned and re-import this script, and
+# torch there would be counted in every artifact's peak RSS. Export and the model are imported where used.
 from birefnet_edge._cpu import describe
 from birefnet_edge.delegation import describe_record
-from birefnet_edge.export import export_target
 from birefnet_edge.formats import FORMAT_OPTIONS
-from birefnet_edge.model import load_model
 from birefnet_edge.parity import bench_artifacts
 from birefnet_edge.profile import list_profiles, load_profile
 
@@ -58,6 +58,9 @@ def default_targets() -> list[str]:
 
 def export_model(variant: str, size: int, targets: list[str], out: Path, calibration: Path | None) -> list[Path]:
     """Export (or reuse) every target of one model at batch 1; prints one line per target."""
+    from birefnet_edge.export import export_target
+    from birefnet_edge.model import load_model
+
     model, info = None, None
     folders = []
     for target in targets:

@@ -23,9 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
+# Only torch-free modules at the top: bench's timing processes are spawned and re-import this script, and
+# torch there would be counted in every artifact's peak RSS. Export and parity are imported where used.
 from birefnet_edge._cpu import describe, peak_gflops, usable_cpus
-from birefnet_edge.export import export_targets
-from birefnet_edge.parity import bench_artifacts, load_inputs, run_parity
+from birefnet_edge.parity import bench_artifacts
 from birefnet_edge.parity.results import OK, BenchResult, ParityResult
 
 INT8_BF16 = str(Path(__file__).resolve().parent / "openvino-int8-bf16.toml")
@@ -154,6 +155,8 @@ def goals(size: int, parity: list[ParityResult], bench: list[BenchResult], gmac:
 
 def export(args: argparse.Namespace, targets: list[str], out: Path, size: int) -> list[Path]:
     """Export (or reuse) every target at ``size``; print each export's time, memory and int8 search."""
+    from birefnet_edge.export import export_targets
+
     results = export_targets(
         f"random:{args.variant}", targets, out, size=(size, size), reuse=True, calibration=args.calibration
     )
@@ -179,6 +182,8 @@ def export(args: argparse.Namespace, targets: list[str], out: Path, size: int) -
 
 
 def main() -> None:
+    from birefnet_edge.parity import load_inputs, run_parity
+
     args = parse_args()
     targets, sizes = args.targets or list(TARGETS), args.sizes or [1024, 512]
     batches = args.batches or [1, 4]

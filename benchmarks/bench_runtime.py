@@ -21,10 +21,11 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+# Only torch-free modules at the top: bench's timing processes are spawned and re-import this script, and
+# torch there would be counted in every artifact's peak RSS. Export and the report are imported where used.
 from birefnet_edge._cpu import describe
-from birefnet_edge.export import export_targets
-from birefnet_edge.model import deterministic_input
-from birefnet_edge.parity import bench_artifacts, build_report, render_text_table
+from birefnet_edge.images import golden_input
+from birefnet_edge.parity import bench_artifacts
 
 
 def parse_args() -> argparse.Namespace:
@@ -54,7 +55,7 @@ def profile_onnx(model_path: Path, size: int) -> dict[str, float]:
     options.enable_profiling = True
     options.profile_file_prefix = str(model_path.parent / "ort_profile")
     session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
-    x = {session.get_inputs()[0].name: deterministic_input(1, size, size)}
+    x = {session.get_inputs()[0].name: golden_input(1, size, size)}
     session.run(None, x)
     session.run(None, x)
     events = json.loads(Path(session.end_profiling()).read_text())
@@ -74,7 +75,7 @@ def profile_openvino(xml_path: Path, size: int, hint: str) -> dict[str, float]:
     core = ov.Core()
     config = {"PERF_COUNT": "YES", "INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
     request = core.compile_model(core.read_model(str(xml_path)), "CPU", config).create_infer_request()
-    x = deterministic_input(1, size, size)
+    x = golden_input(1, size, size)
     request.infer({0: x})
     request.infer({0: x})
     totals: dict[str, float] = defaultdict(float)
@@ -100,6 +101,8 @@ def print_profiles(artifacts: list[Path], size: int) -> None:
 
 def export_or_reuse(args: argparse.Namespace, targets: list[str], out: Path) -> list[Path]:
     """Export the targets, reusing artifacts of the same variant and size already in ``out`` (``--keep``)."""
+    from birefnet_edge.export import export_targets
+
     found, todo = [], []
     for target in targets:
         folder = out / f"{args.variant}-{target}"
@@ -117,6 +120,8 @@ def export_or_reuse(args: argparse.Namespace, targets: list[str], out: Path) -> 
 
 
 def main() -> None:
+    from birefnet_edge.parity import build_report, render_text_table
+
     args = parse_args()
     targets = args.targets or ["onnx-fp32", "openvino-fp32"]
     out = args.keep or Path(tempfile.mkdtemp(prefix="bench_runtime_"))

@@ -22,9 +22,9 @@ from PIL import Image
 
 from birefnet_edge._io import atomic_write_bytes
 from birefnet_edge.errors import BirefnetEdgeError, WeightsError
+from birefnet_edge.images import MEAN, STD
 from birefnet_edge.manifest import MANIFEST_NAME
 from birefnet_edge.model import BiRefNet, WeightsInfo, load_model
-from birefnet_edge.model.birefnet import MEAN, STD
 
 NO_TEACHER = "none"
 

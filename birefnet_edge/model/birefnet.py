@@ -20,8 +20,6 @@ from birefnet_edge.model.layers.deform_conv import DEFORM_FORMS, DeformableConv2
 from birefnet_edge.model.layers.patches import image_to_patches
 
 DEC_ATTENTIONS = ("ASPPDeformable", "ASPP", "none")
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
 
 
 #: Config fields a state dict depends on (see :meth:`BiRefNetConfig.architecture`).

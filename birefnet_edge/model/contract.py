@@ -17,7 +17,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from birefnet_edge.checks import MAX_SIDE  # one bound for predict, export, profiles and distill
 from birefnet_edge.errors import InputError
-from birefnet_edge.model.birefnet import MEAN, STD, check_input_size
+from birefnet_edge.images import MEAN, STD
+from birefnet_edge.model.birefnet import check_input_size
 
 ImageLike = Image.Image | np.ndarray
 

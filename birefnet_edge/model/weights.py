@@ -23,6 +23,7 @@ import torch
 
 from birefnet_edge._io import sha256_file
 from birefnet_edge.errors import WeightsError
+from birefnet_edge.images import golden_input
 from birefnet_edge.model._registry import create_model, list_models
 from birefnet_edge.model.birefnet import BiRefNet
 from birefnet_edge.model.checkpoint import (
@@ -32,7 +33,6 @@ from birefnet_edge.model.checkpoint import (
     read_checkpoint,
     read_metadata,
 )
-from birefnet_edge.model.contract import Contract
 from birefnet_edge.model.hub import download_from_hub, hub_repo_of_path, hub_variant, parse_hub_id
 from birefnet_edge.model.layers.patches import legacy_to_current
 from birefnet_edge.model.patch_order import DETERMINISTIC, USER, check_order, decide_patch_order
@@ -108,11 +108,8 @@ def deterministic_weights(model: BiRefNet) -> BiRefNet:
 
 
 def deterministic_input(batch: int, height: int, width: int) -> np.ndarray:
-    """The golden input rule: ``default_rng(0).random`` in float64 -> float32, ImageNet-normalised."""
-    x = np.random.default_rng(0).random((batch, 3, height, width)).astype(np.float32)
-    mean = np.asarray(Contract().mean, dtype=np.float32)[None, :, None, None]
-    std = np.asarray(Contract().std, dtype=np.float32)[None, :, None, None]
-    return ((x - mean) / std).astype(np.float32)
+    """The golden input rule (:func:`birefnet_edge.images.golden_input`)."""
+    return golden_input(batch, height, width)
 
 
 def guess_backbone(state: dict[str, torch.Tensor]) -> str | None:

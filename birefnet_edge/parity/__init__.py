@@ -3,49 +3,43 @@
 Measuring (:mod:`.compare`, :mod:`.bench`) produces the dataclasses of :mod:`.results` (the data
 model, :class:`RunReport` included); the renderers (:mod:`.markdown`, :mod:`.html`, :mod:`.ci`) only
 read them, and :mod:`.report` assembles and writes a run's report.
+
+Its names load their module on first use (PEP 562): ``bench`` times each artifact in a child process
+that imports :mod:`.bench` alone, and that process must not load torch (which :mod:`.compare` and the
+reports bring): an app running the artifact does not, and its ~0.45 GB would show in the peak RSS.
 """
 
-from birefnet_edge.parity.bench import GOALS, Goal, bench_artifacts, evaluate_goals, raise_on_bench_failure
-from birefnet_edge.parity.compare import check_artifact, raise_on_failure, run_parity
-from birefnet_edge.parity.inputs import ParityInputs, load_inputs
-from birefnet_edge.parity.markdown import render_markdown, render_text_table
-from birefnet_edge.parity.report import build_report, check_report_dir, publish, write_reports
-from birefnet_edge.parity.results import (
-    FAIL,
-    PASS,
-    SKIPPED,
-    BatchMetrics,
-    BenchResult,
-    Check,
-    ParityResult,
-    RunReport,
-    load_report,
-)
+from __future__ import annotations
 
-__all__ = [
-    "FAIL",
-    "GOALS",
-    "PASS",
-    "SKIPPED",
-    "BatchMetrics",
-    "BenchResult",
-    "Check",
-    "Goal",
-    "ParityInputs",
-    "ParityResult",
-    "RunReport",
-    "bench_artifacts",
-    "build_report",
-    "check_report_dir",
-    "check_artifact",
-    "evaluate_goals",
-    "load_inputs",
-    "load_report",
-    "publish",
-    "raise_on_bench_failure",
-    "raise_on_failure",
-    "render_markdown",
-    "render_text_table",
-    "run_parity",
-    "write_reports",
-]
+import importlib
+from typing import Any
+
+_NAMES = {
+    "bench": ("GOALS", "Goal", "bench_artifacts", "evaluate_goals", "raise_on_bench_failure"),
+    "compare": ("check_artifact", "raise_on_failure", "run_parity"),
+    "inputs": ("ParityInputs", "load_inputs"),
+    "markdown": ("render_markdown", "render_text_table"),
+    "report": ("build_report", "check_report_dir", "publish", "write_reports"),
+    "results": (
+        "FAIL",
+        "PASS",
+        "SKIPPED",
+        "BatchMetrics",
+        "BenchResult",
+        "Check",
+        "ParityResult",
+        "RunReport",
+        "load_report",
+    ),
+}
+_MODULE_OF = {name: module for module, names in _NAMES.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
