@@ -24,7 +24,7 @@ from pathlib import Path
 # Only torch-free modules at the top: bench's timing processes are spawned and re-import this script, and
 # torch there would be counted in every artifact's peak RSS. Export and the report are imported where used.
 from birefnet_edge._cpu import describe
-from birefnet_edge.images import golden_input
+from birefnet_edge.images import deterministic_input
 from birefnet_edge.parity import bench_artifacts
 
 
@@ -55,7 +55,7 @@ def profile_onnx(model_path: Path, size: int) -> dict[str, float]:
     options.enable_profiling = True
     options.profile_file_prefix = str(model_path.parent / "ort_profile")
     session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
-    x = {session.get_inputs()[0].name: golden_input(1, size, size)}
+    x = {session.get_inputs()[0].name: deterministic_input(1, size, size)}
     session.run(None, x)
     session.run(None, x)
     events = json.loads(Path(session.end_profiling()).read_text())
@@ -75,7 +75,7 @@ def profile_openvino(xml_path: Path, size: int, hint: str) -> dict[str, float]:
     core = ov.Core()
     config = {"PERF_COUNT": "YES", "INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
     request = core.compile_model(core.read_model(str(xml_path)), "CPU", config).create_infer_request()
-    x = golden_input(1, size, size)
+    x = deterministic_input(1, size, size)
     request.infer({0: x})
     request.infer({0: x})
     totals: dict[str, float] = defaultdict(float)

@@ -22,7 +22,7 @@ MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 
 
-def golden_input(batch: int, height: int, width: int) -> np.ndarray:
+def deterministic_input(batch: int, height: int, width: int) -> np.ndarray:
     """The golden input rule: ``default_rng(0).random`` in float64 -> float32, normalised with MEAN/STD.
 
     Here rather than beside the model so that timing an artifact (``bench``) needs no torch: an app

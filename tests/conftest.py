@@ -68,7 +68,7 @@ def tiny_model():
 @pytest.fixture(scope="session")
 def tiny_input() -> torch.Tensor:
     """A normalised (2, 3, 64, 64) batch made by the golden input rule."""
-    from birefnet_edge.model.weights import deterministic_input
+    from birefnet_edge.images import deterministic_input
 
     return torch.from_numpy(deterministic_input(2, 64, 64))
 

@@ -23,7 +23,6 @@ import torch
 
 from birefnet_edge._io import sha256_file
 from birefnet_edge.errors import WeightsError
-from birefnet_edge.images import golden_input
 from birefnet_edge.model._registry import create_model, list_models
 from birefnet_edge.model.birefnet import BiRefNet
 from birefnet_edge.model.checkpoint import (
@@ -105,11 +104,6 @@ def deterministic_weights(model: BiRefNet) -> BiRefNet:
                 value = _draw(key, tuple(tensor.shape)).astype(np.float32)
                 tensor.data.copy_(torch.from_numpy(value).to(tensor.dtype))
     return model
-
-
-def deterministic_input(batch: int, height: int, width: int) -> np.ndarray:
-    """The golden input rule (:func:`birefnet_edge.images.golden_input`)."""
-    return golden_input(batch, height, width)
 
 
 def guess_backbone(state: dict[str, torch.Tensor]) -> str | None:

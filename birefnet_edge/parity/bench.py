@@ -20,7 +20,7 @@ import numpy as np
 
 from birefnet_edge._cpu import usable_cpus
 from birefnet_edge.errors import ArtifactError, BirefnetEdgeError, MissingDependencyError
-from birefnet_edge.images import golden_input
+from birefnet_edge.images import deterministic_input
 from birefnet_edge.manifest import Manifest, read_manifest
 from birefnet_edge.parity.results import OK, SKIPPED, BenchResult, LatencyStats, artifact_bytes, crash_reason
 from birefnet_edge.profile import BatchRange
@@ -143,7 +143,7 @@ class RSSSampler:
 def time_batch(runner: Runner, batch: int, runs: int, warmup: int) -> LatencyStats:
     """Time ``runs`` engine calls at ``batch`` after ``warmup`` untimed ones (the runner records the time)."""
     h, w = runner.spec.size
-    x = golden_input(batch, h, w)
+    x = deterministic_input(batch, h, w)
     for _ in range(warmup):
         runner.infer(x)
     times = []
