@@ -25,6 +25,7 @@ from birefnet_edge._io import atomic_write_bytes, atomic_write_json, removing_ne
 from birefnet_edge.checks import check_output_dir
 from birefnet_edge.distill.config import DistillConfig, differing_settings
 from birefnet_edge.errors import InputError
+from birefnet_edge.model.checkpoint import write_safetensors
 
 log = logging.getLogger(__name__)
 
@@ -191,10 +192,7 @@ def save_checkpoint(out: Path, state: dict[str, Any]) -> Path:
 
 def save_best(out: Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
     """Write the student's weights with their config and provenance as safetensors metadata."""
-    from safetensors.torch import save
-
-    tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
-    return atomic_write_bytes(out / BEST, save(tensors, metadata=metadata))
+    return write_safetensors(out / BEST, state_dict, metadata)
 
 
 def append_metrics(out: Path, record: dict[str, Any]) -> None:

@@ -5,7 +5,7 @@ from birefnet_edge.model import pvt_v2, swin, timm_features  # noqa: F401  (firs
 from birefnet_edge.model._registry import MODELS, create_model, get_config, list_models, register_config
 from birefnet_edge.model.birefnet import BiRefNet, BiRefNetConfig, TrainOutputs, check_input_size
 from birefnet_edge.model.contract import Contract, cutout, load_image, postprocess, preprocess
-from birefnet_edge.model.weights import WeightsInfo, deterministic_weights, load_model
+from birefnet_edge.model.weights import WeightsInfo, batchnorm_statistics_from, deterministic_weights, load_model
 
 __all__ = [
     "MODELS",
@@ -14,6 +14,7 @@ __all__ = [
     "Contract",
     "TrainOutputs",
     "WeightsInfo",
+    "batchnorm_statistics_from",
     "check_input_size",
     "create_model",
     "cutout",

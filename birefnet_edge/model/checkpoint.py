@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from birefnet_edge._io import atomic_write_bytes
 from birefnet_edge.errors import WeightsError
 
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
@@ -34,6 +35,14 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     else:
         raise WeightsError(f"unsupported weights file type '{suffix}' ({path}); use .safetensors, .pth or .pt")
     return strip_prefixes(state)
+
+
+def write_safetensors(path: str | Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
+    """Write a state dict and its string metadata as ``.safetensors``, atomically (no half-written file)."""
+    from safetensors.torch import save
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+    return atomic_write_bytes(path, save(tensors, metadata=metadata))
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:

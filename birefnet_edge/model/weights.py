@@ -106,6 +106,52 @@ def deterministic_weights(model: BiRefNet) -> BiRefNet:
     return model
 
 
+def batchnorm_statistics_from(model: BiRefNet, images: torch.Tensor) -> int:
+    """Set every BatchNorm's running mean and variance to those of ``images``, as training would (in place).
+
+    Deterministic weights give a BatchNorm unit-ish statistics whatever its input. The students' residual
+    backbones (RepViT) then grow their activations block after block, to about 4e5 in student-m's last
+    stage at 1024 px, and the float32 reference itself is then 0.2 off in its logits: no exported format
+    can meet a float tolerance against it. Statistics taken from data keep activations near unit scale,
+    as a trained model's are. BatchNorms that see one value per channel (the global-pool branch of ASPP)
+    keep theirs: a batch of images gives them a handful of samples, whose tiny variance would amplify.
+
+    Args:
+        images: ``(N, 3, H, W)`` normalised input, N >= 2 (one image has no batch statistics to pool).
+
+    Returns:
+        How many BatchNorm layers took statistics from the images.
+    """
+    if images.ndim != 4 or images.shape[0] < 2:
+        raise ValueError(f"batchnorm_statistics_from needs (N>=2, 3, H, W) images, got {tuple(images.shape)}")
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    pooled: set[torch.nn.Module] = set()
+
+    def note_pooled(module: torch.nn.Module, args: tuple) -> None:
+        if args[0][0, 0].numel() == 1:
+            pooled.add(module)
+
+    saved = {m: (m.running_mean.clone(), m.running_var.clone(), m.momentum) for m in norms}
+    hooks = [m.register_forward_pre_hook(note_pooled) for m in norms]
+    try:
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average: one forward pass sets the statistics of that batch
+            m.train()
+        with torch.no_grad():
+            model(images)
+    finally:
+        for h in hooks:
+            h.remove()
+        for m in norms:
+            m.eval()
+            m.momentum = saved[m][2]
+    for m in pooled:
+        m.running_mean.copy_(saved[m][0])
+        m.running_var.copy_(saved[m][1])
+    return len(norms) - len(pooled)
+
+
 def guess_backbone(state: dict[str, torch.Tensor]) -> str | None:
     """Infer the backbone name from distinctive shapes and depths in a state dict."""
     if "bb.patch_embed.proj.weight" in state:

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 from birefnet_edge.errors import WeightsError
-from birefnet_edge.model import deterministic_input, load_model
+from birefnet_edge.model import batchnorm_statistics_from, deterministic_input, load_model
 from birefnet_edge.model.checkpoint import read_checkpoint, strip_prefixes
 from birefnet_edge.model.hub import hub_reachable, parse_hub_id
 from birefnet_edge.model.weights import guess_variant
@@ -239,3 +239,28 @@ def test_a_distill_checkpoint_points_to_best_safetensors_in_one_line(tmp_path: P
         load_model(str(elsewhere))
     assert "\n" not in str(info.value) and "weights_only" not in str(info.value)
     assert "holds Python objects besides tensors" in str(info.value)
+
+
+def test_batchnorm_statistics_from_images_except_pooled_branches() -> None:
+    model, _ = load_model("random:birefnet_tiny")
+    images = torch.from_numpy(deterministic_input(2, 64, 64))
+    norms = {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    before = {n: m.running_var.clone() for n, m in norms.items()}
+    inputs: dict[str, torch.Tensor] = {}
+    hooks = [
+        m.register_forward_pre_hook(lambda m, a, n=n: inputs.setdefault(n, a[0].clone())) for n, m in norms.items()
+    ]
+    updated = batchnorm_statistics_from(model, images)
+    for h in hooks:
+        h.remove()
+    pooled = [n for n, x in inputs.items() if x[0, 0].numel() == 1]
+    assert pooled and updated == len(norms) - len(pooled)  # the tiny model's ASPP has a global-pool branch
+    assert not any(m.training for m in model.modules())
+    for name in pooled:
+        assert torch.equal(norms[name].running_var, before[name])
+    first = next(n for n in inputs if n not in pooled)
+    x = inputs[first].double()
+    torch.testing.assert_close(norms[first].running_mean.double(), x.mean((0, 2, 3)), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(norms[first].running_var.double(), x.var((0, 2, 3)), rtol=1e-3, atol=1e-5)
+    with pytest.raises(ValueError, match="N>=2"):
+        batchnorm_statistics_from(model, images[:1])
