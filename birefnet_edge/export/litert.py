@@ -177,10 +177,11 @@ class LitertExporter(Exporter):
             cast_weights_fp16(path, profile)
         elif profile.precision == "int8":
             from birefnet_edge.export.int8.litert import quantize_int8
+            from birefnet_edge.export.int8.search import int8_warnings
 
             calibration = self.calibration_set(profile)
             details["quantization"] = quantize_int8(path, model, profile, calibration, batch)
-            warnings += [calibration.warning] if calibration.warning else []
+            warnings += int8_warnings(calibration.warning, details["quantization"])
         details["batch"] = {"symbolic": batch is None, "sizes": [] if batch is None else [batch]}
         if blocker:
             details["batch"]["reason"] = blocker

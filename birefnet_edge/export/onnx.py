@@ -327,15 +327,16 @@ def quantized(
 
     Returns:
         The quantized model and the ``details`` for the manifest: ``quantization`` (record and search
-        log) and ``warnings`` (the calibration warning of the fallback image set).
+        log) and ``warnings`` (:func:`~birefnet_edge.export.int8.search.int8_warnings`).
     """
     from birefnet_edge.export.int8.onnx import quantize_int8
+    from birefnet_edge.export.int8.search import int8_warnings
 
     if calibration is None:
         raise ExportError(f"target '{profile.name}' is int8 but got no calibration images; pass a CalibrationSet")
     proto, record = quantize_int8(proto, model, profile, calibration)
     check_batch_axis(proto, trace_profile(profile), "int8 quantization")
-    return proto, {"quantization": record, "warnings": [calibration.warning] if calibration.warning else []}
+    return proto, {"quantization": record, "warnings": int8_warnings(calibration.warning, record)}
 
 
 @EXPORTERS.register("onnx")

@@ -129,25 +129,6 @@ def check_ir(path: Path, profile: Profile) -> dict[str, Any]:
     return {**figures, "fake_quantize_ops": fake_quantize} if fake_quantize else figures
 
 
-def int8_warnings(calibration_warning: str | None, executed: str) -> list[str]:
-    """What an int8 artifact's user must know: unrepresentative calibration, and int8 that never executes.
-
-    Args:
-        calibration_warning: The calibration set's warning (None when there is nothing to say).
-        executed: :func:`~birefnet_edge.runtime.openvino.executed_precision` of the quantized model here.
-    """
-    warnings = [calibration_warning] if calibration_warning else []
-    if "int8" not in executed:
-        # Seen on the random tiny model: the search restored all but a few layers whose int8 form no CPU
-        # kernel takes. The artifact is correct but runs at fp32 speed; say so rather than ship it quietly.
-        warnings.append(
-            f"no layer of this int8 artifact executes in int8 on this CPU (it runs {executed}): the accuracy "
-            "search restored too much; use the fp32 artifact, or calibrate on representative images "
-            "(--calibration DIR) or allow a larger [quantization] max_iou_drop"
-        )
-    return warnings
-
-
 @EXPORTERS.register("openvino")
 class OpenvinoExporter(Exporter):
     """OpenVINO IR, bounded batch; fp32/bf16 keep fp32 weights, fp16 compresses them, int8 by NNCF; runner-checked."""
@@ -161,6 +142,7 @@ class OpenvinoExporter(Exporter):
         details: dict[str, Any] = {}
         if profile.precision == "int8":
             from birefnet_edge.export.int8.openvino import quantize_int8
+            from birefnet_edge.export.int8.search import int8_warnings
 
             calibration = self.calibration_set(profile)
             # NNCF's statistics, the search and the gate run one image at a time. At a static batch of 1
@@ -169,7 +151,8 @@ class OpenvinoExporter(Exporter):
             ov_model.reshape({ov_model.inputs[0]: batch_shape(ov, profile, fixed=1)})
             ov_model, details["quantization"] = quantize_int8(ov_model, model, profile, calibration)
             ov_model.reshape({ov_model.inputs[0]: batch_shape(ov, profile)})
-            details["warnings"] = int8_warnings(calibration.warning, details["quantization"]["executed_precision"])
+            q = details["quantization"]
+            details["warnings"] = int8_warnings(calibration.warning, q, q["executed_precision"])
         path = out_dir / MODEL_FILE
         with converting("openvino.save_model", profile):
             # save_model compresses to fp16 unless told otherwise; fp32, bf16 and int8 artifacts keep fp32 floats.

@@ -27,7 +27,7 @@ _weights = tiny_weights
 
 # The shipped 0.995 search target makes the random tiny model restore nearly every layer, and what is
 # left then runs in f32; at 0.99 the search stops with most layers int8, so int8 really executes.
-_SEARCH_TARGET = {"max_iou_drop": 0.01}
+_SEARCH_TARGET = {"max_iou_drop": 0.01, "search_groups": 4, "ranking_images": 1}
 
 
 @pytest.fixture(scope="module")
@@ -103,14 +103,18 @@ def test_int8_artifact_is_quantized_gated_and_recorded(int8_folder, manifest_of)
 
 
 def test_an_int8_artifact_that_executes_no_int8_is_said_to_run_at_fp32_speed() -> None:
-    from birefnet_edge.export.openvino import int8_warnings
+    from birefnet_edge.export.int8.search import int8_warnings
 
-    assert int8_warnings("", "int8 127/192 + f32") == []
-    assert int8_warnings("few images", "f32 104/192 + int8") == ["few images"]
-    calibration, executed = int8_warnings("few images", "f32")
+    some = {"quantized_layers": 30, "compute_layers": 192}
+    assert int8_warnings("", some, "int8 127/192 + f32") == []
+    assert int8_warnings("few images", some, "f32 104/192 + int8") == ["few images"]
+    calibration, executed = int8_warnings("few images", some, "f32")
     assert calibration == "few images"
     assert "no layer of this int8 artifact executes in int8 on this CPU (it runs f32)" in executed
     assert "max_iou_drop" in executed
+    # Every layer restored by the search (any format; no runtime report needed to know it runs fp32).
+    (restored,) = int8_warnings(None, {"quantized_layers": 0, "compute_layers": 206})
+    assert "restored every int8 layer to float (0 of 206 layers int8)" in restored and "fp32 artifact" in restored
 
 
 def test_int8_structural_float_layers_have_no_int8_input(int8_folder, manifest_of) -> None:

@@ -85,6 +85,37 @@ def quantization_record(
     }
 
 
+_FIXES = (
+    "use the fp32 artifact, or calibrate on representative images (--calibration DIR) or allow a larger "
+    "[quantization] max_iou_drop"
+)
+
+
+def int8_warnings(calibration_warning: str | None, record: Mapping[str, Any], executed: str | None = None) -> list[str]:
+    """What an int8 artifact's user must know: unrepresentative calibration, and int8 that is not there.
+
+    Args:
+        calibration_warning: The calibration set's warning (None or "" when there is nothing to say).
+        record: The manifest's ``export.quantization`` (:func:`quantization_record`).
+        executed: The precision the runtime executes here, where it says (OpenVINO's ``executed_precision``).
+    """
+    warnings = [calibration_warning] if calibration_warning else []
+    if record["quantized_layers"] == 0:
+        # Seen on student-m with deterministic weights (LiteRT): the search restored all 206 layers and the
+        # gate passed, so the "int8" file is the fp32 model, at its size and speed. Say so, not ship it quietly.
+        warnings.append(
+            f"the accuracy search restored every int8 layer to float (0 of {record['compute_layers']} layers "
+            f"int8): this artifact is the fp32 model at fp32 size and speed; {_FIXES}"
+        )
+    elif executed is not None and "int8" not in executed:
+        # Seen on the random tiny model: the search left only layers whose int8 form no CPU kernel takes.
+        warnings.append(
+            f"no layer of this int8 artifact executes in int8 on this CPU (it runs {executed}): the accuracy "
+            f"search restored too much; {_FIXES}"
+        )
+    return warnings
+
+
 @dataclass
 class Restorer:
     """How the accuracy search edits one format's quantized model (see :func:`restore_search`).
