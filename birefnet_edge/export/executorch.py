@@ -81,8 +81,18 @@ def infer_the_symbolic_dim(graph_module: torch.fx.GraphModule) -> Any:
     return PassResult(graph_module, changed > 0)
 
 
+# What fold_constants does not fold: tensors made from sizes alone, and what is computed from them. Folding
+# those too (the pass's default on an ATen program) made the tiny model's program with the batch fixed at 1
+# fail in the XNNPACK delegate at run time (error 0x10); with every shape static they are batch-sized tables.
+_FACTORIES = frozenset(
+    f"aten.{name}"
+    for name in ("arange", "full", "zeros", "ones", "empty", "scalar_tensor", "linspace", "eye")
+    + ("full_like", "zeros_like", "ones_like", "empty_like")
+)
+
+
 def fold_constants(program: torch.export.ExportedProgram, profile: Profile) -> torch.export.ExportedProgram:
-    """A copy of ``program`` with every value computed from weights alone stored as a constant.
+    """A copy of ``program`` whose values computed from weights alone are stored as constants of their own.
 
     XNNPACK takes a convolution only when its weight is a constant. ASPP's fusing 1x1 conv reads its weight
     in per-branch slices (``_ASPPBase._fuse``), which ``torch.export`` records as ``slice`` ops on the
@@ -100,8 +110,10 @@ def fold_constants(program: torch.export.ExportedProgram, profile: Profile) -> t
         for tensor in (*folded.state_dict.values(), *folded.constants.values()):
             if isinstance(tensor, torch.Tensor):
                 tensor.requires_grad_(False)
+        ops = {n.target for n in folded.graph.nodes if n.op == "call_function"}
+        skip = {op for op in ops if op_name_of(op) in _FACTORIES}
         with torch.no_grad():
-            return constant_prop_pass(folded)
+            return constant_prop_pass(folded, custom_skip_targets=skip)
 
 
 def lower(program: torch.export.ExportedProgram, profile: Profile) -> Any:
@@ -122,7 +134,11 @@ def lower(program: torch.export.ExportedProgram, profile: Profile) -> Any:
 
 def op_name(node: torch.fx.Node) -> str:
     """``aten.grid_sampler_2d`` for an edge/ATen operator node (overload and dialect prefix dropped)."""
-    target = node.target
+    return op_name_of(node.target)
+
+
+def op_name_of(target: Any) -> str:
+    """:func:`op_name` of a node's target."""
     name = getattr(target, "__name__", str(target))
     schema = getattr(target, "_schema", None)
     if schema is not None:
