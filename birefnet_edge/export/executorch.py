@@ -10,6 +10,7 @@ correct but many times slower.
 from __future__ import annotations
 
 import logging
+import math
 import operator
 from collections import Counter
 from pathlib import Path
@@ -116,12 +117,51 @@ def fold_constants(program: torch.export.ExportedProgram, profile: Profile) -> t
             return constant_prop_pass(folded, custom_skip_targets=skip)
 
 
+def layer_norm_in_rows(
+    x: torch.Tensor,
+    normalized_shape: list[int],
+    weight: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    eps: float = 1e-5,
+    cudnn_enable: bool = True,
+) -> torch.Tensor:
+    """``aten.layer_norm`` over the last dimension, written with the ops XNNPACK's partitioner takes.
+
+    XNNPACK's partitioner in executorch 1.5.1 has no layer-norm config, and its mean is a global average
+    pool: a 4-D tensor averaged over its last two dimensions, kept. The rows are viewed as
+    ``(batch, rows, C, 1)`` (the batch inferred, so the view stays legal with a dynamic batch), averaged
+    twice (mean, then the variance of the centred values) and scaled by ``rsqrt``: the same two-pass
+    arithmetic as the kernel, within float32 rounding.
+    """
+    del cudnn_enable  # a flag of the CUDA kernel
+    if len(normalized_shape) != 1:
+        return torch.nn.functional.layer_norm(x, normalized_shape, weight, bias, eps)
+    channels = x.shape[-1]
+    rows = x.reshape(-1, math.prod(x.shape[1:-1]) if x.dim() > 2 else 1, channels, 1)
+    centred = rows - rows.mean(dim=(2, 3), keepdim=True)
+    variance = (centred * centred).mean(dim=(2, 3), keepdim=True)
+    out = (centred * torch.rsqrt(variance + eps)).reshape(x.shape)
+    if weight is not None:
+        out = out * weight
+    return out if bias is None else out + bias
+
+
+def decompose_layer_norms(program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
+    """``program`` with every layer norm as :func:`layer_norm_in_rows`; every other op stays as traced.
+
+    Left whole, each layer norm ran on the portable kernels and split the XNNPACK partition around it
+    (BiRefNet_lite: 64 of them among 100 partitions at 512 px).
+    """
+    with phase("executorch layer-norm decomposition"):
+        return program.run_decompositions({torch.ops.aten.layer_norm.default: layer_norm_in_rows})
+
+
 def lower(program: torch.export.ExportedProgram, profile: Profile) -> Any:
     """``to_edge_transform_and_lower`` with the profile's delegate; returns the edge program manager."""
     from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
 
     options = ExecutorchOptions.of(profile)
-    program = fold_constants(program, profile)
+    program = decompose_layer_norms(fold_constants(program, profile))
     with phase("executorch lowering"), converting("executorch to_edge_transform_and_lower", profile):
         return to_edge_transform_and_lower(
             program,
