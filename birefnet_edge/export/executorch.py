@@ -146,14 +146,52 @@ def layer_norm_in_rows(
     return out if bias is None else out + bias
 
 
-def decompose_layer_norms(program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
-    """``program`` with every layer norm as :func:`layer_norm_in_rows`; every other op stays as traced.
+def attention_in_matmuls(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attn_mask: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+    enable_gqa: bool = False,
+) -> torch.Tensor:
+    """``aten.scaled_dot_product_attention`` with a float (additive) mask or none, as matmul, softmax, matmul.
+
+    The op's own decomposition guards rows that are masked out entirely (``-inf`` everywhere) with
+    ``eq``/``any``/``logical_not``/``where``, none of which XNNPACK has: each attention then left those
+    on the portable kernels, between two XNNPACK partitions. Our masks are finite (-100), so plain
+    softmax is the same function. Other uses (boolean masks, causal, dropout, grouped heads) keep the
+    reference math.
+    """
+    if is_causal or dropout_p or enable_gqa or (attn_mask is not None and attn_mask.dtype == torch.bool):
+        return torch.ops.aten._scaled_dot_product_attention_math.default(
+            query, key, value, attn_mask, dropout_p, is_causal, scale=scale, enable_gqa=enable_gqa
+        )[0]
+    # 3-D batched matmuls: a 4-D ``@`` is traced as expand + view + bmm, and the expand of a tensor with the
+    # dynamic batch is one more op XNNPACK does not take.
+    *lead, n, d = query.shape
+    q = (query * (scale if scale is not None else 1.0 / math.sqrt(int(d)))).reshape(-1, n, d)
+    scores = torch.bmm(q, key.reshape(-1, key.shape[-2], d).transpose(1, 2))
+    if attn_mask is not None:
+        scores = (scores.reshape(-1, *lead[1:], n, scores.shape[-1]) + attn_mask).reshape(scores.shape)
+    out = torch.bmm(torch.softmax(scores, dim=-1), value.reshape(-1, *value.shape[-2:]))
+    return out.reshape(-1, *lead[1:], n, value.shape[-1])
+
+
+def decompose_for_xnnpack(program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
+    """``program`` with its layer norms and attentions in ops XNNPACK takes; every other op stays as traced.
 
     Left whole, each layer norm ran on the portable kernels and split the XNNPACK partition around it
-    (BiRefNet_lite: 64 of them among 100 partitions at 512 px).
+    (BiRefNet_lite: 64 of them among 100 partitions at 512 px), and so did each attention's guard for
+    masked-out rows (:func:`attention_in_matmuls`).
     """
-    with phase("executorch layer-norm decomposition"):
-        return program.run_decompositions({torch.ops.aten.layer_norm.default: layer_norm_in_rows})
+    table = {
+        torch.ops.aten.layer_norm.default: layer_norm_in_rows,
+        torch.ops.aten.scaled_dot_product_attention.default: attention_in_matmuls,
+    }
+    with phase("executorch decomposition for XNNPACK"):
+        return program.run_decompositions(table)
 
 
 def lower(program: torch.export.ExportedProgram, profile: Profile) -> Any:
@@ -161,7 +199,7 @@ def lower(program: torch.export.ExportedProgram, profile: Profile) -> Any:
     from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
 
     options = ExecutorchOptions.of(profile)
-    program = decompose_layer_norms(fold_constants(program, profile))
+    program = decompose_for_xnnpack(fold_constants(program, profile))
     with phase("executorch lowering"), converting("executorch to_edge_transform_and_lower", profile):
         return to_edge_transform_and_lower(
             program,
@@ -202,7 +240,7 @@ def count_delegation(edge: Any, delegate: str) -> Delegation:
         delegate: The delegate's display name.
 
     Returns:
-        The record for the manifest (``time_share`` unset: the runtime's profiler measures that).
+        The record for the manifest (``time_share`` unset: :func:`delegation_with_time_share` runs the program).
     """
     graph_module = edge.exported_program().graph_module
     delegated = partitions = 0
@@ -250,6 +288,54 @@ def check_program(path: Path, profile: Profile) -> dict[str, Any]:
     return {"input_upper_bound": [profile.batch.max, 3, *profile.input_size], "methods": ["forward"]}
 
 
+def measure_time_share(path: Path, input_shape: tuple[int, ...], threads: int) -> float:
+    """Share of a run's time spent inside delegate calls, from the runtime's own profiler (ETDump).
+
+    The program runs twice on zeros of ``input_shape`` with ETDump events on (no debug buffer: with one,
+    the runtime aborts when intermediate outputs overflow it); the share is the delegate calls' time over
+    the method's, both as the profiler averages them over the runs.
+
+    Raises:
+        ExportError: The profile holds no timed ``forward`` execution.
+    """
+    import tempfile
+
+    from executorch.devtools import Inspector
+    from executorch.runtime import Runtime
+
+    from birefnet_edge.runtime.executorch import set_threads
+
+    set_threads(threads)
+    program = Runtime.get().load_program(path, enable_etdump=True, debug_buffer_size=0)
+    method = program.load_method("forward")
+    x = torch.zeros(input_shape)
+    for _ in range(2):
+        method.execute([x])
+    with tempfile.TemporaryDirectory() as tmp:
+        program.write_etdump_result_to_file(str(Path(tmp) / "run.etdp"), str(Path(tmp) / "debug.bin"))
+        inspector = Inspector(etdump_path=str(Path(tmp) / "run.etdp"))
+    spent: Counter[str] = Counter()
+    for block in inspector.event_blocks:
+        for event in block.events:
+            if event.perf_data is not None and event.name in ("Method::execute", "DELEGATE_CALL"):
+                spent[event.name] += sum(event.perf_data.raw)
+    if not spent["Method::execute"]:
+        raise ExportError(f"ExecuTorch's profile of {path.name} holds no timed forward run")
+    return min(1.0, spent["DELEGATE_CALL"] / spent["Method::execute"])
+
+
+def delegation_with_time_share(delegation: Delegation, path: Path, profile: Profile) -> Delegation:
+    """``delegation`` with the time share of a batch-1 run at the profile's size; unset, with the reason
+    logged, if the runtime cannot profile (the share describes the artifact; the artifact stays valid)."""
+    try:
+        with phase("executorch time share"):
+            share = measure_time_share(path, (1, 3, *profile.input_size), ExecutorchOptions.of(profile).threads)
+    except Exception as error:  # noqa: BLE001 - a profiler failure must not fail a correct export
+        log.warning("%s: the share of time in %s was not measured: %s", profile.name, delegation.delegate, error)
+        return delegation
+    return delegation.with_time_share(share)
+
+
 @EXPORTERS.register("executorch")
 class ExecutorchExporter(Exporter):
     """A ``.pte`` program lowered to XNNPACK, dynamic batch; runner-checked."""
@@ -266,6 +352,7 @@ class ExecutorchExporter(Exporter):
         size = write_program(edge, out_dir / MODEL_FILE, profile)
         del edge
         checks = {**check_program(out_dir / MODEL_FILE, profile), "bytes": size}
+        delegation = delegation_with_time_share(delegation, out_dir / MODEL_FILE, profile)
         details["delegation"] = delegation.to_dict()
         details.setdefault("notes", []).append(f"delegation: {delegation.describe()}")
         if delegation.fallback_ops:

@@ -14,7 +14,8 @@ pytestmark = pytest.mark.executorch
 class _Shapes(torch.nn.Module):
     """The patterns that stayed outside XNNPACK with a dynamic batch: in student-m a conv reading a slice of
     a weight (ASPP's fused 1x1), a permute + reshape(-1, ...) (the image-tile injection) and a bilinear
-    resize (the decoder); in BiRefNet_lite's Swin the layer norms over tokens and over an NHWC map."""
+    resize (the decoder); in BiRefNet_lite's Swin the layer norms over tokens and over an NHWC map, and the
+    attention with an additive mask."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -22,6 +23,8 @@ class _Shapes(torch.nn.Module):
         self.tokens = torch.nn.LayerNorm(16)
         self.pixels = torch.nn.LayerNorm(16, eps=1e-6)
         self.head = torch.nn.Conv2d(16, 1, 1)
+        n = 32 * 32  # tokens at 64 px: the tiles are 32x32
+        self.register_buffer("mask", (torch.arange(n).view(n, 1) % 3 != torch.arange(n) % 3) * -100.0)
         for norm in (self.tokens, self.pixels):  # not the identity affine of a fresh module
             torch.nn.init.normal_(norm.weight)
             torch.nn.init.normal_(norm.bias)
@@ -31,6 +34,10 @@ class _Shapes(torch.nn.Module):
         b, c, h, w = y.shape
         tiles = y.reshape(-1, 2, h // 2, 2, w // 2).permute(0, 1, 3, 2, 4).reshape(-1, c * 4, h // 2, w // 2)
         tokens = self.tokens(tiles.flatten(2).transpose(1, 2))
+        n = tokens.shape[1]
+        heads = tokens.reshape(-1, n, 2, c * 2).transpose(1, 2)  # (B, 2 heads, N, 8)
+        attended = F.scaled_dot_product_attention(heads, heads * 0.5, heads, attn_mask=self.mask)
+        tokens = tokens + attended.transpose(1, 2).reshape(-1, n, c * 4)
         nhwc = self.pixels(tokens.reshape(-1, h // 2, w // 2, c * 4))
         return F.interpolate(self.head(nhwc.permute(0, 3, 1, 2)), size=(h, w), mode="bilinear", align_corners=True)
 
@@ -51,7 +58,8 @@ def test_weight_slices_tile_views_resizes_and_layer_norms_are_delegated_with_a_d
     assert str(program.graph) == before, "lowering changed the traced program other formats share"
     delegation = count_delegation(edge, "XNNPACK")
     patterns = {"aten.convolution", "aten.view_copy", "aten.upsample_bilinear2d", "aten.native_layer_norm"}
-    kept_out = set(delegation.fallback_ops) & patterns
+    attention = {"aten.where", "aten.any", "aten.eq", "aten.logical_not", "aten._safe_softmax"}
+    kept_out = set(delegation.fallback_ops) & (patterns | attention)
     assert not kept_out, delegation.describe()
     path = tmp_path / "m.pte"
     path.write_bytes(edge.to_executorch().buffer)
@@ -71,3 +79,62 @@ def test_layer_norm_in_rows_equals_the_kernel(shape) -> None:
     for b in (bias, torch.randn(7, dtype=torch.float64)):
         expected = F.layer_norm(x, (7,), weight, b, 1e-6)
         torch.testing.assert_close(layer_norm_in_rows(x, [7], weight, b, 1e-6), expected, rtol=1e-12, atol=1e-12)
+
+
+class _Portable(torch.nn.Module):
+    """A small conv (XNNPACK) after a cumulative sum over a large map (no XNNPACK kernel: portable)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for dim in (2, 3) * 4:
+            x = torch.cumsum(x, dim=dim)
+        return self.conv(x)
+
+
+class _Delegated(torch.nn.Module):
+    """Convolutions only: everything in one XNNPACK partition."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        convs = [torch.nn.Conv2d(3, 32, 3, padding=1)] + [torch.nn.Conv2d(32, 32, 3, padding=1) for _ in range(3)]
+        self.convs = torch.nn.Sequential(*convs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.convs(x)
+
+
+def test_time_share_comes_from_the_runtime_profiler(tmp_path) -> None:
+    from birefnet_edge.export._base import export_program
+    from birefnet_edge.export.executorch import count_delegation, lower, measure_time_share
+    from birefnet_edge.profile import load_profile
+
+    profile = load_profile("executorch-fp32").with_overrides(
+        input_size=(128, 128), batch={"min": 1, "opt": 1, "max": 2}
+    )
+    shares = {}
+    for name, module in (("delegated", _Delegated()), ("portable", _Portable())):
+        edge = lower(export_program(module.eval(), profile), profile)
+        assert count_delegation(edge, "XNNPACK").partitions == 1
+        path = tmp_path / f"{name}.pte"
+        path.write_bytes(edge.to_executorch().buffer)
+        shares[name] = measure_time_share(path, (1, 3, 128, 128), threads=1)
+    # The conv stack's work is all in XNNPACK; the cumulative sums, hundreds of times the 1x1 conv's, are not.
+    assert shares["delegated"] > 0.8, shares
+    assert shares["portable"] < 0.5, shares
+
+
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("scale", [None, 0.3])
+def test_attention_in_matmuls_equals_the_op(masked, scale) -> None:
+    from birefnet_edge.export.executorch import attention_in_matmuls
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 5, 4, dtype=torch.float64) for _ in range(3))
+    mask = torch.randn(5, 5, dtype=torch.float64) * 50 if masked else None
+    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+    torch.testing.assert_close(attention_in_matmuls(q, k, v, mask, scale=scale), expected, rtol=1e-12, atol=1e-12)
+    causal = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # not ours: the reference math
+    torch.testing.assert_close(attention_in_matmuls(q, k, v, is_causal=True), causal, rtol=1e-12, atol=1e-12)

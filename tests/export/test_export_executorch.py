@@ -53,6 +53,7 @@ def test_delegated_share_is_recorded_in_the_manifest_and_reported(export_tiny, m
     assert 0 < delegation.nodes_delegated <= delegation.nodes_total
     assert record["share"] == pytest.approx(delegation.nodes_delegated / delegation.nodes_total, abs=1e-4)
     assert sum(record["fallback_ops"].values()) == delegation.nodes_total - delegation.nodes_delegated
+    assert 0 < record["time_share"] <= 1  # measured by the runtime's profiler at export
     with pytest.raises(SystemExit) as stop:
         main(["parity", str(folder), "--synthetic", "1", "--batch", "1", "--report", str(tmp_path)])
     text = capsys.readouterr().out
