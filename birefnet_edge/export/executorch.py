@@ -293,7 +293,7 @@ def measure_time_share(path: Path, input_shape: tuple[int, ...], threads: int) -
 
     The program runs twice on zeros of ``input_shape`` with ETDump events on (no debug buffer: with one,
     the runtime aborts when intermediate outputs overflow it); the share is the delegate calls' time over
-    the method's, both as the profiler averages them over the runs.
+    the method's, each summed over both runs.
 
     Raises:
         ExportError: The profile holds no timed ``forward`` execution.
