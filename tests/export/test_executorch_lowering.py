@@ -42,7 +42,7 @@ class _Shapes(torch.nn.Module):
         return F.interpolate(self.head(nhwc.permute(0, 3, 1, 2)), size=(h, w), mode="bilinear", align_corners=True)
 
 
-def test_weight_slices_tile_views_resizes_and_layer_norms_are_delegated_with_a_dynamic_batch(tmp_path) -> None:
+def test_weight_slices_views_resizes_norms_and_attention_are_delegated_with_a_dynamic_batch(tmp_path) -> None:
     from executorch.runtime import Runtime
 
     from birefnet_edge.export._base import export_program
