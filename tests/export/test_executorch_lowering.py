@@ -126,6 +126,15 @@ def test_time_share_comes_from_the_runtime_profiler(tmp_path) -> None:
     assert shares["portable"] < 0.5, shares
 
 
+def test_layer_norm_over_several_dimensions_keeps_the_kernel() -> None:
+    from birefnet_edge.export.executorch import decompose_for_xnnpack
+
+    norm = torch.nn.LayerNorm((4, 7))
+    program = decompose_for_xnnpack(torch.export.export(norm, (torch.randn(2, 3, 4, 7),)))
+    x = torch.randn(2, 3, 4, 7)
+    torch.testing.assert_close(program.module()(x), norm(x))
+
+
 @pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize("scale", [None, 0.3])
 def test_attention_in_matmuls_equals_the_op(masked, scale) -> None:
