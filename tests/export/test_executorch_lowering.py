@@ -112,7 +112,7 @@ def test_time_share_comes_from_the_runtime_profiler(tmp_path) -> None:
     from birefnet_edge.profile import load_profile
 
     profile = load_profile("executorch-fp32").with_overrides(
-        input_size=(128, 128), batch={"min": 1, "opt": 1, "max": 2}
+        input_size=(256, 256), batch={"min": 1, "opt": 1, "max": 2}
     )
     shares = {}
     for name, module in (("delegated", _Delegated()), ("portable", _Portable())):
@@ -120,7 +120,7 @@ def test_time_share_comes_from_the_runtime_profiler(tmp_path) -> None:
         assert count_delegation(edge, "XNNPACK").partitions == 1
         path = tmp_path / f"{name}.pte"
         path.write_bytes(edge.to_executorch().buffer)
-        shares[name] = measure_time_share(path, (1, 3, 128, 128), threads=1)
+        shares[name] = measure_time_share(path, (1, 3, 256, 256), threads=1)
     # The conv stack's work is all in XNNPACK; the cumulative sums, hundreds of times the 1x1 conv's, are not.
     assert shares["delegated"] > 0.8, shares
     assert shares["portable"] < 0.5, shares
