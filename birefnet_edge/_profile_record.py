@@ -104,6 +104,9 @@ class Profile:
         deform: ``portable`` (grid_sample form), ``native`` (ONNX ``DeformConv``, opset >= 19), ``gather``
             (row gathers and ops XNNPACK takes: ExecuTorch, LiteRT) or ``gather_int`` (the same with integer
             sampling corners, exact under bf16/fp16 compute: OpenVINO bf16).
+        deform_band: Largest sampled column block (elements per image) the banded forms build at once, i.e.
+            how many row bands the exported graph splits each deformable conv into; None: the model's default
+            (``birefnet_edge.model.layers.deform_conv.COLUMN_BUDGET``). Tuned per runtime by measurement.
         opset: ONNX opset for formats that go through ONNX.
         simplify: Run an ONNX simplifier (False is the same as ``simplifier = 'none'``).
         simplifier: ``onnxslim`` (default), ``onnxsim`` (the ``onnxsim`` extra) or ``none``.
@@ -123,6 +126,7 @@ class Profile:
     input_size: tuple[int, int] = (1024, 1024)
     batch: BatchRange = field(default_factory=BatchRange)
     deform: str = "portable"
+    deform_band: int | None = None
     opset: int = 18
     simplify: bool = True
     simplifier: str = "onnxslim"
@@ -155,6 +159,8 @@ class Profile:
                 f"input.size must be two multiples of 32, each at least 64; got {h}x{w} "
                 f"(nearest legal: {_nearest32(h)}x{_nearest32(w)})"
             )
+        if self.deform_band is not None and (not _is_int(self.deform_band) or self.deform_band < 1):
+            raise ProfileError(f"graph.deform_band must be a positive number of elements; got {self.deform_band!r}")
         if not 17 <= self.opset <= 23:
             raise ProfileError(f"graph.opset must lie in 17..23; got {self.opset}")
         if self.deform == "native" and self.opset < 19:
@@ -194,8 +200,8 @@ class Profile:
             value = getattr(self, f.name)
             if isinstance(value, FormatOptions):
                 value = value.to_dict()
-            elif value is None and f.name == "quantization":
-                continue  # older readers (and manifests of float artifacts) never see the key
+            elif value is None and f.name in ("quantization", "deform_band"):
+                continue  # older readers (and manifests of float artifacts, or of the default band) never see it
             elif dataclasses.is_dataclass(value):
                 value = dataclasses.asdict(value)  # type: ignore[arg-type]
             elif isinstance(value, tuple):

@@ -137,7 +137,7 @@ def profile_from_toml(
     if "format" not in data:
         raise ProfileError(f"profile {where} has no 'format'; choose one of: {', '.join(FORMAT_OPTIONS.names())}")
     check_types(data, where)
-    graph = _table(data, "graph", {"deform", "opset", "simplify", "simplifier"})
+    graph = _table(data, "graph", {"deform", "deform_band", "opset", "simplify", "simplifier"})
     inp = _table(data, "input", {"size"})
     size = inp.get("size", (1024, 1024))
     try:
@@ -148,6 +148,7 @@ def profile_from_toml(
             input_size=(size, size) if isinstance(size, int) else tuple(size),  # type: ignore[arg-type]
             batch=BatchRange(**_table(data, "batch", {"min", "opt", "max"})),
             deform=graph.get("deform", "portable"),
+            deform_band=graph.get("deform_band"),
             opset=graph.get("opset", 18),
             simplify=graph.get("simplify", True),
             simplifier=graph.get("simplifier", "onnxslim"),
@@ -182,6 +183,7 @@ _SCHEMA: dict[str, tuple[type | str, str]] = {
     "batch.max": (int, "an integer"),
     "graph": (dict, "a table"),
     "graph.deform": (str, "a string"),
+    "graph.deform_band": (int, "an integer"),
     "graph.opset": (int, "an integer"),
     "graph.simplify": (bool, "true or false"),
     "graph.simplifier": (str, "a string"),

@@ -31,6 +31,8 @@ def _load(text: str):
         ('[tolerance]\nmin_iou = "high"', r"tolerance.min_iou = 'high' must be a number, not a string"),
         ('[graph]\nopset = "18"', r"graph.opset = '18' must be an integer, not a string"),
         ("[graph]\nsimplify = 1", r"graph.simplify = 1 must be true or false, not an integer"),
+        ('[graph]\ndeform_band = "big"', r"graph.deform_band = 'big' must be an integer, not a string"),
+        ("[graph]\ndeform_band = 0", r"graph.deform_band must be a positive number of elements; got 0"),
         ("[batch]\nmax = 2.5", r"batch.max = 2.5 must be an integer, not a number"),
         ("name = 3", r"name = 3 must be a string, not an integer"),
         ("input = 3", r"input = 3 must be a table, not an integer"),
@@ -50,6 +52,8 @@ def test_every_wrong_field_is_listed_at_once() -> None:
 def test_a_single_integer_size_is_a_square_and_good_profiles_still_load(tmp_path: Path) -> None:
     assert _load("[input]\nsize = 128").input_size == (128, 128)
     assert load_profile("onnx-fp32").input_size == (1024, 1024)
+    assert _load("[graph]\ndeform_band = 4096").deform_band == 4096
+    assert load_profile("onnx-fp32").deform_band is None  # the model's default
 
 
 def test_a_tables_own_check_names_the_profile_too() -> None:

@@ -92,6 +92,8 @@ def artifact_name(variant: str, profile: Profile) -> str:
 def model_overrides(model: torch.nn.Module, variant: str, profile: Profile) -> dict[str, Any]:
     """Config fields that differ from the registered variant, so the runtime rebuilds the same model."""
     overrides: dict[str, Any] = {"deform": profile.deform}
+    if profile.deform_band is not None:  # like the form, the profile's to choose, whatever the model holds now
+        overrides["deform_band"] = profile.deform_band
     config = getattr(model, "config", None)
     try:
         from birefnet_edge.model import get_config
@@ -103,7 +105,7 @@ def model_overrides(model: torch.nn.Module, variant: str, profile: Profile) -> d
         return overrides
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
-        if f.name not in ("deform", "name") and value != getattr(default, f.name, value):
+        if f.name not in ("deform", "deform_band", "name") and value != getattr(default, f.name, value):
             overrides[f.name] = list(value) if isinstance(value, tuple) else value
     return overrides
 
@@ -151,9 +153,9 @@ def _unexpected(name: str, exc: Exception) -> str:
     return f"unexpected {type(exc).__name__} while exporting {name}: {exc}{where}; please report this as a bug"
 
 
-def _restore_form(model: torch.nn.Module, form: str | None) -> None:
+def _restore_form(model: torch.nn.Module, form: tuple[str, int] | None) -> None:
     if form is not None and hasattr(model, "set_deform_form"):
-        model.set_deform_form(form)
+        model.set_deform_form(*form)
 
 
 def export_target(
@@ -187,7 +189,8 @@ def export_target(
     """
     name = artifact_name(variant, profile)
     start = time.perf_counter()
-    previous_form = getattr(getattr(model, "config", None), "deform", None)
+    config = getattr(model, "config", None)
+    previous_form = (config.deform, config.deform_band) if hasattr(config, "deform_band") else None
     with PeakRSS() as rss:
         try:
             path, out = _run_exporter(
@@ -238,7 +241,9 @@ def _run_exporter(
     contract = _contract(profile)
     info = ArtifactInfo(name=name, variant=variant, weights=weights, contract=contract)
     if hasattr(model, "set_deform_form"):
-        model.set_deform_form(profile.deform)
+        from birefnet_edge.model.layers.deform_conv import COLUMN_BUDGET
+
+        model.set_deform_form(profile.deform, profile.deform_band or COLUMN_BUDGET)
     model.eval()
     final = out_dir / name
     with staging_dir(final) as stage:

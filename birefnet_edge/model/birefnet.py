@@ -16,7 +16,7 @@ from torch import nn
 from birefnet_edge.errors import InputError
 from birefnet_edge.model._backbones import backbone_info, build_backbone
 from birefnet_edge.model.layers.blocks import BasicDecBlk, BasicLatBlk, SimpleConvs
-from birefnet_edge.model.layers.deform_conv import DEFORM_FORMS, DeformableConv2d
+from birefnet_edge.model.layers.deform_conv import COLUMN_BUDGET, DEFORM_FORMS, DeformableConv2d
 from birefnet_edge.model.layers.patches import image_to_patches
 
 DEC_ATTENTIONS = ("ASPPDeformable", "ASPP", "none")
@@ -48,7 +48,10 @@ class BiRefNetConfig:
         multi_scale_input: Run the backbone on a half-size copy and concatenate ('cat' in the official config).
         context: Fuse stage 1-3 maps into stage 4 (cxt_num 3).
         dec_att: Attention inside every decoder block: 'ASPPDeformable', 'ASPP' or 'none'.
-        deform: Deformable-conv form: 'portable' (grid_sample) or 'native' (exports as ONNX DeformConv).
+        deform: Deformable-conv form, one of :data:`DEFORM_FORMS` ('portable': grid_sample, 'native': ONNX
+            DeformConv, 'gather'/'gather_int': row gathers, 'torchvision').
+        deform_band: Largest sampled column block (elements per image) the banded forms build at once; it
+            shapes the exported graph (more, smaller bands), never the values.
         dec_channels: Inner width of every BasicDecBlk (64 officially).
         aspp_channels: Width of every ASPP branch (256 officially).
         ipt_channels: Inner width of the injection convs (64 officially).
@@ -64,6 +67,7 @@ class BiRefNetConfig:
     context: bool = True
     dec_att: str = "ASPPDeformable"
     deform: str = "portable"
+    deform_band: int = COLUMN_BUDGET
     dec_channels: int = 64
     aspp_channels: int = 256
     ipt_channels: int = 64
@@ -79,6 +83,8 @@ class BiRefNetConfig:
         ):
             if getattr(self, key) not in allowed:
                 raise InputError(f"{key}={getattr(self, key)!r} is not allowed; choose one of: {', '.join(allowed)}")
+        if not isinstance(self.deform_band, int) or self.deform_band < 1:
+            raise InputError(f"deform_band={self.deform_band!r} must be a positive number of elements")
 
     def replace(self, **changes: Any) -> BiRefNetConfig:
         """Return a validated copy with some fields changed."""
@@ -248,13 +254,20 @@ class BiRefNet(nn.Module):
             BasicDecBlk(squeeze_in, fused[3], config.dec_channels, config.dec_att, config.aspp_channels, config.deform)
         )
         self.decoder = Decoder(config, fused)
+        self.set_deform_form(config.deform, config.deform_band)
 
-    def set_deform_form(self, form: str) -> BiRefNet:
-        """Switch every deformable conv to another form of :data:`DEFORM_FORMS` (weights are untouched)."""
-        self.config = self.config.replace(deform=form)
+    def set_deform_form(self, form: str, band: int | None = None) -> BiRefNet:
+        """Switch every deformable conv to another form of :data:`DEFORM_FORMS` (weights are untouched).
+
+        Args:
+            form: The form.
+            band: Its band budget (see :attr:`BiRefNetConfig.deform_band`); None keeps the current one.
+        """
+        self.config = self.config.replace(deform=form, deform_band=self.config.deform_band if band is None else band)
         for module in self.modules():
             if isinstance(module, DeformableConv2d):
                 module.form = form
+                module.band = self.config.deform_band
         return self
 
     def forward_enc(self, x: torch.Tensor) -> list[torch.Tensor]:

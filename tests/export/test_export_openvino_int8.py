@@ -148,6 +148,37 @@ def test_deform_offsets_rule_finds_the_same_convs_in_the_row_gather_form(export_
     assert gather == grid
 
 
+def test_a_profiles_band_budget_splits_the_row_gathers_and_is_recorded(export_tiny, tiny_model, tmp_path) -> None:
+    """graph.deform_band reaches the exported graph (more, smaller row gathers), the manifest's model
+    overrides (the reference is rebuilt the same way) and leaves the caller's model as it was."""
+    from birefnet_edge.export import export_target
+
+    before = (tiny_model.config.deform, tiny_model.config.deform_band)
+    profile = _tiny("openvino-bf16").with_overrides(deform_band=2000)
+    result = export_target(tiny_model, profile, tmp_path, weights=_weights(), variant="birefnet_tiny")
+    assert result.ok, result.error
+    assert (tiny_model.config.deform, tiny_model.config.deform_band) == before
+
+    def row_gathers(folder: Path) -> int:
+        return sum(
+            op.get_type_name() == "Gather" and op.get_output_partial_shape(0).rank.get_length() == 2
+            for op in _read(folder).get_ops()
+        )
+
+    default = export_tiny("openvino-bf16")
+    assert row_gathers(result.path) > row_gathers(default) > 0
+    manifest = json.loads((result.path / "manifest.json").read_text())
+    assert manifest["model_overrides"]["deform_band"] == 2000
+    assert manifest["profile"]["deform_band"] == 2000
+    # --reuse judges it from the profile, as it does the form (it rebuilt every banded artifact at first).
+    from birefnet_edge.export._pipeline import calibration_hashes, model_overrides
+    from birefnet_edge.export._reuse import judge_reuse
+
+    overrides = model_overrides(tiny_model, "birefnet_tiny", profile)
+    verdict = judge_reuse(result.path, _weights().to_dict(), profile, overrides, calibration_hashes(profile, None))
+    assert verdict.reusable, verdict.reason
+
+
 def test_int8_gate_fails_when_the_allowed_drop_is_impossible(tiny_model, tmp_path) -> None:
     from birefnet_edge.export import export_target
 

@@ -76,6 +76,24 @@ def test_gather_forms_agree_with_portable(tiny_input, form: str) -> None:
     torch.testing.assert_close(gather, portable, atol=1e-5, rtol=0)
 
 
+def test_a_band_budget_reaches_every_deformable_conv_and_changes_no_value(tiny_input) -> None:
+    from birefnet_edge.model.layers.deform_conv import COLUMN_BUDGET, DeformableConv2d
+
+    model = deterministic_weights(create_model("birefnet_tiny", deform="gather_int", deform_band=64))
+    blocks = [m for m in model.modules() if isinstance(m, DeformableConv2d)]
+    assert blocks and all(m.band == 64 for m in blocks)
+    with torch.no_grad():
+        banded = model(tiny_input)
+        model.set_deform_form("gather_int", COLUMN_BUDGET)
+        whole = model(tiny_input)
+    assert model.config.deform_band == COLUMN_BUDGET and all(m.band == COLUMN_BUDGET for m in blocks)
+    torch.testing.assert_close(banded, whole, atol=1e-6, rtol=0)
+    model.set_deform_form("portable")  # no band given: the current one stays
+    assert model.config.deform_band == COLUMN_BUDGET
+    with pytest.raises(InputError, match="deform_band=0 must be a positive number"):
+        create_model("birefnet_tiny", deform_band=0)
+
+
 def test_patches_place_tiles_as_documented() -> None:
     """The graph's (current) order: channel c*g^2 + row*g + col."""
     g, tile = 2, 3

@@ -110,36 +110,33 @@ def test_gather_int_in_bfloat16_samples_where_float64_does_far_from_the_origin()
     assert error(deform_conv2d_gather).max() > 1.0 * scale  # float positions, for contrast: whole pixels off
 
 
-@pytest.fixture
-def small_column_budget(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Force row bands on test-sized maps: 3 channels x 49 taps x 7 x 5 pixels is 5145 elements."""
-    from birefnet_edge.model.layers import deform_conv
-
-    monkeypatch.setattr(deform_conv, "COLUMN_BUDGET", 1200)
+# A band budget that forces row bands on test-sized maps: 3 channels x 49 taps x 7 x 5 pixels is 5145 elements.
+SMALL_BAND = 1200
 
 
 @pytest.mark.parametrize(("height", "width", "k"), [(7, 5, 7), (6, 4, 3), (9, 2, 1)])
-def test_banded_portable_matches_reference(small_column_budget, height: int, width: int, k: int) -> None:
+def test_banded_portable_matches_reference(height: int, width: int, k: int) -> None:
     """Uneven bands (the last one shorter), bands of one row, and taps reaching across band edges."""
     x, offset, mask, weight = _inputs(height, width, k, torch.float64, seed=3)
     expected = deform_conv2d_reference(x, offset, mask, weight, k // 2)
-    got = deform_conv2d_portable(x, offset, mask, weight, k // 2)
+    got = deform_conv2d_portable(x, offset, mask, weight, k // 2, band=SMALL_BAND)
     torch.testing.assert_close(got, expected, atol=1e-10, rtol=0)
 
 
 @pytest.mark.parametrize(("height", "width", "k"), [(7, 5, 7), (6, 4, 3), (9, 2, 1)])
 @pytest.mark.parametrize("gather", GATHER_FORMS)
-def test_banded_gather_matches_reference(small_column_budget, height: int, width: int, k: int, gather) -> None:
+def test_banded_gather_matches_reference(height: int, width: int, k: int, gather) -> None:
     x, offset, mask, weight = _inputs(height, width, k, torch.float64, seed=3)
     expected = deform_conv2d_reference(x, offset, mask, weight, k // 2)
-    torch.testing.assert_close(gather(x, offset, mask, weight, k // 2), expected, atol=1e-10, rtol=0)
+    torch.testing.assert_close(gather(x, offset, mask, weight, k // 2, band=SMALL_BAND), expected, atol=1e-10, rtol=0)
 
 
-def test_tracing_a_banded_block_gives_no_tracer_warning(small_column_budget) -> None:
+def test_tracing_a_banded_block_gives_no_tracer_warning() -> None:
     """Converters that trace (coremltools' trace path, OpenVINO from a module) must see a clean trace."""
     import warnings
 
     block = _random_block(7, "portable", seed=12)
+    block.band = SMALL_BAND
     x = torch.randn(2, 3, 7, 5)
     with warnings.catch_warnings():
         warnings.simplefilter("error", torch.jit.TracerWarning)
@@ -147,9 +144,10 @@ def test_tracing_a_banded_block_gives_no_tracer_warning(small_column_budget) -> 
     torch.testing.assert_close(traced(x[:1]), block(x[:1]), atol=1e-5, rtol=1e-5)
 
 
-def test_banded_portable_exports_with_dynamic_batch(small_column_budget) -> None:
+def test_banded_portable_exports_with_dynamic_batch() -> None:
     onnx = pytest.importorskip("onnx", reason="onnx (extra 'onnx') is needed to inspect the graph")
     block = _random_block(7, "portable", seed=11)
+    block.band = SMALL_BAND
     proto = _export(block, torch.randn(2, 3, 7, 5))
     assert sum(n.op_type == "GridSample" for n in proto.graph.node) > 1  # really banded
     ranks = onnx.shape_inference.infer_shapes(proto).graph.value_info

@@ -48,6 +48,24 @@ def test_bench_measures_target_and_eager_baseline(bench, unrunnable):
         assert tensorrt_result.latency == [] and tensorrt_result.speedup == {} and tensorrt_result.size_bytes > 0
 
 
+def test_the_eager_baseline_runs_the_default_form_whatever_the_artifact_was_exported_with(onnx_artifact):
+    import dataclasses
+
+    from birefnet_edge.manifest import read_manifest
+    from birefnet_edge.parity.bench import eager_manifest
+    from birefnet_edge.runtime import PytorchRunner
+
+    manifest = read_manifest(onnx_artifact)
+    gathered = dataclasses.replace(
+        manifest, model_overrides={**manifest.model_overrides, "deform": "gather_int", "deform_band": 100}
+    )
+    assert PytorchRunner.from_artifact(onnx_artifact, gathered).overrides["deform"] == "gather_int"
+    baseline = eager_manifest(gathered)
+    assert "deform" not in baseline.model_overrides and "deform_band" not in baseline.model_overrides
+    kept = {k: v for k, v in manifest.model_overrides.items() if k not in ("deform", "deform_band")}
+    assert baseline.model_overrides == kept
+
+
 def test_speedup_is_eager_over_target_fastest_run_at_batches_both_measured():
     def stats(batch: int, min_ms: float) -> LatencyStats:
         return LatencyStats(batch, 3, 2 * min_ms, 3 * min_ms, 2 * min_ms, min_ms)  # only min_ms counts

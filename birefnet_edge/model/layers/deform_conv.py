@@ -67,10 +67,14 @@ def _tap_grid(offset: Tensor, kh: int, kw: int, padding: int, height: int, width
 # Largest column matrix (elements per image) sampled at once; bigger maps are done in row bands. At 1024 px
 # the decoder's 7x7 layer would otherwise hold 64·49 x 256² floats (822 MB) per image, three copies of it
 # at times; 2**26 (256 MB) cuts that to four bands, which also runs 5-10% faster (fewer cache misses).
+# The default; a profile may choose its own (``[graph] deform_band``), measured per runtime: OpenVINO's
+# row gathers run 22% faster with 2**22 (see targets/openvino-bf16.toml), its grid_sample form 14% slower.
 COLUMN_BUDGET = 1 << 26
 
 
-def deform_conv2d_portable(x: Tensor, offset: Tensor, mask: Tensor, weight: Tensor, padding: int) -> Tensor:
+def deform_conv2d_portable(
+    x: Tensor, offset: Tensor, mask: Tensor, weight: Tensor, padding: int, band: int = COLUMN_BUDGET
+) -> Tensor:
     """Modulated deformable convolution with stride 1 as grid_sample and matmul.
 
     All k² taps are sampled by a single ``grid_sample`` into a (B, C, k²·h, W) tensor, which is already
@@ -85,6 +89,7 @@ def deform_conv2d_portable(x: Tensor, offset: Tensor, mask: Tensor, weight: Tens
         mask: Modulation (B, kh·kw, H, W).
         weight: Convolution weight (O, C, kh, kw).
         padding: Zero padding on every side; the output keeps H x W only when it is k // 2.
+        band: Largest column matrix (elements per image) built at once; see :data:`COLUMN_BUDGET`.
 
     Returns:
         Output (B, O, H, W).
@@ -94,16 +99,22 @@ def deform_conv2d_portable(x: Tensor, offset: Tensor, mask: Tensor, weight: Tens
     taps = kh * kw
     flat_weight = weight.reshape(out_channels, channels * taps)
     grid = _tap_grid(offset, kh, kw, padding, height, width)
-    bands = -(-channels * taps * height * width // COLUMN_BUDGET)
+    bands = _band_count(channels * taps * height * width, band)
     if bands <= 1:
         return _sample_and_combine(x, grid, mask, flat_weight, taps).reshape(-1, out_channels, height, width)
     rows = -(-height // bands)
     grid = grid.reshape(-1, taps, height, width, 2)
     outs = []
     for top in range(0, height, rows):
-        band = grid[:, :, top : top + rows].reshape(-1, taps * min(rows, height - top), width, 2)
-        outs.append(_sample_and_combine(x, band, mask[:, :, top : top + rows], flat_weight, taps))
+        strip = grid[:, :, top : top + rows].reshape(-1, taps * min(rows, height - top), width, 2)
+        outs.append(_sample_and_combine(x, strip, mask[:, :, top : top + rows], flat_weight, taps))
     return torch.cat(outs, dim=2).reshape(-1, out_channels, height, width)
+
+
+def _band_count(columns: int, band: int) -> int:
+    if band < 1:
+        raise InputError(f"the deformable conv's band budget must be a positive number of elements, got {band}")
+    return -(-columns // band)
 
 
 def _static_shape(t: Tensor) -> tuple[int, ...]:
@@ -136,7 +147,13 @@ def _sample_and_combine(x: Tensor, grid: Tensor, mask: Tensor, flat_weight: Tens
 
 
 def deform_conv2d_gather(
-    x: Tensor, offset: Tensor, mask: Tensor, weight: Tensor, padding: int, integer_corners: bool = False
+    x: Tensor,
+    offset: Tensor,
+    mask: Tensor,
+    weight: Tensor,
+    padding: int,
+    integer_corners: bool = False,
+    band: int = COLUMN_BUDGET,
 ) -> Tensor:
     """Modulated deformable convolution with stride 1 as index_select of channel rows and one matmul.
 
@@ -165,15 +182,14 @@ def deform_conv2d_gather(
     rows = F.pad(x, (1, 1, 1, 1)).permute(0, 2, 3, 1).reshape(-1, channels)  # (B·(H+2)·(W+2), C)
     # (O, C, kh, kw) -> (k²·C, O): tap-major, channel-minor, as the columns are laid out.
     flat_weight = weight.permute(2, 3, 1, 0).reshape(taps * channels, out_channels)
-    bands = -(-channels * taps * height * width // COLUMN_BUDGET)
-    step = -(-height // max(bands, 1))
+    step = -(-height // max(_band_count(channels * taps * height * width, band), 1))
     corners = _integer_corners if integer_corners else _float_corners
     outs = []
     for top in range(0, height, step):
-        band = min(step, height - top)
-        off = offset[:, :, top : top + band].reshape(-1, taps, 2, band, width).permute(0, 3, 4, 1, 2)
+        rows_here = min(step, height - top)
+        off = offset[:, :, top : top + rows_here].reshape(-1, taps, 2, rows_here, width).permute(0, 3, 4, 1, 2)
         base, ry, rx = corners(off, (kh, kw), padding, top, (height, width))
-        modulation = mask[:, :, top : top + band].permute(0, 2, 3, 1)  # (B, band, W, k²)
+        modulation = mask[:, :, top : top + rows_here].permute(0, 2, 3, 1)  # (B, rows, W, k²)
         outs.append(_gather_band(rows, base, ry, rx, modulation, flat_weight, width))
     out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)  # (B, H·W, O)
     # The same values and strides as permute(0, 2, 1) then reshape, but a 4-D NHWC -> NCHW permute is a layout
@@ -182,9 +198,11 @@ def deform_conv2d_gather(
     return out.reshape(-1, height, width, out_channels).permute(0, 3, 1, 2)
 
 
-def deform_conv2d_gather_int(x: Tensor, offset: Tensor, mask: Tensor, weight: Tensor, padding: int) -> Tensor:
+def deform_conv2d_gather_int(
+    x: Tensor, offset: Tensor, mask: Tensor, weight: Tensor, padding: int, band: int = COLUMN_BUDGET
+) -> Tensor:
     """:func:`deform_conv2d_gather` with integer corners: exact when a runtime computes in bf16 or fp16."""
-    return deform_conv2d_gather(x, offset, mask, weight, padding, integer_corners=True)
+    return deform_conv2d_gather(x, offset, mask, weight, padding, integer_corners=True, band=band)
 
 
 def _float_corners(
@@ -339,6 +357,9 @@ def deform_conv2d_torchvision(x: Tensor, offset: Tensor, mask: Tensor, weight: T
     return deform_conv2d(x, offset, weight, padding=(padding, padding), mask=mask)
 
 
+# The forms that build their columns in row bands, and so take a band budget.
+_BANDED = frozenset({"portable", "gather", "gather_int"})
+
 _FORMS = {
     "portable": deform_conv2d_portable,
     "native": deform_conv2d_native,
@@ -378,6 +399,7 @@ class DeformableConv2d(nn.Module):
             nn.init.zeros_(conv.weight)
             nn.init.zeros_(conv.bias)
         self.form = form
+        self.band = COLUMN_BUDGET
 
     @property
     def form(self) -> str:
@@ -404,7 +426,11 @@ class DeformableConv2d(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         offset = self.offset_conv(x)
         mask = 2.0 * torch.sigmoid(self.modulator_conv(x))
-        return _FORMS[self._form](x, offset, mask, self.regular_conv.weight, self.padding)
+        fn, weight = _FORMS[self._form], self.regular_conv.weight
+        if self._form in _BANDED:
+            return fn(x, offset, mask, weight, self.padding, band=self.band)
+        return fn(x, offset, mask, weight, self.padding)
 
     def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, form={self._form!r}"
+        band = f", band={self.band}" if self._form in _BANDED and self.band != COLUMN_BUDGET else ""
+        return f"kernel_size={self.kernel_size}, form={self._form!r}{band}"
