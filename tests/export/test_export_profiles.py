@@ -78,7 +78,10 @@ def _write(tmp_path, body: str):
         ('format = "onnx"\n[batch]\nmin = 4\nopt = 2\nmax = 8', r"1 <= min <= opt <= max; got min=4, opt=2, max=8"),
         ('format = "onnx"\n[graph]\ndeform = "native"\nopset = 18', r"needs opset >= 19.*got opset 18"),
         ('format = "onnx"\n[graph]\nopset = 12', r"graph.opset must lie in 17..23; got 12"),
-        ('format = "onnx"\n[graph]\nfold = true', r"unknown key\(s\) in \[graph\]: fold; allowed: deform, deform_band, opset"),
+        (
+            'format = "onnx"\n[graph]\nfold = true',
+            r"unknown key\(s\) in \[graph\]: fold; allowed: deform, deform_band, opset",
+        ),
         ('format = "onnx"\ntarget = "x"', r"unknown key\(s\) in profile .*: target; allowed:"),
         ('precision = "fp32"', rf"has no 'format'; choose one of: {', '.join(FORMAT_OPTIONS.names())}"),
         ('format = "onnx"\n[tolerance]\nmin_iou = 1.5', r"tolerance.min_iou must lie in \[0, 1\]; got 1.5"),
