@@ -48,11 +48,12 @@ def test_bench_measures_target_and_eager_baseline(bench, unrunnable):
         assert tensorrt_result.latency == [] and tensorrt_result.speedup == {} and tensorrt_result.size_bytes > 0
 
 
-def test_the_eager_baseline_runs_the_default_form_whatever_the_artifact_was_exported_with(onnx_artifact):
+def test_the_eager_baseline_runs_the_default_form_whatever_the_artifact_was_exported_with(onnx_artifact, monkeypatch):
     import dataclasses
 
     from birefnet_edge.manifest import read_manifest
-    from birefnet_edge.parity.bench import eager_manifest
+    from birefnet_edge.parity import bench as bench_module
+    from birefnet_edge.parity.bench import bench_eager, eager_manifest
     from birefnet_edge.runtime import PytorchRunner
 
     manifest = read_manifest(onnx_artifact)
@@ -64,6 +65,18 @@ def test_the_eager_baseline_runs_the_default_form_whatever_the_artifact_was_expo
     assert "deform" not in baseline.model_overrides and "deform_band" not in baseline.model_overrides
     kept = {k: v for k, v in manifest.model_overrides.items() if k not in ("deform", "deform_band")}
     assert baseline.model_overrides == kept
+    # And bench_eager is what uses it: the model it times has the default form.
+    built = []
+    original = PytorchRunner.from_artifact.__func__
+
+    def recording(cls, folder, manifest):
+        runner = original(cls, folder, manifest)
+        built.append(runner)
+        return runner
+
+    monkeypatch.setattr(bench_module.PytorchRunner, "from_artifact", classmethod(recording))
+    result = bench_eager(onnx_artifact, gathered, batches=(1,), runs=1, warmup=0)
+    assert result.status == OK and [r.overrides.get("deform", "portable") for r in built] == ["portable"]
 
 
 def test_speedup_is_eager_over_target_fastest_run_at_batches_both_measured():
