@@ -6,8 +6,8 @@ qkv bias), and the cyclic shift is applied even when a stage's grid is smaller t
 
 Export notes: every tensor stays at rank <= 5 (CoreML refuses rank 6), the batch dimension is never
 read into Python (views use -1), and the shifted-window mask and the relative-position bias are built
-in the graph from the window geometry and the (2w-1)^2 table, tied to the input's batch size by
-:func:`batch_zero` so that converters do not fold them into per-size constants (see there).
+in the graph from the window geometry and the (2w-1)^2 table, tied to one value of the input by
+:func:`input_zero` so that converters do not fold them into per-size constants (see there).
 """
 
 from __future__ import annotations
@@ -68,17 +68,19 @@ def shift_mask(hp: int, wp: int, window: int, shift: int) -> torch.Tensor:
     return torch.from_numpy(_shift_mask_np(hp, wp, window, shift))
 
 
-def batch_zero(x: torch.Tensor) -> torch.Tensor:
-    """An int64 zero computed from the size of x's first (batch) axis.
+def input_zero(x: torch.Tensor) -> torch.Tensor:
+    """An int64 zero of shape (1,) computed from the first value of ``x`` (``v > v`` is false, NaN included).
 
-    Converters fold every subgraph whose inputs are all constants, OpenVINO and Core ML whatever its
-    size, so a shift mask or bias built from aranges and a table would be stored as one float constant
-    per block and input size (BiRefNet_lite at 1024 px: 128 MB on top of 177 MB of weights). Adding this
-    zero ties them to the input's dynamic batch axis: the file keeps the small recipe and the runtime
-    builds the tensors (a few MFLOP). With a fixed batch the converters can fold them again.
+    Converters fold every subgraph whose inputs are all constants, whatever its size, so a shift mask or
+    bias built from aranges and a table would be stored as one float constant per block and input size
+    (BiRefNet_lite at 1024 px: about 120 MB beside 177 MB of weights). Adding this zero ties them to the
+    input's data, which no converter or runtime can know in advance: the file keeps the small recipe and
+    the runtime builds the tensors each call (a few MFLOP). A zero read from the batch size did the same
+    only while the batch axis stayed symbolic: OpenVINO compiling for a fixed batch, and LiteRT's fixed
+    batch, folded them again, into memory or into the file.
     """
-    batch = torch.scalar_tensor(x.shape[0], dtype=torch.int64, device=x.device)
-    return batch - batch
+    first = x[(slice(0, 1),) * x.dim()]  # a view of one element: Slice ops in every exported graph
+    return (first > first).to(torch.int64).reshape(1)
 
 
 def _region_labels(n: int, window: int, shift: int, zero: torch.Tensor) -> torch.Tensor:
@@ -95,7 +97,7 @@ def build_shift_mask(hp: int, wp: int, window: int, shift: int, zero: torch.Tens
         wp: Padded grid width (a multiple of ``window``).
         window: Window side.
         shift: Cyclic shift (0 < shift < window).
-        zero: :func:`batch_zero` of the input, which keeps converters from storing the result.
+        zero: :func:`input_zero` of the input, which keeps converters from storing the result.
         dtype: Float dtype of the mask.
 
     Returns:
@@ -133,19 +135,22 @@ class WindowAttention(nn.Module):
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
 
     def position_bias(self, zero: torch.Tensor | None = None) -> torch.Tensor:
-        """(heads, N, N) bias gathered from the table; ``zero`` (:func:`batch_zero`) keeps it out of exported files."""
+        """(heads, N, N) bias gathered from the table; ``zero`` (:func:`input_zero`) keeps it out of exported files."""
         n = self.window_size**2
         index = self.relative_position_index.view(-1)
         bias = self.relative_position_bias_table[index if zero is None else index + zero]
         return bias.view(n, n, self.num_heads).permute(2, 0, 1)
 
-    def forward(self, x: torch.Tensor, n_windows: int, mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, n_windows: int, mask: torch.Tensor | None, zero: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Attend within windows.
 
         Args:
             x: (B*nW, N, C) window tokens, batch-major.
             n_windows: nW, windows per image (the shift mask repeats every nW windows).
             mask: (nW, N, N) additive shift mask or None.
+            zero: :func:`input_zero` of the backbone's input (default: of ``x``).
         """
         _, n, c = x.shape
         heads = self.num_heads
@@ -153,7 +158,7 @@ class WindowAttention(nn.Module):
         # 4-D, contiguous q/k/v: the ONNX exporter handles neither 5-D nor strided SDPA inputs, and the
         # 4-D CPU kernel is ~3x faster than the 5-D fallback.
         q, k, v = (t.contiguous() for t in qkv.unbind(0))
-        bias = self.position_bias(batch_zero(x)).to(x.dtype)
+        bias = self.position_bias(input_zero(x) if zero is None else zero).to(x.dtype)
         if mask is not None:
             bias = bias.unsqueeze(0) + mask.to(x.dtype).unsqueeze(1)  # (nW, heads, N, N)
             batch = x.shape[0] // n_windows
@@ -191,8 +196,15 @@ class SwinTransformerBlock(nn.Module):
         ws = self.window_size
         return math.ceil(h / ws) * ws, math.ceil(w / ws) * ws
 
-    def forward(self, x: torch.Tensor, h: int, w: int, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """One block on (B, h*w, C) tokens; ``mask``: the stage's shift mask (built here when None and shifted)."""
+    def forward(
+        self, x: torch.Tensor, h: int, w: int, mask: torch.Tensor | None = None, zero: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """One block on (B, h*w, C) tokens.
+
+        ``mask``: the stage's shift mask (built here when None and shifted); ``zero``: :func:`input_zero` of
+        the backbone's input (default: of ``x``).
+        """
+        zero = input_zero(x) if zero is None else zero
         ws, s = self.window_size, self.shift
         hp, wp = self.padded_grid(h, w)
         c = x.shape[-1]
@@ -202,9 +214,9 @@ class SwinTransformerBlock(nn.Module):
         if s:
             y = torch.roll(y, shifts=(-s, -s), dims=(1, 2))
         if s and mask is None:
-            mask = build_shift_mask(hp, wp, ws, s, batch_zero(x), x.dtype)
+            mask = build_shift_mask(hp, wp, ws, s, zero, x.dtype)
         n_windows = (hp // ws) * (wp // ws)
-        y = window_reverse(self.attn(window_partition(y, ws), n_windows, mask if s else None), ws, hp, wp)
+        y = window_reverse(self.attn(window_partition(y, ws), n_windows, mask if s else None, zero), ws, hp, wp)
         if s:
             y = torch.roll(y, shifts=(s, s), dims=(1, 2))
         if hp != h or wp != w:
@@ -238,15 +250,21 @@ class BasicLayer(nn.Module):
         )
         self.downsample = PatchMerging(dim) if downsample else None
 
-    def forward(self, x: torch.Tensor, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Return (stage tokens before down-sampling, down-sampled tokens or None)."""
+    def forward(
+        self, x: torch.Tensor, h: int, w: int, zero: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Return (stage tokens before down-sampling, down-sampled tokens or None).
+
+        ``zero``: :func:`input_zero` of the backbone's input (default: of ``x``), shared by every block.
+        """
+        zero = input_zero(x) if zero is None else zero
         mask = None
         shifted = [blk for blk in self.blocks if blk.shift]
         if shifted:  # one mask for the stage's shifted blocks: one copy in memory and in the graph
             blk = shifted[0]
-            mask = build_shift_mask(*blk.padded_grid(h, w), blk.window_size, blk.shift, batch_zero(x), x.dtype)
+            mask = build_shift_mask(*blk.padded_grid(h, w), blk.window_size, blk.shift, zero, x.dtype)
         for blk in self.blocks:
-            x = blk(x, h, w, mask)
+            x = blk(x, h, w, mask, zero)
         return x, (self.downsample(x, h, w) if self.downsample is not None else None)
 
 
@@ -281,10 +299,13 @@ class SwinTransformer(nn.Module):
             self.add_module(f"norm{i}", nn.LayerNorm(ch))
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        # One zero read from the image for every mask and bias: they then depend on the input alone, so a
+        # runtime can build them before the first layer instead of between delegated parts of the graph.
+        zero = input_zero(x)
         tokens, h, w = self.patch_embed(x)
         outs = []
         for i, layer in enumerate(self.layers):
-            stage, tokens = layer(tokens, h, w)
+            stage, tokens = layer(tokens, h, w, zero)
             norm = getattr(self, f"norm{i}")
             outs.append(norm(stage).reshape(-1, h, w, self.channels[i]).permute(0, 3, 1, 2).contiguous())
             h, w = (h + 1) // 2, (w + 1) // 2

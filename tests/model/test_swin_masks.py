@@ -9,8 +9,8 @@ import torch
 from birefnet_edge.model.swin import (
     SwinTransformerBlock,
     WindowAttention,
-    batch_zero,
-    build_shift_mask,
+        build_shift_mask,
+    input_zero,
     shift_mask,
     window_partition,
     window_reverse,
@@ -24,7 +24,7 @@ GEOMETRIES = [(4, 4, 4, 2), (8, 12, 4, 2), (14, 21, 7, 3), (24, 36, 12, 6), (259
 @pytest.mark.parametrize(("hp", "wp", "window", "shift"), GEOMETRIES)
 def test_built_mask_equals_the_stored_mask(hp: int, wp: int, window: int, shift: int) -> None:
     stored = shift_mask(hp, wp, window, shift)
-    built = build_shift_mask(hp, wp, window, shift, batch_zero(torch.zeros(2, 5)), torch.float32)
+    built = build_shift_mask(hp, wp, window, shift, input_zero(torch.zeros(2, 5)), torch.float32)
     assert built.shape == stored.shape == ((hp // window) * (wp // window), window**2, window**2)
     assert built.dtype == torch.float32
     np.testing.assert_array_equal(built.numpy(), stored.numpy())
@@ -33,22 +33,25 @@ def test_built_mask_equals_the_stored_mask(hp: int, wp: int, window: int, shift:
 
 def test_built_mask_masks_something_only_in_the_last_window_row_and_column() -> None:
     """Sanity of the reference itself: interior windows are unmasked, boundary windows are not."""
-    mask = build_shift_mask(21, 21, 7, 3, batch_zero(torch.zeros(1)), torch.float32).view(3, 3, 49, 49)
+    mask = build_shift_mask(21, 21, 7, 3, input_zero(torch.zeros(1)), torch.float32).view(3, 3, 49, 49)
     masked = (mask != 0).flatten(2).any(-1)
     assert masked.tolist() == [[False, False, True], [False, False, True], [True, True, True]]
 
 
-def test_batch_zero_is_zero_for_every_batch() -> None:
-    for batch in (1, 3, 8):
-        zero = batch_zero(torch.zeros(batch, 4, 4))
-        assert zero.dtype == torch.int64 and zero.item() == 0
+@pytest.mark.parametrize("first", [0.0, -3.5, float("nan"), float("inf"), float("-inf")])
+def test_input_zero_is_zero_whatever_the_input(first: float) -> None:
+    for shape in ((1, 3, 8, 8), (3, 4, 4), (8, 5)):
+        x = torch.randn(shape)
+        x.view(-1)[0] = first
+        zero = input_zero(x)
+        assert zero.dtype == torch.int64 and zero.shape == (1,) and zero.item() == 0
 
 
-def test_position_bias_with_the_batch_zero_equals_the_plain_gather() -> None:
+def test_position_bias_with_the_input_zero_equals_the_plain_gather() -> None:
     attn = WindowAttention(dim=32, window_size=7, num_heads=2)
     plain = attn.position_bias()
     assert plain.shape == (2, 49, 49)
-    torch.testing.assert_close(attn.position_bias(batch_zero(torch.zeros(3, 1))), plain, rtol=0, atol=0)
+    torch.testing.assert_close(attn.position_bias(input_zero(torch.zeros(3, 1))), plain, rtol=0, atol=0)
     # The table really is indexed by the relative position: token pairs with the same offset share a value.
     assert torch.equal(plain[:, 0, 1], plain[:, 1, 2])
 
