@@ -9,7 +9,7 @@ import torch
 from birefnet_edge.model.swin import (
     SwinTransformerBlock,
     WindowAttention,
-        build_shift_mask,
+    build_shift_mask,
     input_zero,
     shift_mask,
     window_partition,
