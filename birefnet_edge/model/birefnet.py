@@ -15,6 +15,7 @@ from torch import nn
 
 from birefnet_edge.errors import InputError
 from birefnet_edge.model._backbones import backbone_info, build_backbone
+from birefnet_edge.model.layers.anchors import wait_for
 from birefnet_edge.model.layers.blocks import BasicDecBlk, BasicLatBlk, SimpleConvs
 from birefnet_edge.model.layers.deform_conv import COLUMN_BUDGET, DEFORM_FORMS, DeformableConv2d
 from birefnet_edge.model.layers.patches import image_to_patches
@@ -200,6 +201,10 @@ class Decoder(nn.Module):
         folded_w = torch.einsum("oc,cikl->oikl", w_ipt, ipt.conv_out.weight)
         folded_b = w_ipt @ ipt.conv_out.bias + head.bias
         low = F.conv2d(p, w_dec)
+        # The injection conv reads only the image, so runtimes may run it first and hold its full-size output
+        # (64 channels: 256 MB at 1024 px) through the whole call; OpenVINO did. Reading it after the decoder
+        # keeps it to the head's own few steps.
+        x = wait_for(x, low)
         return resize(low, x.shape[-2:]) + F.conv2d(ipt.conv1(x), folded_w, folded_b, padding=1)
 
 

@@ -7,7 +7,8 @@ qkv bias), and the cyclic shift is applied even when a stage's grid is smaller t
 Export notes: every tensor stays at rank <= 5 (CoreML refuses rank 6), the batch dimension is never
 read into Python (views use -1), and the shifted-window mask and the relative-position bias are built
 in the graph from the window geometry and the (2w-1)^2 table, tied to one value of the input by
-:func:`input_zero` so that converters do not fold them into per-size constants (see there).
+:func:`~birefnet_edge.model.layers.anchors.input_zero` so that converters do not fold them into per-size
+constants (see there).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from birefnet_edge.model._backbones import register_backbone
+from birefnet_edge.model.layers.anchors import input_zero
 
 # A large finite negative instead of -inf: identical after softmax in fp32, and safe in fp16.
 _MASK_VALUE = -100.0
@@ -66,21 +68,6 @@ def shift_mask(hp: int, wp: int, window: int, shift: int) -> torch.Tensor:
     Built in numpy, outside any graph: the reference that :func:`build_shift_mask` is tested against.
     """
     return torch.from_numpy(_shift_mask_np(hp, wp, window, shift))
-
-
-def input_zero(x: torch.Tensor) -> torch.Tensor:
-    """An int64 zero of shape (1,) computed from the first value of ``x`` (``v > v`` is false, NaN included).
-
-    Converters fold every subgraph whose inputs are all constants, whatever its size, so a shift mask or
-    bias built from aranges and a table would be stored as one float constant per block and input size
-    (BiRefNet_lite at 1024 px: about 120 MB beside 177 MB of weights). Adding this zero ties them to the
-    input's data, which no converter or runtime can know in advance: the file keeps the small recipe and
-    the runtime builds the tensors each call (a few MFLOP). A zero read from the batch size did the same
-    only while the batch axis stayed symbolic: OpenVINO compiling for a fixed batch, and LiteRT's fixed
-    batch, folded them again, into memory or into the file.
-    """
-    first = x[(slice(0, 1),) * x.dim()]  # a view of one element: Slice ops in every exported graph
-    return (first > first).to(torch.int64).reshape(1)
 
 
 def _region_labels(n: int, window: int, shift: int, zero: torch.Tensor) -> torch.Tensor:
