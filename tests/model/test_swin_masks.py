@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from birefnet_edge.model.layers.anchors import input_zero, wait_for
 from birefnet_edge.model.swin import (
     SwinTransformerBlock,
     WindowAttention,
     build_shift_mask,
-    input_zero,
     shift_mask,
     window_partition,
     window_reverse,
@@ -45,6 +45,15 @@ def test_input_zero_is_zero_whatever_the_input(first: float) -> None:
         x.view(-1)[0] = first
         zero = input_zero(x)
         assert zero.dtype == torch.int64 and zero.shape == (1,) and zero.item() == 0
+
+
+def test_wait_for_returns_its_input_exactly_and_passes_its_gradient() -> None:
+    x = torch.tensor([[1.5, -0.0, float("inf")], [float("nan"), -2.25, 3e-38]], requires_grad=True)
+    after = torch.tensor([float("nan"), 1.0])
+    y = wait_for(x, after)
+    torch.testing.assert_close(y, x, rtol=0, atol=0, equal_nan=True)
+    y.sum().backward()
+    assert torch.equal(x.grad, torch.ones_like(x))
 
 
 def test_position_bias_with_the_input_zero_equals_the_plain_gather() -> None:
