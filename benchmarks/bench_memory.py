@@ -8,9 +8,11 @@ another's), which opens the artifact with its runner, runs it three times and re
 peak RSS (``ru_maxrss``) and its RSS after the imports (the interpreter, torch and the runtime's
 libraries, which an app pays too). PyTorch eager runs the same way, with a trace of every tensor an
 op allocates, so the five largest tensors alive at the peak are printed: that is what to band or
-chunk. The export figures (peak RSS, seconds, artifact size against the weights) come from each
-artifact's manifest. Goals (issue 18, batch 1 at 1024 px): OpenVINO fp32 and ONNX Runtime <= 1.5 GB,
-int8 <= 1.0 GB; export of one target <= 4 GB; artifact <= weights + 3%. Nothing here is asserted.
+chunk. For OpenVINO the same list comes from the compiled graph's execution order
+(``runtime.openvino.live_tensors_at_peak``). The export figures (peak RSS, seconds, artifact size
+against the weights) come from each artifact's manifest. Goals (issue 18, batch 1 at 1024 px): OpenVINO
+fp32 and ONNX Runtime <= 1.5 GB, int8 <= 1.0 GB; export of one target <= 4 GB; artifact <= weights + 3%.
+Nothing here is asserted.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--target", action="append", dest="targets")
     parser.add_argument("--keep", type=Path, help="export here and keep the artifacts; reuse those already there")
     parser.add_argument("--no-eager", action="store_true", help="skip the PyTorch eager run and its tensor trace")
-    parser.add_argument("--top", type=int, default=5, help="largest live tensors to list at the eager peak")
+    parser.add_argument("--top", type=int, default=5, help="largest live tensors to list at the peak (eager; OpenVINO)")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # an artifact folder, or 'eager:<variant>'
     parser.add_argument("--range", action="store_true", help=argparse.SUPPRESS)  # OpenVINO: compile for the range
     return parser.parse_args()
@@ -131,7 +133,7 @@ def eager_child(variant: str, size: int, batch: int, top: int) -> dict:
     }
 
 
-def artifact_child(folder: Path, size: int, batch: int, whole_range: bool) -> dict:
+def artifact_child(folder: Path, size: int, batch: int, whole_range: bool, top: int) -> dict:
     import numpy as np
 
     from birefnet_edge.runtime import open_runner
@@ -143,13 +145,19 @@ def artifact_child(folder: Path, size: int, batch: int, whole_range: bool) -> di
     runner = open_runner(folder)
     if whole_range:
         runner.batch_compile = "range"
-    times = []
+    times, extra = [], {}
     with runner:
         for _ in range(3):
             start = time.perf_counter()
             runner.infer(x)
             times.append(time.perf_counter() - start)
-    return {"peak_rss": _peak_rss(), "baseline_rss": baseline, "seconds": min(times)}
+        peak_rss = _peak_rss()
+        if getattr(runner, "compiled_model", None) is not None:  # OpenVINO: what its planned intermediates hold
+            from birefnet_edge.runtime.openvino import live_tensors_at_peak
+
+            live, top = live_tensors_at_peak(runner.compiled_model, top)
+            extra = {"live_peak": live, "top": top}
+    return {"peak_rss": peak_rss, "baseline_rss": baseline, "seconds": min(times), **extra}
 
 
 def measure(args: argparse.Namespace, child: str, batch: int, whole_range: bool = False) -> dict:
@@ -207,7 +215,7 @@ def main() -> None:
         if args.child.startswith("eager:"):
             result = eager_child(args.child.removeprefix("eager:"), args.size, batch, args.top)
         else:
-            result = artifact_child(Path(args.child), args.size, batch, args.range)
+            result = artifact_child(Path(args.child), args.size, batch, args.range, args.top)
         print(json.dumps(result))
         return
     args.targets = args.targets or ["openvino-fp32", "onnx-fp32", "openvino-int8"]
@@ -234,6 +242,8 @@ def main() -> None:
                     f"  {label:<16} batch {batch}: peak {m['peak_rss'] / GB:5.2f} GB (after imports "
                     f"{m['baseline_rss'] / GB:4.2f} GB), {m['seconds']:.2f} s; goal <= {goal / GB:.1f} GB{met}"
                 )
+                if "live_peak" in m:
+                    print(f"      intermediates alive at the peak step: {m['live_peak'] / 1e6:.1f} MB, the largest:")
                 for nbytes, what in m.get("top", []):
                     print(f"      {nbytes / 1e6:8.1f} MB  {what}")
 

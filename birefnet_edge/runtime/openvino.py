@@ -131,6 +131,11 @@ class OpenvinoRunner(Runner):
         self._by_batch.clear()
         self.compiled_batch = None
 
+    @property
+    def compiled_model(self) -> Any:
+        """The ``openvino.CompiledModel`` in use (None before the first call or after closing)."""
+        return self._compiled
+
     def runtime_info(self) -> dict[str, Any]:
         """Return the OpenVINO version, device, compile properties and the precision the device executes."""
         ov = require("openvino", "openvino")
@@ -224,3 +229,59 @@ def recorded_precision_hint(manifest: Manifest) -> str:
     """
     hint = manifest.export.get("inference_precision_hint")
     return str(hint) if hint else OpenvinoOptions.of(manifest.get_profile()).inference_precision
+
+
+# Ops whose output is a view of their input in OpenVINO's CPU plugin: they extend the input's life, not the memory.
+_VIEW_LAYERS = ("Reshape", "Squeeze", "Unsqueeze", "Flatten")
+_ELEMENT_BYTES = {"f32": 4, "i32": 4, "bf16": 2, "f16": 2, "i8": 1, "u8": 1, "i64": 8, "boolean": 1}
+
+
+def live_tensors_at_peak(compiled: Any, top: int = 5) -> tuple[int, list[tuple[int, str]]]:
+    """Where a compiled model's activation memory peaks, read from its runtime graph (no profiling build needed).
+
+    Each intermediate lives from the step that writes it to the last step that reads it (execution order);
+    the peak is the step where the live bytes add up to the most. It is a lower bound of the arena OpenVINO
+    plans (its solver packs the same lifetimes), and it names what sets it: a tensor computed early and read
+    late shows as a long interval.
+
+    Returns:
+        (live bytes at the peak, the ``top`` largest tensors alive there as (bytes, description)).
+    """
+    ops = list(compiled.get_runtime_model().get_ops())
+    step = {op.get_friendly_name(): int(op.get_rt_info()["execOrder"].astype(str)) for op in ops}
+    alias: dict[str, str] = {}
+    spans: dict[str, list] = {}  # name -> [first step, last step, bytes, description]
+    for op in sorted(ops, key=lambda o: step[o.get_friendly_name()]):
+        name, layer = op.get_friendly_name(), _layer_type(op)
+        if op.get_input_size() == 0 or layer == "Output":
+            continue  # constants, inputs and outputs are not planned with the intermediates
+        if layer in _VIEW_LAYERS:
+            source = op.input(0).get_source_output().get_node().get_friendly_name()
+            alias[name] = alias.get(source, source)
+            continue
+        shape = op.get_output_partial_shape(0)
+        if not shape.is_static:
+            continue
+        rt = op.get_rt_info()
+        precision = rt["outputPrecisions"].astype(str).split(",")[0].strip().lower() if "outputPrecisions" in rt else ""
+        nbytes = int(np.prod(list(shape.to_shape()), dtype=np.int64)) * _ELEMENT_BYTES.get(precision, 4)
+        spans[name] = [step[name], step[name], nbytes, f"{layer} {shape} {precision or '?'} {name}"]
+    for op in ops:
+        for port in op.inputs():
+            source = port.get_source_output().get_node().get_friendly_name()
+            span = spans.get(alias.get(source, source))
+            if span is not None:
+                span[1] = max(span[1], step[op.get_friendly_name()])
+    if not spans:
+        return 0, []
+    live = np.zeros(max(step.values()) + 2, dtype=np.int64)
+    for first, last, nbytes, _ in spans.values():
+        live[first : last + 1] += nbytes
+    peak = int(live.argmax())
+    at_peak = sorted((s[2], s[3]) for s in spans.values() if s[0] <= peak <= s[1])[::-1]
+    return int(live[peak]), at_peak[:top]
+
+
+def _layer_type(op: Any) -> str:
+    rt = op.get_rt_info()
+    return rt["layerType"].astype(str) if "layerType" in rt else op.get_type_name()

@@ -31,3 +31,26 @@ def test_the_full_size_injection_conv_runs_at_the_end(export_tiny) -> None:
     last = max(_order(op) for op in ops)
     early = [(op.get_friendly_name(), _order(op)) for op in full if _order(op) < 0.9 * last]
     assert not early, f"full-size convs run early (exec order of {last}): {early}"
+
+
+def test_live_tensors_at_peak_finds_a_tensor_read_late() -> None:
+    """Four matmuls of activations (nothing for the plugin to fuse): ``a`` is read by the first three steps'
+    successor and again by the last, so it lives through the peak beside two others of the same size."""
+    ov = pytest.importorskip("openvino", reason="openvino is not installed (extra 'openvino')")
+    from openvino import opset13 as ops
+
+    from birefnet_edge.runtime.openvino import live_tensors_at_peak
+
+    x = ops.parameter([256, 256], ov.Type.f32, name="x")
+    a = ops.matmul(x, x, False, False, name="a")
+    b = ops.matmul(a, a, False, False, name="b")
+    c = ops.matmul(b, b, False, False, name="c")
+    d = ops.matmul(c, a, False, False, name="d")
+    model = ov.Model([d], [x])
+    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    one = 256 * 256 * 4
+    peak, top = live_tensors_at_peak(compiled, top=5)
+    assert peak == 3 * one
+    assert [nbytes for nbytes, _ in top] == [one] * 3
+    assert any(what.endswith(" a") for _, what in top), top
+    assert live_tensors_at_peak(compiled, top=1)[1] == top[:1]
