@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ import time
 from pathlib import Path
 
 from birefnet_edge._cpu import describe
+from birefnet_edge._rss import peak_rss_bytes
 from birefnet_edge.profile import list_profiles
 
 GOAL_LARGE_RSS_GIB = 6.0
@@ -38,7 +38,7 @@ def export_one(variant: str, target: str, size: int, out: Path) -> dict:
     start = time.perf_counter()
     (result,) = export_targets(f"random:{variant}", [target], out, size=(size, size))
     wall = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+    peak = peak_rss_bytes()
     files = sum(p.stat().st_size for p in result.path.rglob("*") if p.is_file()) if result.path else 0
     phases = (
         json.loads((result.path / "manifest.json").read_text())["export"]["peak_rss_by_phase"] if result.path else {}

@@ -5,7 +5,7 @@ Usage: python benchmarks/bench_memory.py [--variant BiRefNet_lite] [--size 1024]
 
 Each (target, batch) runs in its own process (a fresh interpreter: the peak of one cannot hide in
 another's), which opens the artifact with its runner, runs it three times and reports its lifetime
-peak RSS (``ru_maxrss``) and its RSS after the imports (the interpreter, torch and the runtime's
+peak RSS (``VmHWM``, see ``birefnet_edge._rss``) and its RSS after the imports (the interpreter, torch and the runtime's
 libraries, which an app pays too). PyTorch eager runs the same way, with a trace of every tensor an
 op allocates, so the five largest tensors alive at the peak are printed: that is what to band or
 chunk. For OpenVINO the same list comes from the compiled graph's execution order
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ import weakref
 from pathlib import Path
 
 from birefnet_edge._cpu import describe
+from birefnet_edge._rss import current_rss_bytes, peak_rss_bytes
 
 GB = 1e9
 RUNTIME_GOAL = {"int8": 1.0 * GB}
@@ -48,16 +48,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--child", help=argparse.SUPPRESS)  # an artifact folder, or 'eager:<variant>'
     parser.add_argument("--range", action="store_true", help=argparse.SUPPRESS)  # OpenVINO: compile for the range
     return parser.parse_args()
-
-
-def _peak_rss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def _current_rss() -> int:
-    import psutil
-
-    return int(psutil.Process().memory_info().rss)
 
 
 class LiveTensors:
@@ -107,7 +97,7 @@ def eager_child(variant: str, size: int, batch: int, top: int) -> dict:
     torch.set_num_threads(2)
     model = deterministic_weights(create_model(variant)).eval()
     x = torch.from_numpy(deterministic_input(batch, size, size))
-    baseline = _current_rss()
+    baseline = current_rss_bytes()
     live = LiveTensors(top)
 
     class Trace(TorchDispatchMode):
@@ -125,7 +115,7 @@ def eager_child(variant: str, size: int, batch: int, top: int) -> dict:
         with Trace():
             model(x)
     return {
-        "peak_rss": _peak_rss(),
+        "peak_rss": peak_rss_bytes(),
         "baseline_rss": baseline,
         "seconds": seconds,
         "live_peak": live.peak,
@@ -141,7 +131,7 @@ def artifact_child(folder: Path, size: int, batch: int, whole_range: bool, top: 
     # Random normalised pixels from numpy: the deterministic input would import torch (~0.45 GB), which an app
     # running an artifact does not load, and neither does the runner.
     x = np.random.default_rng(0).standard_normal((batch, 3, size, size)).astype(np.float32)
-    baseline = _current_rss()
+    baseline = current_rss_bytes()
     runner = open_runner(folder)
     if whole_range:
         runner.batch_compile = "range"
@@ -151,7 +141,7 @@ def artifact_child(folder: Path, size: int, batch: int, whole_range: bool, top: 
             start = time.perf_counter()
             runner.infer(x)
             times.append(time.perf_counter() - start)
-        peak_rss = _peak_rss()
+        peak_rss = peak_rss_bytes()
         if getattr(runner, "compiled_model", None) is not None:  # OpenVINO: what its planned intermediates hold
             from birefnet_edge.runtime.openvino import live_tensors_at_peak
 

@@ -1,7 +1,7 @@
 """Peak resident memory of one step inside a longer-lived process, split by phase.
 
-``getrusage`` only knows the process's lifetime peak. When that peak rises during the step, the
-new value is exactly the step's peak; otherwise a background sampler gives a close lower bound.
+The kernel keeps only the program's lifetime peak (``_rss.peak_rss_bytes``). When that peak rises during
+the step, the new value is exactly the step's peak; otherwise a background sampler gives a close lower bound.
 Phases (``convert`` by default, ``checks`` while an artifact is run against PyTorch) let the
 manifest tell the memory a conversion needs from the memory of running the artifact at batch 3.
 """
@@ -11,19 +11,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
-import resource
-import sys
 import threading
 from collections.abc import Iterator
 from types import TracebackType
 
+from birefnet_edge._rss import current_rss_bytes, peak_rss_bytes
+
 _ACTIVE: list[PeakRSS] = []
-
-
-def _lifetime_peak_bytes() -> int:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    # Linux reports KiB, macOS bytes.
-    return int(peak) if sys.platform == "darwin" else int(peak) * 1024
 
 
 def release() -> None:
@@ -35,13 +29,6 @@ def release() -> None:
     gc.collect()
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
-def current_rss() -> int:
-    """Resident memory of this process now, in bytes."""
-    import psutil
-
-    return int(psutil.Process().memory_info().rss)
 
 
 class PeakRSS:
@@ -63,7 +50,7 @@ class PeakRSS:
 
     def sample(self) -> int:
         """Take one sample now (also done every ``interval`` seconds) and return it."""
-        now = current_rss()
+        now = current_rss_bytes()
         self.peak_bytes = max(self.peak_bytes, now)
         self.by_phase[self._label] = max(self.by_phase.get(self._label, 0), now)
         return now
@@ -73,7 +60,7 @@ class PeakRSS:
             self.sample()
 
     def __enter__(self) -> PeakRSS:
-        self._start_peak = _lifetime_peak_bytes()
+        self._start_peak = peak_rss_bytes()
         self.sample()
         self._thread = threading.Thread(target=self._run, name="peak-rss", daemon=True)
         self._thread.start()
@@ -88,7 +75,7 @@ class PeakRSS:
         if self._thread is not None:
             self._thread.join()
         self.sample()
-        end_peak = _lifetime_peak_bytes()
+        end_peak = peak_rss_bytes()
         if end_peak > self._start_peak:
             self.peak_bytes = max(self.peak_bytes, end_peak)
 
