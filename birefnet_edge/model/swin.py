@@ -73,7 +73,10 @@ def shift_mask(hp: int, wp: int, window: int, shift: int) -> torch.Tensor:
 def _region_labels(n: int, window: int, shift: int, zero: torch.Tensor) -> torch.Tensor:
     """Per row (or column) of a padded side n: 0 before the last window, 1 in it before the shift, 2 after."""
     pos = torch.arange(n, device=zero.device) + zero
-    return (pos >= n - window).to(torch.int64) + (pos >= n - shift).to(torch.int64)
+    # Float labels (small integers, exact): litert-torch 0.10 lowered the int64 form of
+    # ``rows.view(n, 1) * 3 + cols`` as ``3 * rows + 3 * cols`` once rows and cols (the same subgraph) merged,
+    # and the mask came out wrong in the last window.
+    return (pos >= n - window).to(torch.float32) + (pos >= n - shift).to(torch.float32)
 
 
 def build_shift_mask(hp: int, wp: int, window: int, shift: int, zero: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
