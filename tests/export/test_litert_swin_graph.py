@@ -15,8 +15,8 @@ import torch
 pytest.importorskip("litert_torch", reason="litert-torch is not installed (extra 'litert')")
 litert = pytest.importorskip("ai_edge_litert.interpreter", reason="ai-edge-litert is not installed (extra 'litert')")
 
-from birefnet_edge.model.swin import BasicLayer, build_shift_mask  # noqa: E402
 from birefnet_edge.model.layers.anchors import input_zero  # noqa: E402
+from birefnet_edge.model.swin import BasicLayer, build_shift_mask  # noqa: E402
 
 
 class _Stage(torch.nn.Module):
