@@ -24,7 +24,9 @@ def input_zero(x: torch.Tensor) -> torch.Tensor:
     folded them again, into memory or into the file.
     """
     first = x[(slice(0, 1),) * x.dim()]  # a view of one element: Slice ops in every exported graph
-    return (first > first).to(torch.int64).reshape(1)
+    # A sum, not a reshape of ``first``: litert-torch evaluates a symbolic batch as 0, and a (0, 1, 1, 1)
+    # slice cannot be reshaped to (1,), where its sum is still a zero.
+    return (first > first).sum(dtype=torch.int64).reshape(1)
 
 
 def wait_for(x: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
