@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from birefnet_edge._cpu import usable_cpus
+from birefnet_edge._rss import current_rss_bytes
 from birefnet_edge.errors import ArtifactError, BirefnetEdgeError, MissingDependencyError
 from birefnet_edge.images import deterministic_input
 from birefnet_edge.manifest import Manifest, read_manifest
@@ -116,16 +117,13 @@ class RSSSampler:
     """Samples this process's resident memory in a thread; ``peak_mb`` is the highest value seen."""
 
     def __init__(self, interval: float = 0.01) -> None:
-        import psutil
-
-        self._process = psutil.Process()
         self._interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self.base_mb = self.peak_mb = self._rss_mb()
 
     def _rss_mb(self) -> float:
-        return self._process.memory_info().rss / 2**20
+        return current_rss_bytes() / 2**20
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):

@@ -233,7 +233,6 @@ def recorded_precision_hint(manifest: Manifest) -> str:
 
 # Ops whose output is a view of their input in OpenVINO's CPU plugin: they extend the input's life, not the memory.
 _VIEW_LAYERS = ("Reshape", "Squeeze", "Unsqueeze", "Flatten")
-_ELEMENT_BYTES = {"f32": 4, "i32": 4, "bf16": 2, "f16": 2, "i8": 1, "u8": 1, "i64": 8, "boolean": 1}
 
 
 def live_tensors_at_peak(compiled: Any, top: int = 5) -> tuple[int, list[tuple[int, str]]]:
@@ -262,10 +261,9 @@ def live_tensors_at_peak(compiled: Any, top: int = 5) -> tuple[int, list[tuple[i
         shape = op.get_output_partial_shape(0)
         if not shape.is_static:
             continue
-        rt = op.get_rt_info()
-        precision = rt["outputPrecisions"].astype(str).split(",")[0].strip().lower() if "outputPrecisions" in rt else ""
-        nbytes = int(np.prod(list(shape.to_shape()), dtype=np.int64)) * _ELEMENT_BYTES.get(precision, 4)
-        spans[name] = [step[name], step[name], nbytes, f"{layer} {shape} {precision or '?'} {name}"]
+        element = op.get_output_element_type(0)  # the runtime graph's: the precision it executes (bf16, u8, ...)
+        nbytes = int(np.prod(list(shape.to_shape()), dtype=np.int64)) * element.size
+        spans[name] = [step[name], step[name], nbytes, f"{layer} {shape} {element.get_type_name()} {name}"]
     for op in ops:
         for port in op.inputs():
             source = port.get_source_output().get_node().get_friendly_name()

@@ -216,6 +216,7 @@ from pathlib import Path
 import numpy as np, onnx, onnxruntime
 from onnx import TensorProto, helper
 from onnxruntime.quantization import calibrate
+from birefnet_edge._rss import peak_rss_bytes
 from birefnet_edge.export.int8.onnx import _lean_calibration
 if sys.argv[1] == "no_order":
     del onnxruntime.ExecutionOrder  # what an ONNX Runtime without execution orders would give
@@ -235,8 +236,7 @@ Path("/proc/self/clear_refs").write_text("5")  # restart the peak here: the impo
 with _lean_calibration():
     calibrator = calibrate.create_calibrator(work / "m.onnx", augmented_model_path=str(work / "aug.onnx"))
     calibrator.collect_data(Reader())
-status = Path("/proc/self/status").read_text().split("VmHWM:")[1]
-print(json.dumps(int(status.split()[0]) * 1024))
+print(json.dumps(peak_rss_bytes()))
 """
 
 

@@ -34,8 +34,8 @@ def test_the_full_size_injection_conv_runs_at_the_end(export_tiny) -> None:
 
 
 def test_live_tensors_at_peak_finds_a_tensor_read_late() -> None:
-    """Four matmuls of activations (nothing for the plugin to fuse): ``a`` is read by the first three steps'
-    successor and again by the last, so it lives through the peak beside two others of the same size."""
+    """Four matmuls of activations (nothing for the plugin to fuse): ``a`` is read by ``b`` and again by the
+    last step ``d``, so it lives through the peak beside two others of the same size (``b`` and ``c``)."""
     ov = pytest.importorskip("openvino", reason="openvino is not installed (extra 'openvino')")
     from openvino import opset13 as ops
 
