@@ -11,6 +11,7 @@ nor onnxscript, and the symbolic batch of ``torch.export`` becomes the bounded d
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,27 @@ def convert(model: torch.nn.Module, profile: Profile, metadata: dict[str, str]) 
     return ov_model
 
 
+def share_constants(ov_model: Any) -> int:
+    """Make equal constants (type, shape and bytes) one node; returns how many were merged.
+
+    model.bin already stores equal data once, but model.xml still lists every Constant: the converter repeats
+    the small index, shape and range constants per op, and per row band in the banded deformable convs
+    (BiRefNet_lite openvino-bf16 at 1024 px: 6281 constants of 798 distinct ones, 1.4 of its 7.6 MB of XML).
+    """
+    first: dict[tuple[str, tuple[int, ...], bytes], Any] = {}
+    merged = 0
+    for op in ov_model.get_ordered_ops():
+        if op.get_type_name() != "Constant":
+            continue
+        digest = hashlib.blake2b(op.get_data().tobytes(), digest_size=32).digest()
+        key = (op.get_output_element_type(0).get_type_name(), tuple(op.get_output_shape(0)), digest)
+        kept = first.setdefault(key, op)
+        if kept is not op:
+            op.output(0).replace(kept.output(0))
+            merged += 1
+    return merged
+
+
 def count_fp16_constants(ov_model: Any) -> tuple[int, int]:
     """(float16 constants, all floating constants) of a read-back IR: shows whether weights were compressed."""
     half = floating = 0
@@ -153,6 +175,7 @@ class OpenvinoExporter(Exporter):
             ov_model.reshape({ov_model.inputs[0]: batch_shape(ov, profile)})
             q = details["quantization"]
             details["warnings"] = int8_warnings(calibration.warning, q, q["executed_precision"])
+        details["shared_constants"] = share_constants(ov_model)
         path = out_dir / MODEL_FILE
         with converting("openvino.save_model", profile):
             # save_model compresses to fp16 unless told otherwise; fp32, bf16 and int8 artifacts keep fp32 floats.
