@@ -186,16 +186,23 @@ def deform_conv2d_gather(
     rows = F.pad(x, (1, 1, 1, 1)).permute(0, 2, 3, 1).reshape(-1, channels)  # (B·(H+2)·(W+2), C)
     # (O, C, kh, kw) -> (k²·C, O): tap-major, channel-minor, as the columns are laid out.
     flat_weight = weight.permute(2, 3, 1, 0).reshape(taps * channels, out_channels)
-    step = -(-height // max(_band_count(channels * taps * height * width, band), 1))
+    bands = max(_band_count(channels * taps * height * width, band), 1)
+    step = -(-height // bands)
     corners = _integer_corners if integer_corners else _float_corners
-    outs = []
-    for top in range(0, height, step):
-        rows_here = min(step, height - top)
-        off = offset[:, :, top : top + rows_here].reshape(-1, taps, 2, rows_here, width).permute(0, 3, 4, 1, 2)
-        base, ry, rx = corners(off, (kh, kw), padding, top, (height, width))
-        modulation = mask[:, :, top : top + rows_here].permute(0, 2, 3, 1)  # (B, rows, W, k²)
-        outs.append(_gather_band(rows, base, ry, rx, modulation, flat_weight, width))
-    out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)  # (B, H·W, O)
+    # The sampling plan (corner rows and their weights) is tap-sized, C times smaller than the columns, so it is
+    # made once for the whole map and each band slices it: a band then adds only its reads, weighted sum and
+    # matmul to the graph (BiRefNet_lite's bf16 IR at 1024 px has 87 bands, each ~80 ops with its own plan).
+    off = offset.reshape(-1, taps, 2, height, width).permute(0, 3, 4, 1, 2)
+    base, ry, rx = corners(off, (kh, kw), padding, (height, width))
+    weights = _corner_weights(ry, rx, mask.permute(0, 2, 3, 1))  # (B, H, W, k²) each
+    if bands == 1:
+        out = _gather_band(rows, base, weights, flat_weight, width)
+    else:
+        outs = []
+        for top in range(0, height, step):
+            here = slice(top, top + step)
+            outs.append(_gather_band(rows, base[:, here], [w[:, here] for w in weights], flat_weight, width))
+        out = torch.cat(outs, dim=1)  # (B, H·W, O)
     # The same values and strides as permute(0, 2, 1) then reshape, but a 4-D NHWC -> NCHW permute is a layout
     # change OpenVINO runs as a fast reorder (2.9 ms for 128² x 256) where it runs the 3-D one on a slow generic
     # transpose (17 ms): 14% of BiRefNet_lite's bf16 time at 1024 px.
@@ -210,16 +217,16 @@ def deform_conv2d_gather_int(
 
 
 def _float_corners(
-    off: Tensor, kernel: tuple[int, int], padding: int, top: int, size: tuple[int, int]
+    off: Tensor, kernel: tuple[int, int], padding: int, size: tuple[int, int]
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Top-left corner rows (B, band, W, k²) in the padded channels-last map, and the sampling position's
-    row and column relative to that corner, from offsets (B, band, W, k², 2) of rows ``top..``; all float."""
+    """Top-left corner rows (B, H, W, k²) in the padded channels-last map, and the sampling position's
+    row and column relative to that corner, from offsets (B, H, W, k², 2); all float."""
     kh, kw = kernel
     height, width = size
-    band, taps = off.shape[1], kh * kw
+    taps = kh * kw
     tap_i = _float_range(kh, off).repeat_interleave(kw) - padding
     tap_j = _float_range(kw, off).repeat(kh) - padding
-    py = (_float_range(band, off) + top).view(1, band, 1, 1) + tap_i.view(1, 1, 1, taps) + off[..., 0]
+    py = _float_range(height, off).view(1, height, 1, 1) + tap_i.view(1, 1, 1, taps) + off[..., 0]
     px = _float_range(width, off).view(1, 1, width, 1) + tap_j.view(1, 1, 1, taps) + off[..., 1]
     y0 = torch.floor(py).clamp(-1, height - 1)
     x0 = torch.floor(px).clamp(-1, width - 1)
@@ -227,16 +234,16 @@ def _float_corners(
 
 
 def _integer_corners(
-    off: Tensor, kernel: tuple[int, int], padding: int, top: int, size: tuple[int, int]
+    off: Tensor, kernel: tuple[int, int], padding: int, size: tuple[int, int]
 ) -> tuple[Tensor, Tensor, Tensor]:
     """As :func:`_float_corners`, with int64 corners: only each offset's fraction in [0, 1) is a float."""
     kh, kw = kernel
     height, width = size
-    band, taps = off.shape[1], kh * kw
+    taps = kh * kw
     floor_y, floor_x = torch.floor(off[..., 0]), torch.floor(off[..., 1])
     tap_i = _int_range(kh, off).repeat_interleave(kw) - padding
     tap_j = _int_range(kw, off).repeat(kh) - padding
-    iy = (_int_range(band, off) + top).view(1, band, 1, 1) + tap_i.view(1, 1, 1, taps) + floor_y.to(torch.int64)
+    iy = _int_range(height, off).view(1, height, 1, 1) + tap_i.view(1, 1, 1, taps) + floor_y.to(torch.int64)
     ix = _int_range(width, off).view(1, 1, width, 1) + tap_j.view(1, 1, 1, taps) + floor_x.to(torch.int64)
     y0, x0 = iy.clamp(-1, height - 1), ix.clamp(-1, width - 1)
     # The whole pixels clamping moved the corner by (0 inside the map) plus the fraction.
@@ -255,23 +262,30 @@ def _corner_rows(y0: Tensor, x0: Tensor, size: tuple[int, int]) -> Tensor:
     return image * ((height + 2) * (width + 2)) + (y0 + 1) * (width + 2) + (x0 + 1)
 
 
-def _gather_band(
-    rows: Tensor, base: Tensor, ry: Tensor, rx: Tensor, modulation: Tensor, flat_weight: Tensor, width: int
-) -> Tensor:
+# The four bilinear corners as (rows down, columns right) of the top-left one.
+_CORNERS = ((0, 0), (0, 1), (1, 0), (1, 1))
+
+
+def _corner_weights(ry: Tensor, rx: Tensor, modulation: Tensor) -> list[Tensor]:
+    """Each corner's weight: its tents at the position (ry, rx) relative to the top-left corner, times the
+    modulation; (B, rows, W, k²) each, in :data:`_CORNERS` order."""
+    wy = [torch.relu(1 - torch.abs(ry - dy)) * modulation for dy in (0, 1)]
+    wx = [torch.relu(1 - torch.abs(rx - dx)) for dx in (0, 1)]
+    return [wy[dy] * wx[dx] for dy, dx in _CORNERS]
+
+
+def _gather_band(rows: Tensor, base: Tensor, weights: list[Tensor], flat_weight: Tensor, width: int) -> Tensor:
     """(B, band·W, O) output of one band: the four corners read from ``rows`` at ``base`` (+1 row, +1 column),
-    weighted by their tents at the relative position (ry, rx) and by the modulation, then one matmul."""
-    pixels = modulation.shape[1] * modulation.shape[2]  # band·W
-    taps, channels = modulation.shape[3], rows.shape[1]
+    weighted by ``weights`` (:func:`_corner_weights`), then one matmul."""
+    pixels = base.shape[1] * base.shape[2]  # band·W
+    taps, channels = base.shape[3], rows.shape[1]
     total = None
-    for dy in (0, 1):
-        wy = torch.relu(1 - torch.abs(ry - dy))
-        for dx in (0, 1):
-            wx = torch.relu(1 - torch.abs(rx - dx))
-            index = (base + (dy * (width + 2) + dx)).reshape(-1)
-            index = index.to(torch.int64) if index.is_floating_point() else index
-            corner = torch.index_select(rows, 0, index).reshape(-1, pixels, taps, channels)
-            term = corner * (wy * wx * modulation).reshape(-1, pixels, taps, 1)
-            total = term if total is None else total + term
+    for (dy, dx), weight in zip(_CORNERS, weights, strict=True):
+        index = (base + (dy * (width + 2) + dx)).reshape(-1)
+        index = index.to(torch.int64) if index.is_floating_point() else index
+        corner = torch.index_select(rows, 0, index).reshape(-1, pixels, taps, channels)
+        term = corner * weight.reshape(-1, pixels, taps, 1)
+        total = term if total is None else total + term
     assert total is not None
     return torch.matmul(total.reshape(-1, pixels, taps * channels), flat_weight)
 
