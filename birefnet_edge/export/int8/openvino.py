@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from birefnet_edge._deps import require
-from birefnet_edge.export._base import converting, torch_reference
+from birefnet_edge.export._base import IO, converting, torch_reference
 from birefnet_edge.export._memory import phase
 from birefnet_edge.export.int8.calibration import CalibrationSet
 from birefnet_edge.export.int8.rules import (
@@ -125,7 +125,7 @@ def quantize_int8(
     held = calibration.arrays("held_out", profile.input_size)
     reference = torch_reference(model, torch.from_numpy(held))
     dataset = nncf.Dataset(list(calibration.arrays("calibration", profile.input_size)), lambda x: x[None])
-    with phase("int8 quantization"), converting("nncf.quantize", profile), quiet_progress():
+    with phase("int8 quantization"), converting("nncf.quantize", profile), quiet_progress(), statistics_early():
         quantized = nncf.quantize(
             ov_model,
             dataset,
@@ -194,6 +194,44 @@ def quiet_progress() -> Iterator[None]:
         yield
     finally:
         track_progress.Progress, track_progress.WeightedProgress = saved
+
+
+@contextlib.contextmanager
+def statistics_early() -> Iterator[None]:
+    """Have OpenVINO run NNCF's statistics reducers as soon as their activation exists, not after the logits.
+
+    NNCF collects its statistics by adding a small reduction (min, max, ...) behind every activation it
+    quantizes and running that model. It appends the reductions' outputs after the model's own, and the CPU
+    plugin orders its execution from the outputs in their order: first everything the logits need, then the
+    reductions, so every reduced activation stays alive until the end of the call. BiRefNet_lite 1024 px:
+    the statistics pass peaked at 7.1 GiB; with 454 reductions put first, one run of the model holds 1.1 GiB
+    instead of 2.6. The engine NNCF builds the model with is given the same outputs, the reductions first;
+    its results are read by tensor name, so the order changes nothing else.
+    """
+    from nncf.openvino import engine
+
+    original = engine.OVNativeEngine.__init__
+
+    def __init__(self: Any, model: Any, *args: Any, **kwargs: Any) -> None:  # noqa: N807  (the class's constructor)
+        original(self, _own_outputs_last(model), *args, **kwargs)
+
+    engine.OVNativeEngine.__init__ = __init__
+    try:
+        yield
+    finally:
+        engine.OVNativeEngine.__init__ = original
+
+
+def _own_outputs_last(ov_model: Any) -> Any:
+    """The same model with the outputs that are not the logits first (the model itself when there are none)."""
+    ov = require("openvino", "openvino")
+    results = list(ov_model.get_results())
+    is_own = [IO.output_name in r.input_value(0).get_names() for r in results]
+    if all(is_own) or not any(is_own):
+        return ov_model
+    order = [r for r, mine in zip(results, is_own, strict=True) if not mine]
+    order += [r for r, mine in zip(results, is_own, strict=True) if mine]
+    return ov.Model(order, list(ov_model.get_parameters()), ov_model.get_friendly_name())
 
 
 def _disabled(cls: type) -> type:
