@@ -94,6 +94,11 @@ class _Lru:
             self._evict(value)
         self.items.clear()
 
+    def retain(self, wanted: Callable[[tuple], bool]) -> None:
+        """Drop the entries whose key ``wanted`` refuses."""
+        for key in [k for k in self.items if not wanted(k)]:
+            self._evict(self.items.pop(key)[2])
+
 
 def _reference_key(model: torch.nn.Module, x: torch.Tensor) -> tuple[Hashable, ...]:
     digest = hashlib.blake2b(digest_size=16)
@@ -231,6 +236,21 @@ def cached_reference(model: torch.nn.Module, x: torch.Tensor, make: Callable[[],
     """PyTorch's output for ``x``, computed once per model state and input (every target of a command checks
     against the same reference; at 1024 px one costs BiRefNet_lite ~10 s and ~2.5 GB)."""
     return _REFERENCES.get(model, _reference_key(model, x), make)
+
+
+#: Where :func:`model_key` puts the deformable-conv form and the traced input size.
+_FORM, _SIZE = 2, 5
+
+
+def retain_programs(needed: set[tuple[str, tuple[int, int]]]) -> None:
+    """Forget the programs and conversions whose (deformable-conv form, input size) is not in ``needed``.
+
+    A command's later targets can only use entries of their own form and size (or their check's), and
+    each entry holds memory: an OpenVINO conversion of BiRefNet_lite carries its own copy of the weights,
+    and the row-gather form's program its index tables. Kept for an int8 target exported after
+    ``openvino-bf16``, they raised its export peak. References stay: they are logits, a few MB.
+    """
+    _PROGRAMS.retain(lambda key: (key[_FORM], key[_SIZE]) in needed)
 
 
 def clear() -> None:

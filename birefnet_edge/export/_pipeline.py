@@ -17,7 +17,9 @@ import torch
 from birefnet_edge._io import removing_new_empty_dirs
 from birefnet_edge.checks import check_output_dir
 from birefnet_edge.errors import ExportError
+from birefnet_edge.export import _cache
 from birefnet_edge.export._build import ExportResult, Progress, artifact_name, export_target, model_overrides
+from birefnet_edge.export._memory import release
 from birefnet_edge.profile import Profile, load_profile
 
 if TYPE_CHECKING:
@@ -95,7 +97,9 @@ def export_targets(
     results = []
     with removing_new_empty_dirs(out_dir):  # every target failed or interrupted: no empty folder left
         model, info = load_model(weights, variant=variant, patch_order=patch_order)
-        for profile in profiles:
+        for i, profile in enumerate(profiles):
+            _cache.retain_programs(_programs_needed(model, profiles[i:], full_check))
+            release()
             if progress is not None:
                 progress(profile.name, None)
             if reuse:
@@ -114,6 +118,22 @@ def export_targets(
             if progress is not None:
                 progress(profile.name, result)
     return results
+
+
+def _programs_needed(
+    model: torch.nn.Module, profiles: Sequence[Profile], full_check: bool
+) -> set[tuple[str, tuple[int, int]]]:
+    """(deformable-conv form, input size) of every program these targets and their checks can trace."""
+    from birefnet_edge.export._check import check_profile
+
+    config = getattr(model, "config", None)
+    needed = set()
+    for profile in profiles:
+        # The export switches a model that can switch to the profile's form (see export_target).
+        form = profile.deform if hasattr(model, "set_deform_form") else getattr(config, "deform", profile.deform)
+        for traced in (profile, check_profile(profile, full_check)):
+            needed.add((form, tuple(traced.input_size)))
+    return needed
 
 
 def raise_on_export_failure(results: Sequence[ExportResult]) -> None:

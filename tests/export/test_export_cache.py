@@ -110,3 +110,43 @@ def test_openvino_conversion_is_stored_and_read_back_unchanged(fresh, monkeypatc
         np.testing.assert_allclose(outputs[1], model(torch.from_numpy(x)).numpy(), atol=1e-5)
     assert read_back.inputs[0].get_partial_shape().to_string() == "[1..4,3,64,64]"
     assert (entry / "model.xml").is_file() and (entry / "model.bin").is_file()
+
+
+def _forms_and_sizes() -> set[tuple[str, tuple[int, ...]]]:
+    return {(key[_cache._FORM], key[_cache._SIZE]) for key in _cache._PROGRAMS.items}
+
+
+def test_retain_forgets_only_the_programs_of_other_forms_and_sizes(fresh):
+    model, calls = torch.nn.Conv2d(3, 1, 1), []
+    kept = PROFILE.with_overrides(deform="portable")
+    other_form = PROFILE.with_overrides(deform="gather_int")
+    other_size = kept.with_overrides(input_size=(96, 96))
+    for profile in (kept, other_form, other_size):
+        _cache.cached_program(model, profile, lambda p=profile: calls.append(p) or object(), tag="openvino")
+    _cache.retain_programs({("portable", (64, 64))})
+    assert _forms_and_sizes() == {("portable", (64, 64))}
+    for profile in (kept, other_form, other_size):
+        _cache.cached_program(model, profile, lambda p=profile: calls.append(p) or object(), tag="openvino")
+    assert calls == [kept, other_form, other_size, other_form, other_size]  # only the kept one was not made again
+
+
+def test_each_target_of_a_command_starts_without_the_programs_no_later_target_uses(fresh, monkeypatch, tmp_path):
+    """bf16 (row-gather form) then fp32 and int8 (portable): the row-gather programs are gone before fp32."""
+    from birefnet_edge.export import _pipeline
+
+    seen = []
+
+    def export_target(model, profile, out_dir, **kwargs):
+        seen.append((profile.name, _forms_and_sizes()))
+        model.set_deform_form(profile.deform, 1 << 20)
+        _cache.cached_program(model, profile, object, tag="conversion")
+        return _pipeline.ExportResult(profile.name, "failed", None, 0.0, 0, (), "not exported in this test")
+
+    monkeypatch.setattr(_pipeline, "export_target", export_target)
+    targets = ["openvino-bf16", "openvino-fp32", "openvino-int8"]
+    _pipeline.export_targets("random:birefnet_tiny", targets, tmp_path / "out", size=(512, 512))
+    assert seen == [
+        ("openvino-bf16", set()),
+        ("openvino-fp32", set()),  # only openvino-bf16 traced the gather_int form
+        ("openvino-int8", {("portable", (512, 512))}),  # int8 converts the portable form at its own size
+    ]
