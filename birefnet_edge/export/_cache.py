@@ -36,6 +36,10 @@ def _tensors(model: torch.nn.Module) -> list[torch.Tensor]:
     return [*model.parameters(), *model.buffers()]
 
 
+#: Where :func:`model_key` puts the deformable-conv form and the traced input size (:func:`retain_programs`).
+_FORM, _SIZE = 2, 5
+
+
 def model_key(model: torch.nn.Module, profile: Profile) -> tuple[Hashable, ...]:
     """Identity of (architecture, weights, form, traced shapes); equal for two models with equal weights."""
     digest = hashlib.blake2b(digest_size=16)
@@ -236,10 +240,6 @@ def cached_reference(model: torch.nn.Module, x: torch.Tensor, make: Callable[[],
     """PyTorch's output for ``x``, computed once per model state and input (every target of a command checks
     against the same reference; at 1024 px one costs BiRefNet_lite ~10 s and ~2.5 GB)."""
     return _REFERENCES.get(model, _reference_key(model, x), make)
-
-
-#: Where :func:`model_key` puts the deformable-conv form and the traced input size.
-_FORM, _SIZE = 2, 5
 
 
 def retain_programs(needed: set[tuple[str, tuple[int, int]]]) -> None:
