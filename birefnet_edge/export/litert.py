@@ -5,11 +5,12 @@ float casting: a DEQUANTIZE op feeds each, so a CPU computes in float32 and a GP
 compute in float16); int8 is calibrated static quantization (:mod:`birefnet_edge.export.int8.litert`).
 
 Batch: the model is converted with the profile's symbolic batch when the converter can keep one.
-It cannot while the graph samples with ``grid_sample`` (the portable deformable conv): its
-decomposition indexes the batch with an ``arange`` of the symbolic size, which litert-torch 0.10
-rejects. The exporter then converts at a fixed batch (the profile's ``batch.min``), says so once, and
-records the batch sizes that exist in ``export.batch`` of the manifest; the runner runs larger
-batches in slices of that size.
+litert-torch 0.10 lowers many ops (``view``, ``expand``, ``arange``, ...) through JAX, which needs every
+size static, so it cannot convert such an op whose size is computed from the batch: every Swin or PVT
+reshape of the tokens, and the ``arange`` of ``grid_sample``'s decomposition. The exporter finds them
+before converting (:func:`symbolic_batch_blocker`; a failed conversion of BiRefNet_lite costs minutes),
+then converts at a fixed batch (the profile's ``batch.min``), says so once, and records the batch sizes
+that exist in ``export.batch`` of the manifest; the runner runs larger batches in slices of that size.
 
 The delegated share (how much of the graph XNNPACK takes) is read from the written artifact by the
 runner's :func:`birefnet_edge.runtime.litert.delegation` and recorded in ``export.delegation``.
@@ -18,6 +19,7 @@ runner's :func:`birefnet_edge.runtime.litert.delegation` and recorded in ``expor
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -65,9 +67,10 @@ class _Named(torch.nn.Module):
 def symbolic_batch_blocker(model: torch.nn.Module, profile: Profile) -> str | None:
     """Why the converter cannot keep a symbolic batch for this model (None: it can, or the batch is fixed).
 
-    litert-torch 0.10 rejects an ``arange`` whose length is the symbolic batch. The portable form's
-    ``grid_sample`` makes one when it is decomposed (it indexes the batch), the gather form makes one
-    itself (row offsets per image).
+    litert-torch 0.10 rejects an ``arange`` whose length is the symbolic batch (the portable form's
+    ``grid_sample`` makes one when it is decomposed: it indexes the batch), and any other op it lowers
+    through JAX with a size computed from the batch (:func:`jax_ops_with_batch_sizes`: the token
+    reshapes of every Swin and PVT stage). The cheap checks on the traced program come first.
     """
     if not IO.is_dynamic(profile):
         return None
@@ -79,7 +82,43 @@ def symbolic_batch_blocker(model: torch.nn.Module, profile: Profile) -> str | No
         )
     if any(str(node.target).startswith("aten.arange") and _symbolic(node.args) for node in nodes):
         return "the graph builds an arange over the batch, which litert-torch cannot convert with a symbolic batch"
+    ops = jax_ops_with_batch_sizes(export_program(model, profile))
+    if ops:
+        listed = ", ".join(f"{op} x{count}" for op, count in ops.most_common(3))
+        return (
+            f"litert-torch lowers {listed} through JAX, which needs static sizes, and these ops take a size "
+            "computed from the batch"
+        )
     return None
+
+
+def jax_ops_with_batch_sizes(program: torch.export.ExportedProgram) -> Counter[str]:
+    """The ops litert-torch would lower through JAX with a size computed from the symbolic batch, by count.
+
+    Its JAX bridge turns each size argument into a traced value and JAX rejects a traced shape, so one
+    such op fails the whole symbolic conversion, only after minutes of tracing and decomposing. Found
+    here on litert-torch's own pre-conversion decompositions (``flatten`` becomes a ``view`` to
+    ``[batch, C, H*W]`` there). Empty when litert-torch's internals are not the ones read here: the
+    conversion is then tried and its failure handled as before.
+    """
+    try:
+        from litert_torch import fx_infra
+        from litert_torch.backend import lowerings  # noqa: F401  (importing it registers every lowering)
+        from litert_torch.backend.lowerings import registry
+
+        table = fx_infra.decomp.pre_convert_decomp()
+    except (ImportError, AttributeError) as exc:
+        log.debug("litert-torch internals not found (%s): the symbolic conversion will be tried", exc)
+        return Counter()
+    with phase("litert batch check"), torch.no_grad():
+        graph = program.run_decompositions(table).graph  # a new program: the cached one is shared
+    found: Counter[str] = Counter()
+    for node in graph.nodes:
+        lowering = registry.lookup(node.target) if node.op == "call_function" else None
+        through_jax = "lower_by_jax" in getattr(lowering, "__qualname__", "")  # lower_by_jax's own wrapper
+        if through_jax and any(isinstance(arg.meta.get("val"), torch.SymInt) for arg in node.all_input_nodes):
+            found[str(node.target).removesuffix(".default")] += 1
+    return found
 
 
 _SAMPLERS = (torch.ops.aten.grid_sampler.default, torch.ops.aten.grid_sampler_2d.default)
@@ -87,6 +126,12 @@ _SAMPLERS = (torch.ops.aten.grid_sampler.default, torch.ops.aten.grid_sampler_2d
 
 def _symbolic(args: tuple[Any, ...]) -> bool:
     return any(isinstance(a, torch.fx.Node) for a in args)
+
+
+def _first_line(exc: BaseException, limit: int = 200) -> str:
+    """The start of an error for a one-line warning (``converting`` joins a message's lines with " | ")."""
+    line = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(" | ")[0]
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def convert(model: torch.nn.Module, profile: Profile, batch: int | None) -> bytes:
@@ -162,7 +207,9 @@ class LitertExporter(Exporter):
             try:
                 path.write_bytes(convert(model, profile, None))
             except ExportError as exc:  # the converter's own limits: a fixed batch still gives a working artifact
-                blocker, batch = f"litert-torch failed with a symbolic batch: {exc}", profile.batch.min
+                # The converter's message runs over many lines (a JAX trace); the warning is one line, --debug logs all.
+                log.debug("symbolic-batch conversion failed: %s", exc)
+                blocker, batch = f"litert-torch failed with a symbolic batch: {_first_line(exc)}", profile.batch.min
         if batch is not None:
             path.write_bytes(convert(model, profile, batch))
         warnings = []

@@ -38,10 +38,10 @@ def test_recorded_batch_sizes_are_the_models_and_batch_3_runs_in_slices(export_t
     folder = export_tiny(name)
     batch = manifest_of(folder).export["batch"]
     signature = litert.Interpreter(model_path=str(folder / "model.tflite")).get_input_details()[0]["shape_signature"]
-    if batch["symbolic"]:  # the converter kept the profile's symbolic batch: the runner resizes per call
-        assert batch["sizes"] == [] and signature.tolist() == [-1, 3, 64, 64]
-    else:  # it could not: said and recorded, and the model has exactly the recorded batch
-        assert batch["sizes"] == [1] and batch["reason"] and _model_input_shape(folder) == [1, 3, 64, 64]
+    # litert-torch 0.10 lowers the Swin token reshapes through JAX, which cannot take the symbolic batch: found
+    # before converting (test_litert_batch.py), said and recorded; the model has exactly the recorded batch.
+    assert not batch["symbolic"] and "through JAX" in batch["reason"]
+    assert batch["sizes"] == [1] and _model_input_shape(folder) == [1, 3, 64, 64] and signature.tolist()[0] == 1
     with open_runner(folder) as runner:
         assert runner.infer(np.zeros((3, 3, 64, 64), np.float32)).shape == (3, 1, 64, 64)
         assert runner.runtime_info()["batch"] == (batch["sizes"] or "symbolic")
