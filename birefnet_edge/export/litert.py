@@ -8,9 +8,11 @@ Batch: the model is converted with the profile's symbolic batch when the convert
 litert-torch 0.10 lowers many ops (``view``, ``expand``, ``arange``, ...) through JAX, which needs every
 size static, so it cannot convert such an op whose size is computed from the batch: every Swin or PVT
 reshape of the tokens, and the ``arange`` of ``grid_sample``'s decomposition. The exporter finds them
-before converting (:func:`symbolic_batch_blocker`; a failed conversion of BiRefNet_lite costs minutes),
-then converts at a fixed batch (the profile's ``batch.min``), says so once, and records the batch sizes
-that exist in ``export.batch`` of the manifest; the runner runs larger batches in slices of that size.
+before converting (:func:`symbolic_batch_blocker`; a failed conversion of BiRefNet_lite costs minutes).
+A symbolic conversion that succeeds is allocated at one other batch (:func:`batch_fixed_inside`): litert-torch
+can bake the traced batch into a graph whose input says ``-1``. In both cases the exporter then converts at a
+fixed batch (the profile's ``batch.min``), says so once, and records the batch sizes that exist in
+``export.batch`` of the manifest; the runner runs larger batches in slices of that size.
 
 The delegated share (how much of the graph XNNPACK takes) is read from the written artifact by the
 runner's :func:`birefnet_edge.runtime.litert.delegation` and recorded in ``export.delegation``.
@@ -128,6 +130,35 @@ def _symbolic(args: tuple[Any, ...]) -> bool:
     return any(isinstance(a, torch.fx.Node) for a in args)
 
 
+def batch_fixed_inside(data: bytes, profile: Profile) -> str | None:
+    """Why a symbolic-batch ``.tflite`` runs at the traced batch only (None: it allocates at another batch too).
+
+    litert-torch 0.10 can mark the input's batch ``-1`` and still bake the traced batch into the graph:
+    a model whose output has one channel ends in a RESHAPE to the constant ``[2, 1, H, W]`` (its NHWC to
+    NCHW step), so every other batch fails when the interpreter prepares it. Allocating at one other batch
+    (no inference, no delegate) finds that in milliseconds, before the artifact is written.
+    """
+    interpreter_module = require("ai_edge_litert.interpreter", EXTRA, "LiteRT export")
+    traced = profile.batch.example()
+    other = profile.batch.min if profile.batch.min != traced else traced + 1
+    if other > profile.batch.max:
+        return None
+    interpreter = interpreter_module.Interpreter(
+        model_content=data,
+        experimental_op_resolver_type=interpreter_module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
+    source = interpreter.get_input_details()[0]
+    try:
+        interpreter.resize_tensor_input(source["index"], [other, *source["shape"][1:]])
+        interpreter.allocate_tensors()
+    except (RuntimeError, ValueError) as exc:
+        return (
+            f"litert-torch marked the batch symbolic but fixed it at {traced} inside the graph "
+            f"(at batch {other}: {_first_line(exc, 120)})"
+        )
+    return None
+
+
 def _first_line(exc: BaseException, limit: int = 200) -> str:
     """The start of an error for a one-line warning (``converting`` joins a message's lines with " | ")."""
     line = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(" | ")[0]
@@ -205,7 +236,12 @@ class LitertExporter(Exporter):
         path = out_dir / MODEL_FILE
         if batch is None:
             try:
-                path.write_bytes(convert(model, profile, None))
+                data = convert(model, profile, None)
+                blocker = batch_fixed_inside(data, profile)
+                if blocker is None:
+                    path.write_bytes(data)
+                else:
+                    batch = profile.batch.min
             except ExportError as exc:  # the converter's own limits: a fixed batch still gives a working artifact
                 # The converter's message runs over many lines (a JAX trace); the warning is one line, --debug logs all.
                 log.debug("symbolic-batch conversion failed: %s", exc)

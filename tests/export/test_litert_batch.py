@@ -1,7 +1,8 @@
-"""LiteRT's symbolic batch: which graphs litert-torch can convert with one, decided before converting.
+"""LiteRT's symbolic batch: which graphs litert-torch can convert with one, and whether the result keeps it.
 
-Small modules, no real conversion: the decision must be made from the traced graph, because a failed
-symbolic conversion of BiRefNet costs minutes before the fixed-batch one starts.
+Small modules: the first decision is made from the traced graph, because a failed symbolic conversion
+of BiRefNet costs minutes before the fixed-batch one starts; the second on a real conversion of a
+module of a few convolutions (seconds).
 """
 
 from __future__ import annotations
@@ -23,6 +24,14 @@ class _Convs(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(torch.relu(self.conv(x)))
+
+
+class _TwoChannels(_Convs):
+    """The same with a two-channel output: litert-torch keeps its batch symbolic all through."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Conv2d(4, 2, 1)
 
 
 class _Tokens(_Convs):
@@ -73,6 +82,34 @@ def _exporter(litert):
     from birefnet_edge.export._base import ArtifactInfo
 
     return litert.LitertExporter(ArtifactInfo(name="tokens-litert-fp32", variant="tokens", weights={}, contract={}))
+
+
+def test_a_graph_fixed_inside_at_the_traced_batch_is_found_after_converting() -> None:
+    """A one-channel output ends in a RESHAPE to the traced [2, 1, H, W]: the input says -1, batch 1 cannot run."""
+    from birefnet_edge.export.litert import batch_fixed_inside, convert
+
+    profile = _profile()
+    reason = batch_fixed_inside(convert(_Convs().eval(), profile, None), profile)
+    assert reason is not None and "fixed it at 2 inside the graph" in reason and "at batch 1" in reason
+    assert batch_fixed_inside(convert(_TwoChannels().eval(), profile, None), profile) is None
+
+
+def test_a_symbolic_conversion_fixed_inside_is_replaced_by_the_fixed_batch(monkeypatch, tmp_path) -> None:
+    import birefnet_edge.export.litert as litert
+
+    asked: list[int | None] = []
+
+    def convert(model, profile, batch):
+        asked.append(batch)
+        if batch is None:
+            return b"converted with the batch -1 at the input"
+        raise _Stop
+
+    monkeypatch.setattr(litert, "convert", convert)
+    monkeypatch.setattr(litert, "batch_fixed_inside", lambda data, profile: "fixed it at 2 inside the graph")
+    with pytest.raises(_Stop):
+        _exporter(litert).export(_Convs().eval(), _profile(), tmp_path)
+    assert asked == [None, 1] and not (tmp_path / "model.tflite").exists()
 
 
 @pytest.mark.parametrize(("module", "first_batch"), [(_Tokens, 1), (_Convs, None)])
