@@ -30,6 +30,20 @@ def test_export_writes_the_card_with_io_batch_precision_and_onnx_snippets(onnx_a
     assert CARD_NAME not in {e.path for e in manifest.files}
 
 
+def test_a_batch_the_converter_fixed_is_the_one_the_card_gives(onnx_artifact):
+    """A LiteRT model converted at batch 1 for a 1..4 profile takes N = 1 only: the card must not promise the range."""
+    manifest = read_manifest(onnx_artifact)
+    reason = "litert-torch lowers aten.view x366 through JAX"
+    fixed = dataclasses.replace(
+        manifest, export={**manifest.export, "batch": {"symbolic": False, "sizes": [1], "reason": reason}}
+    )
+    card = render_card(fixed)
+    assert "| [N, 3, 64, 64] | float32 | normalised RGB, NCHW; N = 1 only: the converter fixed the batch" in card
+    assert "N in 1..4" not in card
+    symbolic = dataclasses.replace(manifest, export={**manifest.export, "batch": {"symbolic": True, "sizes": []}})
+    assert "N in 1..4 (tuned for 2)" in render_card(symbolic)
+
+
 def test_openvino_card_names_the_ir_and_its_snippets(export_tiny, tmp_path, monkeypatch):
     ov = pytest.importorskip("openvino", reason="openvino is not installed (extra 'openvino')")
     folder = shutil.copytree(export_tiny("openvino-fp32"), tmp_path / "artifact")
