@@ -228,33 +228,21 @@ class LitertExporter(Exporter):
 
     check_key = "litert"
 
+    #: Why this exporter's model has no symbolic batch, once known (the reduced-size check export of the
+    #: same model reuses it instead of paying for the symbolic attempt again); None: not decided yet.
+    _batch_verdict: tuple[str | None] | None = None
+
     def export(self, model: torch.nn.Module, profile: Profile, out_dir: Path) -> ExportOutput:
         require("litert_torch", EXTRA, "LiteRT export")
         require_deform(profile, "litert-torch (our custom op has no TFLite lowering)", DEFORM_FORMS)
-        blocker = symbolic_batch_blocker(model, profile)
-        batch = profile.batch.min if blocker or not IO.is_dynamic(profile) else None
         path = out_dir / MODEL_FILE
-        if batch is None:
-            try:
-                data = convert(model, profile, None)
-                blocker = batch_fixed_inside(data, profile)
-                if blocker is None:
-                    path.write_bytes(data)
-                else:
-                    batch = profile.batch.min
-            except ExportError as exc:  # the converter's own limits: a fixed batch still gives a working artifact
-                # The converter's message runs over many lines (a JAX trace); the warning is one line, --debug logs all.
-                log.debug("symbolic-batch conversion failed: %s", exc)
-                blocker, batch = f"litert-torch failed with a symbolic batch: {_first_line(exc)}", profile.batch.min
-        if batch is not None:
-            path.write_bytes(convert(model, profile, batch))
+        batch, blocker = self._write_model(model, profile, path)
         warnings = []
         if blocker:
             warnings.append(
                 f"LiteRT: no symbolic batch for this model ({blocker}); exported at batch {batch}, "
                 f"larger batches run as slices of {batch}"
             )
-            log.warning(warnings[-1])
         details: dict[str, Any] = {}
         if profile.precision == "fp16":
             cast_weights_fp16(path, profile)
@@ -276,6 +264,30 @@ class LitertExporter(Exporter):
         log.info("LiteRT %s: %s", profile.name, details["notes"][0])
         tools = tool_versions(*TOOLS, *(("ai-edge-quantizer",) if profile.precision != "fp32" else ()))
         return ExportOutput(files={MODEL_FILE: "model"}, checks=checks, tools=tools, details=details)
+
+    def _write_model(self, model: torch.nn.Module, profile: Profile, path: Path) -> tuple[int | None, str | None]:
+        """Convert into ``path``: ``(None, None)`` with a symbolic batch, or ``(fixed batch, why)``."""
+        if not IO.is_dynamic(profile):
+            path.write_bytes(convert(model, profile, profile.batch.min))
+            return profile.batch.min, None
+        data = None
+        if self._batch_verdict is None:
+            blocker = symbolic_batch_blocker(model, profile)
+            if blocker is None:
+                try:
+                    data = convert(model, profile, None)
+                    blocker = batch_fixed_inside(data, profile)
+                except ExportError as exc:  # the converter's own limits: a fixed batch still gives a working artifact
+                    # Its message runs over many lines (a JAX trace): the warning takes one, --debug logs all.
+                    log.debug("symbolic-batch conversion failed: %s", exc)
+                    blocker = f"litert-torch failed with a symbolic batch: {_first_line(exc)}"
+            if blocker:
+                log.warning("LiteRT: no symbolic batch for this model (%s)", blocker)
+            self._batch_verdict = (blocker,)
+        (blocker,) = self._batch_verdict
+        batch = profile.batch.min if blocker else None
+        path.write_bytes(convert(model, profile, batch) if blocker or data is None else data)
+        return batch, blocker
 
     def _check_weights(self, weights: dict[str, int], profile: Profile) -> None:
         half = weights.get("float16", 0)

@@ -160,3 +160,22 @@ def test_the_converters_error_is_cut_to_its_first_line_for_the_warning() -> None
     assert _first_line(RuntimeError("a\nb")) == "a"
     long = _first_line(ValueError("y" * 900))
     assert len(long) == 200 and long.endswith("...")
+
+
+def test_the_reduced_size_check_export_reuses_the_batch_verdict(monkeypatch, tmp_path) -> None:
+    """The export check converts the same model at a smaller size with the same exporter: no second decision."""
+    import birefnet_edge.export.litert as litert
+
+    decided, asked = [], []
+    monkeypatch.setattr(litert, "symbolic_batch_blocker", lambda model, profile: decided.append(profile) or "blocked")
+
+    def convert(model, profile, batch):
+        asked.append((profile.input_size, batch))
+        raise _Stop
+
+    monkeypatch.setattr(litert, "convert", convert)
+    exporter, model = _exporter(litert), _Tokens().eval()
+    for size in (96, 64):
+        with pytest.raises(_Stop):
+            exporter.export(model, _profile().with_overrides(input_size=(size, size)), tmp_path)
+    assert len(decided) == 1 and asked == [((96, 96), 1), ((64, 64), 1)]
