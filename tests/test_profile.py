@@ -60,3 +60,15 @@ def test_a_tables_own_check_names_the_profile_too() -> None:
     # Found by hand (issue 19, round 2): "batch range must satisfy ..." did not say which of several -t files.
     with pytest.raises(ProfileError, match=r"^profile custom: batch range must satisfy .* got min=1, opt=1, max=0$"):
         _load("[batch]\nmin = 1\nopt = 1\nmax = 0")
+
+
+def test_shipped_profiles_of_one_format_and_form_trace_one_graph() -> None:
+    """fp32/fp16/int8 of a format convert once per command only with equal graph settings (the conversion
+    cache keys on them): a row band set on litert-fp32 alone once made every LiteRT command convert three times."""
+    from birefnet_edge.profile import list_profiles
+
+    graphs: dict[tuple[str, str], set] = {}
+    for name in list_profiles():
+        profile = load_profile(name)
+        graphs.setdefault((profile.format, profile.deform), set()).add((profile.deform_band, profile.batch))
+    assert all(len(settings) == 1 for settings in graphs.values()), {k: v for k, v in graphs.items() if len(v) > 1}

@@ -12,13 +12,14 @@ the weights it shares with its model are edited in place.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import hashlib
 import os
 import shutil
 import tempfile
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,13 +41,17 @@ def _tensors(model: torch.nn.Module) -> list[torch.Tensor]:
 _FORM, _SIZE = 2, 5
 
 
-def model_key(model: torch.nn.Module, profile: Profile) -> tuple[Hashable, ...]:
-    """Identity of (architecture, weights, form, traced shapes); equal for two models with equal weights."""
+def _weights_digest(model: torch.nn.Module) -> str:
     digest = hashlib.blake2b(digest_size=16)
     for t in _tensors(model):
         data = t.detach().cpu().contiguous()
         digest.update(str((t.dtype, tuple(t.shape))).encode())
         digest.update(data.reshape(-1).view(torch.uint8).numpy().data if data.numel() else b"")
+    return digest.hexdigest()
+
+
+def model_key(model: torch.nn.Module, profile: Profile) -> tuple[Hashable, ...]:
+    """Identity of (architecture, weights, form, traced shapes); equal for two models with equal weights."""
     config = getattr(model, "config", None)
     form = getattr(config, "deform", profile.deform)
     rng = profile.batch
@@ -55,7 +60,7 @@ def model_key(model: torch.nn.Module, profile: Profile) -> tuple[Hashable, ...]:
         repr(config),
         form,
         model.training,
-        digest.hexdigest(),
+        _weights_digest(model),
         tuple(profile.input_size),
         rng.min,
         rng.max,
@@ -97,6 +102,13 @@ class _Lru:
         for _, _, value in self.items.values():
             self._evict(value)
         self.items.clear()
+
+    def revalidate(self, tensors: list[torch.Tensor]) -> None:
+        """Take the current version counters of ``tensors`` as valid for the entries that track exactly them."""
+        held_ids = [id(t) for t in tensors]
+        for key, (held, _, value) in list(self.items.items()):
+            if [id(t) for t in held] == held_ids:
+                self.items[key] = (held, tuple(t._version for t in held), value)
 
     def retain(self, wanted: Callable[[tuple], bool]) -> None:
         """Drop the entries whose key ``wanted`` refuses."""
@@ -240,6 +252,23 @@ def cached_reference(model: torch.nn.Module, x: torch.Tensor, make: Callable[[],
     """PyTorch's output for ``x``, computed once per model state and input (every target of a command checks
     against the same reference; at 1024 px one costs BiRefNet_lite ~10 s and ~2.5 GB)."""
     return _REFERENCES.get(model, _reference_key(model, x), make)
+
+
+@contextlib.contextmanager
+def rewritten_in_place(model: torch.nn.Module) -> Iterator[None]:
+    """Keep this model's cached entries valid across a step that writes its weights back unchanged.
+
+    litert-torch 0.10's conversion writes every weight of the model in place with the value it had:
+    no value changes, but every version counter moves, so the entries tracking them looked edited and
+    each LiteRT target of a command traced and converted the model again. When the weights' hash is
+    the same after the block, the new counters are taken as valid; otherwise the entries go stale as
+    they should.
+    """
+    before = _weights_digest(model)
+    yield
+    if _weights_digest(model) == before:
+        for cache in (_PROGRAMS, _REFERENCES):
+            cache.revalidate(_tensors(model))
 
 
 def retain_programs(needed: set[tuple[str, tuple[int, int]]]) -> None:

@@ -40,7 +40,7 @@ from birefnet_edge.export._base import (
     require_deform,
     tool_versions,
 )
-from birefnet_edge.export._cache import cached_program
+from birefnet_edge.export._cache import cached_program, rewritten_in_place
 from birefnet_edge.export._memory import phase
 from birefnet_edge.formats.litert import LitertOptions
 from birefnet_edge.profile import Profile
@@ -159,6 +159,21 @@ def batch_fixed_inside(data: bytes, profile: Profile) -> str | None:
     return None
 
 
+def _batch_blocker(model: torch.nn.Module, profile: Profile) -> str | None:
+    """Why this model gets no symbolic batch in LiteRT (None: the symbolic conversion works), said once in the log."""
+    blocker = symbolic_batch_blocker(model, profile)
+    if blocker is None:
+        try:
+            blocker = batch_fixed_inside(convert(model, profile, None), profile)
+        except ExportError as exc:  # the converter's own limits: a fixed batch still gives a working artifact
+            # Its message runs over many lines (a JAX trace): the warning takes one, --debug logs all.
+            log.debug("symbolic-batch conversion failed: %s", exc)
+            blocker = f"litert-torch failed with a symbolic batch: {_first_line(exc)}"
+    if blocker:
+        log.warning("LiteRT: no symbolic batch for this model (%s)", blocker)
+    return blocker
+
+
 def _first_line(exc: BaseException, limit: int = 200) -> str:
     """The start of an error for a one-line warning (``converting`` joins a message's lines with " | ")."""
     line = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(" | ")[0]
@@ -180,7 +195,10 @@ def convert(model: torch.nn.Module, profile: Profile, batch: int | None) -> byte
         x = IO.example_input(profile, batch or profile.batch.example())
         dynamic = None if batch else {IO.input_name: IO.dynamic_shapes(profile)[0]}  # type: ignore[index]
         with phase("litert conversion"), converting("litert_torch.convert", profile), torch.no_grad():
-            edge = litert_torch.convert(_Named(model).eval(), sample_kwargs={IO.input_name: x}, dynamic_shapes=dynamic)
+            with rewritten_in_place(model):  # it writes every weight back unchanged (see _cache)
+                edge = litert_torch.convert(
+                    _Named(model).eval(), sample_kwargs={IO.input_name: x}, dynamic_shapes=dynamic
+                )
             return bytes(edge.model_content())
 
     return cached_program(model, profile, make, tag=f"litert-batch-{batch}")
@@ -270,23 +288,13 @@ class LitertExporter(Exporter):
         if not IO.is_dynamic(profile):
             path.write_bytes(convert(model, profile, profile.batch.min))
             return profile.batch.min, None
-        data = None
-        if self._batch_verdict is None:
-            blocker = symbolic_batch_blocker(model, profile)
-            if blocker is None:
-                try:
-                    data = convert(model, profile, None)
-                    blocker = batch_fixed_inside(data, profile)
-                except ExportError as exc:  # the converter's own limits: a fixed batch still gives a working artifact
-                    # Its message runs over many lines (a JAX trace): the warning takes one, --debug logs all.
-                    log.debug("symbolic-batch conversion failed: %s", exc)
-                    blocker = f"litert-torch failed with a symbolic batch: {_first_line(exc)}"
-            if blocker:
-                log.warning("LiteRT: no symbolic batch for this model (%s)", blocker)
-            self._batch_verdict = (blocker,)
+        if self._batch_verdict is None:  # once per model state and size for every LiteRT target of a command
+            self._batch_verdict = cached_program(
+                model, profile, lambda: (_batch_blocker(model, profile),), tag="litert-batch-verdict"
+            )
         (blocker,) = self._batch_verdict
         batch = profile.batch.min if blocker else None
-        path.write_bytes(convert(model, profile, batch) if blocker or data is None else data)
+        path.write_bytes(convert(model, profile, batch))  # a symbolic one was made (and cached) by the verdict
         return batch, blocker
 
     def _check_weights(self, weights: dict[str, int], profile: Profile) -> None:

@@ -150,3 +150,28 @@ def test_each_target_of_a_command_starts_without_the_programs_no_later_target_us
         ("openvino-fp32", set()),  # only openvino-bf16 traced the gather_int form
         ("openvino-int8", {("portable", (512, 512))}),  # int8 converts the portable form at its own size
     ]
+
+
+def test_weights_written_back_unchanged_keep_the_entries_and_changed_ones_do_not(fresh):
+    """litert-torch writes every weight back in place with its own value: the cache must not take that as an
+    edit (each LiteRT target converted the model again), but a real edit inside the same block must still count."""
+    model, calls = torch.nn.Conv2d(3, 1, 1), []
+
+    def program(tag):
+        return _cache.cached_program(model, PROFILE, lambda: calls.append(tag) or tag, tag=tag)
+
+    program("a")
+    with _cache.rewritten_in_place(model), torch.no_grad():
+        for t in model.parameters():
+            t.copy_(t.clone())  # same values, the version counters move
+    program("a")
+    assert calls == ["a"]
+    with torch.no_grad():
+        for t in model.parameters():
+            t.copy_(t.clone())  # the same outside the block: the entry is dropped, as before
+    program("a")
+    assert calls == ["a", "a"]
+    with _cache.rewritten_in_place(model), torch.no_grad():
+        model.weight.add_(1.0)  # a real edit inside the block: not served from the old entry
+    program("a")
+    assert calls == ["a", "a", "a"]

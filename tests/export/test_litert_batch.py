@@ -179,3 +179,22 @@ def test_the_reduced_size_check_export_reuses_the_batch_verdict(monkeypatch, tmp
         with pytest.raises(_Stop):
             exporter.export(model, _profile().with_overrides(input_size=(size, size)), tmp_path)
     assert len(decided) == 1 and asked == [((96, 96), 1), ((64, 64), 1)]
+
+
+def test_every_litert_target_of_a_command_shares_one_verdict(monkeypatch, tmp_path) -> None:
+    """litert-fp32, -fp16 and -int8 of one model and size: one decision (for BiRefNet, minutes of decomposing)."""
+    import birefnet_edge.export.litert as litert
+
+    decided, asked = [], []
+    monkeypatch.setattr(litert, "symbolic_batch_blocker", lambda model, profile: decided.append(profile) or "blocked")
+
+    def convert(model, profile, batch):
+        asked.append(batch)
+        raise _Stop
+
+    monkeypatch.setattr(litert, "convert", convert)
+    model = _Tokens().eval()
+    for _ in range(2):  # one exporter per artifact, as export_targets makes them
+        with pytest.raises(_Stop):
+            _exporter(litert).export(model, _profile(), tmp_path)
+    assert len(decided) == 1 and asked == [1, 1]
