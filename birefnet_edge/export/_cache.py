@@ -12,14 +12,13 @@ the weights it shares with its model are edited in place.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import functools
 import hashlib
 import os
 import shutil
 import tempfile
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,13 +36,14 @@ def _tensors(model: torch.nn.Module) -> list[torch.Tensor]:
     return [*model.parameters(), *model.buffers()]
 
 
-#: Where :func:`model_key` puts the deformable-conv form and the traced input size (:func:`retain_programs`).
-_FORM, _SIZE = 2, 5
+#: Where :func:`model_key` puts the deformable-conv form, the weights' digest and the traced input size.
+_FORM, _DIGEST, _SIZE = 2, 4, 5
 
 
-def _weights_digest(model: torch.nn.Module) -> str:
+def _digest(tensors: list[torch.Tensor]) -> str:
+    """Hash of the tensors' dtypes, shapes and values (a model's weights: :func:`_tensors`)."""
     digest = hashlib.blake2b(digest_size=16)
-    for t in _tensors(model):
+    for t in tensors:
         data = t.detach().cpu().contiguous()
         digest.update(str((t.dtype, tuple(t.shape))).encode())
         digest.update(data.reshape(-1).view(torch.uint8).numpy().data if data.numel() else b"")
@@ -60,7 +60,7 @@ def model_key(model: torch.nn.Module, profile: Profile) -> tuple[Hashable, ...]:
         repr(config),
         form,
         model.training,
-        _weights_digest(model),
+        _digest(_tensors(model)),
         tuple(profile.input_size),
         rng.min,
         rng.max,
@@ -72,60 +72,61 @@ class _Lru:
     """Most-recent entries; with ``track``, an entry is dropped once the model it came from is edited in place.
 
     A ``torch.export`` program shares its weight tensors with the model it traced, so editing those
-    tensors (their version counters move) would silently change a cached program.
+    tensors would silently change a cached program. An in-place write moves their version counters;
+    when they moved, the tensors are hashed again and the entry is kept if they still hold the values
+    it was made from (``digest``): litert-torch 0.10 writes every weight of the model back unchanged
+    during its conversion, and each LiteRT target of a command converted the model again.
     """
 
     def __init__(self, on_evict: Callable[[Any], None] | None = None, track: bool = False) -> None:
-        self.items: OrderedDict[tuple, tuple[list[torch.Tensor], tuple[int, ...], Any]] = OrderedDict()
+        # key -> (tracked tensors, their version counters, their digest when made, value)
+        self.items: OrderedDict[tuple, tuple[list[torch.Tensor], tuple[int, ...], str | None, Any]] = OrderedDict()
         self.on_evict = on_evict
         self.track = track
 
-    def get(self, model: torch.nn.Module, key: tuple, make: Callable[[], Any]) -> Any:
+    def get(self, model: torch.nn.Module, key: tuple, make: Callable[[], Any], digest: str | None = None) -> Any:
+        """The entry of ``key``, else ``make()`` stored under it; ``digest``: :func:`_digest` of the model's weights."""
         hit = self.items.get(key)
-        if hit is not None and tuple(t._version for t in hit[0]) == hit[1]:
+        if hit is not None and self._valid(key, hit):
             self.items.move_to_end(key)
-            return hit[2]
+            return hit[3]
         if hit is not None:
-            self._evict(self.items.pop(key)[2])
+            self._evict(self.items.pop(key)[3])
         value = make()
         tensors = _tensors(model) if self.track else []
-        self.items[key] = (tensors, tuple(t._version for t in tensors), value)
+        self.items[key] = (tensors, tuple(t._version for t in tensors), digest, value)
         while len(self.items) > _KEEP:
-            self._evict(self.items.popitem(last=False)[1][2])
+            self._evict(self.items.popitem(last=False)[1][3])
         return value
+
+    def _valid(self, key: tuple, hit: tuple[list[torch.Tensor], tuple[int, ...], str | None, Any]) -> bool:
+        tensors, versions, digest, value = hit
+        now = tuple(t._version for t in tensors)
+        if now == versions:
+            return True
+        if digest is None or _digest(tensors) != digest:
+            return False
+        self.items[key] = (tensors, now, digest, value)  # written back unchanged: valid until the next write
+        return True
 
     def _evict(self, value: Any) -> None:
         if self.on_evict is not None:
             self.on_evict(value)
 
     def clear(self) -> None:
-        for _, _, value in self.items.values():
+        for *_, value in self.items.values():
             self._evict(value)
         self.items.clear()
-
-    def revalidate(self, tensors: list[torch.Tensor]) -> None:
-        """Take the current version counters of ``tensors`` as valid for the entries that track exactly them."""
-        held_ids = [id(t) for t in tensors]
-        for key, (held, _, value) in list(self.items.items()):
-            if [id(t) for t in held] == held_ids:
-                self.items[key] = (held, tuple(t._version for t in held), value)
 
     def retain(self, wanted: Callable[[tuple], bool]) -> None:
         """Drop the entries whose key ``wanted`` refuses."""
         for key in [k for k in self.items if not wanted(k)]:
-            self._evict(self.items.pop(key)[2])
+            self._evict(self.items.pop(key)[3])
 
 
-def _reference_key(model: torch.nn.Module, x: torch.Tensor) -> tuple[Hashable, ...]:
-    digest = hashlib.blake2b(digest_size=16)
-    data = x.detach().cpu().contiguous()
-    digest.update(str((data.dtype, tuple(data.shape))).encode())
-    digest.update(data.reshape(-1).view(torch.uint8).numpy().data)
-    weights = hashlib.blake2b(digest_size=16)
-    for t in _tensors(model):
-        weights.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().data if t.numel() else b"")
+def _reference_key(model: torch.nn.Module, x: torch.Tensor, weights: str) -> tuple[Hashable, ...]:
     config = getattr(model, "config", None)
-    return type(model).__qualname__, repr(config), model.training, weights.hexdigest(), digest.hexdigest()
+    return type(model).__qualname__, repr(config), model.training, weights, _digest([x])
 
 
 _PROGRAMS = _Lru(track=True)
@@ -151,7 +152,7 @@ def cached_program(
     """The ``torch.export`` program (or a conversion of it) for this model state and shapes, made once per
     ``tag``; with ``stored``, also kept on disk for other processes."""
     key = (*model_key(model, profile), tag)
-    return _PROGRAMS.get(model, key, lambda: _through_disk(stored, key, make))
+    return _PROGRAMS.get(model, key, lambda: _through_disk(stored, key, make), digest=key[_DIGEST])
 
 
 def cached_onnx(model: torch.nn.Module, profile: Profile, make: Callable[[Path], None]) -> Path:
@@ -251,24 +252,8 @@ def _versions(tools: tuple[str, ...]) -> tuple[str, ...]:
 def cached_reference(model: torch.nn.Module, x: torch.Tensor, make: Callable[[], Any]) -> Any:
     """PyTorch's output for ``x``, computed once per model state and input (every target of a command checks
     against the same reference; at 1024 px one costs BiRefNet_lite ~10 s and ~2.5 GB)."""
-    return _REFERENCES.get(model, _reference_key(model, x), make)
-
-
-@contextlib.contextmanager
-def rewritten_in_place(model: torch.nn.Module) -> Iterator[None]:
-    """Keep this model's cached entries valid across a step that writes its weights back unchanged.
-
-    litert-torch 0.10's conversion writes every weight of the model in place with the value it had:
-    no value changes, but every version counter moves, so the entries tracking them looked edited and
-    each LiteRT target of a command traced and converted the model again. When the weights' hash is
-    the same after the block, the new counters are taken as valid; otherwise the entries go stale as
-    they should.
-    """
-    before = _weights_digest(model)
-    yield
-    if _weights_digest(model) == before:
-        for cache in (_PROGRAMS, _REFERENCES):
-            cache.revalidate(_tensors(model))
+    weights = _digest(_tensors(model))
+    return _REFERENCES.get(model, _reference_key(model, x, weights), make, digest=weights)
 
 
 def retain_programs(needed: set[tuple[str, tuple[int, int]]]) -> None:

@@ -40,7 +40,7 @@ from birefnet_edge.export._base import (
     require_deform,
     tool_versions,
 )
-from birefnet_edge.export._cache import cached_program, rewritten_in_place
+from birefnet_edge.export._cache import cached_program
 from birefnet_edge.export._memory import phase
 from birefnet_edge.formats.litert import LitertOptions
 from birefnet_edge.profile import Profile
@@ -195,10 +195,7 @@ def convert(model: torch.nn.Module, profile: Profile, batch: int | None) -> byte
         x = IO.example_input(profile, batch or profile.batch.example())
         dynamic = None if batch else {IO.input_name: IO.dynamic_shapes(profile)[0]}  # type: ignore[index]
         with phase("litert conversion"), converting("litert_torch.convert", profile), torch.no_grad():
-            with rewritten_in_place(model):  # it writes every weight back unchanged (see _cache)
-                edge = litert_torch.convert(
-                    _Named(model).eval(), sample_kwargs={IO.input_name: x}, dynamic_shapes=dynamic
-                )
+            edge = litert_torch.convert(_Named(model).eval(), sample_kwargs={IO.input_name: x}, dynamic_shapes=dynamic)
             return bytes(edge.model_content())
 
     return cached_program(model, profile, make, tag=f"litert-batch-{batch}")

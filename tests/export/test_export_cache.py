@@ -154,24 +154,28 @@ def test_each_target_of_a_command_starts_without_the_programs_no_later_target_us
 
 def test_weights_written_back_unchanged_keep_the_entries_and_changed_ones_do_not(fresh):
     """litert-torch writes every weight back in place with its own value: the cache must not take that as an
-    edit (each LiteRT target converted the model again), but a real edit inside the same block must still count."""
+    edit (each LiteRT target converted the model again), but a real edit must still count."""
     model, calls = torch.nn.Conv2d(3, 1, 1), []
 
-    def program(tag):
-        return _cache.cached_program(model, PROFILE, lambda: calls.append(tag) or tag, tag=tag)
+    def program(tag, source=model):
+        return _cache.cached_program(source, PROFILE, lambda: calls.append(tag) or tag, tag=tag)
+
+    def write_back(values=None):
+        with torch.no_grad():
+            for t in model.parameters():
+                t.copy_(t.clone() if values is None else values)  # the version counters move either way
 
     program("a")
-    with _cache.rewritten_in_place(model), torch.no_grad():
-        for t in model.parameters():
-            t.copy_(t.clone())  # same values, the version counters move
+    write_back()
     program("a")
     assert calls == ["a"]
-    with torch.no_grad():
-        for t in model.parameters():
-            t.copy_(t.clone())  # the same outside the block: the entry is dropped, as before
+    write_back()  # again: the entry took the new counters as valid, and still does
     program("a")
+    assert calls == ["a"]
+    twin = torch.nn.Conv2d(3, 1, 1)
+    twin.load_state_dict(model.state_dict())
+    write_back(torch.tensor(0.5))  # a real edit: the program made from the model's tensors now holds 0.5s
+    program("a", twin)  # equal weights to the old ones, but the cached entry shares the edited tensors
     assert calls == ["a", "a"]
-    with _cache.rewritten_in_place(model), torch.no_grad():
-        model.weight.add_(1.0)  # a real edit inside the block: not served from the old entry
-    program("a")
+    program("a")  # and the edited model itself gets a new entry of its own weights
     assert calls == ["a", "a", "a"]
