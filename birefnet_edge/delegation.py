@@ -26,6 +26,8 @@ class Delegation:
         partitions: Delegate partitions (calls into the delegate per inference): each boundary costs a copy.
         fallback_ops: Operator name -> count of the operators left on the runtime's own kernels.
         time_share: Share of the measured inference time spent inside the delegate (None: not profiled).
+        time_share_input: (H, W) the share was profiled at: the export check's size, which is smaller than
+            the artifact's unless the export ran with ``--full-check`` (None: not recorded).
     """
 
     delegate: str
@@ -34,15 +36,17 @@ class Delegation:
     partitions: int = 0
     fallback_ops: dict[str, int] = field(default_factory=dict)
     time_share: float | None = None
+    time_share_input: tuple[int, int] | None = None
 
     @property
     def share(self) -> float:
         """Delegated share of the operators (1.0 for an empty graph: nothing was left out)."""
         return self.nodes_delegated / self.nodes_total if self.nodes_total else 1.0
 
-    def with_time_share(self, time_share: float | None) -> Delegation:
-        """A copy with the profiled share of time set."""
-        return replace(self, time_share=time_share)
+    def with_time_share(self, time_share: float | None, input_size: tuple[int, int] | None = None) -> Delegation:
+        """A copy with the profiled share of time set, and the (H, W) it was profiled at."""
+        size = None if input_size is None else (int(input_size[0]), int(input_size[1]))
+        return replace(self, time_share=time_share, time_share_input=size)
 
     def to_dict(self) -> dict[str, Any]:
         """The manifest's ``export.delegation`` record (``share`` rounded, ``time_share`` only when measured)."""
@@ -56,12 +60,15 @@ class Delegation:
         }
         if self.time_share is not None:
             out["time_share"] = round(self.time_share, 4)
+        if self.time_share_input is not None:
+            out["time_share_input"] = list(self.time_share_input)
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Delegation:
         """Read a record written by :meth:`to_dict` (``share`` is derived, so it is not read back)."""
         time_share = data.get("time_share")
+        size = data.get("time_share_input")
         return cls(
             delegate=str(data.get("delegate", "")),
             nodes_total=int(data.get("nodes_total", 0)),
@@ -69,13 +76,17 @@ class Delegation:
             partitions=int(data.get("partitions", 0)),
             fallback_ops={str(k): int(v) for k, v in dict(data.get("fallback_ops", {})).items()},
             time_share=None if time_share is None else float(time_share),
+            time_share_input=None if not size else (int(size[0]), int(size[1])),
         )
 
     def describe(self) -> str:
-        """Short text for tables: ``XNNPACK 98% (412/420 ops, 3 parts), 99% of time``."""
+        """Short text for tables: ``XNNPACK 98% (412/420 ops, 3 parts), 99% of time at 256x256``."""
         text = f"{self.delegate} {self.share:.0%} ({self.nodes_delegated}/{self.nodes_total} ops"
         text += f", {self.partitions} part{'s' if self.partitions != 1 else ''})" if self.partitions else ")"
-        return text + (f", {self.time_share:.0%} of time" if self.time_share is not None else "")
+        if self.time_share is None:
+            return text
+        text += f", {self.time_share:.0%} of time"
+        return text + (" at {}x{}".format(*self.time_share_input) if self.time_share_input else "")
 
     def fallback_note(self, limit: int = 4) -> str:
         """``left out: aten.grid_sampler_2d x12, ...`` naming the most frequent fallbacks ('' when none)."""

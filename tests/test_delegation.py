@@ -19,7 +19,10 @@ def test_record_round_trips_and_derives_the_share() -> None:
     back = Delegation.from_dict(record)
     assert back.to_dict() == record
     timed = back.with_time_share(0.5)
-    assert timed.to_dict()["time_share"] == 0.5 and "50% of time" in timed.describe()
+    assert timed.to_dict()["time_share"] == 0.5 and timed.describe().endswith(", 50% of time")
+    sized = back.with_time_share(0.5, (256, 288))
+    assert sized.to_dict()["time_share_input"] == [256, 288] and Delegation.from_dict(sized.to_dict()) == sized
+    assert sized.describe().endswith(", 50% of time at 256x288")
 
 
 def test_describe_names_delegate_share_and_partitions() -> None:

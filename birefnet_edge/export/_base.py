@@ -211,6 +211,14 @@ class Exporter(ABC):
         )
         return ({self.check_key: record}, {}) if reason is None else ({}, {f"{self.check_key}_check": reason})
 
+    def complete(self, out: ExportOutput) -> None:
+        """Add to the artifact's record what :meth:`check` measured; called once, after the check.
+
+        The check may have run on a reduced-size export of the model (see :mod:`birefnet_edge.export._check`),
+        so figures taken by running the artifact arrive here rather than in :meth:`export`. Default: nothing.
+        """
+        del out  # formats that measure nothing by running keep the record export() wrote
+
     def check_input(self, profile: Profile) -> torch.Tensor | None:
         """What :meth:`check` runs the artifact on: None (the deterministic example input) for float targets.
 

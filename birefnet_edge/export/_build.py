@@ -259,6 +259,7 @@ def _run_exporter(
         # The check opens the artifact as a user would, through the manifest it is about to carry (by default
         # on the same export at a reduced size: see export/_check.py).
         checks, skipped = run_check(exporter, model, profile, stage, manifest_for, out, full_check)
+        exporter.complete(out)
         out.checks.update(checks)
         out.skipped.update(skipped)
         extra.update(

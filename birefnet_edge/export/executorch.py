@@ -22,9 +22,18 @@ from birefnet_edge._deps import require
 from birefnet_edge._io import atomic_write_bytes
 from birefnet_edge.delegation import Delegation
 from birefnet_edge.errors import ExportError
-from birefnet_edge.export._base import EXPORTERS, Exporter, ExportOutput, converting, export_program, tool_versions
+from birefnet_edge.export._base import (
+    EXPORTERS,
+    CheckOutcome,
+    Exporter,
+    ExportOutput,
+    converting,
+    export_program,
+    tool_versions,
+)
 from birefnet_edge.export._memory import phase
 from birefnet_edge.formats.executorch import ExecutorchOptions
+from birefnet_edge.manifest import Manifest
 from birefnet_edge.profile import Profile
 
 log = logging.getLogger(__name__)
@@ -326,16 +335,15 @@ def measure_time_share(path: Path, input_shape: tuple[int, ...], threads: int) -
     return min(1.0, spent["DELEGATE_CALL"] / spent["Method::execute"])
 
 
-def delegation_with_time_share(delegation: Delegation, path: Path, profile: Profile) -> Delegation:
-    """``delegation`` with the time share of a batch-1 run at the profile's size; unset, with the reason
-    logged, if the runtime cannot profile (the share describes the artifact; the artifact stays valid)."""
+def time_share_at(path: Path, profile: Profile) -> float | None:
+    """The delegate's share of a batch-1 run at ``profile``'s size; None, with the reason logged, if the runtime
+    cannot profile (the share describes the artifact; the artifact stays valid)."""
     try:
         with phase("executorch time share"):
-            share = measure_time_share(path, (1, 3, *profile.input_size), ExecutorchOptions.of(profile).threads)
+            return measure_time_share(path, (1, 3, *profile.input_size), ExecutorchOptions.of(profile).threads)
     except Exception as error:  # noqa: BLE001 - a profiler failure must not fail a correct export
-        log.warning("%s: the share of time in %s was not measured: %s", profile.name, delegation.delegate, error)
-        return delegation
-    return delegation.with_time_share(share)
+        log.warning("%s: the share of time in the delegate was not measured: %s", profile.name, error)
+        return None
 
 
 @EXPORTERS.register("executorch")
@@ -344,25 +352,58 @@ class ExecutorchExporter(Exporter):
 
     check_key = "executorch"
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._time_share: tuple[float, tuple[int, int]] | None = None
+
     def export(self, model: torch.nn.Module, profile: Profile, out_dir: Path) -> ExportOutput:
         require("executorch", EXTRA, "ExecuTorch export")
         options = ExecutorchOptions.of(profile)
-        details: dict[str, Any] = {}
         program = export_program(model, profile)
         edge = lower(program, profile)
         delegation = count_delegation(edge, DELEGATES[options.delegate])
         size = write_program(edge, out_dir / MODEL_FILE, profile)
         del edge
         checks = {**check_program(out_dir / MODEL_FILE, profile), "bytes": size}
-        delegation = delegation_with_time_share(delegation, out_dir / MODEL_FILE, profile)
-        details["delegation"] = delegation.to_dict()
-        details.setdefault("notes", []).append(f"delegation: {delegation.describe()}")
-        if delegation.fallback_ops:
-            details["notes"].append(delegation.fallback_note())
         log.info("%s: %s", profile.name, delegation.describe())
         return ExportOutput(
             files={MODEL_FILE: "model"},
             checks=checks,
             tools=tool_versions("executorch"),
-            details=details,
+            details=_delegation_details(delegation),
         )
+
+    def check(self, model: torch.nn.Module, profile: Profile, folder: Path, manifest: Manifest) -> CheckOutcome:
+        """The runner check, then the delegate's share of time on the program just checked.
+
+        The share is profiled here, not at export: the check runs at a reduced size unless the user asks for
+        the full one, and a run of BiRefNet_lite's program at 1024 px holds ~6 GB, which set the export's peak
+        (9 GiB) when the share was profiled on the full-size program.
+        """
+        checks, skipped = super().check(model, profile, folder, manifest)
+        if not skipped:
+            share = time_share_at(folder / MODEL_FILE, profile)
+            self._time_share = None if share is None else (share, tuple(profile.input_size))
+        return checks, skipped
+
+    def complete(self, out: ExportOutput) -> None:
+        if self._time_share is None or "delegation" not in out.details:
+            return
+        share, size = self._time_share
+        delegation = Delegation.from_dict(out.details["delegation"]).with_time_share(share, size)
+        out.details.update(_delegation_details(delegation))
+        log.info(
+            "%s: %.0f%% of the run's time in %s (batch 1, %dx%d)",
+            self.info.name,
+            100 * share,
+            delegation.delegate,
+            *size,
+        )
+
+
+def _delegation_details(delegation: Delegation) -> dict[str, Any]:
+    """The manifest's ``delegation`` record and the export notes that describe it."""
+    notes = [f"delegation: {delegation.describe()}"]
+    if delegation.fallback_ops:
+        notes.append(delegation.fallback_note())
+    return {"delegation": delegation.to_dict(), "notes": notes}

@@ -147,3 +147,50 @@ def test_attention_in_matmuls_equals_the_op(masked, scale) -> None:
     torch.testing.assert_close(attention_in_matmuls(q, k, v, mask, scale=scale), expected, rtol=1e-12, atol=1e-12)
     causal = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # not ours: the reference math
     torch.testing.assert_close(attention_in_matmuls(q, k, v, is_causal=True), causal, rtol=1e-12, atol=1e-12)
+
+
+class _Head(torch.nn.Module):
+    """Two convs to one logits channel: the output an artifact's contract asks for, all in XNNPACK."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.convs = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Conv2d(8, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.convs(x)
+
+
+@pytest.mark.parametrize("full_check", [False, True])
+def test_the_time_share_is_profiled_on_the_checked_program_only(monkeypatch, tmp_path, full_check) -> None:
+    """At the reduced check size by default (a full-size run of BiRefNet_lite at 1024 px holds ~6 GB), at the
+    artifact's own size with full_check; the manifest, the notes and the report say which size."""
+    import json
+
+    import birefnet_edge.export.executorch as executorch
+    from birefnet_edge.delegation import Delegation
+    from birefnet_edge.export import export_target
+    from birefnet_edge.model import WeightsInfo
+    from birefnet_edge.profile import load_profile
+
+    profiled = []
+    measure = executorch.measure_time_share
+    monkeypatch.setattr(
+        executorch,
+        "measure_time_share",
+        lambda path, shape, threads: profiled.append(shape) or measure(path, shape, threads),
+    )
+    torch.manual_seed(0)
+    profile = load_profile("executorch-fp32").with_overrides(
+        input_size=(320, 320), batch={"min": 1, "opt": 1, "max": 2}
+    )
+    weights = WeightsInfo(source="random:head", variant="head", deterministic=True)
+    result = export_target(_Head().eval(), profile, tmp_path, weights=weights, variant="head", full_check=full_check)
+    assert result.ok, result.error
+    side = 320 if full_check else 256
+    assert profiled == [(1, 3, side, side)]
+    manifest = json.loads((result.path / "manifest.json").read_text())
+    record = manifest["export"]["delegation"]
+    assert 0 < record["time_share"] <= 1 and record["time_share_input"] == [side, side]
+    assert manifest["export"]["checks"]["check_size"] == [side, side]
+    described = Delegation.from_dict(record).describe()
+    assert described.endswith(f"of time at {side}x{side}") and f"delegation: {described}" in manifest["export"]["notes"]
