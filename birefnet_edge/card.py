@@ -103,7 +103,14 @@ def _footprint_lines(m: Manifest) -> list[str]:
     )
     if export.get("peak_rss_bytes"):
         line += f"; the export took {export.get('seconds', 0):.0f} s and {export['peak_rss_bytes'] / 2**30:.2f} GiB"
-    return [line + ".", ""]
+    lines = [line + "."]
+    memory = export.get("memory")
+    if memory:  # a runtime that plans its activations ahead (ExecuTorch) allocates them all when it loads
+        lines.append(
+            f"Loading the model allocates {memory['planned_bytes'] / 1e6:.1f} MB of planned activations, sized for "
+            f"batch {memory['batch_upper_bound']} whatever batch runs."
+        )
+    return [*lines, ""]
 
 
 def _figure_lines(figures: Mapping[str, Any]) -> list[str]:

@@ -138,3 +138,16 @@ def test_card_states_the_download_size_against_the_weights_and_the_export_cost()
         "Footprint: 179.5 MB to download, 1.011 x the 177.6 MB of fp32 weights; the export took 1357 s and 2.69 GiB."
     )
     assert _footprint_lines(Manifest(name="a", variant="v", weights={}, profile={}, contract={})) == []
+
+
+def test_card_states_the_memory_a_planned_program_allocates_at_load():
+    from birefnet_edge.card import _footprint_lines
+    from birefnet_edge.manifest import Manifest
+
+    size = {"artifact_bytes": 7_100_000, "weights_bytes": 7_000_000, "weights_precision": "fp32", "ratio": 1.014}
+    export = {"size": size, "memory": {"planned_bytes": 1_707_000_000, "batch_upper_bound": 8}}
+    lines = _footprint_lines(Manifest(name="a", variant="v", weights={}, profile={}, contract={}, export=export))
+    assert (
+        lines[1]
+        == "Loading the model allocates 1707.0 MB of planned activations, sized for batch 8 whatever batch runs."
+    )

@@ -194,3 +194,24 @@ def test_the_time_share_is_profiled_on_the_checked_program_only(monkeypatch, tmp
     assert manifest["export"]["checks"]["check_size"] == [side, side]
     described = Delegation.from_dict(record).describe()
     assert described.endswith(f"of time at {side}x{side}") and f"delegation: {described}" in manifest["export"]["notes"]
+
+
+def test_the_memory_plan_is_recorded_at_the_batch_upper_bound(tmp_path) -> None:
+    """ExecuTorch plans every tensor for the largest batch: the record says how much, and a bound above 1 warns."""
+    from birefnet_edge.export._base import export_program
+    from birefnet_edge.export.executorch import lower, planned_memory_details, write_program
+    from birefnet_edge.profile import load_profile
+
+    planned, details = {}, {}
+    for bound in (1, 4):
+        profile = load_profile("executorch-fp32").with_overrides(
+            input_size=(64, 64), batch={"min": 1, "opt": 1, "max": bound}
+        )
+        edge = lower(export_program(_Portable().eval(), profile), profile)
+        size, planned[bound] = write_program(edge, tmp_path / f"m{bound}.pte", profile)
+        assert size == (tmp_path / f"m{bound}.pte").stat().st_size
+        details[bound] = planned_memory_details(planned[bound], profile)
+    # The cumulative sums' (B, 3, 64, 64) float tensors live outside XNNPACK: planned, 4x for 4 images.
+    assert planned[1] >= 3 * 64 * 64 * 4 and planned[4] == pytest.approx(4 * planned[1], rel=0.01)
+    assert details[4]["memory"] == {"planned_bytes": planned[4], "batch_upper_bound": 4}
+    assert "warnings" not in details[1] and "for batch 4 whatever batch runs" in details[4]["warnings"][0]
