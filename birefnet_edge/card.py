@@ -53,9 +53,10 @@ def _io_rows(m: Manifest) -> list[str]:
     batch = f"N in {rng['min']}..{rng['max']} (tuned for {rng['opt']})"
     recorded = m.export.get("batch") or {}
     if recorded.get("symbolic") is False and recorded.get("sizes"):
-        # The profile asked for a range the converter could not keep (LiteRT): the file takes these sizes only.
+        # The file takes fewer sizes than the profile's range: LiteRT's converter fixed the batch, or an ExecuTorch
+        # program is planned for one image (options.program_batch); the runners serve the rest in slices.
         sizes = " or ".join(str(b) for b in recorded["sizes"])
-        batch = f"N = {sizes} only: the converter fixed the batch (`export.batch.reason` in manifest.json)"
+        batch = f"N = {sizes} only: the file is built for this batch (`export.batch.reason` in manifest.json)"
     if m.export.get("input_kind") == "image":
         first = (
             f"| input | `{contract['input_name']}` | RGB image {w} x {h} | 8-bit pixels | normalised inside the model |"

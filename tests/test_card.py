@@ -38,7 +38,7 @@ def test_a_batch_the_converter_fixed_is_the_one_the_card_gives(onnx_artifact):
         manifest, export={**manifest.export, "batch": {"symbolic": False, "sizes": [1], "reason": reason}}
     )
     card = render_card(fixed)
-    assert "| [N, 3, 64, 64] | float32 | normalised RGB, NCHW; N = 1 only: the converter fixed the batch" in card
+    assert "| [N, 3, 64, 64] | float32 | normalised RGB, NCHW; N = 1 only: the file is built for this batch" in card
     assert "N in 1..4" not in card
     symbolic = dataclasses.replace(manifest, export={**manifest.export, "batch": {"symbolic": True, "sizes": []}})
     assert "N in 1..4 (tuned for 2)" in render_card(symbolic)

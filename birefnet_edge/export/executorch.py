@@ -282,15 +282,37 @@ def write_program(edge: Any, path: Path, profile: Profile) -> tuple[int, int]:
     return len(buffer), sum(plan.non_const_buffer_sizes)
 
 
-def planned_memory_details(planned: int, profile: Profile) -> dict[str, Any]:
-    """The manifest's ``memory`` record of a program, and a warning when its batch bound multiplies it.
+def program_profile(profile: Profile) -> Profile:
+    """``profile`` with the batch range its program is traced for: 1..``options.program_batch`` when that is
+    smaller than ``batch.max`` (the runner runs larger batches in slices of it)."""
+    bound = ExecutorchOptions.of(profile).program_batch or profile.batch.max
+    if bound >= profile.batch.max:
+        return profile
+    return profile.with_overrides(batch={"min": 1, "opt": min(profile.batch.opt, bound), "max": bound})
 
-    ExecuTorch sizes every planned tensor for the batch upper bound (``torch.export``'s bounded ``Dim``), so
-    ``batch.max = 8`` makes a batch-1 app hold the memory of eight images from the moment it loads the program
+
+def batch_details(profile: Profile, program: Profile) -> dict[str, Any]:
+    """The manifest's ``batch`` record when the program takes fewer images than the profile's range."""
+    if program is profile:
+        return {}
+    bound = program.batch.max
+    record: dict[str, Any] = {"symbolic": bound > 1, "sizes": [] if bound > 1 else [1], "program_max": bound}
+    record["reason"] = (
+        f"options.program_batch = {bound}: ExecuTorch plans activations for the largest batch the program takes; "
+        f"the runner runs batches up to {profile.batch.max} in slices of {bound}"
+    )
+    return {"batch": record}
+
+
+def planned_memory_details(planned: int, bound: int) -> dict[str, Any]:
+    """The manifest's ``memory`` record of a program for up to ``bound`` images, and a warning when ``bound``
+    multiplies it.
+
+    ExecuTorch sizes every planned tensor for the batch upper bound (``torch.export``'s bounded ``Dim``), so a
+    program for eight images makes a batch-1 app hold the memory of eight from the moment it loads the program
     (measured: a 16-channel 1024 px conv and two cumulative sums, batch 1: +279 MB with max 1, +1707 MB with
     max 8). XNNPACK's own workspace, sized at run time, is not in the plan.
     """
-    bound = profile.batch.max
     details: dict[str, Any] = {"memory": {"planned_bytes": planned, "batch_upper_bound": bound}}
     note = f"the program plans {planned / 1e6:.1f} MB of activations, sized for batch {bound} and held once loaded"
     details["notes"] = [note]
@@ -298,21 +320,36 @@ def planned_memory_details(planned: int, profile: Profile) -> dict[str, Any]:
         details["warnings"] = [
             f"ExecuTorch plans activations at the batch upper bound: this program holds {planned / 1e6:.0f} MB for "
             f"batch {bound} whatever batch runs (about {planned / bound / 1e6:.0f} MB per image); for an app that "
-            "runs one image at a time export with [batch] max = 1 (a profile TOML)"
+            "runs one image at a time keep [options] program_batch = 1 (the default; larger batches then run in "
+            "slices)"
         ]
     return details
 
 
-def check_program(path: Path, profile: Profile) -> dict[str, Any]:
+def check_program(path: Path, profile: Profile, planned: int) -> dict[str, Any]:
     """Load the written program and check its one method's input and output (the numbers are :meth:`check`'s).
 
+    Args:
+        planned: Bytes of the program's memory plan (:func:`write_program`), named if the runtime cannot load it.
+
     Raises:
-        ExportError: The program has other than one input and one output, or another input size.
+        ExportError: The program cannot be loaded (its memory plan is too large for this machine), has other
+            than one input and one output, or another input size.
     """
     from executorch.runtime import Runtime
 
-    with converting("executorch.runtime (reading the program back)", profile):
-        meta = Runtime.get().load_program(path).metadata("forward")
+    try:
+        with converting("executorch.runtime (reading the program back)", profile):
+            meta = Runtime.get().load_program(path).metadata("forward")
+    except ExportError as error:
+        if not isinstance(error.__cause__, MemoryError):
+            raise
+        raise ExportError(
+            f"ExecuTorch could not load the program of target '{profile.name}' ({error.__cause__}): it plans "
+            f"{planned / 1e9:.1f} GB of activations, sized for batch {profile.batch.max}, the largest batch the "
+            "program takes. Lower the profile's [options] program_batch (1: larger batches run in slices), its "
+            "input size or its [graph] deform_band"
+        ) from error.__cause__
     problems = []
     if meta.num_inputs() != 1 or meta.num_outputs() != 1:
         problems.append(f"{meta.num_inputs()} inputs and {meta.num_outputs()} outputs, expected 1 and 1")
@@ -388,15 +425,15 @@ class ExecutorchExporter(Exporter):
     def export(self, model: torch.nn.Module, profile: Profile, out_dir: Path) -> ExportOutput:
         require("executorch", EXTRA, "ExecuTorch export")
         options = ExecutorchOptions.of(profile)
-        program = export_program(model, profile)
-        edge = lower(program, profile)
+        traced = program_profile(profile)
+        edge = lower(export_program(model, traced), traced)
         delegation = count_delegation(edge, DELEGATES[options.delegate])
-        size, planned = write_program(edge, out_dir / MODEL_FILE, profile)
+        size, planned = write_program(edge, out_dir / MODEL_FILE, traced)
         del edge
-        checks = {**check_program(out_dir / MODEL_FILE, profile), "bytes": size}
+        checks = {**check_program(out_dir / MODEL_FILE, traced, planned), "bytes": size}
         log.info("%s: %s", profile.name, delegation.describe())
-        details = _delegation_details(delegation)
-        memory = planned_memory_details(planned, profile)
+        details = {**_delegation_details(delegation), **batch_details(profile, traced)}
+        memory = planned_memory_details(planned, traced.batch.max)
         details["notes"] += memory.pop("notes")
         return ExportOutput(
             files={MODEL_FILE: "model"},

@@ -93,6 +93,10 @@ class ExecutorchOptions(FormatOptions):
         delegate: The delegate the program is lowered to (``xnnpack``: CPU, Android and iOS alike).
         threads: Threads of the runtime's thread pool when the runner runs the program (0: the runtime's
             default, one per core); phones pick theirs in the app.
+        program_batch: Largest batch the program itself takes (0: the profile's ``batch.max``). ExecuTorch plans
+            every activation for that batch and allocates the whole plan when the program loads, so a program
+            for 8 images holds their memory while an app runs one (BiRefNet_lite at 1024 px with 8 could not
+            even be loaded on a 24 GB machine). Batches of the profile's range above it run in slices of it.
     """
 
     model_file = "model.pte"
@@ -103,6 +107,7 @@ class ExecutorchOptions(FormatOptions):
 
     delegate: str = choice("xnnpack", DELEGATES)
     threads: int = within(2, 0, 256)
+    program_batch: int = within(1, 0, 256)
 
     def snippets(self) -> tuple[Snippet, ...]:
         """The model card's usage examples: Python, Android (Kotlin) and iOS (Swift, Objective-C)."""

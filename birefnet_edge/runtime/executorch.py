@@ -2,9 +2,11 @@
 
 The program is loaded with ``executorch.runtime`` (the same runtime an app links, through its Python
 bindings), with the profile's thread count for the XNNPACK thread pool. The batch is dynamic up to the
-bound the program was exported with. :meth:`ExecutorchRunner.runtime_info` reports the precision the
-program executes (int8 when it holds quantized XNNPACK kernels) and the manifest's delegation record:
-how much of the graph runs in XNNPACK and what falls back to the portable kernels.
+bound the program was exported with; a program built for fewer images than the profile's range
+(``options.program_batch``, recorded as ``export.batch.program_max``) runs larger batches in slices of it.
+:meth:`ExecutorchRunner.runtime_info` reports the precision the program executes (int8 when it holds
+quantized XNNPACK kernels) and the manifest's delegation record: how much of the graph runs in XNNPACK
+and what falls back to the portable kernels.
 """
 
 from __future__ import annotations
@@ -32,16 +34,25 @@ class ExecutorchRunner(Runner):
         model_path: The ``.pte`` file.
         threads: Size of the runtime's thread pool (0: leave the runtime's default).
         delegation: The manifest's ``export.delegation`` record (reported, not used to run).
+        program_batch: Largest batch one call of the program takes (0: any batch of the range).
         **kwargs: Base-class arguments (see :class:`Runner`).
     """
 
     target = "executorch"
 
-    def __init__(self, model_path: Path, threads: int = 0, delegation: dict[str, Any] | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        model_path: Path,
+        threads: int = 0,
+        delegation: dict[str, Any] | None = None,
+        program_batch: int = 0,
+        **kwargs: Any,
+    ):
         super().__init__(**kwargs)
         self.model_path = model_path
         self.threads = threads
         self.delegation = dict(delegation or {})
+        self.program_batch = program_batch
         #: What the program computes in, as the export recorded it (e.g. ``int8 120/180 + fp32``).
         self.executed = "fp32"
         self._method: Any = None
@@ -56,6 +67,7 @@ class ExecutorchRunner(Runner):
             folder / manifest.file("model"),
             options.threads,
             manifest.export.get("delegation"),
+            int((manifest.export.get("batch") or {}).get("program_max", 0)),
             **artifact_kwargs(folder, manifest),
         )
         runner.executed = executed_precision(manifest)
@@ -79,10 +91,13 @@ class ExecutorchRunner(Runner):
     def _infer_impl(self, x: np.ndarray) -> np.ndarray:
         import torch
 
-        tensor = torch.from_numpy(x)
+        step = self.program_batch or x.shape[0]
+        outs = []
         with self._timed():
-            out = self._method.execute([tensor])
-        return out[0].numpy().copy()  # the runtime reuses the output's memory on the next call
+            for start in range(0, x.shape[0], step):
+                out = self._method.execute([torch.from_numpy(x[start : start + step])])
+                outs.append(out[0].numpy().copy())  # the runtime reuses the output's memory on the next call
+        return np.concatenate(outs)
 
     def _deactivate_impl(self) -> None:
         self._method = self._program = None
@@ -90,6 +105,8 @@ class ExecutorchRunner(Runner):
     def runtime_info(self) -> dict[str, Any]:
         """Return the executorch version, thread count, executed precision and the delegation record."""
         info: dict[str, Any] = {"executorch": _version(), "threads": self.threads or "default"}
+        if self.program_batch:
+            info["program_batch"] = self.program_batch
         info["executed_precision"] = self.executed
         if self.delegation:
             info["delegation"] = dict(self.delegation)

@@ -210,8 +210,65 @@ def test_the_memory_plan_is_recorded_at_the_batch_upper_bound(tmp_path) -> None:
         edge = lower(export_program(_Portable().eval(), profile), profile)
         size, planned[bound] = write_program(edge, tmp_path / f"m{bound}.pte", profile)
         assert size == (tmp_path / f"m{bound}.pte").stat().st_size
-        details[bound] = planned_memory_details(planned[bound], profile)
+        details[bound] = planned_memory_details(planned[bound], bound)
     # The cumulative sums' (B, 3, 64, 64) float tensors live outside XNNPACK: planned, 4x for 4 images.
     assert planned[1] >= 3 * 64 * 64 * 4 and planned[4] == pytest.approx(4 * planned[1], rel=0.01)
     assert details[4]["memory"] == {"planned_bytes": planned[4], "batch_upper_bound": 4}
     assert "warnings" not in details[1] and "for batch 4 whatever batch runs" in details[4]["warnings"][0]
+
+
+def test_a_program_too_large_to_load_names_its_memory_plan(monkeypatch, tmp_path) -> None:
+    """BiRefNet_lite at 1024 px planned for 8 images could not be read back (std::bad_alloc): say why, what to lower."""
+    from executorch.runtime import Runtime
+
+    from birefnet_edge.errors import ExportError
+    from birefnet_edge.export.executorch import check_program
+    from birefnet_edge.profile import load_profile
+
+    def load_program(self, *args, **kwargs):
+        raise MemoryError("std::bad_alloc")
+
+    monkeypatch.setattr(Runtime, "load_program", load_program)
+    profile = load_profile("executorch-fp32").with_overrides(batch={"min": 1, "opt": 1, "max": 8})
+    with pytest.raises(
+        ExportError, match=r"plans 41\.2 GB of activations, sized for batch 8.*\[options\] program_batch"
+    ):
+        check_program(tmp_path / "model.pte", profile, planned=41_200_000_000)
+
+
+@pytest.mark.parametrize("program_batch", [1, 0])
+def test_the_program_takes_program_batch_images_and_the_runner_slices_larger_batches(tmp_path, program_batch) -> None:
+    """program_batch = 1 (shipped): a batch-1 program, planned for one image, that still serves the profile's
+    range in slices; 0: a dynamic batch up to batch.max, planned (and warned about) for all of it."""
+    import json
+
+    import numpy as np
+
+    from birefnet_edge.export import export_target
+    from birefnet_edge.model import WeightsInfo
+    from birefnet_edge.profile import load_profile
+    from birefnet_edge.runtime import open_runner
+
+    torch.manual_seed(0)
+    model = _Head().eval()
+    profile = load_profile("executorch-fp32").with_overrides(
+        input_size=(64, 64), batch={"min": 1, "opt": 2, "max": 4}, options={"program_batch": program_batch}
+    )
+    weights = WeightsInfo(source="random:head", variant="head", deterministic=True)
+    result = export_target(model, profile, tmp_path, weights=weights, variant="head")
+    assert result.ok, result.error
+    export = json.loads((result.path / "manifest.json").read_text())["export"]
+    bound = program_batch or 4
+    assert export["checks"]["input_upper_bound"] == [bound, 3, 64, 64]
+    assert export["memory"]["batch_upper_bound"] == bound
+    if program_batch:
+        assert export["batch"]["sizes"] == [1] and export["batch"]["program_max"] == 1
+        assert not any("plans activations at the batch upper bound" in w for w in result.warnings)
+    else:
+        assert "batch" not in export and any("holds" in w and "for batch 4" in w for w in result.warnings)
+    x = torch.randn(3, 3, 64, 64)
+    with open_runner(result.path) as runner:
+        out = runner.infer(x.numpy())
+        assert runner.runtime_info().get("program_batch", 0) == program_batch
+    with torch.no_grad():
+        np.testing.assert_allclose(out, model(x).numpy(), rtol=1e-5, atol=1e-5)

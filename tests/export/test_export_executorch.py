@@ -30,7 +30,9 @@ def test_fp32_runs_at_batch_1_and_3_and_matches_pytorch(export_tiny, manifest_of
     folder = export_tiny("executorch-fp32")
     manifest = manifest_of(folder)
     assert {e.path: e.role for e in manifest.files} == {"model.pte": "model"}
-    assert manifest.export["checks"]["input_upper_bound"] == [4, 3, 64, 64]
+    # The shipped program takes one image (options.program_batch = 1); the runner serves 1..4 in slices.
+    assert manifest.export["checks"]["input_upper_bound"] == [1, 3, 64, 64]
+    assert manifest.export["batch"]["program_max"] == 1 and manifest.export["memory"]["batch_upper_bound"] == 1
     assert "executorch" in manifest.tools
     tol = manifest.get_profile().tolerance.max_abs_logit
     with open_runner(folder) as runner:
