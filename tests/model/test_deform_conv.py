@@ -150,6 +150,31 @@ def test_each_band_adds_only_its_reads_to_the_graph(form: str) -> None:
     assert 10 < per_band <= 50, f"{per_band:.1f} ops per extra band"
 
 
+@pytest.mark.parametrize("form", ["gather", "gather_int"])
+def test_each_band_reads_its_corners_after_the_previous_band_is_combined(form: str) -> None:
+    """A data edge orders the bands: otherwise a runtime may read every band's corners before combining any
+    (ExecuTorch's XNNPACK partition took all bands' sums in one call and planned all their reads alive at once)."""
+    block = _random_block(7, form, seed=5)
+    block.band = 3 * 49 * 5  # one row per band
+    graph = torch.export.export(block, (torch.randn(2, 3, 4, 5),)).graph
+    reads = [n for n in graph.nodes if n.target == torch.ops.aten.index_select.default]
+    combines = [n for n in graph.nodes if n.target in (torch.ops.aten.matmul.default, torch.ops.aten.bmm.default)]
+    assert len(reads) == 4 * 4 and len(combines) == 4, (len(reads), len(combines))
+
+    def ancestors(node: torch.fx.Node) -> set[torch.fx.Node]:
+        seen, todo = set(), [node]
+        while todo:
+            for parent in todo.pop().all_input_nodes:
+                if parent not in seen:
+                    seen.add(parent)
+                    todo.append(parent)
+        return seen
+
+    for band in range(1, 4):
+        assert all(combines[band - 1] in ancestors(read) for read in reads[4 * band : 4 * band + 4]), band
+    assert not any(combines[0] in ancestors(read) for read in reads[:4])
+
+
 def test_tracing_a_banded_block_gives_no_tracer_warning() -> None:
     """Converters that trace (coremltools' trace path, OpenVINO from a module) must see a clean trace."""
     import warnings

@@ -201,7 +201,8 @@ def deform_conv2d_gather(
         outs = []
         for top in range(0, height, step):
             here = slice(top, top + step)
-            outs.append(_gather_band(rows, base[:, here], [w[:, here] for w in weights], flat_weight, width))
+            band_base = base[:, here] if not outs else _after(base[:, here], outs[-1])
+            outs.append(_gather_band(rows, band_base, [w[:, here] for w in weights], flat_weight, width))
         out = torch.cat(outs, dim=1)  # (B, H·W, O)
     # The same values and strides as permute(0, 2, 1) then reshape, but a 4-D NHWC -> NCHW permute is a layout
     # change OpenVINO runs as a fast reorder (2.9 ms for 128² x 256) where it runs the 3-D one on a slow generic
@@ -288,6 +289,19 @@ def _gather_band(rows: Tensor, base: Tensor, weights: list[Tensor], flat_weight:
         total = term if total is None else total + term
     assert total is not None
     return torch.matmul(total.reshape(-1, pixels, taps * channels), flat_weight)
+
+
+def _after(base: Tensor, previous: Tensor) -> Tensor:
+    """``base`` unchanged, but computed from ``previous``: band k+1 reads its corners after band k is combined.
+
+    Without this edge nothing orders one band's row reads after another band's arithmetic, and ExecuTorch's
+    XNNPACK partitioner took the weighted sums and matmuls of every band into one delegate call, which needs
+    every band's corner reads at once: BiRefNet_lite's program at 1024 px planned 4.1 GB, most of it the corner
+    reads of the 7x7 convs, whatever the band size. The edge adds an exact zero made from one element of
+    ``previous`` (its comparison with itself gives 0 or 1 even for NaN or inf, and times 0 is 0).
+    """
+    first = previous.reshape(-1)[:1]
+    return base + (first != first).to(base.dtype) * 0
 
 
 def _bilinear_taps(x: Tensor, py: Tensor, px: Tensor) -> Tensor:
