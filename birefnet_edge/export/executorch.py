@@ -446,8 +446,8 @@ class ExecutorchExporter(Exporter):
         """The runner check, then the delegate's share of time on the program just checked.
 
         The share is profiled here, not at export: the check runs at a reduced size unless the user asks for
-        the full one, and a run of BiRefNet_lite's program at 1024 px holds ~6 GB, which set the export's peak
-        (9 GiB) when the share was profiled on the full-size program.
+        the full one, and a run of BiRefNet_lite's program at 1024 px held ~6 GB, which set the export's peak
+        (9 GiB at stop 36) when the share was profiled on the full-size program.
         """
         checks, skipped = super().check(model, profile, folder, manifest)
         if not skipped:
