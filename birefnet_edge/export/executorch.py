@@ -250,7 +250,7 @@ def count_delegation(edge: Any, delegate: str) -> Delegation:
         delegate: The delegate's display name.
 
     Returns:
-        The record for the manifest (``time_share`` unset: :func:`delegation_with_time_share` runs the program).
+        The record for the manifest (``time_share`` unset: :meth:`ExecutorchExporter.check` profiles it).
     """
     graph_module = edge.exported_program().graph_module
     delegated = partitions = 0
@@ -338,18 +338,16 @@ def check_program(path: Path, profile: Profile, planned: int) -> dict[str, Any]:
     """
     from executorch.runtime import Runtime
 
-    try:
-        with converting("executorch.runtime (reading the program back)", profile):
+    with converting("executorch.runtime (reading the program back)", profile):
+        try:
             meta = Runtime.get().load_program(path).metadata("forward")
-    except ExportError as error:
-        if not isinstance(error.__cause__, MemoryError):
-            raise
-        raise ExportError(
-            f"ExecuTorch could not load the program of target '{profile.name}' ({error.__cause__}): it plans "
-            f"{planned / 1e9:.1f} GB of activations, sized for batch {profile.batch.max}, the largest batch the "
-            "program takes. Lower the profile's [options] program_batch (1: larger batches run in slices), its "
-            "input size or its [graph] deform_band"
-        ) from error.__cause__
+        except MemoryError as error:  # the runtime allocates the whole plan when it loads the method
+            raise ExportError(
+                f"ExecuTorch could not load the program of target '{profile.name}' ({error}): it plans "
+                f"{planned / 1e9:.1f} GB of activations, sized for batch {profile.batch.max}, the largest batch "
+                "the program takes. Lower the profile's [options] program_batch (1: larger batches run in "
+                "slices), its input size or its [graph] deform_band"
+            ) from error
     problems = []
     if meta.num_inputs() != 1 or meta.num_outputs() != 1:
         problems.append(f"{meta.num_inputs()} inputs and {meta.num_outputs()} outputs, expected 1 and 1")
