@@ -8,7 +8,6 @@ numbers to macOS (recorded as a skipped check).
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -106,30 +105,21 @@ def deployment_target(ct: Any, profile: Profile) -> Any:
     return getattr(ct.target, CoremlOptions.of(profile).minimum_deployment_target)
 
 
-def folded_program(model: torch.nn.Module, profile: Profile, gain: list[float] | None = None) -> Any:
-    """The ``torch.export`` program with every weight-only subgraph precomputed, then ATen-decomposed.
+def coreml_program(model: torch.nn.Module, profile: Profile, gain: list[float] | None = None) -> Any:
+    """The ``torch.export`` program, ATen-decomposed for coremltools (once per model state, shapes and ``gain``).
 
-    coremltools' ``torch.export`` frontend converts ops one by one and fails on some that only
-    combine weights and static sizes (a matrix-vector product of two weights, a division by a
-    size held in a 1-element tensor); computing those once in PyTorch leaves it nothing to trip on.
-    With ``gain`` (image inputs) the per-channel correction of :class:`_PixelInput` is put in front.
+    The program is the one the other formats convert (:func:`export_program`); coremltools' own passes fold
+    what only combines weights and static sizes. With ``gain`` (image inputs) the per-channel correction of
+    :class:`_PixelInput` is put in front, which needs a trace of its own.
     """
-    from torch.fx.experimental.const_fold import split_const_subgraphs
 
     def make() -> torch.export.ExportedProgram:
-        program = export_program(model, profile)
-        with phase("constant folding"), converting("constant folding (torch.fx)", profile), torch.no_grad():
-            with warnings.catch_warnings():
-                # const_fold looks up source modules by the unlifted graph's names and warns for each miss;
-                # the lookup only serves debug names, so the (thousands of) warnings carry no information.
-                warnings.filterwarnings("ignore", message="Failed to fetch module", category=UserWarning)
-                folded = split_const_subgraphs(program.module())
-            folded.run_folding()
-            source = _PixelInput(folded, gain).eval() if gain else folded
-            x = IO.example_input(profile)
-            return torch.export.export(source, (x,), dynamic_shapes=IO.dynamic_shapes(profile)).run_decompositions({})
+        source = _PixelInput(model, gain).eval() if gain else model
+        program = export_program(source, profile)
+        with phase("torch.export"), converting("torch.export decompositions", profile), torch.no_grad():
+            return program.run_decompositions({})
 
-    return cached_program(model, profile, make, tag=f"coreml-folded-{gain}")
+    return cached_program(model, profile, make, tag=f"coreml-{gain}")
 
 
 def convert(model: torch.nn.Module, profile: Profile, contract: dict[str, Any]) -> Any:
@@ -137,7 +127,7 @@ def convert(model: torch.nn.Module, profile: Profile, contract: dict[str, Any]) 
     ct = require("coremltools", EXTRA, "CoreML export")
     inp, out = io_types(ct, profile, contract)  # first: a bad option fails before the slow trace
     image = CoremlOptions.of(profile).image_input
-    program = folded_program(model, profile, image_normalisation(contract)["channel_gain"] if image else None)
+    program = coreml_program(model, profile, image_normalisation(contract)["channel_gain"] if image else None)
     precision = ct.precision.FLOAT16 if profile.precision == "fp16" else ct.precision.FLOAT32
     with phase("coremltools conversion"), converting("coremltools.convert", profile):
         return ct.convert(

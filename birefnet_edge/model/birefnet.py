@@ -199,7 +199,8 @@ class Decoder(nn.Module):
         w_dec, w_ipt = head.weight[:, : p.shape[1]], head.weight[:, p.shape[1] :, 0, 0]
         ipt = self.ipt_blk1
         folded_w = torch.einsum("oc,cikl->oikl", w_ipt, ipt.conv_out.weight)
-        folded_b = w_ipt @ ipt.conv_out.bias + head.bias
+        # A 2-D product: coremltools' frontend has no matrix-vector matmul.
+        folded_b = (w_ipt @ ipt.conv_out.bias[:, None])[:, 0] + head.bias
         low = F.conv2d(p, w_dec)
         # The injection conv reads only the image, so runtimes may run it first and hold its full-size output
         # (64 channels: 256 MB at 1024 px) through the whole call; OpenVINO did. Reading it after the decoder

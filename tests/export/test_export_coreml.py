@@ -146,7 +146,7 @@ def test_image_normalisation_turns_pixels_into_the_normalised_input() -> None:
     assert norm["channel_gain"] == pytest.approx([0.986900, 1.008929, 1.004444], rel=1e-6)
 
 
-# A third CoreML conversion (its own constant folding, ~1.5 min on 2 cores) of a model that cannot run here;
+# A third CoreML conversion (its own trace, ~1 min on 2 cores) of a model that cannot run here;
 # the numbers it bakes in are checked by the test above, the tensor-input conversion by the shared artifacts.
 @pytest.mark.slow
 def test_image_input_bakes_the_normalisation_into_scale_and_bias(tiny_model, tmp_path, manifest_of) -> None:
