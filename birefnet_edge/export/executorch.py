@@ -445,7 +445,7 @@ class ExecutorchExporter(Exporter):
 
         The share is profiled here, not at export: the check runs at a reduced size unless the user asks for
         the full one, and a run of BiRefNet_lite's program at 1024 px held ~6 GB, which set the export's peak
-        (9 GiB at stop 36) when the share was profiled on the full-size program.
+        (9 GiB on an AMX Xeon) when the share was profiled on the full-size program.
         """
         checks, skipped = super().check(model, profile, folder, manifest)
         if not skipped:
