@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 EXTRA = "litert"
 MODEL_FILE = LitertOptions.model_file
 TOOLS = ("litert-torch", "ai-edge-litert")
-#: Deformable-conv forms litert-torch converts: grid_sample, and index_select of channel rows.
+#: Deformable-conv forms litert-torch converts: grid_sample, and row lookups (embedding) of channel rows.
 DEFORM_FORMS = ("portable", "gather", "gather_int")
 
 
