@@ -24,7 +24,15 @@ from birefnet_edge._rss import current_rss_bytes
 from birefnet_edge.errors import ArtifactError, BirefnetEdgeError, MissingDependencyError
 from birefnet_edge.images import deterministic_input
 from birefnet_edge.manifest import Manifest, read_manifest
-from birefnet_edge.parity.results import OK, SKIPPED, BenchResult, LatencyStats, artifact_bytes, crash_reason
+from birefnet_edge.parity.results import (
+    OK,
+    SKIPPED,
+    BenchResult,
+    LatencyStats,
+    artifact_bytes,
+    crash_reason,
+    run_names,
+)
 from birefnet_edge.profile import BatchRange
 from birefnet_edge.runtime import InputSpec, PytorchRunner, Runner, open_artifact
 
@@ -277,11 +285,12 @@ def bench_artifacts(
     """
     baselines: dict[str, BenchResult] = {}
     results: list[BenchResult] = []
-    for artifact in artifacts:
+    for artifact, name in zip(artifacts, run_names(artifacts), strict=True):
         folder = Path(artifact)
         key = _eager_baseline(folder, baselines, (batches, runs, warmup), isolate, on_result)
         args = (folder, batches, runs, warmup, verify)
-        result = (run_isolated(bench_artifact, *args) if isolate else bench_artifact(*args)) or _died(folder.name, "")
+        result = (run_isolated(bench_artifact, *args) if isolate else bench_artifact(*args)) or _died(name, "")
+        result.name = name
         if key is not None and result.status == OK:
             add_speedup(result, baselines[key])
         if on_result is not None:

@@ -31,6 +31,7 @@ from birefnet_edge.parity.results import (
     ParityResult,
     artifact_bytes,
     crash_reason,
+    run_names,
 )
 from birefnet_edge.parity.samples import save_samples
 from birefnet_edge.profile import BatchRange
@@ -96,6 +97,7 @@ def check_artifact(
     samples_dir: Path | None = None,
     n_samples: int = 3,
     verify: bool = True,
+    name: str | None = None,
 ) -> ParityResult:
     """Run the parity gate on one artifact.
 
@@ -108,6 +110,7 @@ def check_artifact(
         samples_dir: Where to save a few inputs/masks for the HTML report (None: not saved).
         n_samples: How many inputs to save.
         verify: Check the artifact's file hashes against its manifest (False: presence and size only).
+        name: The result's name (default: the manifest's; :func:`run_names` for a run of several).
 
     Returns:
         The verdict; status PASS, FAIL (with every failing check) or SKIPPED (with the reason).
@@ -117,8 +120,10 @@ def check_artifact(
     try:
         artifact = open_artifact(folder, verify)
     except BirefnetEdgeError as exc:
-        return ParityResult(name=folder.name, artifact=str(folder), status=FAIL, reason=f"unusable artifact: {exc}")
+        reason = f"unusable artifact: {exc}"
+        return ParityResult(name=name or folder.name, artifact=str(folder), status=FAIL, reason=reason)
     result = _base_result(folder, artifact.manifest, inputs)
+    result.name = name or result.name
     try:
         _gate(result, artifact, inputs, batches, references or ReferenceCache(), samples_dir, n_samples)
     except _UNRUNNABLE as exc:
@@ -195,8 +200,8 @@ def run_parity(
     """
     references = ReferenceCache()
     results = []
-    for artifact in artifacts:
-        result = check_artifact(artifact, inputs, batches, references, samples_dir, verify=verify)
+    for artifact, name in zip(artifacts, run_names(artifacts), strict=True):
+        result = check_artifact(artifact, inputs, batches, references, samples_dir, verify=verify, name=name)
         if on_result is not None:
             on_result(result)
         results.append(result)

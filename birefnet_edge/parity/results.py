@@ -7,6 +7,8 @@ Measuring (``compare.py``, ``bench.py``) produces these; the renderers (``markdo
 from __future__ import annotations
 
 import json
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -237,3 +239,33 @@ def load_report(path: str | Path) -> RunReport:
         raise ArtifactError(
             f"{path} is not a birefnet-edge results file ({exc}); pass the results.json a --report run wrote"
         ) from exc
+
+
+def run_names(folders: Sequence[str | Path]) -> list[str]:
+    """Each artifact's name in one run's results, in order: its manifest's, qualified where names repeat.
+
+    Two builds of one target (``before/X`` and ``after/X``) share the manifest name; the tables merged their
+    rows by name and showed one, and parity saved both samples under it. A repeated name gets its parent
+    folder, or the path as given where that repeats too (then a counter for the same folder given twice).
+    """
+    names = [_manifest_name(Path(f)) for f in folders]
+    counts = Counter(names)
+    out: list[str] = []
+    for folder, name in zip(folders, names, strict=True):
+        label = name if counts[name] == 1 else f"{name} ({Path(folder).resolve().parent.name})"
+        if label in out:
+            label = f"{name} ({folder})"
+        base, n = label, 2
+        while label in out:
+            label, n = f"{base} #{n}", n + 1
+        out.append(label)
+    return out
+
+
+def _manifest_name(folder: Path) -> str:
+    """The manifest's name without verifying anything (the run reports a broken artifact by itself)."""
+    try:
+        name = json.loads((folder / "manifest.json").read_text())["name"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return folder.name
+    return name if isinstance(name, str) and name else folder.name

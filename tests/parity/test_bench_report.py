@@ -150,3 +150,15 @@ def test_the_run_setting_comes_from_the_baseline_s_data_not_its_label():
 
     eager = BenchResult(name="any label at all", format="pytorch", variant="BiRefNet_lite", input_size=[1024, 1024])
     assert _run_setting([], [eager]) == ("BiRefNet_lite", [1024, 1024])
+
+
+def test_two_builds_of_one_target_are_timed_and_tabled_apart(onnx_artifact, tmp_path):
+    import shutil
+
+    from birefnet_edge.parity.table import summary_rows
+
+    copies = [shutil.copytree(onnx_artifact, tmp_path / side / onnx_artifact.name) for side in ("old", "new")]
+    results = bench_artifacts(copies, runs=1, warmup=0, batches=(1,), isolate=False)
+    names = [f"{onnx_artifact.name} (old)", f"{onnx_artifact.name} (new)"]
+    assert [r.name for r in results[1:]] == names and all(r.status == OK for r in results)
+    assert [row["target"] for row in summary_rows(build_report(bench=results))][1:] == names

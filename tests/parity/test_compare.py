@@ -107,6 +107,28 @@ def test_run_parity_reports_every_artifact_in_order(onnx_artifact, tensorrt_arti
     assert [r.name for r in results] == [onnx_artifact.name, tensorrt_artifact.name]
 
 
+def test_two_builds_of_one_target_keep_a_row_and_samples_each(onnx_artifact, parity_inputs, tmp_path):
+    """before/X and after/X share the manifest name: each result is named with its folder, so the table
+    (rows merged by name) shows both and neither's samples overwrite the other's."""
+    from birefnet_edge.parity import build_report
+    from birefnet_edge.parity.table import summary_rows
+
+    copies = [shutil.copytree(onnx_artifact, tmp_path / side / onnx_artifact.name) for side in ("before", "after")]
+    results = run_parity(copies, parity_inputs, (1,), samples_dir=tmp_path / "samples")
+    names = [r.name for r in results]
+    assert names == [f"{onnx_artifact.name} (before)", f"{onnx_artifact.name} (after)"]
+    assert [r.status for r in results] == [PASS, PASS]
+    assert [row["target"] for row in summary_rows(build_report(parity=results))] == names
+    assert len({r.samples for r in results}) == 2
+    # A folder given twice still gets a row each; a name that occurs once stays plain.
+    twice = run_parity([copies[0], copies[0], tmp_path / "missing"], parity_inputs, (1,))
+    assert [r.name for r in twice] == [
+        f"{onnx_artifact.name} (before)",
+        f"{onnx_artifact.name} ({copies[0]})",
+        "missing",
+    ]
+
+
 class _WrongShape(Runner):
     """Returns half-size outputs: the gate must report the shape and skip value checks."""
 
