@@ -84,8 +84,11 @@ def test_delegated_share_is_recorded_and_matches_the_runner(export_tiny, manifes
     assert record["share"] == pytest.approx(record["nodes_delegated"] / record["nodes_total"], abs=1e-4)
     left = record["nodes_total"] - record["nodes_delegated"]
     assert sum(record["fallback_ops"].values()) == left
-    # XNNPACK has no gather: the deformable conv's sampling reads stay on LiteRT's own kernels.
-    assert any(op.startswith("GATHER") for op in record["fallback_ops"])
+    # XNNPACK has no gather: the deformable conv's sampling reads stay on LiteRT's own kernels, as one
+    # EMBEDDING_LOOKUP each; an index_select became a GATHER_ND inside ten index-guard ops (the tiny model
+    # had 80 of each guard op outside XNNPACK, which then took 73% of its ops; 91% with the lookups).
+    assert record["fallback_ops"].get("EMBEDDING_LOOKUP", 0) >= 4
+    assert not {"REDUCE_ALL", "LOGICAL_AND", "SELECT_V2"} & set(record["fallback_ops"]), record["fallback_ops"]
     with open_runner(folder) as runner:
         assert runner.runtime_info()["delegation"] == record
 

@@ -40,8 +40,10 @@ _KINDS = {
     "TRANSPOSE_CONV": "conv",
     "FULLY_CONNECTED": "matmul",
     "BATCH_MATMUL": "matmul",
-    # grid_sample decomposes into GATHER_ND reads at indices computed from the sampling grid (input 1).
+    # grid_sample decomposes into GATHER_ND reads at indices computed from the sampling grid (input 1); the
+    # row-gather forms read their corner rows with EMBEDDING_LOOKUP (inputs swapped to GATHER_ND's order).
     "GATHER_ND": "gridsample",
+    "EMBEDDING_LOOKUP": "gridsample",
     "LOGISTIC": "sigmoid",
     "SOFTMAX": "softmax",
     "MUL": "mul",
@@ -76,6 +78,8 @@ def graph_view(model: bytes) -> GraphView:
         name = outputs[0] if outputs else f"op{i}"
         ins = list(op.InputsAsNumpy())
         inputs = tuple(producer.get(tensor[j], "") if j >= 0 else "" for j in ins)
+        if kind == "EMBEDDING_LOOKUP":
+            inputs = inputs[::-1]  # (ids, table) -> (table, ids): the rules read the indices as input 1
         if kind in QUANTIZED_OPS and ins and ins[0] >= 0 and tensors[ins[0]].Type() in integer:
             nodes.append(GraphNode(f"int8:{name}", "quantize", "INT8_INPUT", ()))
             inputs = (f"int8:{name}", *inputs)
