@@ -71,10 +71,10 @@ class ReferenceCache:
         return self._logits[key]
 
 
-def _base_result(folder: Path, manifest: Manifest, inputs: ParityInputs) -> ParityResult:
+def _base_result(folder: Path, manifest: Manifest, inputs: ParityInputs, name: str | None) -> ParityResult:
     profile = manifest.get_profile()
     return ParityResult(
-        name=manifest.name,
+        name=name or manifest.name,
         artifact=str(folder),
         format=profile.format,
         precision=profile.precision,
@@ -122,8 +122,7 @@ def check_artifact(
     except BirefnetEdgeError as exc:
         reason = f"unusable artifact: {exc}"
         return ParityResult(name=name or folder.name, artifact=str(folder), status=FAIL, reason=reason)
-    result = _base_result(folder, artifact.manifest, inputs)
-    result.name = name or result.name
+    result = _base_result(folder, artifact.manifest, inputs, name)
     try:
         _gate(result, artifact, inputs, batches, references or ReferenceCache(), samples_dir, n_samples)
     except _UNRUNNABLE as exc:

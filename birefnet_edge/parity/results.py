@@ -16,7 +16,7 @@ from typing import Any
 from birefnet_edge._io import atomic_write_json
 from birefnet_edge.comparison import BatchMetrics, Check
 from birefnet_edge.errors import ArtifactError, BirefnetEdgeError
-from birefnet_edge.manifest import Manifest
+from birefnet_edge.manifest import Manifest, read_manifest
 
 __all__ = [
     "FAIL",
@@ -263,9 +263,8 @@ def run_names(folders: Sequence[str | Path]) -> list[str]:
 
 
 def _manifest_name(folder: Path) -> str:
-    """The manifest's name without verifying anything (the run reports a broken artifact by itself)."""
+    """The manifest's name, or the folder's for a broken artifact (the run reports why by itself)."""
     try:
-        name = json.loads((folder / "manifest.json").read_text())["name"]
-    except (OSError, ValueError, KeyError, TypeError):
+        return read_manifest(folder).name
+    except ArtifactError:
         return folder.name
-    return name if isinstance(name, str) and name else folder.name
