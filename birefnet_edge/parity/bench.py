@@ -11,8 +11,6 @@ import dataclasses
 import multiprocessing
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -248,11 +246,34 @@ def run_isolated(fn: Callable[..., BenchResult], *args: Any) -> BenchResult | No
     arenas (or a crash) from affecting the next.
     """
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        try:
-            return pool.submit(fn, *args).result()
-        except BrokenProcessPool:
-            return None
+    receive, send = context.Pipe(duplex=False)
+    process = context.Process(target=_send_result, args=(send, fn, args))
+    process.start()
+    send.close()  # the child holds the only write end: its death ends recv() with EOFError
+    try:
+        ok, value = receive.recv()
+    except EOFError:
+        return None
+    finally:
+        # Interrupted (Ctrl-C, SIGTERM): the measurement is abandoned, not awaited. An executor's `with`
+        # waited for the child's remaining runs after the CLI had already said "terminated".
+        if process.is_alive():
+            process.terminate()
+        process.join()
+        receive.close()
+    if not ok:
+        raise value
+    return value
+
+
+def _send_result(send: Any, fn: Callable[..., BenchResult], args: tuple[Any, ...]) -> None:
+    """Child side of :func:`run_isolated`: send ``(True, result)``, or ``(False, exception)`` to re-raise."""
+    try:
+        outcome = (True, fn(*args))
+    except Exception as exc:  # re-raised in the parent, as a future's result() did
+        outcome = (False, exc)
+    send.send(outcome)
+    send.close()
 
 
 def _died(name: str, fmt: str) -> BenchResult:
