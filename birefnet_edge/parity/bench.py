@@ -272,7 +272,10 @@ def _send_result(send: Any, fn: Callable[..., BenchResult], args: tuple[Any, ...
         outcome = (True, fn(*args))
     except Exception as exc:  # re-raised in the parent, as a future's result() did
         outcome = (False, exc)
-    send.send(outcome)
+    try:
+        send.send(outcome)
+    except Exception as exc:  # an exception that cannot be pickled still reaches the parent, as its text
+        send.send((False, RuntimeError(f"{type(outcome[1]).__name__}: {outcome[1]} ({exc})")))
     send.close()
 
 

@@ -145,6 +145,36 @@ def test_a_runner_process_that_dies_is_reported_not_fatal():
     assert run_isolated(os._exit, 1) is None  # as when the kernel kills the process for memory
 
 
+def test_a_runner_s_error_reaches_the_caller():
+    from birefnet_edge.parity.bench import run_isolated
+
+    with pytest.raises(ValueError, match="invalid literal"):
+        run_isolated(int, "not a number")
+
+
+def test_an_interrupted_run_stops_its_child_instead_of_waiting_for_it():
+    import multiprocessing
+    import signal
+    import time
+
+    from birefnet_edge.parity.bench import run_isolated
+
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.alarm(5)  # the child sleeps 120 s: waiting for it would take that long
+    start = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_isolated(time.sleep, 120)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert time.monotonic() - start < 60
+    assert multiprocessing.active_children() == []
+
+
 def test_the_run_setting_comes_from_the_baseline_s_data_not_its_label():
     from birefnet_edge.parity.report import _run_setting
 
