@@ -26,6 +26,9 @@ import java.nio.ByteOrder
 import kotlin.math.exp
 
 // XNNPACK (CPU) is on by default; pick an NPU/GPU delegate per phone with Interpreter.Options().addDelegate(...).
+// Memory: our runner runs the ops in the model's order, which keeps the deformable conv's row bands apart
+// (BiRefNet_lite: about half the peak). Interpreter.Options has no setter for it; in C++ it is
+// InterpreterOptions::SetDisableDelegateClustering(true), in LiteRT's RuntimeOptions the same name.
 val interpreter = Interpreter(File(context.filesDir, "$model"), Interpreter.Options().setNumThreads($threads))
 
 // Pre-processing: RGB at $w x $h, (pixel / 255 - mean[c]) / std[c], NCHW planes, batch 1.
@@ -50,7 +53,8 @@ val mask = Bitmap.createScaledBitmap(
 
 _PYTHON = """from ai_edge_litert.interpreter import Interpreter
 
-interpreter = Interpreter(model_path="$model", num_threads=$threads)  # XNNPACK delegate by default
+# XNNPACK delegate by default; the op order as our runner keeps it (less memory, same speed)
+interpreter = Interpreter(model_path="$model", num_threads=$threads, experimental_disable_delegate_clustering=$keep)
 interpreter.allocate_tensors()
 interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
 interpreter.invoke()
@@ -66,6 +70,13 @@ class LitertOptions(FormatOptions):
     Attributes:
         threads: CPU threads of the interpreter (and of its XNNPACK delegate).
         delegate: ``xnnpack`` or ``none`` (see :data:`DELEGATES`).
+        keep_order: Run the ops in the model's order (the interpreter's
+            ``experimental_disable_delegate_clustering``). By default LiteRT reorders the graph so that the
+            delegate's ops form as few partitions as it can; for the banded deformable conv that means every
+            band's corner reads (outside XNNPACK) run before any band's arithmetic, so all bands' columns
+            are alive at once and the bands save nothing. In order, BiRefNet_lite's decoder_block1 ASPP block
+            at 512 px peaked at 584 MB instead of 1306 MB at the same speed (AVX2 EPYC, 2 threads); whole
+            models in docs/export.md. An app sets the same option itself (see the model card).
     """
 
     model_file = "model.tflite"
@@ -77,11 +88,14 @@ class LitertOptions(FormatOptions):
 
     threads: int = within(2, 1, 256)  # the interpreter refuses < 1 (and only when it loads)
     delegate: str = choice("xnnpack", DELEGATES)
+    keep_order: bool = True
 
     def snippets(self) -> tuple[Snippet, ...]:
         """The model card's usage examples: Android (Kotlin, ``Interpreter``) and Python (``ai_edge_litert``)."""
         threads = str(self.threads)
         return (
             Snippet("Android (Kotlin, LiteRT Interpreter)", "kotlin", _KOTLIN.replace("$threads", threads)),
-            python_snippet("Python (ai_edge_litert)", _PYTHON.replace("$threads", threads)),
+            python_snippet(
+                "Python (ai_edge_litert)", _PYTHON.replace("$threads", threads).replace("$keep", str(self.keep_order))
+            ),
         )

@@ -39,6 +39,7 @@ class LitertRunner(Runner):
         model_path: The ``.tflite`` file.
         threads: Interpreter (and XNNPACK) threads.
         delegate: ``xnnpack`` (the interpreter's default delegate) or ``none`` (built-in kernels only).
+        keep_order: Run the ops in the model's order (see :attr:`LitertOptions.keep_order`).
         fixed_batches: Batch sizes of a model without a symbolic batch (empty: the batch is symbolic).
         **kwargs: Base-class arguments (see :class:`Runner`).
     """
@@ -46,12 +47,19 @@ class LitertRunner(Runner):
     target = "litert"
 
     def __init__(
-        self, model_path: Path, threads: int, delegate: str, fixed_batches: tuple[int, ...] = (), **kwargs: Any
+        self,
+        model_path: Path,
+        threads: int,
+        delegate: str,
+        fixed_batches: tuple[int, ...] = (),
+        keep_order: bool = LitertOptions.keep_order,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.model_path = model_path
         self.threads = threads
         self.delegate = delegate
+        self.keep_order = keep_order
         self.fixed_batches = tuple(sorted(fixed_batches))
         self._interpreter: Any = None
         self._shape: tuple[int, ...] = ()
@@ -68,6 +76,7 @@ class LitertRunner(Runner):
             options.threads,
             options.delegate,
             sizes,
+            options.keep_order,
             **artifact_kwargs(folder, manifest),
         )
 
@@ -76,7 +85,10 @@ class LitertRunner(Runner):
         resolver = litert.OpResolverType
         kind = resolver.AUTO if self.delegate == "xnnpack" else resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         self._interpreter = litert.Interpreter(
-            model_path=str(self.model_path), num_threads=self.threads, experimental_op_resolver_type=kind
+            model_path=str(self.model_path),
+            num_threads=self.threads,
+            experimental_op_resolver_type=kind,
+            experimental_disable_delegate_clustering=self.keep_order,
         )
         self._interpreter.allocate_tensors()
         self._shape = tuple(self._interpreter.get_input_details()[0]["shape"])
@@ -123,6 +135,7 @@ class LitertRunner(Runner):
             "ai_edge_litert": metadata.version("ai-edge-litert"),
             "threads": self.threads,
             "delegate": self.delegate,
+            "keep_order": self.keep_order,
             "batch": list(self.fixed_batches) or "symbolic",
         }
         if self._interpreter is not None:
@@ -198,7 +211,13 @@ def inspect(model_path: Path, options: LitertOptions) -> dict[str, Any]:
     from birefnet_edge.runtime._base import InputSpec
 
     runner = LitertRunner(
-        model_path, options.threads, options.delegate, name=model_path.name, spec=InputSpec((1, 1)), contract={}
+        model_path,
+        options.threads,
+        options.delegate,
+        keep_order=options.keep_order,
+        name=model_path.name,
+        spec=InputSpec((1, 1)),
+        contract={},
     )
     with runner:
         info = runner.runtime_info()
