@@ -133,9 +133,9 @@ def test_banded_gather_matches_reference(height: int, width: int, k: int, gather
 
 @pytest.mark.parametrize("form", ["gather", "gather_int"])
 def test_each_band_adds_only_its_reads_to_the_graph(form: str) -> None:
-    """The sampling plan is made once for the map; a band adds its four row reads, their weighted sum and the
-    matmul: 34-42 aten ops. With a plan per band it added 116-118, most of the text of BiRefNet_lite's bf16
-    model.xml (87 bands at 1024 px)."""
+    """The sampling plan is made once for the map; a band adds its four row reads, their weighted sum, the
+    matmul and its NCHW layout: 43-52 aten ops. With a plan per band it added 116-118, most of the text of
+    BiRefNet_lite's bf16 model.xml (87 bands at 1024 px)."""
     block = _random_block(7, form, seed=4)
     x = torch.randn(2, 3, 16, 5)
 
@@ -147,7 +147,7 @@ def test_each_band_adds_only_its_reads_to_the_graph(form: str) -> None:
     one = graph_ops(1 << 30)
     sixteen = graph_ops(3 * 49 * 5)  # one row per band
     per_band = (sixteen - one) / 15
-    assert 10 < per_band <= 50, f"{per_band:.1f} ops per extra band"
+    assert 10 < per_band <= 55, f"{per_band:.1f} ops per extra band"
 
 
 @pytest.mark.parametrize("form", ["gather", "gather_int"])

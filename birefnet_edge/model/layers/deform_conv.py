@@ -196,18 +196,28 @@ def deform_conv2d_gather(
     base, ry, rx = corners(off, (kh, kw), padding, (height, width))
     weights = _corner_weights(ry, rx, mask.permute(0, 2, 3, 1))  # (B, H, W, k²) each
     if bands == 1:
-        out = _gather_band(rows, base, weights, flat_weight, width)
-    else:
-        outs = []
-        for top in range(0, height, step):
-            here = slice(top, top + step)
-            band_base = base[:, here] if not outs else _after(base[:, here], outs[-1])
-            outs.append(_gather_band(rows, band_base, [w[:, here] for w in weights], flat_weight, width))
-        out = torch.cat(outs, dim=1)  # (B, H·W, O)
-    # The same values and strides as permute(0, 2, 1) then reshape, but a 4-D NHWC -> NCHW permute is a layout
-    # change OpenVINO runs as a fast reorder (2.9 ms for 128² x 256) where it runs the 3-D one on a slow generic
-    # transpose (17 ms): 14% of BiRefNet_lite's bf16 time at 1024 px.
-    return out.reshape(-1, height, width, out_channels).permute(0, 3, 1, 2)
+        return _to_nchw(_gather_band(rows, base, weights, flat_weight, width), height, width, out_channels)
+    outs = []
+    for top in range(0, height, step):
+        here = slice(top, top + step)
+        band_base = base[:, here] if not outs else _after(base[:, here], outs[-1])
+        band_out = _gather_band(rows, band_base, [w[:, here] for w in weights], flat_weight, width)
+        # Each band is laid out as NCHW rows before the bands are joined. Joined as (B, band·W, O) matmul outputs,
+        # litert-torch rewrote the bands' matmuls (same weight) as one FULLY_CONNECTED over a CONCATENATION of
+        # every band's weighted sum, undoing the bands: BiRefNet_lite's decoder_block1 ASPP block at 512 px
+        # held a 196 MB tensor, 16 MB now, and its LiteRT peak RSS went 1070 -> 776 MB (ops in order).
+        outs.append(_to_nchw(band_out, min(step, height - top), width, out_channels))
+    return torch.cat(outs, dim=2)
+
+
+def _to_nchw(out: Tensor, height: int, width: int, channels: int) -> Tensor:
+    """(B, H·W, O) matmul output as (B, O, H, W).
+
+    The same values and strides as permute(0, 2, 1) then reshape, but a 4-D NHWC -> NCHW permute is a layout
+    change OpenVINO runs as a fast reorder (2.9 ms for 128² x 256) where it runs the 3-D one on a slow generic
+    transpose (17 ms): 14% of BiRefNet_lite's bf16 time at 1024 px.
+    """
+    return out.reshape(-1, height, width, channels).permute(0, 3, 1, 2)
 
 
 def deform_conv2d_gather_int(
