@@ -74,9 +74,10 @@ class LitertOptions(FormatOptions):
             ``experimental_disable_delegate_clustering``). By default LiteRT reorders the graph so that the
             delegate's ops form as few partitions as it can; for the banded deformable conv that means every
             band's corner reads (outside XNNPACK) run before any band's arithmetic, so all bands' columns
-            are alive at once and the bands save nothing. In order, BiRefNet_lite's decoder_block1 ASPP block
-            at 512 px peaked at 584 MB instead of 1306 MB at the same speed (AVX2 EPYC, 2 threads); whole
-            models in docs/export.md. An app sets the same option itself (see the model card).
+            are alive at once and the bands save nothing. BiRefNet_lite litert-fp32, peak RSS in order against
+            regrouped (AVX2 EPYC, 2 threads): 838 against 1702 MB at 512 px, same speed; 1697 against 5323 MB at
+            1024 px, ~10% slower (more, smaller XNNPACK partitions). An app sets the same option itself (see the
+            model card); docs/export.md has the figures.
     """
 
     model_file = "model.tflite"
