@@ -39,8 +39,8 @@ class LitertRunner(Runner):
         model_path: The ``.tflite`` file.
         threads: Interpreter (and XNNPACK) threads.
         delegate: ``xnnpack`` (the interpreter's default delegate) or ``none`` (built-in kernels only).
-        keep_order: Run the ops in the model's order (see :attr:`LitertOptions.keep_order`).
         fixed_batches: Batch sizes of a model without a symbolic batch (empty: the batch is symbolic).
+        keep_order: Run the ops in the model's order (see :attr:`LitertOptions.keep_order`).
         **kwargs: Base-class arguments (see :class:`Runner`).
     """
 
