@@ -71,14 +71,14 @@ class LitertRunner(Runner):
         options = LitertOptions.of(manifest.get_profile())
         batch = manifest.export.get("batch", {})
         sizes = () if batch.get("symbolic", True) else tuple(int(b) for b in batch.get("sizes", ()))
-        return cls(
-            folder / manifest.file("model"),
-            options.threads,
-            options.delegate,
-            sizes,
-            options.keep_order,
-            **artifact_kwargs(folder, manifest),
-        )
+        return cls.with_options(folder / manifest.file("model"), options, sizes, **artifact_kwargs(folder, manifest))
+
+    @classmethod
+    def with_options(
+        cls, model_path: Path, options: LitertOptions, fixed_batches: tuple[int, ...] = (), **kwargs: Any
+    ) -> LitertRunner:
+        """A runner for ``model_path`` with the profile's ``[options]`` (artifact, export check, int8 trials)."""
+        return cls(model_path, options.threads, options.delegate, fixed_batches, options.keep_order, **kwargs)
 
     def _activate_impl(self) -> None:
         litert = require(_MODULE, "litert", _PURPOSE)
@@ -210,15 +210,7 @@ def inspect(model_path: Path, options: LitertOptions) -> dict[str, Any]:
     """
     from birefnet_edge.runtime._base import InputSpec
 
-    runner = LitertRunner(
-        model_path,
-        options.threads,
-        options.delegate,
-        keep_order=options.keep_order,
-        name=model_path.name,
-        spec=InputSpec((1, 1)),
-        contract={},
-    )
+    runner = LitertRunner.with_options(model_path, options, name=model_path.name, spec=InputSpec((1, 1)), contract={})
     with runner:
         info = runner.runtime_info()
     return {"delegation": info["delegation"], "executed_precision": info["executed_precision"]}

@@ -202,8 +202,6 @@ def run_model(model: bytes, x: np.ndarray, options: LitertOptions, step: int) ->
         file = Path(tmp) / "trial.tflite"
         file.write_bytes(model)
         spec = InputSpec(size=tuple(x.shape[2:]))  # type: ignore[arg-type]
-        runner = LitertRunner(
-            file, options.threads, options.delegate, (step,), options.keep_order, name="trial", spec=spec, contract={}
-        )
+        runner = LitertRunner.with_options(file, options, (step,), name="trial", spec=spec, contract={})
         with runner:
             return np.concatenate([runner._infer_impl(x[i : i + step]) for i in range(0, len(x), step)])
