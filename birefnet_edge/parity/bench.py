@@ -142,7 +142,12 @@ class RSSSampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+        self.peak_now()
+
+    def peak_now(self) -> float:
+        """The peak so far, with a sample taken now (the thread may not have seen the last few ms)."""
         self.peak_mb = max(self.peak_mb, self._rss_mb())
+        return self.peak_mb
 
 
 def time_batch(runner: Runner, batch: int, runs: int, warmup: int) -> LatencyStats:
@@ -162,12 +167,19 @@ def time_batch(runner: Runner, batch: int, runs: int, warmup: int) -> LatencySta
 
 
 def bench_runner(runner: Runner, result: BenchResult, batches: Sequence[int], runs: int, warmup: int) -> BenchResult:
-    """Load ``runner`` and fill ``result`` with its load time, peak RSS and latency per batch size."""
+    """Load ``runner`` and fill ``result`` with its load time, peak RSS and latency per batch size.
+
+    The runtime's libraries are imported before the sampler starts, so ``base_rss_mb`` is what they take and the
+    peaks less it are the model's. Batches run in ascending order; each records the peak by its end.
+    """
+    runner.import_libraries()
     with RSSSampler() as rss, runner:
         result.load_s = runner.load_time or 0.0
         result.runtime = runner.runtime_info()
         for b in runner.spec.batch.clamp(batches):
-            result.latency.append(time_batch(runner, b, runs, warmup))
+            stats = time_batch(runner, b, runs, warmup)
+            stats.peak_rss_mb = rss.peak_now()
+            result.latency.append(stats)
     clamped = runner.spec.batch.clamp_note(batches, "timed")
     if clamped:
         result.warnings.append(clamped)

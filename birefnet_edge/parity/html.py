@@ -20,7 +20,7 @@ from PIL import Image
 from birefnet_edge._cpu import recorded_cpu
 from birefnet_edge.parity.results import BenchResult, ParityResult, RunReport
 from birefnet_edge.parity.samples import max_pool
-from birefnet_edge.parity.table import COLUMNS, goal_cells, notes, summary_rows
+from birefnet_edge.parity.table import COLUMNS, MEMORY_COLUMNS, goal_cells, memory_rows, notes, summary_rows
 
 THUMB = 192
 _STYLE = """
@@ -145,11 +145,23 @@ def latency_chart(bench: list[BenchResult]) -> str:
 
 
 def _table(report: RunReport) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for _, h in COLUMNS)
+    return _html_table(COLUMNS, summary_rows(report))
+
+
+def memory_table(report: RunReport) -> str:
+    """Peak RSS per target and batch, split into the runtime's libraries and the model."""
+    rows = memory_rows(report)
+    if not rows:
+        return "<p>No memory measured (run <code>bench</code>).</p>"
+    return _html_table(MEMORY_COLUMNS, rows)
+
+
+def _html_table(columns: tuple[tuple[str, str], ...], table_rows: list[dict[str, str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for _, h in columns)
     rows = []
-    for row in summary_rows(report):
+    for row in table_rows:
         cells = []
-        for key, _ in COLUMNS:
+        for key, _ in columns:
             value = html.escape(row.get(key, "-"))
             css = f' class="{value.split()[0]}"' if key == "status" and value != "-" else ""
             cells.append(f"<td{css}>{value}</td>")
@@ -174,5 +186,6 @@ def render_html(report: RunReport, base: str | Path = ".") -> str:
         f"<h2>Summary</h2>{_table(report)}<ul>{items}</ul>"
         f"<h2>Goals</h2>{goals_table(report)}"
         f"<h2>Latency</h2>{latency_chart(report.bench)}"
+        f"<h2>Memory</h2>{memory_table(report)}"
         f"<h2>Masks and errors</h2>{render_pictures(report, Path(base))}</body></html>\n"
     )

@@ -108,6 +108,9 @@ class LatencyStats:
     p90_ms: float
     mean_ms: float
     min_ms: float
+    #: Peak resident memory of the benchmark process by the end of this batch's runs (0: not measured). The
+    #: batches run in ascending order in one process, so it is this batch's peak unless a smaller one peaked higher.
+    peak_rss_mb: float = 0.0
 
     @property
     def per_image_ms(self) -> float:
@@ -135,6 +138,9 @@ class BenchResult:
     input_size: list[int] = field(default_factory=list)
     load_s: float = 0.0
     peak_rss_mb: float = 0.0
+    #: Resident memory with the runtime's libraries imported and no model loaded: what the model adds is the
+    #: peak less this (ExecuTorch's Python bindings import torch, ~0.7 GB that an app linking the C++ runtime
+    #: does not load).
     base_rss_mb: float = 0.0
     latency: list[LatencyStats] = field(default_factory=list)
     speedup: dict[str, float] = field(default_factory=dict)
@@ -146,6 +152,12 @@ class BenchResult:
     def at(self, batch: int) -> LatencyStats | None:
         """Return the latency at ``batch`` (None when not measured)."""
         return next((s for s in self.latency if s.batch == batch), None)
+
+    def model_rss_mb(self, stats: LatencyStats) -> float | None:
+        """Memory the model took at ``stats``' batch above the runtime's libraries (None when not measured)."""
+        if not stats.peak_rss_mb or not self.base_rss_mb:
+            return None
+        return max(0.0, stats.peak_rss_mb - self.base_rss_mb)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict (latency entries include per-image time and throughput)."""

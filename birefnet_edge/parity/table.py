@@ -55,6 +55,9 @@ def _row(name: str, p: ParityResult | None, b: BenchResult | None) -> dict[str, 
         row["p50_b1_ms"] = _fmt(one.p50_ms if one else None, ".1f")
         row["per_image_bn_ms"] = f"{big.per_image_ms:.1f} (b{big.batch})"
         row["speedup_b1"] = _fmt(b.speedup.get("1"), ".2f", "x")
+        if one is not None:
+            row["rss_b1_mb"] = _fmt(one.peak_rss_mb or None, ".0f")
+            row["model_rss_b1_mb"] = _fmt(b.model_rss_mb(one), ".0f")
     return row
 
 
@@ -72,7 +75,42 @@ COLUMNS = (
     ("p50_b1_ms", "p50 b1 (ms)"),
     ("per_image_bn_ms", "per image bN (ms)"),
     ("speedup_b1", "speed-up b1 (best)"),
+    ("rss_b1_mb", "peak RSS b1 (MB)"),
+    ("model_rss_b1_mb", "model RSS b1 (MB)"),
 )
+
+# The benchmark's memory, one row per target and batch: the process's peak, what the runtime's libraries took
+# before the model loaded, and the difference, which is what an app pays for the model itself.
+MEMORY_COLUMNS = (
+    ("target", "target"),
+    ("batch", "batch"),
+    ("per_image_ms", "p50 per image (ms)"),
+    ("peak_rss_mb", "peak RSS (MB)"),
+    ("libraries_mb", "runtime libraries (MB)"),
+    ("model_mb", "model (MB)"),
+    ("load_s", "load (s)"),
+)
+
+
+def memory_rows(report: RunReport) -> list[dict[str, str]]:
+    """One row per benchmarked target and batch size that has a memory figure (the eager baselines too)."""
+    rows = []
+    for b in report.bench:
+        for stats in b.latency:
+            if not stats.peak_rss_mb:
+                continue  # a report written before per-batch memory was measured
+            rows.append(
+                {
+                    "target": b.name,
+                    "batch": str(stats.batch),
+                    "per_image_ms": _fmt(stats.per_image_ms, ".1f"),
+                    "peak_rss_mb": _fmt(stats.peak_rss_mb, ".0f"),
+                    "libraries_mb": _fmt(b.base_rss_mb or None, ".0f"),
+                    "model_mb": _fmt(b.model_rss_mb(stats), ".0f"),
+                    "load_s": _fmt(b.load_s, ".2f"),
+                }
+            )
+    return rows
 
 
 def notes(report: RunReport, goals: bool = True) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import importlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -90,6 +91,9 @@ class Runner(abc.ABC):
     """
 
     target: ClassVar[str] = ""
+    # Modules the backend loads to run any model: the benchmark imports them before the model, so that the
+    # memory the libraries take is told apart from the model's (see :meth:`import_libraries`).
+    libraries: ClassVar[tuple[str, ...]] = ()
     # True when the backend cannot run without a GPU; schedulers (the Ray engine) reserve one per worker.
     requires_gpu: ClassVar[bool] = False
 
@@ -133,6 +137,12 @@ class Runner(abc.ABC):
 
     def _deactivate_impl(self) -> None:  # noqa: B027  (optional hook: most backends free on garbage collection)
         """Release the backend's resources (default: nothing to do)."""
+
+    def import_libraries(self) -> None:
+        """Import :attr:`libraries` without loading a model (a missing one is left to :meth:`activate` to name)."""
+        for name in self.libraries:
+            with contextlib.suppress(ImportError):
+                importlib.import_module(name)
 
     def runtime_info(self) -> dict[str, Any]:
         """Return backend details for reports (providers, device, versions)."""

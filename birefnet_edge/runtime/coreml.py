@@ -38,6 +38,7 @@ class CoremlRunner(Runner):
     """
 
     target = "coreml"
+    libraries = ("coremltools",)
 
     def __init__(self, model_path: Path, compute_units: str = "ALL", **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -39,6 +39,7 @@ class ExecutorchRunner(Runner):
     """
 
     target = "executorch"
+    libraries = ("executorch.runtime",)
 
     def __init__(
         self,

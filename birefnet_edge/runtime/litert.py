@@ -45,6 +45,7 @@ class LitertRunner(Runner):
     """
 
     target = "litert"
+    libraries = (_MODULE,)
 
     def __init__(
         self,

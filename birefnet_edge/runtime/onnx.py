@@ -33,6 +33,7 @@ class OnnxRunner(Runner):
     """
 
     target = "onnx"
+    libraries = ("onnxruntime",)
 
     def __init__(
         self,

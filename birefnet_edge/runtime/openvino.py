@@ -38,6 +38,7 @@ class OpenvinoRunner(Runner):
     """
 
     target = "openvino"
+    libraries = ("openvino",)
 
     def __init__(
         self, model_path: Path, device: str, config: dict[str, str], batch_compile: str = "per_batch", **kwargs: Any

@@ -43,6 +43,7 @@ class PytorchRunner(Runner):
     """
 
     target = "pytorch"
+    libraries = ("torch",)
 
     def __init__(
         self,

@@ -37,6 +37,7 @@ class TensorrtRunner(Runner):
     requires_gpu = True
 
     target = "tensorrt"
+    libraries = ("torch", "tensorrt")
 
     def __init__(self, engine_path: Path, **kwargs: Any) -> None:
         super().__init__(**kwargs)

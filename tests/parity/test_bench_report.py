@@ -39,6 +39,9 @@ def test_bench_measures_target_and_eager_baseline(bench, unrunnable):
     assert all(v > 0 for v in onnx_result.speedup.values())
     assert onnx_result.load_s > 0 and onnx_result.size_bytes > 0
     assert onnx_result.peak_rss_mb >= onnx_result.base_rss_mb > 0
+    one, four = onnx_result.latency  # each batch's peak, taken in ascending order in one process
+    assert onnx_result.base_rss_mb <= one.peak_rss_mb <= four.peak_rss_mb <= onnx_result.peak_rss_mb
+    assert onnx_result.model_rss_mb(four) == four.peak_rss_mb - onnx_result.base_rss_mb
     why = unrunnable("tensorrt")
     assert (tensorrt_result.format, tensorrt_result.precision) == ("tensorrt", "fp32")
     if why is None:
@@ -135,6 +138,53 @@ def test_reports_are_written_and_html_embeds_pictures(
     assert render_markdown(again) == markdown
     # plain: the rich table wraps its headers to the terminal's width (80 columns under CI)
     assert "speed-up b1 (best)" in render_text_table(again, plain=True).splitlines()[0]
+    assert "peak RSS b1 (MB) | model RSS b1 (MB) |" in markdown
+    memory = markdown.split("## Memory per batch", 1)[1]
+    onnx = next(b for b in bench if b.format == "onnx")
+    for stats in onnx.latency:  # one row per target and batch: the peak, the libraries and the model's part
+        peak, libraries, model = stats.peak_rss_mb, onnx.base_rss_mb, stats.peak_rss_mb - onnx.base_rss_mb
+        row = f"| birefnet_tiny-onnx-fp32 | {stats.batch} | {stats.per_image_ms:.1f} | {peak:.0f} | {libraries:.0f} | "
+        assert row + f"{model:.0f} |" in memory, memory
+    assert "<h2>Memory</h2>" in html and "runtime libraries (MB)" in html
+
+
+def test_the_runtime_s_libraries_are_measured_apart_from_the_model(tmp_path, monkeypatch):
+    import sys
+
+    import numpy as np
+
+    from birefnet_edge.parity.bench import bench_runner
+    from birefnet_edge.runtime import InputSpec, Runner
+
+    # A "runtime library" that holds 200 MB once imported, and a runner whose model takes 100 MB more.
+    (tmp_path / "heavy_runtime_lib.py").write_text("import numpy\nHELD = numpy.ones(200 * 2**20, numpy.uint8)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "heavy_runtime_lib", raising=False)
+
+    class HeavyRunner(Runner):
+        target = "heavy"
+        libraries = ("heavy_runtime_lib", "no_such_module_anywhere")  # a missing one is activate()'s to name
+
+        @classmethod
+        def from_artifact(cls, folder, manifest):
+            raise NotImplementedError
+
+        def _activate_impl(self):
+            self.model = np.ones(100 * 2**20, np.uint8)
+
+        def _deactivate_impl(self):
+            self.model = None
+
+        def _infer_impl(self, x):
+            with self._timed():
+                return np.zeros((len(x), 1, 8, 8), np.float32)
+
+    runner = HeavyRunner("heavy", InputSpec(size=(8, 8)), {})
+    result = bench_runner(runner, BenchResult(name="heavy", format="heavy"), batches=(1, 2), runs=1, warmup=0)
+    assert "heavy_runtime_lib" in sys.modules
+    for stats in result.latency:
+        model = result.model_rss_mb(stats)
+        assert model is not None and 90 <= model < 190, (model, result.base_rss_mb)  # the 100 MB, not the 300
 
 
 def test_a_runner_process_that_dies_is_reported_not_fatal():
