@@ -38,5 +38,24 @@ def test_each_band_keeps_its_own_matmul_and_the_result_is_exact() -> None:
     matmuls = [op for op in ops if op["op_name"] in ("FULLY_CONNECTED", "BATCH_MATMUL")]  # the convs are CONV_2D
     assert len(matmuls) == 4, [op["op_name"] for op in ops]
     assert not any(made_by.get(op["inputs"][0]) == "CONCATENATION" for op in matmuls)
+    # The order edge (deform_conv._after) survives: each later band's row reads come after the band before
+    # it is combined, so even a regrouping interpreter (LiteRT's default) cannot read every band first.
+    producer = {t: i for i, op in enumerate(ops) for t in op["outputs"]}
+
+    def ancestors(i: int) -> set[int]:
+        seen, todo = set(), [i]
+        while todo:
+            for tensor in ops[todo.pop()]["inputs"]:
+                j = producer.get(tensor)
+                if j is not None and j not in seen:
+                    seen.add(j)
+                    todo.append(j)
+        return seen
+
+    reads = [i for i, op in enumerate(ops) if op["op_name"] in ("EMBEDDING_LOOKUP", "GATHER", "GATHER_ND")]
+    combines = [i for i, op in enumerate(ops) if op["op_name"] in ("FULLY_CONNECTED", "BATCH_MATMUL")]
+    assert len(reads) == 4 * 4, [op["op_name"] for op in ops]
+    for band in range(1, 4):
+        assert all(combines[band - 1] in ancestors(read) for read in reads[4 * band : 4 * band + 4]), band
     out = litert.Interpreter(model_content=bytes(edge.model_content())).get_signature_runner()
     np.testing.assert_allclose(next(iter(out(args_0=x.numpy()).values())), ref, atol=1e-5)

@@ -312,11 +312,15 @@ def _after(base: Tensor, previous: Tensor) -> Tensor:
     Without this edge nothing orders one band's row reads after another band's arithmetic, and ExecuTorch's
     XNNPACK partitioner took the weighted sums and matmuls of every band into one delegate call, which needs
     every band's corner reads at once: BiRefNet_lite's program at 1024 px planned 4.1 GB, most of it the corner
-    reads of the 7x7 convs, whatever the band size. The edge adds an exact zero made from one element of
-    ``previous`` (its comparison with itself gives 0 or 1 even for NaN or inf, and times 0 is 0).
+    reads of the 7x7 convs, whatever the band size. LiteRT's interpreter regroups the same way unless told to
+    keep the order, which its Java/Kotlin API cannot.
+
+    The edge adds an exact zero made from one element of ``previous``: no float is greater than +inf (NaN and
+    inf included), so the comparison is always false. An earlier ``(x != x) * 0`` was folded away by
+    litert-torch, and its regrouped interpreter again read every band first; this comparison survives.
     """
     first = previous.reshape(-1)[:1]
-    return base + (first != first).to(base.dtype) * 0
+    return base + (first > float("inf")).to(base.dtype)
 
 
 def _bilinear_taps(x: Tensor, py: Tensor, px: Tensor) -> Tensor:
