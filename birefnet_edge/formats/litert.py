@@ -26,9 +26,9 @@ import java.nio.ByteOrder
 import kotlin.math.exp
 
 // XNNPACK (CPU) is on by default; pick an NPU/GPU delegate per phone with Interpreter.Options().addDelegate(...).
-// Memory: our runner runs the ops in the model's order, which keeps the deformable conv's row bands apart
-// (BiRefNet_lite at 1024 px: 1.7 instead of 5.3 GB, ~10% slower). Interpreter.Options has no setter for it;
-// in C++ it is InterpreterOptions::SetDisableDelegateClustering(true), in LiteRT's RuntimeOptions the same name.
+// Memory: the model orders its deformable conv's row bands itself, so the Interpreter's default (ops regrouped
+// around XNNPACK) reads one band at a time too: BiRefNet_lite at 1024 px 1.66 GB (1.70 GB in the model's order,
+// C++ InterpreterOptions::SetDisableDelegateClustering(true), which our runner sets).
 val interpreter = Interpreter(File(context.filesDir, "$model"), Interpreter.Options().setNumThreads($threads))
 
 // Pre-processing: RGB at $w x $h, (pixel / 255 - mean[c]) / std[c], NCHW planes, batch 1.
@@ -72,12 +72,12 @@ class LitertOptions(FormatOptions):
         delegate: ``xnnpack`` or ``none`` (see :data:`DELEGATES`).
         keep_order: Run the ops in the model's order (the interpreter's
             ``experimental_disable_delegate_clustering``). By default LiteRT reorders the graph so that the
-            delegate's ops form as few partitions as it can; for the banded deformable conv that means every
-            band's corner reads (outside XNNPACK) run before any band's arithmetic, so all bands' columns
-            are alive at once and the bands save nothing. BiRefNet_lite litert-fp32, peak RSS in order against
-            regrouped (AVX2 EPYC, 2 threads): 838 against 1702 MB at 512 px, same speed; 1697 against 5323 MB at
-            1024 px, ~10% slower (more, smaller XNNPACK partitions). An app sets the same option itself (see the
-            model card); docs/export.md has the figures.
+            delegate's ops form as few partitions as it can; for the banded deformable conv without an order
+            in the graph that ran every band's corner reads (outside XNNPACK) before any band's arithmetic, so
+            all bands' columns were alive at once (BiRefNet_lite at 1024 px: 5323 against 1697 MB in order).
+            The gather form now carries that order as a data edge, so both settings hold one band's reads
+            (1661 / 1697 MB, AVX2 EPYC); the runner keeps the order so as not to depend on it. docs/export.md
+            has the figures.
     """
 
     model_file = "model.tflite"
