@@ -11,8 +11,8 @@ fixed at 1, then each artifact is timed at batch 1 in its own process (peak RSS 
 on 2 threads (the runtimes' own thread settings; this machine has 2 cores). Printed per artifact:
 latency p50, peak RSS and the model's part of it, file size, the delegated share (ExecuTorch, LiteRT),
 the ratio to OpenVINO fp32 and, for int8, the speed-up over the same format's fp32 with the held-out
-IoU of its gate. Goals (printed, never asserted): every fp32 within 1.5x of OpenVINO fp32; int8 >= 2x its own fp32 at
-IoU >= 0.99; student-s int8 at 512 px <= 60 ms.
+IoU of its gate. Goals (printed, never asserted): every fp32 within 1.5x of OpenVINO fp32; int8 >= 2x
+its own fp32 at IoU >= 0.99; student-s int8 at 512 px <= 60 ms.
 """
 
 from __future__ import annotations
