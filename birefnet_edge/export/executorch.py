@@ -31,6 +31,7 @@ from birefnet_edge.export._base import (
     export_program,
     tool_versions,
 )
+from birefnet_edge.export._dependency_view import compact_dependency_view
 from birefnet_edge.export._memory import phase
 from birefnet_edge.formats.executorch import ExecutorchOptions
 from birefnet_edge.manifest import Manifest
@@ -210,7 +211,12 @@ def lower(program: torch.export.ExportedProgram, profile: Profile) -> Any:
 
     options = ExecutorchOptions.of(profile)
     program = decompose_for_xnnpack(fold_constants(program, profile))
-    with phase("executorch lowering"), converting("executorch to_edge_transform_and_lower", profile):
+    # The compact table: the partitioner's own held N^2 node sets, most of a large graph's export memory.
+    with (
+        phase("executorch lowering"),
+        converting("executorch to_edge_transform_and_lower", profile),
+        compact_dependency_view(),
+    ):
         return to_edge_transform_and_lower(
             program,
             transform_passes=[infer_the_symbolic_dim],
