@@ -1,19 +1,21 @@
-"""ExecuTorch's group partitioner without its two quadratic tables.
+"""ExecuTorch's group partitioner without its quadratic tables.
 
 XNNPACK's partitioner (executorch 1.5.1, ``GroupBasedPartitioner``) asks, before merging two candidate
 partitions, whether a node outside them depends on one and feeds the other. It answers from a table built
 once per graph that holds, for every node, the set of all nodes downstream of it and the set of all nodes
 upstream: two Python sets of ~N/2 nodes each, so memory quadratic in the graph's N nodes (the upstream
-half is never read). Beside it, it grows for each candidate partition (one per supported node at first) the
-set of every partition reachable from it, which nothing reads. The banded deformable conv multiplies the
-nodes, and these tables became most of the export's memory: BiRefNet_lite with ``deform_band = 2^22`` at
-1024 px peaked at 7.15 GiB in the lowering against 2.8 GiB before it (the same graph at 256 px: 6.2 GiB,
-so it is the node count, not the image).
+half is never read). Its base class, torch's ``CapabilityBasedPartitioner``, builds the downstream half
+once more before the subclass replaces it. Beside them, it grows for each candidate partition (one per
+supported node at first) the set of every partition reachable from it, which nothing reads. The banded
+deformable conv multiplies the nodes, and these tables became most of the export's memory: BiRefNet_lite
+with ``deform_band = 2^22`` at 1024 px peaked at 7.15 GiB in the lowering against 2.8 GiB before it (the
+same graph at 256 px: 6.2 GiB, so it is the node count, not the image).
 
 :class:`CompactDependencyView` keeps each node's downstream closure as one bit set (a Python int over the
 node's position in the graph): N^2 / 8 bytes in all, 28 MB for 15,000 nodes. It answers the same
 questions with the same nodes, and the reachability sets are not recorded, so the partitions do not
-change; :func:`compact_dependency_view` puts both in place for one lowering.
+change; :func:`compact_dependency_view` puts the view in both partitioners' place and drops the
+reachability sets, for one lowering.
 """
 
 from __future__ import annotations
@@ -144,13 +146,19 @@ def compact_dependency_view() -> Iterator[None]:
     ):
         yield
         return
-    original = group_partitioner._DependencyViewer
-    group_partitioner._DependencyViewer = CompactDependencyView
+    from torch.fx.passes.infra import partitioner as torch_partitioner
+
+    # torch's table only answers downstreams_of, which the compact view answers with the same nodes.
+    tables = [m for m in (group_partitioner, torch_partitioner) if hasattr(m, "_DependencyViewer")]
+    originals = [m._DependencyViewer for m in tables]
+    for module in tables:
+        module._DependencyViewer = CompactDependencyView
     for name, writer in zip(_REACH_MAP_WRITERS, writers):
         setattr(partitioner, name, _without_reach_map(writer))
     try:
         yield
     finally:
-        group_partitioner._DependencyViewer = original
+        for module, original in zip(tables, originals):
+            module._DependencyViewer = original
         for name, writer in zip(_REACH_MAP_WRITERS, writers):
             setattr(partitioner, name, writer)

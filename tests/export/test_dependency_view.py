@@ -54,6 +54,24 @@ def test_each_nodes_downstream_and_upstream_nodes_equal_a_graph_walk() -> None:
     assert not list(view.downstreams_of(nodes[-1]))
 
 
+def test_torchs_capability_partitioner_proposes_the_same_partitions_with_the_compact_table(monkeypatch) -> None:
+    from torch.fx.passes.infra import partitioner as torch_partitioner
+    from torch.fx.passes.operator_support import OperatorSupportBase
+
+    class AllButCumsum(OperatorSupportBase):
+        def is_node_supported(self, submodules, node: torch.fx.Node) -> bool:
+            return node.op in ("call_function", "call_method", "call_module") and node.target is not torch.cumsum
+
+    def partitions() -> list[frozenset[str]]:
+        graph_module = torch.fx.symbolic_trace(_Branches())
+        found = torch_partitioner.CapabilityBasedPartitioner(graph_module, AllButCumsum()).propose_partitions()
+        return sorted((frozenset(n.name for n in p.nodes) for p in found), key=sorted)
+
+    reference = partitions()
+    monkeypatch.setattr(torch_partitioner, "_DependencyViewer", CompactDependencyView)
+    assert partitions() == reference and len(reference) >= 1
+
+
 @pytest.mark.executorch
 def test_xnnpack_partitions_are_the_same_with_the_compact_table() -> None:
     pytest.importorskip("executorch", reason="executorch is not installed (extra 'executorch')")
@@ -70,14 +88,17 @@ def test_xnnpack_partitions_are_the_same_with_the_compact_table() -> None:
         found = XnnpackPartitioner().generate_partitions(edge)
         return sorted((frozenset(n.name for n in p.nodes) for p in found), key=sorted)
 
-    original = group_partitioner._DependencyViewer
+    from torch.fx.passes.infra import partitioner as torch_partitioner
+
+    original, torch_original = group_partitioner._DependencyViewer, torch_partitioner._DependencyViewer
     merge = group_partitioner.GroupBasedPartitioner._perform_partition_merge
     reference = partitions()
     with compact_dependency_view():
-        assert group_partitioner._DependencyViewer is CompactDependencyView
+        assert group_partitioner._DependencyViewer is torch_partitioner._DependencyViewer is CompactDependencyView
         assert group_partitioner.GroupBasedPartitioner._perform_partition_merge is not merge
         compact = partitions()
     assert group_partitioner._DependencyViewer is original
+    assert torch_partitioner._DependencyViewer is torch_original
     assert group_partitioner.GroupBasedPartitioner._perform_partition_merge is merge
     assert compact == reference and len(reference) >= 2
 
