@@ -8,8 +8,8 @@ half is never read). Its base class, torch's ``CapabilityBasedPartitioner``, bui
 once more before the subclass replaces it. Beside them, it grows for each candidate partition (one per
 supported node at first) the set of every partition reachable from it, which nothing reads. The banded
 deformable conv multiplies the nodes, and these tables became most of the export's memory: BiRefNet_lite
-with ``deform_band = 2^22`` at 1024 px peaked at 7.15 GiB in the lowering against 2.8 GiB before it (the
-same graph at 256 px: 6.2 GiB, so it is the node count, not the image).
+with ``deform_band = 2^22`` at 1024 px peaked at 7.15 GiB in the lowering against 2.8 GiB before it (at
+256 px with as many bands: 6.2 GiB, so it is the node count, not the image).
 
 :class:`CompactDependencyView` keeps each node's downstream closure as one bit set (a Python int over the
 node's position in the graph): N^2 / 8 bytes in all, 28 MB for 15,000 nodes. It answers the same
@@ -70,7 +70,7 @@ class CompactDependencyView:
                 mask |= self._downstream.get(user, 0) | 1 << self.position[user]
             self._downstream[node] = mask
         # The partitioner asks for the same few nodes' downstream sets while it tries one partition against
-        # each other: decoding them once per node took a fifth of its time (BiRefNet_lite, 133 partitions).
+        # each other: decoding them on every question took about a fifth of its time (BiRefNet_lite, 133 parts).
         self.decoded_downstream = functools.lru_cache(maxsize=256)(lambda node: self.decode(self._downstream[node]))
 
     def decode(self, mask: int) -> tuple[torch.fx.Node, ...]:

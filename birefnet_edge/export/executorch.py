@@ -211,7 +211,7 @@ def lower(program: torch.export.ExportedProgram, profile: Profile) -> Any:
 
     options = ExecutorchOptions.of(profile)
     program = decompose_for_xnnpack(fold_constants(program, profile))
-    # The compact table: the partitioner's own held N^2 node sets, most of a large graph's export memory.
+    # The partitioner's own node tables grow with the square of the graph's nodes (_dependency_view.py).
     with (
         phase("executorch lowering"),
         converting("executorch to_edge_transform_and_lower", profile),
