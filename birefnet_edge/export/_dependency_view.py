@@ -33,17 +33,16 @@ import torch
 class NodeBitSet:
     """A read-only set of a graph's nodes held as a bit mask over their positions."""
 
-    def __init__(self, mask: int, view: CompactDependencyView, of: torch.fx.Node | None = None) -> None:
+    def __init__(self, mask: int, view: CompactDependencyView) -> None:
         self._mask = mask
         self._view = view
-        self._of = of  # the node whose downstream nodes these are, for the view's cache of decoded sets
 
     def __contains__(self, node: object) -> bool:
         position = self._view.position.get(node)  # type: ignore[call-overload]
         return position is not None and bool(self._mask >> position & 1)
 
     def __iter__(self) -> Iterator[torch.fx.Node]:
-        return iter(self._view.decode(self._mask) if self._of is None else self._view.decoded_downstream(self._of))
+        return iter(self._view.decode(self._mask))
 
     def __len__(self) -> int:
         return self._mask.bit_count()
@@ -71,16 +70,16 @@ class CompactDependencyView:
             self._downstream[node] = mask
         # The partitioner asks for the same few nodes' downstream sets while it tries one partition against
         # each other: decoding them on every question took about a fifth of its time (BiRefNet_lite, 133 parts).
-        self.decoded_downstream = functools.lru_cache(maxsize=256)(lambda node: self.decode(self._downstream[node]))
+        self.decode = functools.lru_cache(maxsize=256)(self._decode)
 
-    def decode(self, mask: int) -> tuple[torch.fx.Node, ...]:
+    def _decode(self, mask: int) -> tuple[torch.fx.Node, ...]:
         """The nodes of ``mask``'s set bits, in graph order (decoded with numpy: the partitioner walks these in
         its innermost loop, where a Python loop over the bits cost more than the sets they replace)."""
         raw = np.frombuffer(mask.to_bytes(self.byte_count, "little"), dtype=np.uint8)
         return tuple(self.nodes[np.flatnonzero(np.unpackbits(raw, bitorder="little"))].tolist())
 
     def downstreams_of(self, node: torch.fx.Node) -> NodeBitSet:
-        return NodeBitSet(self._downstream.get(node, 0), self, node if node in self._downstream else None)
+        return NodeBitSet(self._downstream.get(node, 0), self)
 
     def upstreams_of(self, node: torch.fx.Node) -> NodeBitSet:
         """Computed per call (executorch 1.5.1 never asks): a walk over the inputs."""

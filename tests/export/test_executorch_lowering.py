@@ -278,21 +278,15 @@ def test_the_bands_of_a_deformable_conv_stay_ordered_through_the_lowering() -> N
     """Each band's row reads (outside XNNPACK) come after the previous band's delegate call, not all first: the
     order edge survives ExecuTorch's passes, so the plan holds one band's reads (BiRefNet_lite 512 px: 207 MB,
     1040 MB with every read of the 7x7 conv alive together)."""
-    from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
-
-    from birefnet_edge.export.executorch import partitioners
-    from birefnet_edge.formats.executorch import ExecutorchOptions
+    from birefnet_edge.export.executorch import lower
     from birefnet_edge.model.layers.deform_conv import DeformableConv2d
+    from birefnet_edge.profile import load_profile
 
     torch.manual_seed(0)
     conv = DeformableConv2d(8, 4, kernel_size=3, form="gather").eval()
     conv.band = 8 * 9 * 4 * 16  # 4 rows of the 16 x 16 map per band: 4 bands
     program = torch.export.export(conv, (torch.randn(1, 8, 16, 16),))
-    edge = to_edge_transform_and_lower(
-        program,
-        partitioner=partitioners(ExecutorchOptions()),
-        compile_config=EdgeCompileConfig(_check_ir_validity=False),
-    )
+    edge = lower(program, load_profile("executorch-fp32"))
     steps = []
     for node in edge.exported_program().graph.nodes:
         if node.op == "call_function" and "executorch_call_delegate" in str(node.target):
