@@ -46,11 +46,21 @@ DELEGATES = {"xnnpack": "XNNPACK"}
 _PLUMBING = ("getitem", "sym_size", "sym_numel", "sym_stride", "_assert", "executorch_call_delegate")
 
 
-def partitioners(options: ExecutorchOptions) -> list[Any]:
-    """The partitioners of the profile's delegate: XNNPACK's own configs, with a batch-dynamic resize."""
+def partitioners(options: ExecutorchOptions, quantized: bool = False) -> list[Any]:
+    """The partitioners of the profile's delegate: XNNPACK's own configs, with a batch-dynamic resize.
+
+    A quantized program is lowered in two passes: its int8 conv and linear layers first (with their dequantize
+    inputs and quantize outputs), then everything else in float. With one partitioner XNNPACK also took the
+    pads, concats and layout ops around the int8 layers as int8 ops when their inputs were dequantized and
+    their output quantized, with the quantization parameters of different layers on each side, and refused
+    the program when it loaded ("Failed to create StaticConstantPad node / cat2 node ... invalid_parameter").
+    Our quantizer annotates conv and linear layers only; the other ops are float by design.
+    """
     require("executorch", EXTRA, "ExecuTorch export")
     from executorch.backends.xnnpack.partition.config import ALL_PARTITIONER_CONFIGS
+    from executorch.backends.xnnpack.partition.config.gemm_configs import ConvolutionConfig, LinearConfig
     from executorch.backends.xnnpack.partition.config.generic_node_configs import UpsampleBilinear2dConfig
+    from executorch.backends.xnnpack.partition.config.xnnpack_config import ConfigPrecisionType
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from torch.fx.experimental.symbolic_shapes import has_free_symbols
 
@@ -63,7 +73,12 @@ def partitioners(options: ExecutorchOptions) -> list[Any]:
             return self.check_common_constraints(node, ep) and not has_free_symbols(node.meta["val"].shape[1:])
 
     configs = [BatchDynamicResize if c is UpsampleBilinear2dConfig else c for c in ALL_PARTITIONER_CONFIGS]
-    return [XnnpackPartitioner(configs=configs)]
+    if not quantized:
+        return [XnnpackPartitioner(configs=configs)]
+    int8 = XnnpackPartitioner(
+        configs=[ConvolutionConfig, LinearConfig], config_precisions=ConfigPrecisionType.STATIC_QUANT
+    )
+    return [int8, XnnpackPartitioner(configs=configs, config_precisions=ConfigPrecisionType.FP32)]
 
 
 def infer_the_symbolic_dim(graph_module: torch.fx.GraphModule) -> Any:
@@ -102,6 +117,9 @@ _FACTORIES = frozenset(
 )
 
 
+_DEQUANTIZE = frozenset(("quantized_decomposed.dequantize_per_tensor", "quantized_decomposed.dequantize_per_channel"))
+
+
 def fold_constants(program: torch.export.ExportedProgram, profile: Profile) -> torch.export.ExportedProgram:
     """A copy of ``program`` whose values computed from weights alone are stored as constants of their own.
 
@@ -122,7 +140,8 @@ def fold_constants(program: torch.export.ExportedProgram, profile: Profile) -> t
             if isinstance(tensor, torch.Tensor):
                 tensor.requires_grad_(False)
         ops = {n.target for n in folded.graph.nodes if n.op == "call_function"}
-        skip = {op for op in ops if op_name_of(op) in _FACTORIES}
+        # An int8 program's dequantize ops stay: folded, its int8 weights would be stored as floats again.
+        skip = {op for op in ops if op_name_of(op) in _FACTORIES or op_name_of(op) in _DEQUANTIZE}
         with torch.no_grad():
             return constant_prop_pass(folded, custom_skip_targets=skip)
 
@@ -217,13 +236,34 @@ def lower(program: torch.export.ExportedProgram, profile: Profile) -> Any:
         converting("executorch to_edge_transform_and_lower", profile),
         compact_dependency_view(),
     ):
-        return to_edge_transform_and_lower(
+        edge = to_edge_transform_and_lower(
             program,
             transform_passes=[infer_the_symbolic_dim],
-            partitioner=partitioners(options),
+            partitioner=partitioners(options, quantized=profile.precision == "int8"),
             # Our graph has no ops outside the core ATen set once decomposed; checking it costs a full pass.
             compile_config=EdgeCompileConfig(_check_ir_validity=False),
         )
+    drop_provenance(edge.exported_program().graph_module)
+    return edge
+
+
+def drop_provenance(graph_module: torch.fx.GraphModule) -> int:
+    """Remove every node's ``from_node`` record (which pass made it from what), in the delegates' graphs too.
+
+    The records are for debugging and nothing in the program reads them; but ``to_executorch`` unlifts each
+    delegate's program once per call, and every unlift deep-copies each node's whole chain of records. The
+    quantized tiny model's chains (one level per pass since quantization) kept ``to_executorch`` running for
+    over 5 minutes; without them it took 23 s. Returns the number of records removed.
+    """
+    removed = 0
+    for node in graph_module.graph.nodes:
+        removed += node.meta.pop("from_node", None) is not None
+    for child in graph_module.children():
+        inner = getattr(child, "original_module", None)  # a lowered delegate: its ExportedProgram
+        inner = inner.graph_module if inner is not None else child
+        if isinstance(inner, torch.fx.GraphModule):
+            removed += drop_provenance(inner)
+    return removed
 
 
 def op_name(node: torch.fx.Node) -> str:
@@ -280,6 +320,10 @@ def write_program(edge: Any, path: Path, profile: Profile) -> tuple[int, int]:
         outside the delegate's own workspace, each planned at the batch upper bound. The runtime allocates
         (and zero-fills) all of it when the method loads, whatever batch then runs.
     """
+    if profile.precision == "int8":
+        # The quantize/dequantize ops between the int8 layers and the float ones run on ExecuTorch's own kernels;
+        # their out variants are registered by this library.
+        import executorch.kernels.quantized  # noqa: F401
     with phase("executorch serialisation"), converting("executorch to_executorch", profile):
         manager = edge.to_executorch()
         buffer = manager.buffer
@@ -430,15 +474,28 @@ class ExecutorchExporter(Exporter):
         require("executorch", EXTRA, "ExecuTorch export")
         options = ExecutorchOptions.of(profile)
         traced = program_profile(profile)
-        edge = lower(export_program(model, traced), traced)
+        program = export_program(model, traced)
+        details: dict[str, Any] = {}
+        warnings: list[str] = []
+        if profile.precision == "int8":
+            from birefnet_edge.export.int8.executorch import quantize_int8
+            from birefnet_edge.export.int8.search import int8_warnings
+
+            calibration = self.calibration_set(profile)
+            program, details["quantization"] = quantize_int8(program, model, traced, calibration)
+            warnings += int8_warnings(calibration.warning, details["quantization"])
+        edge = lower(program, traced)
         delegation = count_delegation(edge, DELEGATES[options.delegate])
         size, planned = write_program(edge, out_dir / MODEL_FILE, traced)
         del edge
         checks = {**check_program(out_dir / MODEL_FILE, traced, planned), "bytes": size}
         log.info("%s: %s", profile.name, delegation.describe())
-        details = {**_delegation_details(delegation), **batch_details(profile, traced)}
+        details.update({**_delegation_details(delegation), **batch_details(profile, traced)})
         memory = planned_memory_details(planned, traced.batch.max)
         details["notes"] += memory.pop("notes")
+        warnings += memory.pop("warnings", [])
+        if warnings:
+            details["warnings"] = warnings
         return ExportOutput(
             files={MODEL_FILE: "model"},
             checks=checks,

@@ -103,7 +103,7 @@ class ExecutorchOptions(FormatOptions):
     model_magic = (4, b"ET")  # FlatBuffers file identifier "ET<version>"; the runtime aborts on a foreign file
     packages = ("executorch",)
     marker = "executorch"
-    precisions = ("fp32",)
+    precisions = ("fp32", "int8")
 
     delegate: str = choice("xnnpack", DELEGATES)
     threads: int = within(2, 0, 256)

@@ -158,3 +158,46 @@ def test_reuse_keeps_an_unchanged_artifact(export_tiny, tiny_model, tmp_path) ->
     model, info = load_model("random:birefnet_tiny", deform=profile.deform)
     result = _export_or_reuse(model, profile, Path(tmp_path), info)
     assert result.reuse.startswith("reused"), result.reuse
+
+
+def test_int8_artifact_is_quantized_gated_recorded_and_runs_in_slices(export_tiny, manifest_of, tmp_path) -> None:
+    from birefnet_edge.cli import main
+    from birefnet_edge.runtime import open_runner
+
+    folder = export_tiny("executorch-int8")
+    manifest = manifest_of(folder)
+    q = manifest.export["quantization"]
+    gate = q["accuracy_gate"]
+    assert q["tool"].startswith("torchao PT2E")
+    assert gate["iou"] >= gate["min_iou"] == pytest.approx(_tiny("executorch-int8").quantization.min_iou)
+    assert gate["mae"] <= gate["max_mae"] and gate["held_out_images"] == len(q["calibration"]["held_out"]) > 0
+    assert 0 < q["quantized_layers"] < q["compute_layers"]
+    assert {r["rule"] for r in q["float_layers"]} >= {"logits_head", "deform_offsets", "attention"}
+    assert manifest.export["delegation"]["partitions"] >= 1
+    # int8 weights: the program is well under the fp32 one's size
+    fp32 = (export_tiny("executorch-fp32") / "model.pte").stat().st_size
+    assert (folder / "model.pte").stat().st_size < 0.75 * fp32
+    x = np.random.default_rng(1).standard_normal((3, 3, 64, 64)).astype(np.float32)
+    with open_runner(folder) as runner:
+        three = runner.infer(x)
+        assert three.shape == (3, 1, 64, 64)
+        np.testing.assert_array_equal(runner.infer(x[1:2]), three[1:2])  # batch 3 is three runs of one
+        precision = runner.runtime_info()["executed_precision"]
+    assert precision == f"int8 {q['quantized_layers']}/{q['compute_layers']} + fp32"
+    with pytest.raises(SystemExit) as stop:
+        main(["parity", str(folder), "--synthetic", "1", "--report", str(tmp_path)])
+    assert stop.value.code == 0
+
+
+def test_int8_gate_fails_when_the_allowed_drop_is_impossible(tmp_path) -> None:
+    from birefnet_edge.export import export_target
+    from birefnet_edge.model import load_model
+
+    profile = _tiny("executorch-int8", max_iou_drop=0.0, max_restore_steps=0, calibration_images=6, held_out_images=2)
+    # keep nothing in float, so int8 rounding reaches the logits and IoU 1.0 cannot hold
+    profile = profile.with_overrides(quantization={**profile.quantization.to_dict(), "keep_float": []})
+    model, info = load_model("random:birefnet_tiny", deform=profile.deform, deform_band=profile.deform_band)
+    result = export_target(model, profile, tmp_path, weights=info, variant="birefnet_tiny")
+    assert not result.ok
+    assert "int8 accuracy gate failed on" in result.error and "quantization.max_iou_drop" in result.error
+    assert list(tmp_path.iterdir()) == [], "a failed int8 export left files behind"
