@@ -17,6 +17,7 @@ DELEGATES = ("xnnpack",)
 EXECUTORCH_PY = python_snippet(
     "Python (executorch.runtime)",
     """import torch
+import executorch.kernels.quantized  # int8 programs: registers the quantize/dequantize kernels
 from executorch.runtime import Runtime
 
 method = Runtime.get().load_program("$model").load_method("forward")

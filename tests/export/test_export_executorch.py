@@ -187,6 +187,11 @@ def test_int8_artifact_is_quantized_gated_recorded_and_runs_in_slices(export_tin
     with pytest.raises(SystemExit) as stop:
         main(["parity", str(folder), "--synthetic", "1", "--report", str(tmp_path)])
     assert stop.value.code == 0
+    # A fresh process (as parity or an app starts) has not imported the quantized kernels the export used.
+    script = "import sys, numpy as np\nfrom birefnet_edge.runtime import open_runner\n"
+    script += "with open_runner(sys.argv[1]) as r:\n    print(r.infer(np.zeros((1, 3, 64, 64), np.float32)).shape)\n"
+    done = subprocess.run([sys.executable, "-c", script, str(folder)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and "(1, 1, 64, 64)" in done.stdout, done.stderr[-2000:]
 
 
 def test_int8_gate_fails_when_the_allowed_drop_is_impossible(tmp_path) -> None:
