@@ -50,7 +50,7 @@ val mask = logits.map { 1f / (1f + kotlin.math.exp(-it)) }                  // s
 )
 
 EXECUTORCH_SWIFT = Snippet(
-    "iOS (Swift, ExecuTorch package, backend_xnnpack linked)",
+    "iOS (Swift, ExecuTorch package, backend_xnnpack linked; int8 programs: kernels_quantized too)",
     "swift",
     """import ExecuTorch
 
