@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
+import operator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,7 +26,7 @@ import torch
 from birefnet_edge._deps import require
 from birefnet_edge.export._base import converting, torch_reference
 from birefnet_edge.export._memory import phase
-from birefnet_edge.export.executorch import drop_provenance, op_name
+from birefnet_edge.export.executorch import _DEQUANTIZE, drop_provenance, op_name
 from birefnet_edge.export.int8.rules import GraphNode, GraphView, keep_float, layer_macs
 from birefnet_edge.export.int8.search import Restorer, accuracy_gate, quantization_record, restore_search
 from birefnet_edge.profile import Profile
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 EXTRA = "executorch"
 TOOL = "torchao PT2E + XNNPACKQuantizer annotators (conv, linear)"
 _QUANTIZE = ("quantized_decomposed.quantize_per_tensor", "quantized_decomposed.quantize_per_channel")
-_DEQUANTIZE = ("quantized_decomposed.dequantize_per_tensor", "quantized_decomposed.dequantize_per_channel")
 # The ATen ops of a traced program, by the kinds of rules.py; ops not named are "other".
 _KINDS = {
     "aten.conv2d": "conv",
@@ -205,7 +205,7 @@ def own_biases(module: torch.fx.GraphModule) -> int:
         if not isinstance(bias, torch.fx.Node) or bias.op != "get_attr" or len(bias.users) < 2:
             continue
         name = f"{bias.target.replace('.', '_')}_of_{node.name}"
-        copy = _attribute(module, bias.target).detach().clone()
+        copy = operator.attrgetter(bias.target)(module).detach().clone()
         module.register_parameter(name, torch.nn.Parameter(copy, requires_grad=False))
         with graph.inserting_before(node):
             own = graph.get_attr(name)
@@ -215,14 +215,6 @@ def own_biases(module: torch.fx.GraphModule) -> int:
     if copies:
         module.recompile()
     return copies
-
-
-def _attribute(module: torch.nn.Module, target: str) -> torch.Tensor:
-    """The tensor a ``get_attr`` node reads (``a.b.c``)."""
-    value: Any = module
-    for part in target.split("."):
-        value = getattr(value, part)
-    return value
 
 
 def one_reader_per_dequantize(graph: torch.fx.Graph) -> int:
