@@ -275,6 +275,17 @@ def _logits(out: Any) -> np.ndarray:
     return out.detach().numpy()
 
 
+def int8_program(module: torch.fx.GraphModule, example: torch.Tensor) -> torch.export.ExportedProgram:
+    """The Q/DQ module (from :func:`restore`) traced again into the program the lowering takes."""
+    own_biases(module)
+    with torch.no_grad():
+        program = torch.export.export(module, (example,))
+    drop_provenance(program.graph_module)  # one record per pass since quantization: the lowering copies them
+    one_reader_per_dequantize(program.graph_module.graph)
+    program.graph_module.recompile()
+    return program
+
+
 def quantize_int8(
     program: torch.export.ExportedProgram, model: torch.nn.Module, profile: Profile, calibration: CalibrationSet
 ) -> tuple[torch.export.ExportedProgram, dict[str, Any]]:
@@ -304,13 +315,8 @@ def quantize_int8(
         logits = run(restored, held)
     kept.update(dict.fromkeys(restored, "accuracy_search"))
     gate = accuracy_gate(f"target '{profile.name}'", logits, reference, opts.min_iou, profile.tolerance.max_mae)
-    final = restore(converted, set(kept))
-    own_biases(final)
-    with phase("int8 re-export"), converting("torch.export (int8 program)", profile), torch.no_grad():
-        quantized = torch.export.export(final, (torch.from_numpy(held[:1]),))
-    drop_provenance(quantized.graph_module)  # one record per pass since quantization: the lowering copies them
-    one_reader_per_dequantize(quantized.graph_module.graph)
-    quantized.graph_module.recompile()
+    with phase("int8 re-export"), converting("torch.export (int8 program)", profile):
+        quantized = int8_program(restore(converted, set(kept)), torch.from_numpy(held[:1]))
     view = graph_view(quantized.graph, tuple(quantized.graph_signature.user_inputs))
     record = quantization_record(TOOL, calibration, view, kept, gate)
     return quantized, {**record, "search": log}
