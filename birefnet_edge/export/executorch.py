@@ -88,8 +88,35 @@ def partitioners(options: ExecutorchOptions, quantized: bool = False) -> list[An
         QuantizedPerTensorConfig: (ConfigPrecisionType.STATIC_QUANT,),
         DeQuantizedPerTensorConfig: (ConfigPrecisionType.STATIC_QUANT,),
     }
+
+    class Dequantize(DeQuantizedPerTensorConfig):
+        def check_constraints(self, node: torch.fx.Node, ep: Any) -> bool:
+            return super().check_constraints(node, ep) and not _feeds_a_pad_xnnpack_quantizes(node)
+
+    fixed[Dequantize] = fixed.pop(DeQuantizedPerTensorConfig)
+    configs = [Dequantize if c is DeQuantizedPerTensorConfig else c for c in configs]
     configs = [_fixed_precision(c, *fixed[c]) if c in fixed else c for c in configs]
     return [XnnpackPartitioner(configs=configs, config_precisions=ConfigPrecisionType.FP32)]
+
+
+def _feeds_a_pad_xnnpack_quantizes(dequantize: torch.fx.Node) -> bool:
+    """Whether XNNPACK's lowering would turn the zero pad that reads ``dequantize`` into an int8 pad.
+
+    Its InsertPadQDQPass gives such a pad (zero value, no negative amount, no quantize op after it) a
+    quantize/dequantize pair with the parameters of the dequantize op before it, as if the pad sat between int8
+    layers. After a standalone dequantize (a convert op, its output float) that made a pad with a float input
+    and an int8 output (the tiny model's program did not load: "Failed to create StaticConstantPad node"), or
+    handed a float conv an int8 input ("Weight and Input should both be quantized"). Such a dequantize stays
+    outside the delegate, where the pad reads a float input.
+    """
+    for pad in dequantize.users:
+        if op_name(pad) != "aten.constant_pad_nd":
+            continue
+        value = pad.args[2] if len(pad.args) > 2 else 0.0
+        quantized_after = any(op_name(u) == "quantized_decomposed.quantize_per_tensor" for u in pad.users)
+        if value == 0 and min(pad.args[1]) >= 0 and not quantized_after:
+            return True
+    return False
 
 
 def _fixed_precision(config: type, *precisions: Any) -> type:

@@ -193,3 +193,40 @@ def test_a_mixed_program_lowers_into_one_xnnpack_delegate_with_its_conversions(s
         got = method.execute([torch.from_numpy(image[None])])[0].numpy()
         # XNNPACK rounds some requantizations one int8 step (~0.008 here) away from PyTorch's Q/DQ ops.
         np.testing.assert_allclose(got[0], want, atol=0.02)
+
+
+class _Padded(torch.nn.Module):
+    """An int8 conv whose output is zero-padded for the next conv, as Swin pads its windows, and for a float op."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.b = torch.nn.Conv2d(8, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.a(x)
+        pad = torch.nn.functional.pad
+        return self.b(pad(y, (1, 1, 1, 1))) + torch.sigmoid(pad(y, (1, 1, 1, 1)))[:, :4, 1:-1, 1:-1]
+
+
+@pytest.mark.parametrize("restored", [set(), {"conv2d_1"}], ids=["both-int8", "float-after-pad"])
+def test_a_pad_after_an_int8_layer_lowers_loads_and_runs(restored, tmp_path) -> None:
+    """XNNPACK quantizes a zero pad that reads a dequantize op, with that op's parameters; after a convert op
+    (standalone dequantize) that gave the pad a float input and an int8 output (the tiny program did not load)
+    or gave a float conv an int8 input (the lowering failed). Such a dequantize stays out of the delegate."""
+    from executorch.runtime import Runtime
+
+    from birefnet_edge.export.executorch import lower, write_program
+    from birefnet_edge.export.int8.executorch import calibrated, int8_program, restore, run_module
+    from birefnet_edge.profile import load_profile
+
+    torch.manual_seed(0)
+    program = torch.export.export(_Padded().eval(), (torch.zeros(1, 3, 16, 16),))
+    images = np.random.default_rng(0).standard_normal((6, 3, 16, 16)).astype(np.float32)
+    mixed = restore(calibrated(program, images[:4], frozenset()), restored)
+    expected = run_module(mixed, images[4:])
+    profile = load_profile("executorch-int8")
+    write_program(lower(int8_program(mixed, torch.from_numpy(images[:1])), profile), tmp_path / "m.pte", profile)
+    method = Runtime.get().load_program(tmp_path / "m.pte").load_method("forward")
+    got = np.concatenate([method.execute([torch.from_numpy(image[None])])[0].numpy() for image in images[4:]])
+    np.testing.assert_allclose(got, expected, atol=0.02)  # one int8 step of rounding, as above
