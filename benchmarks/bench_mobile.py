@@ -3,9 +3,10 @@
 Usage: python benchmarks/bench_mobile.py [--model BiRefNet_lite:512 --model student-s:1024 ...]
                                          [--target executorch-fp32 --target openvino-fp32 ...]
                                          [--runs 3] [--warmup 1] [--keep DIR] [--calibration DIR]
+                                         [--weights student-s=runs/NAME/best.safetensors ...]
 
 Each model (``variant:size``, deterministic weights: speed does not depend on the values; the students' with
-BatchNorm statistics from data, see ``weights_for``) is exported
+BatchNorm statistics from data, see ``weights_for``; or the trained file given with ``--weights``) is exported
 to every target available here (a format whose extra is missing is listed as not built) with the batch
 fixed at 1, then each artifact is timed at batch 1 in its own process (peak RSS is that runner's),
 on 2 threads (the runtimes' own thread settings; this machine has 2 cores). Printed per artifact:
@@ -48,7 +49,22 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--keep", type=Path, help="export here and keep the artifacts; reuse those already there")
     parser.add_argument("--calibration", type=Path, help="photos for the int8 targets (default: bundled fallback)")
-    return parser.parse_args()
+    parser.add_argument(
+        "--weights",
+        action="append",
+        default=[],
+        metavar="VARIANT=FILE",
+        help="trained weights for a variant (e.g. a distilled student's best.safetensors) instead of deterministic",
+    )
+    args = parser.parse_args()
+    try:
+        args.weights = dict(item.split("=", 1) for item in args.weights)
+    except ValueError:
+        parser.error("--weights takes VARIANT=FILE, e.g. student-s=runs/s/best.safetensors")
+    for variant, file in args.weights.items():
+        if not Path(file).is_file():
+            parser.error(f"--weights {variant}={file}: no such file")
+    return args
 
 
 def default_targets() -> list[str]:
@@ -57,7 +73,9 @@ def default_targets() -> list[str]:
     return [f"{f}-{p}" for f in FORMATS for p in PRECISIONS if f in FORMAT_OPTIONS and f"{f}-{p}" in shipped]
 
 
-def export_model(variant: str, size: int, targets: list[str], out: Path, calibration: Path | None) -> list[Path]:
+def export_model(
+    variant: str, size: int, targets: list[str], out: Path, calibration: Path | None, trained: str | None
+) -> list[Path]:
     """Export (or reuse) every target of one model at batch 1; prints one line per target."""
     from birefnet_edge.export import export_target
     from birefnet_edge.model import load_model
@@ -65,13 +83,13 @@ def export_model(variant: str, size: int, targets: list[str], out: Path, calibra
     model, info = None, None
     folders = []
     for target in targets:
-        folder = out / f"{variant}-{size}" / f"{variant}-{target}"
+        folder = out / model_folder(variant, size, trained) / f"{variant}-{target}"
         if (folder / "manifest.json").is_file():
             print(f"  reusing {folder}", flush=True)
             folders.append(folder)
             continue
         if model is None:
-            model, info = load_model(weights_for(variant, size, out))
+            model, info = load_model(trained or weights_for(variant, size, out))
         profile = load_profile(target).with_overrides(input_size=(size, size), batch={"min": 1, "opt": 1, "max": 1})
         r = export_target(model, profile, folder.parent, weights=info, variant=variant, calibration=calibration)
         print(f"  export {target}: {r.status} in {r.seconds:.0f} s, peak {r.peak_rss_bytes / 2**30:.2f} GiB"
@@ -79,6 +97,11 @@ def export_model(variant: str, size: int, targets: list[str], out: Path, calibra
         if r.ok:
             folders.append(r.path)
     return folders
+
+
+def model_folder(variant: str, size: int, trained: str | None) -> str:
+    """Where one model's artifacts go under the bench folder (trained and deterministic ones apart)."""
+    return f"{variant}-{size}" + (f"-{Path(trained).stem}" if trained else "")
 
 
 def weights_for(variant: str, size: int, out: Path) -> str:
@@ -208,7 +231,9 @@ def main() -> None:
     for spec in args.models or MODELS:
         variant, size = spec.rsplit(":", 1)
         print(f"{variant} {size}x{size}", flush=True)
-        folders = export_model(variant, int(size), targets, out, args.calibration)
+        trained = args.weights.get(variant)
+        print(f"  weights: {trained or 'deterministic (speed does not depend on the values; int8 accuracy does)'}")
+        folders = export_model(variant, int(size), targets, out, args.calibration, trained)
         rows += rows_for(variant, int(size), folders, args.runs, args.warmup)
     print()
     print_table(rows)
