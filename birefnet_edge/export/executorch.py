@@ -81,19 +81,19 @@ def partitioners(options: ExecutorchOptions, quantized: bool = False) -> list[An
     configs = [BatchDynamicResize if c is UpsampleBilinear2dConfig else c for c in ALL_PARTITIONER_CONFIGS]
     if not quantized:
         return [XnnpackPartitioner(configs=configs)]
-    int8_too = (ConfigPrecisionType.FP32, ConfigPrecisionType.STATIC_QUANT)
-    fixed = {
-        ConvolutionConfig: int8_too,
-        LinearConfig: int8_too,
-        QuantizedPerTensorConfig: (ConfigPrecisionType.STATIC_QUANT,),
-        DeQuantizedPerTensorConfig: (ConfigPrecisionType.STATIC_QUANT,),
-    }
 
     class Dequantize(DeQuantizedPerTensorConfig):
         def check_constraints(self, node: torch.fx.Node, ep: Any) -> bool:
             return super().check_constraints(node, ep) and not _feeds_a_pad_xnnpack_quantizes(node)
 
-    fixed[Dequantize] = fixed.pop(DeQuantizedPerTensorConfig)
+    int8_too = (ConfigPrecisionType.FP32, ConfigPrecisionType.STATIC_QUANT)
+    int8_only = (ConfigPrecisionType.STATIC_QUANT,)
+    fixed = {
+        ConvolutionConfig: int8_too,
+        LinearConfig: int8_too,
+        QuantizedPerTensorConfig: int8_only,
+        Dequantize: int8_only,
+    }
     configs = [Dequantize if c is DeQuantizedPerTensorConfig else c for c in configs]
     configs = [_fixed_precision(c, *fixed[c]) if c in fixed else c for c in configs]
     return [XnnpackPartitioner(configs=configs, config_precisions=ConfigPrecisionType.FP32)]
