@@ -77,6 +77,28 @@ def test_int8_keeps_the_dynamic_batch_and_runs_int8_at_batch_1_and_3(
     assert "onnxruntime" in manifest.tools and manifest.export["checks"]["simplifier"] == "onnxslim"
 
 
+def test_onnxruntime_runs_the_int8_layers_in_integer_kernels(int8_folder, tmp_path) -> None:
+    """With int8 activations ONNX Runtime's x86 CPU provider left quantized convs as float convs that
+    dequantize their int8 weights on every run (student-s at 512 px: 26 of 65, no faster than fp32); uint8
+    activations with int8 weights are the pairing its kernels fuse. In the session's graph no conv reads a
+    DequantizeLinear output, and a matmul does only where its output also feeds a float op (ONNX Runtime fuses
+    a layer whose output goes to its QuantizeLinear alone; the tiny Swin has two, before a layer norm)."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(tmp_path / "session.onnx")
+    ort.InferenceSession(str(int8_folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
+    graph = onnx.load(str(tmp_path / "session.onnx"), load_external_data=False).graph
+    dequantized = {out for n in graph.node if n.op_type == "DequantizeLinear" for out in n.output}
+    readers: dict[str, list[str]] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node.op_type)
+    float_on_int8 = [n for n in graph.node if n.op_type in ("Conv", "MatMul", "Gemm") and set(n.input) & dequantized]
+    assert not [n.name for n in float_on_int8 if n.op_type == "Conv"]
+    assert all("QuantizeLinear" in readers[n.output[0]] and len(readers[n.output[0]]) > 1 for n in float_on_int8)
+    assert sum(n.op_type == "QLinearConv" for n in graph.node) > 10
+
+
 def test_layers_the_rules_exclude_read_no_int8_input(int8_folder, manifest_of) -> None:
     proto = onnx.load(str(int8_folder / "model.onnx"))
     dequantized = _dequantized_inputs(proto)
