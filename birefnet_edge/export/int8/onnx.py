@@ -188,11 +188,11 @@ def _quantize_static(proto: Any, profile: Profile, images: np.ndarray, exclude: 
                 quant_format=QuantFormat.QDQ,
                 op_types_to_quantize=list(QUANTIZED_OPS),
                 per_channel=True,
-                # uint8 activations with int8 weights: the pairing ONNX Runtime's x86 CPU kernels are built for
-                # (VNNI multiplies u8 by s8). With int8 activations it fused a DequantizeLinear -> Conv ->
-                # QuantizeLinear group into an int8 kernel only where it could turn the activations into uint8
-                # itself, and dequantized the weights of the rest on every run: student-s at 512 px, 39 of 65
-                # convs int8, no faster than fp32; with uint8 all 65, about 2x fp32.
+                # uint8 activations with int8 weights: the pairing ONNX Runtime's x86 CPU provider fuses by
+                # default (int8-activation groups need session.qdqisint8allowed, and its s8 kernels ran slower).
+                # With int8 activations it left 26 of student-s's 65 convs as float convs dequantizing their
+                # weights on every run (int8 no faster than fp32 at 512 px); with uint8 all 65 are QLinearConv
+                # (summed kernel time 1.44x faster than fp32).
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 nodes_to_exclude=exclude,
