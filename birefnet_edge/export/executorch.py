@@ -113,7 +113,7 @@ def _feeds_a_pad_xnnpack_quantizes(dequantize: torch.fx.Node) -> bool:
         if op_name(pad) != "aten.constant_pad_nd":
             continue
         value = pad.args[2] if len(pad.args) > 2 else 0.0
-        quantized_after = any(op_name(u) == "quantized_decomposed.quantize_per_tensor" for u in pad.users)
+        quantized_after = any(op_name(u) in _QUANTIZE for u in pad.users)
         if value == 0 and min(pad.args[1]) >= 0 and not quantized_after:
             return True
     return False
@@ -167,6 +167,7 @@ _FACTORIES = frozenset(
 
 
 _DEQUANTIZE = frozenset(("quantized_decomposed.dequantize_per_tensor", "quantized_decomposed.dequantize_per_channel"))
+_QUANTIZE = frozenset(("quantized_decomposed.quantize_per_tensor", "quantized_decomposed.quantize_per_channel"))
 
 
 def fold_constants(program: torch.export.ExportedProgram, profile: Profile) -> torch.export.ExportedProgram:

@@ -86,9 +86,9 @@ class ExecutorchRunner(Runner):
                 "install the executorch wheel from PyPI, which links it"
             )
         if "int8" in self.executed:
-            # The quantize/dequantize ops between int8 and float layers run on ExecuTorch's quantized kernels,
-            # which the Python runtime registers only when this module is imported (without it the method fails
-            # to load: "kernel 'quantized_decomposed::quantize_per_tensor.out' not found").
+            # A quantize/dequantize op the lowering leaves outside XNNPACK (one that feeds a zero pad) runs on
+            # ExecuTorch's quantized kernels, which the Python runtime registers only when this module is imported
+            # (without it the method fails to load: "kernel 'quantized_decomposed::...per_tensor.out' not found").
             import executorch.kernels.quantized  # noqa: F401
         set_threads(self.threads)
         self._program = runtime.load_program(self.model_path)

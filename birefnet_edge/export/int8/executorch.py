@@ -26,7 +26,7 @@ import torch
 from birefnet_edge._deps import require
 from birefnet_edge.export._base import converting, torch_reference
 from birefnet_edge.export._memory import phase
-from birefnet_edge.export.executorch import _DEQUANTIZE, drop_provenance, op_name
+from birefnet_edge.export.executorch import _DEQUANTIZE, _QUANTIZE, drop_provenance, op_name
 from birefnet_edge.export.int8.rules import GraphNode, GraphView, keep_float, layer_macs
 from birefnet_edge.export.int8.search import Restorer, accuracy_gate, quantization_record, restore_search
 from birefnet_edge.profile import Profile
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
 EXTRA = "executorch"
 TOOL = "torchao PT2E + XNNPACKQuantizer annotators (conv, linear)"
-_QUANTIZE = ("quantized_decomposed.quantize_per_tensor", "quantized_decomposed.quantize_per_channel")
 # The ATen ops of a traced program, by the kinds of rules.py; ops not named are "other".
 _KINDS = {
     "aten.conv2d": "conv",
