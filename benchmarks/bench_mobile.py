@@ -188,7 +188,8 @@ def verdicts(rows: list[dict]) -> list[str]:
                 ms = row["ms"]
                 met = ms is not None and ms <= STUDENT_S_INT8_512_MS
                 state = "not measured" if ms is None else ("MET" if met else "NOT MET")
-                lines.append(f"goal {model} {name} <= {STUDENT_S_INT8_512_MS:.0f} ms: {ms} ms -> {state}")
+                shown = "-" if ms is None else f"{ms:.1f}"
+                lines.append(f"goal {model} {name} <= {STUDENT_S_INT8_512_MS:.0f} ms: {shown} ms -> {state}")
     return lines
 
 
