@@ -4,8 +4,8 @@ The float ``.tflite`` is described as a :class:`GraphView` (node = op, named by 
 tensor, which is what the quantizer's recipe regexes match), so the shared structural rules of
 :mod:`birefnet_edge.export.int8.rules` pick the layers that stay in float. The compute ops (conv,
 depthwise conv, fully connected, batch matmul) are quantized, and so is each op between them that only
-moves or combines their int8 outputs (an add, a resize, a pad, ... whose every input an int8 op makes,
-see :func:`int8_glue`): left in float, each of those costs a dequantize before and a quantize after.
+moves or combines their int8 outputs (an add, a resize, a pad, ... whose every input an int8 op or the
+graph input makes, see :func:`int8_glue`): left in float, each costs a dequantize and a quantize.
 The calibration runs once on the calibration images; the accuracy search then re-quantizes from the
 same calibration with groups of layers left in float, and the gate judges the final model, run by the
 LiteRT interpreter, on held-out images.
@@ -203,8 +203,10 @@ def int8_glue(view: GraphView, keep: set[str]) -> dict[str, list[str]]:
 
     Walked in graph order (a ``.tflite`` lists its ops topologically), so a chain of them after an int8
     conv stays int8, and restoring a conv to float turns the ops that read it back to float with it.
-    Constants (``""`` inputs) are quantized with the op; an op that reads only constants or the graph
-    input stays float.
+    Constants and the graph input (``""`` inputs) count as int8: constants are quantized with the op, and
+    the input is quantized where it enters, so the layout ops in front of the first conv (NCHW -> NHWC
+    transpose, pad) move a quarter of the bytes (trained student-s at 1024 px, alternating runs on 2
+    cores: 33.0 / 35.1 ms against 45.3 / 44.5 ms with them in float).
     """
     int8: set[str] = set()
     glue: dict[str, list[str]] = {}
@@ -213,11 +215,9 @@ def int8_glue(view: GraphView, keep: set[str]) -> dict[str, list[str]]:
             continue
         if node.op in QUANTIZED_OPS:
             int8.add(node.name)
-        elif node.op in GLUE_OPS:
-            sources = [src for src in node.inputs if src]
-            if sources and all(src in int8 for src in sources):
-                int8.add(node.name)
-                glue.setdefault(node.op, []).append(node.name)
+        elif node.op in GLUE_OPS and all(src in int8 for src in node.inputs if src):
+            int8.add(node.name)
+            glue.setdefault(node.op, []).append(node.name)
     return glue
 
 
