@@ -36,9 +36,9 @@ if TYPE_CHECKING:
 
 EXTRA = "litert"
 QUANTIZED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL")
-# Ops that run in int8 when every input comes from an int8 op. The trained student-s at 1024 px (2 cores,
-# AMD EPYC Genoa): with only the compute ops int8, 47 quantize/dequantize ops and 43.4 ms; with these as
-# well, 5 and 27.9 ms (fp32 72.4 ms), IoU against fp32 0.9997 either way.
+# Ops that run in int8 when every input comes from an int8 op or the graph input (see int8_glue). The trained
+# student-s at 1024 px (2 cores, AMD EPYC Genoa): with only the compute ops int8, 47 quantize/dequantize ops
+# and 43.4 ms; with these as well, 5 and 27.9 ms (fp32 72.4 ms), IoU against fp32 0.9997 either way.
 GLUE_OPS = (
     "ADD", "MUL", "LOGISTIC", "RESIZE_BILINEAR", "PAD", "CONCATENATION", "TRANSPOSE", "RESHAPE",
     "AVERAGE_POOL_2D", "MAX_POOL_2D",
