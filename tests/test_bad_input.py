@@ -318,6 +318,43 @@ def test_sigterm_during_export_cleans_up_like_ctrl_c(tmp_path: Path) -> None:
     assert list(temp.iterdir()) == []  # no /tmp/birefnet-edge-onnx-* left
 
 
+@pytest.mark.parametrize(
+    ("signal_kind", "code", "said"), [("SIGTERM", 143, "terminated"), ("Ctrl-C", 130, "interrupted")]
+)
+def test_an_error_raised_while_a_signal_unwinds_the_run_says_why_it_stopped(
+    monkeypatch, capsys, signal_kind: str, code: int, said: str
+) -> None:
+    """A signal sent to the process group also ends PyTorch's DataLoader workers; the main process then raised
+    "DataLoader worker ... is killed by signal" during our unwinding, and SIGTERM during `distill` showed that
+    traceback instead of "terminated"."""
+    import birefnet_edge.cli as cli_module
+
+    def command(args, standalone_mode):
+        try:
+            if signal_kind == "SIGTERM":
+                cli_module._raise_terminated(15, None)
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise RuntimeError("DataLoader worker (pid 1) is killed by signal: Terminated.") from None
+
+    monkeypatch.setattr(cli_module, "app", command)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["distill"])
+    assert exit_info.value.code == code
+    assert capsys.readouterr().err.strip() == said
+
+
+def test_an_error_without_a_signal_still_shows_its_traceback(monkeypatch) -> None:
+    import birefnet_edge.cli as cli_module
+
+    def command(args, standalone_mode):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(cli_module, "app", command)
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["distill"])
+
+
 # --- issue 19: one output-path check, one bounded-number rule (usage errors exit 2), checks before slow work ---
 
 

@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> None:
     except (typer.Abort, KeyboardInterrupt):
         _exit_interrupted()
     except Exception as exc:
+        if _stopped_by_signal(exc):
+            _exit_interrupted()
         if not _is_usage_error(exc):
             raise
         exc.show()  # type: ignore[attr-defined]  (click's usage line and one-line message)
@@ -88,6 +90,25 @@ class _Terminated(KeyboardInterrupt):
 def _raise_terminated(signum: int, frame: object) -> None:
     _Terminated.received = True
     raise _Terminated()
+
+
+def _stopped_by_signal(exc: BaseException) -> bool:
+    """True when ``exc`` was raised after a SIGTERM or while a Ctrl-C unwound the run.
+
+    A signal sent to the whole process group also ends PyTorch's DataLoader workers, and the main process
+    then reports them ("DataLoader worker ... is killed by signal") while our interrupt unwinds: seen as a
+    traceback on SIGTERM during `distill`, where the run had stopped as asked.
+    """
+    if _Terminated.received:
+        return True
+    seen: set[int] = set()
+    context = exc.__context__
+    while context is not None and id(context) not in seen:
+        if isinstance(context, KeyboardInterrupt):
+            return True
+        seen.add(id(context))
+        context = context.__context__
+    return False
 
 
 def _is_usage_error(exc: BaseException) -> bool:
