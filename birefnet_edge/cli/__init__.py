@@ -99,16 +99,10 @@ def _stopped_by_signal(exc: BaseException) -> bool:
     then reports them ("DataLoader worker ... is killed by signal") while our interrupt unwinds: seen as a
     traceback on SIGTERM during `distill`, where the run had stopped as asked.
     """
-    if _Terminated.received:
-        return True
-    seen: set[int] = set()
     context = exc.__context__
-    while context is not None and id(context) not in seen:
-        if isinstance(context, KeyboardInterrupt):
-            return True
-        seen.add(id(context))
-        context = context.__context__
-    return False
+    while context is not None and not isinstance(context, KeyboardInterrupt):
+        context = context.__context__  # Python breaks cycles when it sets a context, so this ends
+    return _Terminated.received or context is not None
 
 
 def _is_usage_error(exc: BaseException) -> bool:

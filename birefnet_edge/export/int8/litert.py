@@ -211,7 +211,7 @@ def int8_glue(view: GraphView, keep: set[str]) -> dict[str, list[str]]:
     int8: set[str] = set()
     glue: dict[str, list[str]] = {}
     for node in view.nodes.values():
-        if node.name in keep or node.kind == "quantize":
+        if node.name in keep:
             continue
         if node.op in QUANTIZED_OPS:
             int8.add(node.name)
