@@ -3,14 +3,20 @@
 With only the convs in int8 the trained student-s at 1024 px held 47 quantize/dequantize ops and ran 43.4 ms;
 with the ops between them in int8 as well, 5 ops and 27.9 ms (fp32 72.4 ms). A conv left in float must take
 the ops that read it back to float (they would otherwise get an int8 input made from a float one).
+The accuracy search quantizes one whole model per trial and must not keep the earlier ones alive.
 """
 
 from __future__ import annotations
+
+import contextlib
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
+from birefnet_edge.errors import ExportError
 
 pytest.importorskip("litert_torch", reason="litert-torch is not installed (extra 'litert')")
 pytest.importorskip("ai_edge_quantizer", reason="ai-edge-quantizer is not installed (extra 'litert')")
@@ -90,3 +96,68 @@ def test_a_conv_left_in_float_takes_the_ops_that_read_it_back_to_float(converted
     assert kinds == {"ADD": "float32", "RESIZE_BILINEAR": "float32"}, ops
     assert [op for op, _ in ops].count("CONV_2D") == 3 and ("CONV_2D", "float32") in ops
     assert np.abs(logits - reference).max() < 0.05 * np.abs(reference).max()
+
+
+class _Counted(bytearray):
+    """A quantized model that counts how many of its kind are alive."""
+
+    alive = 0
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        type(self).alive += 1
+
+    def __del__(self) -> None:
+        type(self).alive -= 1
+
+
+def test_the_accuracy_search_keeps_one_quantized_model_alive(monkeypatch, tmp_path) -> None:
+    """Each trial of the search is a whole quantized model (60-170 MB for BiRefNet_lite): the search must drop one
+    before it makes the next (keeping every trial added ~1.5 GB to a BiRefNet_lite 512 px export)."""
+    import litert_torch
+    from export_helpers import tiny_profile
+
+    from birefnet_edge.export.int8 import litert as int8_litert
+    from birefnet_edge.export.int8.calibration import load_calibration
+    from birefnet_edge.export.litert import _Named
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3, padding=1),
+        torch.nn.Conv2d(8, 1, 1),
+    ).eval()  # fmt: skip
+    profile = tiny_profile("litert-int8", max_iou_drop=0.0, max_restore_steps=3)
+    calibration = load_calibration(None)
+    with torch.no_grad():  # logits around 0, so int8's rounding flips some pixels and the search has work to do
+        model[-1].bias -= model(torch.from_numpy(calibration.arrays("held_out", (64, 64)))).median()
+        edge = litert_torch.convert(_Named(model).eval(), sample_kwargs={"input": torch.zeros(1, 3, 64, 64)})
+    path = tmp_path / "model.tflite"
+    path.write_bytes(bytes(edge.model_content()))
+    alive_at_each_quantize: list[int] = []
+    real = int8_litert._quantizer
+
+    def counting(*args, **kwargs):
+        quantizer = real(*args, **kwargs)
+        quantize = quantizer.quantize
+
+        def counted(*a, **k):
+            alive_at_each_quantize.append(_Counted.alive)
+            return SimpleNamespace(quantized_model=_Counted(quantize(*a, **k).quantized_model))
+
+        quantizer.quantize = counted
+        return quantizer
+
+    run_model, ran = int8_litert.run_model, []
+
+    def run_counted(model, *args):
+        ran.append(type(model))  # the quantizer's own object: a copy would be one more model alive
+        return run_model(model, *args)
+
+    monkeypatch.setattr(int8_litert, "_quantizer", counting)
+    monkeypatch.setattr(int8_litert, "run_model", run_counted)
+    # No drop allowed: the search ranks the 3 layers (3 groups) and restores until the masks are equal.
+    with contextlib.suppress(ExportError):  # whether the gate passes with every layer float does not matter here
+        int8_litert.quantize_int8(path, model, profile, calibration, 1)
+    assert len(alive_at_each_quantize) >= 4, alive_at_each_quantize
+    assert alive_at_each_quantize == [0] * len(alive_at_each_quantize)
+    assert len(ran) >= len(alive_at_each_quantize) and set(ran) == {_Counted}
