@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 from typing import Annotated, Any
 
 import typer
@@ -14,8 +15,30 @@ _DEBUG_HELP = "Show full tracebacks for errors."
 
 
 def _set_debug(ctx: Any, _param: Any, value: bool) -> None:
-    if value:
+    if value and not ctx.meta.get("debug"):
         ctx.meta["debug"] = True  # one dict shared by the root and every sub-command context
+        _show_debug_records(ctx)
+
+
+def _show_debug_records(ctx: Any) -> None:
+    """Print the package's debug records on stderr until the command ends.
+
+    A target that fails inside a multi-target command is recorded, not raised, so its converter's
+    traceback reaches the user only as such a record (``export`` says "Run with --debug for the full
+    traceback"). Info and above are left to the commands, which print them their own way.
+    """
+    logger = logging.getLogger("birefnet_edge")
+    handler = logging.StreamHandler()  # stderr
+    handler.addFilter(lambda record: record.levelno < logging.INFO)
+    previous = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+
+    def remove() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+
+    ctx.call_on_close(remove)
 
 
 class _App(TyperGroup):

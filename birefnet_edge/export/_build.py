@@ -205,6 +205,8 @@ def export_target(
                 full_check=full_check,
             )
         except BirefnetEdgeError as exc:
+            # A converter's own exception arrives wrapped (see converting()): its traceback is in the chain.
+            log.debug("export of %s failed", name, exc_info=True)
             error: str | None = str(exc)
         except Exception as exc:  # a converter bug must not stop the other targets
             log.debug("export of %s failed", name, exc_info=True)

@@ -96,3 +96,29 @@ def test_calibration_without_an_int8_target_is_noted_and_a_missing_folder_fails_
         + ["--calibration", str(tmp_path), "--out", str(tmp_path / "a-file")]
     )
     assert code == 1 and "used only by int8 targets" in capsys.readouterr().err
+
+
+def test_debug_shows_the_converter_traceback_of_a_failed_target(tmp_path, capsys, monkeypatch) -> None:
+    """A failed target is recorded and the command goes on, so its converter's traceback is not the traceback of
+    the command's error: ``--debug`` must still show it, as the one-line message promises."""
+    import birefnet_edge.export.onnx as onnx_export
+    from birefnet_edge.errors import ExportError
+    from birefnet_edge.export._base import converting
+
+    def failing_conversion(model, profile):
+        with converting("a converter", profile):
+            raise RuntimeError("deep inside the converter")
+
+    monkeypatch.setattr(onnx_export, "raw_onnx", failing_conversion)
+    args = ["export", "--weights", "random:birefnet_tiny", "-t", "onnx-fp32", "--size", "64", "--out", str(tmp_path)]
+    assert _run(args) == 1
+    err = capsys.readouterr().err
+    assert "a converter failed for target 'onnx-fp32': RuntimeError: deep inside the converter" in err
+    assert "Traceback" not in err and "failing_conversion" not in err
+    with pytest.raises(ExportError, match="1 of 1 target"):
+        main(["--debug", *args])
+    err = capsys.readouterr().err
+    # The converter's own frame and exception, then the wrapping error, in the record of the failed target.
+    assert "export of birefnet_tiny-onnx-fp32 failed" in err and "in failing_conversion" in err
+    assert "RuntimeError: deep inside the converter" in err and "The above exception was the direct cause" in err
+    assert not list(tmp_path.iterdir())
