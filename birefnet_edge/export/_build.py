@@ -204,13 +204,10 @@ def export_target(
                 calibration=calibration,
                 full_check=full_check,
             )
-        except BirefnetEdgeError as exc:
-            # A converter's own exception arrives wrapped (see converting()): its traceback is in the chain.
-            log.debug("export of %s failed", name, exc_info=True)
-            error: str | None = str(exc)
         except Exception as exc:  # a converter bug must not stop the other targets
+            # Shown under --debug; a converter's own exception arrives wrapped (converting()), in the chain.
             log.debug("export of %s failed", name, exc_info=True)
-            error = _unexpected(name, exc)
+            error: str | None = str(exc) if isinstance(exc, BirefnetEdgeError) else _unexpected(name, exc)
         else:
             error = None
         finally:
