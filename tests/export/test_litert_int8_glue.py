@@ -9,6 +9,7 @@ The accuracy search quantizes one whole model per trial and must not keep the ea
 from __future__ import annotations
 
 import contextlib
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -161,3 +162,48 @@ def test_the_accuracy_search_keeps_one_quantized_model_alive(monkeypatch, tmp_pa
     assert len(alive_at_each_quantize) >= 4, alive_at_each_quantize
     assert alive_at_each_quantize == [0] * len(alive_at_each_quantize)
     assert len(ran) >= len(alive_at_each_quantize) and set(ran) == {_Counted}
+
+
+def _ranges(model: bytes, x: np.ndarray) -> dict:
+    from ai_edge_quantizer.calibrator import CalibrationMode
+
+    from birefnet_edge.export.int8.litert import _quantizer
+
+    (signature,) = litert.Interpreter(model_content=model).get_signature_list().values()
+    (name,) = signature["inputs"]
+    return _quantizer(model, set()).calibrate(
+        {"serving_default": [{name: x}]}, num_threads=1, mode=CalibrationMode.CALIBRATION_PROFILER_BASED
+    )
+
+
+def test_quantizing_allocates_no_interpreter_that_keeps_every_tensor(converted, monkeypatch) -> None:
+    """ai-edge-quantizer's check of the ranges allocated every intermediate tensor of the float model, which
+    fails for BiRefNet_lite at 1024 px (an empty RuntimeError): the export checks the names without it."""
+    from ai_edge_quantizer.utils import tfl_interpreter_utils
+
+    from birefnet_edge.export.int8.litert import _quantizer
+
+    model, x, reference = converted
+    ranges = _ranges(model, x)
+    made, real = [], tfl_interpreter_utils.create_tfl_interpreter
+
+    def recording(*args, **kwargs):
+        made.append({"allocate_tensors": True, "preserve_all_tensors": True, **kwargs})  # the defaults
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tfl_interpreter_utils, "create_tfl_interpreter", recording)
+    int8 = _quantizer(model, set()).quantize(ranges, enable_progress_report=False).quantized_model
+    assert not [k for k in made if k["allocate_tensors"] and k["preserve_all_tensors"]], made
+    logits = next(iter(litert.Interpreter(model_content=bytes(int8)).get_signature_runner()(args_0=x).values()))
+    assert np.abs(logits - reference).max() < 0.05 * np.abs(reference).max()
+
+
+def test_a_tensor_without_a_calibrated_range_is_named(converted) -> None:
+    from birefnet_edge.export.int8.litert import _quantizer
+
+    model, x, _ = converted
+    ranges = _ranges(model, x)
+    empty = next(name for name in ranges if "conv" in name.lower())
+    ranges[empty] = {}
+    with pytest.raises(ExportError, match=re.escape(repr(empty))):
+        _quantizer(model, set()).quantize(ranges, enable_progress_report=False)

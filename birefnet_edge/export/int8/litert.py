@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from birefnet_edge._deps import require
+from birefnet_edge.errors import ExportError
 from birefnet_edge.export._base import IO, converting, torch_reference
 from birefnet_edge.export._memory import phase
 from birefnet_edge.export.int8.rules import GraphNode, GraphView, keep_float, layer_macs
@@ -231,6 +232,8 @@ def _quantizer(float_model: bytes, keep: set[str], view: GraphView | None = None
     aeq = require("ai_edge_quantizer", EXTRA, "LiteRT int8 quantization")
     ops = aeq.qtyping.TFLOperationName
     quantizer = aeq.Quantizer(float_model)
+    if hasattr(quantizer, "_ensure_model_qsv_sufficient"):
+        quantizer._ensure_model_qsv_sufficient = lambda ranges: _require_ranges(float_model, ranges)
     for op in QUANTIZED_OPS:
         quantizer.add_static_config(".*", getattr(ops, op), activation_num_bits=8, weight_num_bits=8)
     # The quantizer matches an op's scope, its output tensor names each followed by ";", and a graph node is
@@ -241,6 +244,34 @@ def _quantizer(float_model: bytes, keep: set[str], view: GraphView | None = None
         none = aeq.algorithm_manager.AlgorithmName.NO_QUANTIZE  # later rules win
         quantizer.update_quantization_recipe(regex=_scope(keep), operation_name=ops.ALL_SUPPORTED, algorithm_key=none)
     return quantizer
+
+
+def _require_ranges(float_model: bytes, ranges: dict[str, Any]) -> None:
+    """Fail when a tensor of the model's signature has no calibrated range (the quantizer's own check, lighter).
+
+    ai-edge-quantizer 0.10 checks this before every quantization with an interpreter that keeps every
+    intermediate tensor and allocates them all, only to read the tensors' names. For BiRefNet_lite at
+    1024 px that allocation fails (an empty ``RuntimeError`` from ``allocate_tensors``, with the float
+    ``.tflite`` alone in a process), so litert-int8 failed before its first int8 model. The names need
+    no allocation.
+
+    Raises:
+        ExportError: Names the tensor the calibration did not reach.
+    """
+    empty = {name for name, qsv in ranges.items() if not qsv}
+    if not empty:
+        return
+    from ai_edge_quantizer.utils import tfl_interpreter_utils as tfl_utils
+
+    interpreter = tfl_utils.create_tfl_interpreter(float_model, allocate_tensors=False, preserve_all_tensors=False)
+    for signature in interpreter.get_signature_list():
+        subgraph = tfl_utils.get_signature_main_subgraph_index(interpreter, signature)
+        missing = sorted(t["name"] for t in interpreter.get_tensor_details(subgraph) if t["name"] in empty)
+        if missing:
+            raise ExportError(
+                f"the int8 calibration recorded no range for tensor {missing[0]!r} of signature {signature!r} "
+                f"({len(missing)} tensor(s) in all): the calibration images never reached it"
+            )
 
 
 def _scope(names: Iterable[str]) -> str:
