@@ -169,9 +169,7 @@ def export(args: argparse.Namespace, targets: list[str], out: Path, size: int) -
             q = json.loads((r.path / "manifest.json").read_text())["export"].get("quantization")
             if q:
                 search = q["search"]
-                steps = ", ".join(
-                    f"{s['restored_layers']} float (+{s.get('gmac', 0):.1f} GMAC) -> IoU {s['iou']:.4f}" for s in search
-                )
+                steps = ", ".join(_search_step(s) for s in search)
                 back = sum(s.get("gmac", 0) for s in search)
                 how = f"{search[0].get('ranking', 'float_alone')}, {search[0].get('order', 'iou')}"
                 print(
@@ -179,6 +177,14 @@ def export(args: argparse.Namespace, targets: list[str], out: Path, size: int) -
                     f"{back:.1f} of {search[0].get('int8_gmac', 0):.1f} GMAC back to float"
                 )
     return [r.path for r in results if r.ok]
+
+
+def _search_step(step: dict) -> str:
+    """One step of an int8 accuracy search, as its log in the manifest records it."""
+    if "requantized" in step:  # a restored group tried back in int8 once the target was met
+        verdict = "back to int8" if step["accepted"] else "kept float"
+        return f"group {step['requantized']} {verdict} (IoU {step['iou']:.4f}) -> {step['restored_layers']} float"
+    return f"{step['restored_layers']} float (+{step.get('gmac', 0):.1f} GMAC) -> IoU {step['iou']:.4f}"
 
 
 def main() -> None:

@@ -33,6 +33,11 @@ def _restorer(calls: list[tuple[frozenset[str], int]], macs: dict[str, float] | 
     return Restorer(quantized=list(LAYERS), run=run, macs=macs or {})
 
 
+def _restores(log: list[dict]) -> list[dict]:
+    """The start and the restore steps of a search's log (without the groups tried back in int8 after them)."""
+    return [e for e in log if "requantized" not in e]
+
+
 def _options(**changes) -> QuantizationOptions:
     return QuantizationOptions(**{"search_groups": 3, "ranking_images": 1, "max_iou_drop": 0.0, **changes})
 
@@ -43,8 +48,11 @@ def test_groups_are_ranked_on_the_ranking_images_then_restored_best_first_until_
     restored, log = restore_search(_restorer(calls), held, _reference(), _options())
     # Groups of consecutive layers: {conv0, conv1}, {conv2, conv3}, {conv4, conv5}; conv4's group helps most.
     assert restored == {"conv0", "conv1", "conv4", "conv5"}
-    assert [(e["step"], e.get("group"), e["restored_layers"]) for e in log] == [(0, None, 0), (1, 2, 2), (2, 0, 4)]
+    steps = _restores(log)
+    assert [(e["step"], e.get("group"), e["restored_layers"]) for e in steps] == [(0, None, 0), (1, 2, 2), (2, 0, 4)]
     assert log[0]["iou"] == 0.0 and log[1]["iou"] == pytest.approx(0.75) and log[2]["iou"] == 1.0
+    # conv4's group, restored before the last step, is tried back in int8: the target needs it.
+    assert log[3:] == [{"step": 3, "requantized": 2, "accepted": False, "restored_layers": 4, "gmac": 0.0, "iou": 0.25}]
     # int8_alone: the float model, then each group alone in int8 (the other four layers float), one image each.
     ranking = calls[1:5]
     assert [len(r) for r, _ in ranking] == [6, 4, 4, 4] and all(n == 1 for _, n in ranking)
@@ -79,7 +87,7 @@ def test_a_model_that_already_passes_or_a_search_turned_off_restores_nothing() -
 
 def test_more_groups_than_layers_gives_one_layer_per_group() -> None:
     restored, log = restore_search(_restorer([]), np.zeros((2, 3, 8, 8)), _reference(), _options(search_groups=50))
-    assert restored == {"conv4", "conv1"} and [e["restored_layers"] for e in log] == [0, 1, 2]
+    assert restored == {"conv4", "conv1"} and [e["restored_layers"] for e in _restores(log)] == [0, 1, 2]
 
 
 # conv4 (most harm) sits in an expensive group; conv1 (some harm) in a cheap one; conv2/conv3 harm nothing.
@@ -90,12 +98,12 @@ def test_iou_per_mac_restores_the_cheap_group_that_buys_iou_first() -> None:
     held = np.zeros((2, 3, 8, 8), np.float32)
     restored, log = restore_search(_restorer([], COSTLY_CONV4), held, _reference(), _options())
     assert restored == {"conv0", "conv1", "conv4", "conv5"}
-    assert [e.get("group") for e in log] == [None, 0, 2] and log[1]["iou"] == pytest.approx(0.25)
+    assert [e.get("group") for e in _restores(log)] == [None, 0, 2] and log[1]["iou"] == pytest.approx(0.25)
     assert log[1]["gain"] == pytest.approx(0.25) and log[1]["gmac"] == pytest.approx(0.002)
     assert log[2]["gmac"] == pytest.approx(2.0) and log[0]["order"] == "iou_per_mac"
     assert log[0]["int8_gmac"] == pytest.approx(2.0 + 0.002 + 0.000002, abs=1e-4)
     by_iou = restore_search(_restorer([], COSTLY_CONV4), held, _reference(), _options(restore_order="iou"))[1]
-    assert [e.get("group") for e in by_iou] == [None, 2, 0]
+    assert [e.get("group") for e in _restores(by_iou)] == [None, 2, 0]
 
 
 def test_a_group_that_buys_nothing_goes_last_however_cheap() -> None:
@@ -123,13 +131,15 @@ def test_int8_alone_ranks_a_group_whose_error_another_masks_and_restores_no_harm
     held = np.zeros((2, 3, 8, 8), np.float32)
     restored, log = restore_search(_cancelling([]), held, _reference(), _options())
     # Alone in int8, {conv0, conv1} flips rows 0 and 2-5, {conv4, conv5} rows 2-5; {conv2, conv3} harms nothing.
-    assert [e.get("group") for e in log] == [None, 0, 2] and log[-1]["iou"] == 1.0
+    assert [e.get("group") for e in _restores(log)] == [None, 0, 2] and log[2]["iou"] == 1.0
     assert log[1]["gain"] == pytest.approx(1 - 24 / 64) and log[2]["gain"] == pytest.approx(0.5)
     assert restored == {"conv0", "conv1", "conv4", "conv5"}
     # Restored alone in the all-int8 model each of those two looks harmful (it undoes the cancellation), so
-    # float_alone restores the harmless group first and ends with every layer float.
+    # float_alone restores the harmless group first and reaches the target with every layer float; that group
+    # then goes back to int8.
     by_float = restore_search(_cancelling([]), held, _reference(), _options(ranking="float_alone"))
-    assert [e.get("group") for e in by_float[1]] == [None, 1, 0, 2] and by_float[0] == set(LAYERS)
+    assert [e.get("group") for e in _restores(by_float[1])] == [None, 1, 0, 2] and by_float[0] == restored
+    assert [(e["requantized"], e["accepted"]) for e in by_float[1][4:]] == [(0, False), (1, True)]
 
 
 def test_a_layer_the_count_misses_costs_the_mean_of_the_known_ones() -> None:
@@ -194,3 +204,29 @@ def test_onnx_counts_conv_gemm_and_matmul_through_shape_inference() -> None:
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     assert model_macs(model) == {"conv": 4 * 8 * 8 * (2 * 3 * 3), "gemm": 6 * 256, "matmul": 7 * 6}
+
+
+def test_groups_the_target_does_without_go_back_to_int8_least_helpful_first() -> None:
+    """Ranked on one image, the cheap groups go first and buy little; the costly last one alone meets the target."""
+    flips = {"conv0": 4, "conv2": 2, "conv4": 14}  # pixels each group's rounding flips (of 128)
+    calls: list[frozenset[str]] = []
+
+    def run(restored: set[str], x: np.ndarray) -> np.ndarray:
+        calls.append(frozenset(restored))
+        out = np.ones((len(x), 1, 8, 8), np.float32)
+        out.reshape(-1)[: sum(n for layer, n in flips.items() if layer not in restored)] = -1.0
+        return out
+
+    macs = {"conv0": 1e6, "conv1": 1e6, "conv2": 1e6, "conv3": 1e6, "conv4": 1e9, "conv5": 1e9}
+    restorer = Restorer(quantized=list(LAYERS), run=run, macs=macs)
+    held = np.zeros((2, 3, 8, 8), np.float32)
+    restored, log = restore_search(restorer, held, _reference(), _options(max_iou_drop=0.1))
+    assert [e.get("group") for e in _restores(log)] == [None, 0, 1, 2]
+    assert [round(e["iou"], 4) for e in _restores(log)] == [0.8438, 0.875, 0.8906, 1.0]
+    # Tried back in int8 least helpful first ({conv2, conv3} added 0.0156, {conv0, conv1} 0.0312): both can go.
+    requantized = log[4:]
+    tried = [(e["requantized"], e["accepted"], e["restored_layers"]) for e in requantized]
+    assert tried == [(1, True, 4), (0, True, 2)]
+    assert [round(e["iou"], 4) for e in requantized] == [0.9844, 0.9531]
+    assert [e["gmac"] for e in requantized] == [-0.002, -0.002] and restored == {"conv4", "conv5"}
+    assert calls[-2:] == [frozenset({"conv0", "conv1", "conv4", "conv5"}), frozenset({"conv4", "conv5"})]

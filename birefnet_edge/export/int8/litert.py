@@ -171,9 +171,10 @@ def quantize_int8(
         )
     held = calibration.arrays("held_out", profile.input_size)
     reference = torch_reference(model, torch.from_numpy(held))
-    # Only the latest model is kept: the search runs each trial set once (up to 26 with the shipped profile:
-    # the start, 13 for the ranking, 12 steps), and the final build is the set of its last run. Keeping every
-    # trial kept that many BiRefNet_lite models alive at once (60-170 MB each).
+    # Only the latest model is kept: the search runs each trial set once (up to 37 with the shipped profile:
+    # the start, 13 for the ranking, 12 steps, 11 groups tried back in int8), and the final build is the set
+    # of its last run, or one quantization more when that trial was refused. Keeping every trial kept that
+    # many BiRefNet_lite models alive at once (60-170 MB each).
     latest: dict[frozenset[str], bytes | bytearray] = {}
 
     def build(restored: set[str]) -> bytes | bytearray:
