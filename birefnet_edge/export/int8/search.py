@@ -213,7 +213,8 @@ def _requantize(
 
     The ranking judges each group on a few images, and the cumulative restore can take groups whose
     float buys nothing once later groups are float: openvino-int8 of BiRefNet_lite at 512 px (deterministic
-    weights) restored four groups for +0.002 IoU, then a fifth for +0.009 that alone met the target.
+    weights) restored four groups for +0.002 IoU, then a fifth for +0.009 that met the target; two of the
+    four went back to int8 (docs/export.md).
     Groups are tried least helpful first (the IoU their step added); the last step's group is not tried,
     since without it the model is the one that missed the target a step before.
     """
@@ -222,16 +223,16 @@ def _requantize(
     for index in sorted((e["group"] for e in steps[:-1]), key=lambda i: added[i]):
         trial = restored - groups[index]
         score = iou(restorer.run(trial, held), reference)
-        kept = score >= target
-        if kept:
+        accepted = score >= target
+        if accepted:
             restored = trial
         log.append(
             {
                 "step": len(log),
                 "requantized": index,
-                "accepted": kept,
+                "accepted": accepted,
                 "restored_layers": len(restored),
-                "gmac": -round(costs[index] / 1e9, 4) if kept else 0.0,
+                "gmac": -round(costs[index] / 1e9, 4) if accepted else 0.0,
                 "iou": score,
             }
         )
