@@ -436,3 +436,30 @@ def test_eval_junit_path_is_checked_before_the_models_run(photo: Path, cli: Cli,
     monkeypatch.setattr(model_package, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
     code, text = cli("eval", "random:birefnet_tiny", "--images", photo.parent, "--junit", "/proc/j.xml")
     assert code == 1 and "--junit /proc/j.xml: cannot write in /proc" in _one_error_line(text)
+
+
+def test_a_forked_child_ended_by_sigterm_dies_quietly(capfd) -> None:
+    """Libraries fork helpers that inherit our SIGTERM handler and end them with SIGTERM (OpenVINO's telemetry
+    sender, when it outlives its timeout without a network): they printed a ``_Terminated`` traceback."""
+    import multiprocessing
+    import os
+    import signal
+    import time
+
+    import birefnet_edge.cli as cli_module
+
+    previous = signal.signal(signal.SIGTERM, cli_module._raise_terminated)
+    owner = cli_module._Terminated.owner
+    cli_module._Terminated.owner = os.getpid()
+    try:
+        child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,))
+        child.start()
+        time.sleep(0.5)  # the child is in its sleep
+        child.terminate()
+        child.join(30)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        cli_module._Terminated.owner = owner
+    assert child.exitcode == -signal.SIGTERM
+    assert "Traceback" not in capfd.readouterr().err
+    assert not cli_module._Terminated.received  # the parent was not told to stop

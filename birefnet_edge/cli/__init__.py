@@ -11,6 +11,7 @@ order ``--help`` lists them.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -51,6 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     # A SIGTERM seen by an earlier main() in this process (tests, embedding apps) must not end this run.
     _Terminated.received = False
     in_main_thread = threading.current_thread() is threading.main_thread()  # signal() works only there
+    _Terminated.owner = os.getpid()
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
         code = app(args=args, standalone_mode=False)
@@ -85,9 +87,18 @@ class _Terminated(KeyboardInterrupt):
     """SIGTERM turned into an exception, so every ``with`` block and ``atexit`` cleanup runs as on Ctrl-C."""
 
     received = False
+    owner = 0  # the process whose main() installed the handler
 
 
 def _raise_terminated(signum: int, frame: object) -> None:
+    if os.getpid() != _Terminated.owner:
+        # A child forked by a library inherits the handler, and its parent may end it with SIGTERM as a
+        # matter of course: OpenVINO's telemetry sender, terminated when it outlives its timeout (no network, a
+        # loaded machine), printed "Process Process-21: Traceback ... _Terminated" into an OpenVINO export.
+        # It dies as it would without us.
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
     _Terminated.received = True
     raise _Terminated()
 
