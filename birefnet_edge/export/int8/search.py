@@ -218,9 +218,8 @@ def _requantize(
     Groups are tried least helpful first (the IoU their step added); the last step's group is not tried,
     since without it the model is the one that missed the target a step before.
     """
-    steps = [e for e in log if "group" in e]
-    added = {e["group"]: e["iou"] - prev["iou"] for prev, e in zip(log, log[1:], strict=False) if "group" in e}
-    for index in sorted((e["group"] for e in steps[:-1]), key=lambda i: added[i]):
+    added = [(step["iou"] - before["iou"], step["group"]) for before, step in zip(log, log[1:], strict=False)]
+    for _, index in sorted(added[:-1], key=lambda pair: pair[0]):  # log: the start, then each restore step
         trial = restored - groups[index]
         score = iou(restorer.run(trial, held), reference)
         accepted = score >= target
