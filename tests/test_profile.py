@@ -53,7 +53,7 @@ def test_a_single_integer_size_is_a_square_and_good_profiles_still_load(tmp_path
     assert _load("[input]\nsize = 128").input_size == (128, 128)
     assert load_profile("onnx-fp32").input_size == (1024, 1024)
     assert _load("[graph]\ndeform_band = 4096").deform_band == 4096
-    assert load_profile("onnx-fp32").deform_band is None  # the model's default
+    assert load_profile("openvino-fp32").deform_band is None  # the model's default
 
 
 def test_a_tables_own_check_names_the_profile_too() -> None:
