@@ -41,6 +41,7 @@ class OnnxRunner(Runner):
         providers: list[str],
         memory_arena: bool = OnnxOptions.memory_arena,
         fixed_mmap_threshold: bool = OnnxOptions.fixed_mmap_threshold,
+        memory_reuse: bool = OnnxOptions.memory_reuse,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -48,6 +49,7 @@ class OnnxRunner(Runner):
         self.providers = list(providers) or [_CPU]
         self.memory_arena = memory_arena
         self.fixed_mmap_threshold = fixed_mmap_threshold
+        self.memory_reuse = memory_reuse
         self._mmap_threshold_fixed = False
         self._session: Any = None
         self._input_name = ""
@@ -63,6 +65,7 @@ class OnnxRunner(Runner):
             list(options.providers),
             memory_arena=options.memory_arena,
             fixed_mmap_threshold=options.fixed_mmap_threshold,
+            memory_reuse=options.memory_reuse,
             **artifact_kwargs(folder, manifest),
         )
 
@@ -85,6 +88,7 @@ class OnnxRunner(Runner):
         # The arena keeps each freed block for the next tensor of that size; with a dynamic batch that holds
         # the blocks of every intermediate at once (see OnnxOptions.memory_arena).
         options.enable_cpu_mem_arena = self._arena
+        options.enable_mem_reuse = self.memory_reuse  # see OnnxOptions.memory_reuse
         self._session = ort.InferenceSession(str(self.model_path), sess_options=options, providers=chosen)
         first = self._session.get_inputs()[0]
         self._input_name = first.name
@@ -115,6 +119,7 @@ class OnnxRunner(Runner):
             "requested_providers": self.providers,
             "memory_arena": self._arena,
             "fixed_mmap_threshold": self._mmap_threshold_fixed,
+            "memory_reuse": self.memory_reuse,
         }
         if self._session is not None:
             info["executed_precision"] = executed_precision(self.model_path)

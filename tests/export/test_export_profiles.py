@@ -90,7 +90,7 @@ def _write(tmp_path, body: str):
         (
             'format = "onnx"\n[options]\nprovider = ["CPUExecutionProvider"]',
             r"unknown key\(s\) in \[options\] for format 'onnx': provider; "
-            r"known: fixed_mmap_threshold, keep_fp32_ops, memory_arena, providers",
+            r"known: fixed_mmap_threshold, keep_fp32_ops, memory_arena, memory_reuse, providers",
         ),
         ('format = "onnx"\n[options]\nproviders = "CPU"', r"options.providers = 'CPU' must be a list of str"),
         ('format = "coreml"\n[options]\nimage_input = "yes"', r"options.image_input = 'yes' must be a bool; got str"),

@@ -28,6 +28,7 @@ def test_defaults_are_filled_in_and_lists_become_tuples() -> None:
         "keep_fp32_ops": [],
         "memory_arena": False,
         "fixed_mmap_threshold": True,
+        "memory_reuse": False,
     }
     assert Profile.from_dict(profile.to_dict()) == profile
     with pytest.raises(dataclasses.FrozenInstanceError):

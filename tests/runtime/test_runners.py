@@ -109,11 +109,14 @@ def test_onnx_runner_reports_its_providers_and_runs_without_the_arena_unless_ask
         info = runner.runtime_info()
         assert "CPUExecutionProvider" in info["providers"] and info["memory_arena"] is False
         assert info["fixed_mmap_threshold"] is (platform.libc_ver()[0] == "glibc")
+        # The session itself, not only the report: no buffer reuse plan (OnnxOptions.memory_reuse).
+        assert info["memory_reuse"] is False and not runner._session.get_session_options().enable_mem_reuse
     runner = RUNNERS.get("onnx").from_artifact(onnx_artifact, read_manifest(onnx_artifact))
-    runner.memory_arena, runner.fixed_mmap_threshold = True, False
+    runner.memory_arena, runner.fixed_mmap_threshold, runner.memory_reuse = True, False, True
     with runner:
         info = runner.runtime_info()
         assert info["memory_arena"] is True and info["fixed_mmap_threshold"] is False
+        assert info["memory_reuse"] is True and runner._session.get_session_options().enable_mem_reuse
         assert runner.infer(deterministic_input(1, 64, 64)).shape == (1, 1, 64, 64)
 
 
