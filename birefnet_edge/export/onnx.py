@@ -30,6 +30,7 @@ from birefnet_edge.export._base import (
 )
 from birefnet_edge.export._cache import cached_onnx
 from birefnet_edge.export._memory import phase, release
+from birefnet_edge.export._onnx_gelu import make_gelu_fusable
 from birefnet_edge.export._onnx_optimize import optimize_graph
 from birefnet_edge.formats.onnx import CPU_PROVIDER, OnnxOptions
 from birefnet_edge.manifest import Manifest
@@ -297,6 +298,7 @@ def build_onnx(
     proto = simplify(raw, traced) if profile.simplify else onnx.load(str(raw))
     checks["simplified"] = profile.simplify
     checks["simplifier"] = profile.simplifier
+    make_gelu_fusable(proto.graph)  # ONNX Runtime then runs each GELU as one kernel (see _onnx_gelu.py)
     release()
     details: dict[str, Any] = {}
     if profile.precision == "fp16":
