@@ -9,7 +9,8 @@ peak RSS (``VmHWM``, see ``birefnet_edge._rss``) and its RSS after the imports (
 libraries, which an app pays too). PyTorch eager runs the same way, with a trace of every tensor an
 op allocates, so the five largest tensors alive at the peak are printed: that is what to band or
 chunk. For OpenVINO the same list comes from the compiled graph's execution order
-(``runtime.openvino.live_tensors_at_peak``). The export figures (peak RSS, seconds, artifact size
+(``runtime.openvino.live_tensors_at_peak``), for ONNX Runtime from a profiled call
+(``runtime.onnx.live_tensors_at_peak``). The export figures (peak RSS, seconds, artifact size
 against the weights) come from each artifact's manifest. Goals (issue 18, batch 1 at 1024 px): OpenVINO
 fp32 and ONNX Runtime <= 1.5 GB, int8 <= 1.0 GB; export of one target <= 4 GB; artifact <= weights + 3%.
 Nothing here is asserted.
@@ -44,7 +45,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--target", action="append", dest="targets")
     parser.add_argument("--keep", type=Path, help="export here and keep the artifacts; reuse those already there")
     parser.add_argument("--no-eager", action="store_true", help="skip the PyTorch eager run and its tensor trace")
-    parser.add_argument("--top", type=int, default=5, help="largest live tensors to list at the peak (eager; OpenVINO)")
+    parser.add_argument(
+        "--top", type=int, default=5, help="largest live tensors to list at the peak (eager, OpenVINO, ONNX Runtime)"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)  # an artifact folder, or 'eager:<variant>'
     parser.add_argument("--range", action="store_true", help=argparse.SUPPRESS)  # OpenVINO: compile for the range
     return parser.parse_args()
@@ -147,6 +150,11 @@ def artifact_child(folder: Path, size: int, batch: int, whole_range: bool, top: 
 
             live, top = live_tensors_at_peak(runner.compiled_model, top)
             extra = {"live_peak": live, "top": top}
+    if runner.target == "onnx":  # after the peak was read: one more (profiled) session of its own
+        from birefnet_edge.runtime.onnx import live_tensors_at_peak as onnx_live_tensors
+
+        live, top = onnx_live_tensors(runner.model_path, x, top)
+        extra = {"live_peak": live, "top": top}
     return {"peak_rss": peak_rss, "baseline_rss": baseline, "seconds": min(times), **extra}
 
 

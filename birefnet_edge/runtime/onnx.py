@@ -151,3 +151,73 @@ def executed_precision(model_path: Path) -> str:
     if not int8:
         return rest
     return "int8" if int8 == len(compute) else f"int8 {int8}/{len(compute)} + {rest}"
+
+
+# Ops whose output ONNX Runtime may hand out as the input's own buffer: counted as views of their input.
+_VIEW_OPS = ("Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity")
+_ELEMENT_BYTES = {"float": 4, "float16": 2, "bfloat16": 2, "double": 8, "int64": 8, "int32": 4, "bool": 1}
+
+
+def live_tensors_at_peak(model_path: Path, x: np.ndarray, top: int = 5) -> tuple[int, list[tuple[int, str]]]:
+    """Where a model's activation memory peaks in ONNX Runtime's CPU provider, from one profiled call.
+
+    The session optimizes the graph as the runner's does and saves it, so each node of the profile (the
+    execution order, with every output's type and shape at this input) is matched to the tensors it reads.
+    Each intermediate lives from the node that writes it to the last node that reads it; the peak is the
+    step where the live bytes add up to the most. With the runner's default ``memory_reuse = false`` a
+    tensor is freed after its last reader, so this is what the call holds besides the weights.
+
+    Args:
+        model_path: The ``.onnx`` file.
+        x: The input batch.
+        top: How many of the largest tensors alive at the peak to return.
+
+    Returns:
+        (live bytes at the peak, the ``top`` largest tensors alive there as (bytes, description)).
+    """
+    import json
+    import tempfile
+
+    ort = require("onnxruntime", "onnx", "profiling ONNX Runtime's memory")
+    onnx = require("onnx", "onnx", "profiling ONNX Runtime's memory")
+    with tempfile.TemporaryDirectory(prefix="birefnet-ort-live-") as tmp:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        options.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
+        options.add_session_config_entry("session.optimized_model_external_initializers_file_name", "weights.bin")
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(tmp) / "profile")
+        session = ort.InferenceSession(str(model_path), sess_options=options, providers=[_CPU])
+        session.run(None, {session.get_inputs()[0].name: x.astype(np.float32, copy=False)})
+        events = json.loads(Path(session.end_profiling()).read_text())
+        graph = onnx.load(options.optimized_model_filepath, load_external_data=False).graph
+    nodes = {node.name: node for node in graph.node}
+    steps = [e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
+    steps.sort(key=lambda e: e["ts"])
+    alias: dict[str, str] = {}
+    spans: dict[str, list] = {}  # tensor -> [first step, last step, bytes, description]
+    for i, event in enumerate(steps):
+        node = nodes.get(event["name"].removesuffix("_kernel_time"))
+        if node is None:
+            continue
+        for name in node.input:
+            span = spans.get(alias.get(name, name))
+            if span is not None:
+                span[1] = i
+        if node.op_type in _VIEW_OPS and node.input:
+            alias[node.output[0]] = alias.get(node.input[0], node.input[0])
+            continue
+        shapes = event["args"].get("output_type_shape", [])
+        for name, typed in zip(node.output, shapes, strict=False):
+            ((dtype, dims),) = typed.items()
+            nbytes = int(np.prod(dims, dtype=np.int64)) * _ELEMENT_BYTES.get(dtype, 1)
+            spans[name] = [i, i, nbytes, f"{node.op_type} {dims} {dtype} {node.name}"]
+    if not spans:
+        return 0, []
+    live = np.zeros(len(steps) + 1, dtype=np.int64)
+    for first, last, nbytes, _ in spans.values():
+        live[first : last + 1] += nbytes
+    peak = int(live.argmax())
+    at_peak = sorted(((s[2], s[3]) for s in spans.values() if s[0] <= peak <= s[1]), reverse=True)
+    return int(live[peak]), at_peak[:top]
