@@ -16,6 +16,7 @@ from birefnet_edge._deps import require
 from birefnet_edge.formats.onnx import CPU_PROVIDER, OnnxOptions
 from birefnet_edge.manifest import Manifest
 from birefnet_edge.runtime._base import RUNNERS, Runner, artifact_kwargs
+from birefnet_edge.runtime._liveness import Span, peak_of
 from birefnet_edge.runtime._malloc import fix_mmap_threshold
 
 _CPU = CPU_PROVIDER
@@ -175,6 +176,35 @@ def live_tensors_at_peak(model_path: Path, x: np.ndarray, top: int = 5) -> tuple
     Returns:
         (live bytes at the peak, the ``top`` largest tensors alive there as (bytes, description)).
     """
+    events, graph = _profiled_call(model_path, x)
+    steps = sorted((e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")), key=_ts)
+    nodes = {node.name: node for node in graph.node}
+    alias: dict[str, str] = {}
+    spans: dict[str, Span] = {}
+    for i, event in enumerate(steps):
+        node = nodes.get(event["name"].removesuffix("_kernel_time"))
+        if node is None:
+            continue
+        for name in node.input:
+            span = spans.get(alias.get(name, name))
+            if span is not None:
+                span[1] = i
+        if node.op_type in _VIEW_OPS and node.input:
+            alias[node.output[0]] = alias.get(node.input[0], node.input[0])
+            continue
+        for name, typed in zip(node.output, event["args"].get("output_type_shape", []), strict=False):
+            ((dtype, dims),) = typed.items()
+            nbytes = int(np.prod(dims, dtype=np.int64)) * _ELEMENT_BYTES.get(dtype, 1)
+            spans[name] = [i, i, nbytes, f"{node.op_type} {dims} {dtype} {node.name}"]
+    return peak_of(spans.values(), len(steps), top)
+
+
+def _ts(event: dict[str, Any]) -> int:
+    return event["ts"]
+
+
+def _profiled_call(model_path: Path, x: np.ndarray) -> tuple[list[dict[str, Any]], Any]:
+    """The profile's events of one call of ``x``, and the optimized graph the session ran."""
     import json
     import tempfile
 
@@ -191,33 +221,4 @@ def live_tensors_at_peak(model_path: Path, x: np.ndarray, top: int = 5) -> tuple
         session = ort.InferenceSession(str(model_path), sess_options=options, providers=[_CPU])
         session.run(None, {session.get_inputs()[0].name: x.astype(np.float32, copy=False)})
         events = json.loads(Path(session.end_profiling()).read_text())
-        graph = onnx.load(options.optimized_model_filepath, load_external_data=False).graph
-    nodes = {node.name: node for node in graph.node}
-    steps = [e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
-    steps.sort(key=lambda e: e["ts"])
-    alias: dict[str, str] = {}
-    spans: dict[str, list] = {}  # tensor -> [first step, last step, bytes, description]
-    for i, event in enumerate(steps):
-        node = nodes.get(event["name"].removesuffix("_kernel_time"))
-        if node is None:
-            continue
-        for name in node.input:
-            span = spans.get(alias.get(name, name))
-            if span is not None:
-                span[1] = i
-        if node.op_type in _VIEW_OPS and node.input:
-            alias[node.output[0]] = alias.get(node.input[0], node.input[0])
-            continue
-        shapes = event["args"].get("output_type_shape", [])
-        for name, typed in zip(node.output, shapes, strict=False):
-            ((dtype, dims),) = typed.items()
-            nbytes = int(np.prod(dims, dtype=np.int64)) * _ELEMENT_BYTES.get(dtype, 1)
-            spans[name] = [i, i, nbytes, f"{node.op_type} {dims} {dtype} {node.name}"]
-    if not spans:
-        return 0, []
-    live = np.zeros(len(steps) + 1, dtype=np.int64)
-    for first, last, nbytes, _ in spans.values():
-        live[first : last + 1] += nbytes
-    peak = int(live.argmax())
-    at_peak = sorted(((s[2], s[3]) for s in spans.values() if s[0] <= peak <= s[1]), reverse=True)
-    return int(live[peak]), at_peak[:top]
+        return events, onnx.load(options.optimized_model_filepath, load_external_data=False).graph

@@ -21,6 +21,7 @@ from birefnet_edge.errors import ArtifactError
 from birefnet_edge.formats.openvino import OpenvinoOptions
 from birefnet_edge.manifest import Manifest
 from birefnet_edge.runtime._base import RUNNERS, Runner, artifact_kwargs
+from birefnet_edge.runtime._liveness import peak_of
 
 _PURPOSE = "running OpenVINO artifacts"
 _KEPT_COMPILES = 2
@@ -271,14 +272,7 @@ def live_tensors_at_peak(compiled: Any, top: int = 5) -> tuple[int, list[tuple[i
             span = spans.get(alias.get(source, source))
             if span is not None:
                 span[1] = max(span[1], step[op.get_friendly_name()])
-    if not spans:
-        return 0, []
-    live = np.zeros(max(step.values()) + 2, dtype=np.int64)
-    for first, last, nbytes, _ in spans.values():
-        live[first : last + 1] += nbytes
-    peak = int(live.argmax())
-    at_peak = sorted((s[2], s[3]) for s in spans.values() if s[0] <= peak <= s[1])[::-1]
-    return int(live[peak]), at_peak[:top]
+    return peak_of(spans.values(), max(step.values(), default=0) + 1, top)
 
 
 def _layer_type(op: Any) -> str:
