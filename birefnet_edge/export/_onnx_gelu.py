@@ -35,10 +35,10 @@ def make_gelu_fusable(graph: Any) -> int:
             half = producer.get(halved)
             if half is None or half.op_type != "Mul" or readers.get(halved) != 1:
                 continue
-            rest = _other_than_scalar(half, scalars, 0.5)
+            rest, scalar = _split_scalar(half, scalars, 0.5)
             if rest is None or not _erf_of(producer.get(rest), x, producer, scalars):
                 continue
-            half.input[:] = [x, _scalar_name(half, scalars, 0.5)]  # x * 0.5
+            half.input[:] = [x, scalar]  # x * 0.5
             final.input[:] = [halved, rest]  # (x * 0.5) * (1 + erf(...))
             changed += 1
             break
@@ -49,7 +49,7 @@ def _erf_of(add: Any, x: str, producer: dict[str, Any], scalars: dict[str, float
     """Whether ``add`` is ``1 + erf(y)`` with ``y`` computed from ``x`` by one Div or Mul."""
     if add is None or add.op_type != "Add":
         return False
-    erf_out = _other_than_scalar(add, scalars, 1.0)
+    erf_out, _ = _split_scalar(add, scalars, 1.0)
     erf = producer.get(erf_out) if erf_out is not None else None
     if erf is None or erf.op_type != "Erf":
         return False
@@ -57,20 +57,16 @@ def _erf_of(add: Any, x: str, producer: dict[str, Any], scalars: dict[str, float
     return scale is not None and scale.op_type in ("Div", "Mul") and x in scale.input
 
 
-def _other_than_scalar(node: Any, scalars: dict[str, float], value: float) -> str | None:
-    """The input of a two-input node that is not the scalar ``value``; None when neither is that scalar."""
-    if len(node.input) != 2:
-        return None
-    first, second = node.input
-    if scalars.get(second) == value:
-        return first
-    if scalars.get(first) == value:
-        return second
-    return None
-
-
-def _scalar_name(node: Any, scalars: dict[str, float], value: float) -> str:
-    return next(name for name in node.input if scalars.get(name) == value)
+def _split_scalar(node: Any, scalars: dict[str, float], value: float) -> tuple[str | None, str | None]:
+    """(the other input, the scalar's name) of a two-input node one of whose inputs is the scalar ``value``;
+    (None, None) when neither is."""
+    if len(node.input) == 2:
+        first, second = node.input
+        if scalars.get(second) == value:
+            return first, second
+        if scalars.get(first) == value:
+            return second, first
+    return None, None
 
 
 def _scalars(graph: Any) -> dict[str, float]:

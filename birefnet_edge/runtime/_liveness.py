@@ -10,12 +10,12 @@ import numpy as np
 Span = list
 
 
-def peak_of(spans: Iterable[Span], steps: int, top: int) -> tuple[int, list[tuple[int, str]]]:
+def peak_of(spans: Iterable[Span], top: int) -> tuple[int, list[tuple[int, str]]]:
     """(live bytes at the step where the most are alive, the ``top`` largest tensors alive there)."""
     spans = list(spans)
     if not spans:
         return 0, []
-    live = np.zeros(steps + 1, dtype=np.int64)
+    live = np.zeros(max(span[1] for span in spans) + 1, dtype=np.int64)
     for first, last, nbytes, _ in spans:
         live[first : last + 1] += nbytes
     peak = int(live.argmax())

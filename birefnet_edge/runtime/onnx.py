@@ -7,6 +7,7 @@ CPU here and on CUDA, TensorRT, CoreML or OpenVINO execution providers where the
 
 from __future__ import annotations
 
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -177,7 +178,8 @@ def live_tensors_at_peak(model_path: Path, x: np.ndarray, top: int = 5) -> tuple
         (live bytes at the peak, the ``top`` largest tensors alive there as (bytes, description)).
     """
     events, graph = _profiled_call(model_path, x)
-    steps = sorted((e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")), key=_ts)
+    steps = [e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
+    steps.sort(key=itemgetter("ts"))
     nodes = {node.name: node for node in graph.node}
     alias: dict[str, str] = {}
     spans: dict[str, Span] = {}
@@ -196,11 +198,7 @@ def live_tensors_at_peak(model_path: Path, x: np.ndarray, top: int = 5) -> tuple
             ((dtype, dims),) = typed.items()
             nbytes = int(np.prod(dims, dtype=np.int64)) * _ELEMENT_BYTES.get(dtype, 1)
             spans[name] = [i, i, nbytes, f"{node.op_type} {dims} {dtype} {node.name}"]
-    return peak_of(spans.values(), len(steps), top)
-
-
-def _ts(event: dict[str, Any]) -> int:
-    return event["ts"]
+    return peak_of(spans.values(), top)
 
 
 def _profiled_call(model_path: Path, x: np.ndarray) -> tuple[list[dict[str, Any]], Any]:

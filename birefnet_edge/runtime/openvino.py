@@ -272,7 +272,7 @@ def live_tensors_at_peak(compiled: Any, top: int = 5) -> tuple[int, list[tuple[i
             span = spans.get(alias.get(source, source))
             if span is not None:
                 span[1] = max(span[1], step[op.get_friendly_name()])
-    return peak_of(spans.values(), max(step.values(), default=0) + 1, top)
+    return peak_of(spans.values(), top)
 
 
 def _layer_type(op: Any) -> str:
