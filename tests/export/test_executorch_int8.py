@@ -35,7 +35,7 @@ def small():
     model = _Small().eval()
     program = torch.export.export(model, (torch.zeros(1, 3, 16, 16),))
     images = np.random.default_rng(0).standard_normal((6, 3, 16, 16)).astype(np.float32)
-    return program, calibrated(program, images[:4], frozenset()), images[4:]
+    return program, calibrated(program, images[:4, None], frozenset()), images[4:]
 
 
 def _ops(module: torch.fx.GraphModule) -> list[str]:
@@ -157,7 +157,7 @@ def test_a_layer_applied_twice_gets_a_bias_of_its_own() -> None:
 
     program = torch.export.export(Twice().eval(), (torch.zeros(1, 8, 4, 4),))
     images = np.random.default_rng(2).standard_normal((3, 8, 4, 4)).astype(np.float32)
-    converted = calibrated(program, images[:2], frozenset())
+    converted = calibrated(program, images[:2, None], frozenset())
     module = restore(converted, {"linear"})  # one twin float, the other int8: the failing case
     before = run_module(module, images[2:])
     assert own_biases(module) == 1
@@ -223,7 +223,7 @@ def test_a_pad_after_an_int8_layer_lowers_loads_and_runs(restored, tmp_path) -> 
     torch.manual_seed(0)
     program = torch.export.export(_Padded().eval(), (torch.zeros(1, 3, 16, 16),))
     images = np.random.default_rng(0).standard_normal((6, 3, 16, 16)).astype(np.float32)
-    mixed = restore(calibrated(program, images[:4], frozenset()), restored)
+    mixed = restore(calibrated(program, images[:4, None], frozenset()), restored)
     expected = run_module(mixed, images[4:])
     profile = load_profile("executorch-int8")
     write_program(lower(int8_program(mixed, torch.from_numpy(images[:1])), profile), tmp_path / "m.pte", profile)

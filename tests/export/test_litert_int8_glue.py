@@ -154,6 +154,11 @@ def test_the_accuracy_search_keeps_one_quantized_model_alive(monkeypatch, tmp_pa
         ran.append(type(model))  # the quantizer's own object: a copy would be one more model alive
         return run_model(model, *args)
 
+    # The calibration images are read as a stream; only the held-out ones, which every trial runs, are one array.
+    arrays, read_whole = type(calibration).arrays, []
+    monkeypatch.setattr(
+        type(calibration), "arrays", lambda self, which, size: read_whole.append(which) or arrays(self, which, size)
+    )
     monkeypatch.setattr(int8_litert, "_quantizer", counting)
     monkeypatch.setattr(int8_litert, "run_model", run_counted)
     # No drop allowed: the search ranks the 3 layers (3 groups) and restores until the masks are equal.
@@ -162,6 +167,7 @@ def test_the_accuracy_search_keeps_one_quantized_model_alive(monkeypatch, tmp_pa
     assert len(alive_at_each_quantize) >= 4, alive_at_each_quantize
     assert alive_at_each_quantize == [0] * len(alive_at_each_quantize)
     assert len(ran) >= len(alive_at_each_quantize) and set(ran) == {_Counted}
+    assert read_whole == ["held_out"]
 
 
 def _ranges(model: bytes, x: np.ndarray) -> dict:
@@ -207,3 +213,40 @@ def test_a_tensor_without_a_calibrated_range_is_named(converted) -> None:
     ranges[empty] = {}
     with pytest.raises(ExportError, match=re.escape(repr(empty))):
         _quantizer(model, set()).quantize(ranges, enable_progress_report=False)
+
+
+def test_calibration_in_chunks_gives_the_ranges_of_one_pass() -> None:
+    """ai-edge-quantizer lists its whole dataset before calibrating, so the export feeds it chunks of samples (one
+    chunk in memory, not 56 images of 12.6 MB at 1024 px); each chunk resumes from the ranges so far."""
+    import litert_torch
+    from ai_edge_quantizer.calibrator import CalibrationMode
+
+    from birefnet_edge.export.int8.litert import CALIBRATION_CHUNK, _batches, _quantizer, calibrate
+    from birefnet_edge.export.litert import _Named
+
+    torch.manual_seed(0)
+    with torch.no_grad():  # the export's input name
+        edge = litert_torch.convert(_Named(_Residual()).eval(), sample_kwargs={"input": torch.zeros(1, 3, 16, 16)})
+    model, name = bytes(edge.model_content()), "input"
+    rng = np.random.default_rng(3)
+    # Scaled apart, so that the ranges depend on every sample and on their order (a moving average).
+    xs = [rng.standard_normal((1, 3, 16, 16)).astype(np.float32) * (1 + i % 4) for i in range(CALIBRATION_CHUNK + 3)]
+    whole = _quantizer(model, set()).calibrate(
+        {"serving_default": [{name: x} for x in xs]}, num_threads=1, mode=CalibrationMode.CALIBRATION_PROFILER_BASED
+    )
+    quantizer, sizes = _quantizer(model, set()), []
+    real = quantizer.calibrate
+
+    def sized(data, **kwargs):
+        sizes.append(len(data["serving_default"]))
+        return real(data, **kwargs)
+
+    quantizer.calibrate = sized
+    chunked = calibrate(quantizer, iter(xs), threads=1)
+    assert sizes == [CALIBRATION_CHUNK, 3]
+    assert whole.keys() == chunked.keys() and len(whole) > 3
+    for tensor, qsv in whole.items():
+        assert np.array_equal(qsv["min"], chunked[tensor]["min"]), tensor
+        assert np.array_equal(qsv["max"], chunked[tensor]["max"]), tensor
+    # A model with a fixed batch of 2 takes the images two at a time; an odd last one is left out.
+    assert [b.shape[0] for b in _batches(xs[:5], 2)] == [2, 2]

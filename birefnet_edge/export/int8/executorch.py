@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import math
 import operator
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -145,15 +146,17 @@ def _annotator(skip: frozenset[str]) -> Any:
     return ComputeLayers()
 
 
-def calibrated(program: torch.export.ExportedProgram, images: np.ndarray, skip: frozenset[str]) -> torch.fx.GraphModule:
-    """The Q/DQ module of ``program``: observed on ``images`` one at a time, converted with its float weights kept
-    (their quantize op folds at lowering), so :func:`restore` can give a layer its float weight back."""
+def calibrated(
+    program: torch.export.ExportedProgram, images: Iterable[np.ndarray], skip: frozenset[str]
+) -> torch.fx.GraphModule:
+    """The Q/DQ module of ``program``: observed on ``images`` (each (1, 3, H, W)), converted with its float weights
+    kept (their quantize op folds at lowering), so :func:`restore` can give a layer its float weight back."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     prepared = prepare_pt2e(program.module(), _annotator(skip))
     with torch.no_grad():
-        for i in range(len(images)):
-            prepared(torch.from_numpy(images[i : i + 1]))
+        for image in images:
+            prepared(torch.from_numpy(image))
     return convert_pt2e(prepared, fold_quantize=False)
 
 
@@ -298,7 +301,7 @@ def quantize_int8(
     assert opts is not None, "quantize_int8 called for a profile without [quantization]"
     view = graph_view(program.graph, tuple(program.graph_signature.user_inputs))
     kept = keep_float(view, opts.keep_float, opts.keep_float_nodes)
-    images = calibration.arrays("calibration", profile.input_size)
+    images = calibration.stream("calibration", profile.input_size)
     with phase("int8 calibration"), converting("PT2E prepare/calibrate/convert", profile):
         converted = calibrated(program, images, frozenset(kept))
     held = calibration.arrays("held_out", profile.input_size)

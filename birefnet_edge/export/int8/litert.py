@@ -13,10 +13,11 @@ LiteRT interpreter, on held-out images.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -155,20 +156,9 @@ def quantize_int8(
     view = graph_view(float_model)
     kept = keep_float(view, opts.keep_float, opts.keep_float_nodes)
     step = batch or 1
-    images = calibration.arrays("calibration", profile.input_size)
-    samples = [{IO.input_name: images[i : i + step]} for i in range(0, len(images) - step + 1, step)]
     with phase("int8 calibration"), converting("ai_edge_quantizer (calibration)", profile):
-        quantizer = _quantizer(float_model, set(kept), view)
-        from ai_edge_quantizer.calibrator import CalibrationMode
-
-        # The default mode keeps every intermediate tensor of the interpreter alive and copies each into
-        # Python: BiRefNet_lite at 512 px went past 22 GB and was killed. The profiler mode tracks each
-        # tensor's min/max inside the runtime (1.5 GB; ranges equal to 1.4e-7 on student-s at 1024 px).
-        ranges = quantizer.calibrate(
-            {"serving_default": samples},
-            num_threads=LitertOptions.of(profile).threads,
-            mode=CalibrationMode.CALIBRATION_PROFILER_BASED,
-        )
+        samples = _batches(calibration.stream("calibration", profile.input_size), step)
+        ranges = calibrate(_quantizer(float_model, set(kept), view), samples, LitertOptions.of(profile).threads)
     held = calibration.arrays("held_out", profile.input_size)
     reference = torch_reference(model, torch.from_numpy(held))
     # Only the latest model is kept: the search runs each trial set once (up to 37 with the shipped profile:
@@ -202,6 +192,38 @@ def quantize_int8(
     path.write_bytes(final)
     record = quantization_record("ai_edge_quantizer", calibration, graph_view(final), kept, gate)
     return {**record, "search": log}
+
+
+# Samples per ``calibrate`` call. ai_edge_quantizer makes a list of its whole dataset (to count it) before the
+# pass, so a stream would be read into memory whole: the samples go in chunks instead, each call resuming from
+# the ranges so far. The ranges move by the same per-sample updates as in one call; each call builds the
+# calibration interpreter again.
+CALIBRATION_CHUNK = 8
+
+
+def calibrate(quantizer: Any, samples: Iterable[np.ndarray], threads: int) -> dict[str, Any]:
+    """Every tensor's calibrated range (min/max) over ``samples``, each one input batch of the model."""
+    from ai_edge_quantizer.calibrator import CalibrationMode
+
+    ranges, samples = None, iter(samples)
+    while chunk := list(itertools.islice(samples, CALIBRATION_CHUNK)):
+        # The default mode keeps every intermediate tensor of the interpreter alive and copies each into
+        # Python: BiRefNet_lite at 512 px went past 22 GB and was killed. The profiler mode tracks each
+        # tensor's min/max inside the runtime (1.5 GB; ranges equal to 1.4e-7 on student-s at 1024 px).
+        ranges = quantizer.calibrate(
+            {"serving_default": [{IO.input_name: x} for x in chunk]},
+            previous_calibration_result=ranges,
+            num_threads=threads,
+            mode=CalibrationMode.CALIBRATION_PROFILER_BASED,
+        )
+    return ranges or {}
+
+
+def _batches(images: Iterable[np.ndarray], step: int) -> Iterator[np.ndarray]:
+    """``images`` (each (1, 3, H, W)) joined ``step`` at a time; a last incomplete batch is left out."""
+    images = iter(images)
+    while len(batch := list(itertools.islice(images, step))) == step:
+        yield np.concatenate(batch)
 
 
 def int8_glue(view: GraphView, keep: set[str]) -> dict[str, list[str]]:

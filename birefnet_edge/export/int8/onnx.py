@@ -14,7 +14,7 @@ import contextlib
 import logging
 import math
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -129,8 +129,8 @@ def quantize_int8(
     lean_malloc = fix_mmap_threshold()
     view = graph_view(proto)
     kept = keep_float(view, opts.keep_float, opts.keep_float_nodes)
-    images = calibration.arrays("calibration", profile.input_size)
     exclude = exclusion_names(view, kept)
+    images = calibration.stream("calibration", profile.input_size)
     quantized = _quantize_static(proto, profile, images, exclude, opts.preset == "performance")
     quantized = restore_float(quantized, proto, set(kept))  # ORT also rounds what the kept nodes read
     held = calibration.arrays("held_out", profile.input_size)
@@ -148,13 +148,15 @@ def quantize_int8(
     return quantized, {**record, "search": log, "fixed_mmap_threshold": lean_malloc}
 
 
-def _quantize_static(proto: Any, profile: Profile, images: np.ndarray, exclude: list[str], symmetric: bool) -> Any:
+def _quantize_static(
+    proto: Any, profile: Profile, images: Iterable[np.ndarray], exclude: list[str], symmetric: bool
+) -> Any:
     """ONNX Runtime's ``quantize_static`` (QDQ, per-channel QInt8 weights, QUInt8 activations) skipping ``exclude``.
 
     Args:
         proto: The float model.
         profile: Names the target in errors.
-        images: Preprocessed calibration images (N, 3, H, W), fed one at a time.
+        images: Preprocessed calibration images, each (1, 3, H, W), fed one at a time.
         exclude: Node names left in float.
         symmetric: Symmetric activation ranges (preset ``performance``) instead of asymmetric (``mixed``).
     """
@@ -168,7 +170,7 @@ def _quantize_static(proto: Any, profile: Profile, images: np.ndarray, exclude: 
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             x = next(self.items, None)
-            return None if x is None else {IO.input_name: x[None]}
+            return None if x is None else {IO.input_name: x}
 
     with tempfile.TemporaryDirectory(prefix="birefnet-int8-") as work:
         source, target = Path(work) / "float.onnx", Path(work) / "int8.onnx"

@@ -124,7 +124,7 @@ def quantize_int8(
     kept = keep_float(view, q.keep_float, q.keep_float_nodes)
     held = calibration.arrays("held_out", profile.input_size)
     reference = torch_reference(model, torch.from_numpy(held))
-    dataset = nncf.Dataset(list(calibration.arrays("calibration", profile.input_size)), lambda x: x[None])
+    dataset = nncf.Dataset(calibration.stream("calibration", profile.input_size))
     with phase("int8 quantization"), converting("nncf.quantize", profile), quiet_progress(), statistics_early():
         quantized = nncf.quantize(
             ov_model,
