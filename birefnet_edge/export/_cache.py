@@ -118,6 +118,11 @@ class _Lru:
             self._evict(value)
         self.items.clear()
 
+    def forget(self, key: tuple) -> None:
+        """Drop the entry of ``key``, if any."""
+        if key in self.items:
+            self._evict(self.items.pop(key)[3])
+
     def retain(self, wanted: Callable[[tuple], bool]) -> None:
         """Drop the entries whose key ``wanted`` refuses."""
         for key in [k for k in self.items if not wanted(k)]:
@@ -153,6 +158,11 @@ def cached_program(
     ``tag``; with ``stored``, also kept on disk for other processes."""
     key = (*model_key(model, profile), tag)
     return _PROGRAMS.get(model, key, lambda: _through_disk(stored, key, make), digest=key[_DIGEST])
+
+
+def forget_program(model: torch.nn.Module, profile: Profile, tag: str) -> None:
+    """Drop what :func:`cached_program` keeps for this model state, shapes and ``tag`` (no longer needed)."""
+    _PROGRAMS.forget((*model_key(model, profile), tag))
 
 
 def cached_onnx(model: torch.nn.Module, profile: Profile, make: Callable[[Path], None]) -> Path:

@@ -40,7 +40,7 @@ from birefnet_edge.export._base import (
     require_deform,
     tool_versions,
 )
-from birefnet_edge.export._cache import cached_program
+from birefnet_edge.export._cache import cached_program, forget_program
 from birefnet_edge.export._memory import phase
 from birefnet_edge.formats.litert import LitertOptions
 from birefnet_edge.profile import Profile
@@ -169,6 +169,8 @@ def _batch_blocker(model: torch.nn.Module, profile: Profile) -> str | None:
             # Its message runs over many lines (a JAX trace): the warning takes one, --debug logs all.
             log.debug("symbolic-batch conversion failed: %s", exc)
             blocker = f"litert-torch failed with a symbolic batch: {_first_line(exc)}"
+        if blocker:  # the symbolic model is never read again: it would stay cached beside the fixed one (172 MB)
+            forget_program(model, profile, _conversion_tag(None))
     if blocker:
         log.warning("LiteRT: no symbolic batch for this model (%s)", blocker)
     return blocker
@@ -198,7 +200,11 @@ def convert(model: torch.nn.Module, profile: Profile, batch: int | None) -> byte
             edge = litert_torch.convert(_Named(model).eval(), sample_kwargs={IO.input_name: x}, dynamic_shapes=dynamic)
             return bytes(edge.model_content())
 
-    return cached_program(model, profile, make, tag=f"litert-batch-{batch}")
+    return cached_program(model, profile, make, tag=_conversion_tag(batch))
+
+
+def _conversion_tag(batch: int | None) -> str:
+    return f"litert-batch-{batch}"
 
 
 def cast_weights_fp16(path: Path, profile: Profile) -> None:
@@ -251,7 +257,7 @@ class LitertExporter(Exporter):
         require("litert_torch", EXTRA, "LiteRT export")
         require_deform(profile, "litert-torch (our custom op has no TFLite lowering)", DEFORM_FORMS)
         path = out_dir / MODEL_FILE
-        batch, blocker = self._write_model(model, profile, path)
+        flatbuffer, batch, blocker = self._write_model(model, profile, path)
         warnings = []
         if blocker:
             warnings.append(
@@ -266,8 +272,9 @@ class LitertExporter(Exporter):
             from birefnet_edge.export.int8.search import int8_warnings
 
             calibration = self.calibration_set(profile)
-            details["quantization"] = quantize_int8(path, model, profile, calibration, batch)
+            details["quantization"] = quantize_int8(flatbuffer, path, model, profile, calibration, batch)
             warnings += int8_warnings(calibration.warning, details["quantization"])
+        del flatbuffer
         details["batch"] = {"symbolic": batch is None, "sizes": [] if batch is None else [batch]}
         if blocker:
             details["batch"]["reason"] = blocker
@@ -280,19 +287,24 @@ class LitertExporter(Exporter):
         tools = tool_versions(*TOOLS, *(("ai-edge-quantizer",) if profile.precision != "fp32" else ()))
         return ExportOutput(files={MODEL_FILE: "model"}, checks=checks, tools=tools, details=details)
 
-    def _write_model(self, model: torch.nn.Module, profile: Profile, path: Path) -> tuple[int | None, str | None]:
-        """Convert into ``path``: ``(None, None)`` with a symbolic batch, or ``(fixed batch, why)``."""
+    def _write_model(
+        self, model: torch.nn.Module, profile: Profile, path: Path
+    ) -> tuple[bytes, int | None, str | None]:
+        """Convert into ``path``: the flatbuffer written, and ``(None, None)`` with a symbolic batch or
+        ``(fixed batch, why)``."""
         if not IO.is_dynamic(profile):
-            path.write_bytes(convert(model, profile, profile.batch.min))
-            return profile.batch.min, None
+            flatbuffer = convert(model, profile, profile.batch.min)
+            path.write_bytes(flatbuffer)
+            return flatbuffer, profile.batch.min, None
         if self._batch_verdict is None:  # once per model state and size for every LiteRT target of a command
             self._batch_verdict = cached_program(
                 model, profile, lambda: (_batch_blocker(model, profile),), tag="litert-batch-verdict"
             )
         (blocker,) = self._batch_verdict
         batch = profile.batch.min if blocker else None
-        path.write_bytes(convert(model, profile, batch))  # a symbolic one was made (and cached) by the verdict
-        return batch, blocker
+        flatbuffer = convert(model, profile, batch)  # a symbolic one was made (and cached) by the verdict
+        path.write_bytes(flatbuffer)
+        return flatbuffer, batch, blocker
 
     def _check_weights(self, weights: dict[str, int], profile: Profile) -> None:
         half = weights.get("float16", 0)

@@ -198,3 +198,16 @@ def test_every_litert_target_of_a_command_shares_one_verdict(monkeypatch, tmp_pa
         with pytest.raises(_Stop):
             _exporter(litert).export(model, _profile(), tmp_path)
     assert len(decided) == 1 and asked == [1, 1]
+
+
+def test_a_symbolic_conversion_fixed_inside_is_not_kept_beside_the_fixed_one(tmp_path) -> None:
+    """The command's cache holds each conversion (172 MB for BiRefNet_lite at 1024 px, alive through an int8
+    target's whole accuracy search): the symbolic one, never read again once the batch is fixed, is dropped."""
+    import birefnet_edge.export.litert as litert
+    from birefnet_edge.export import _cache
+
+    model, profile = _Convs().eval(), _profile()
+    _exporter(litert).export(model, profile, tmp_path)
+    key = _cache.model_key(model, profile)
+    tags = [k[-1] for k in _cache._PROGRAMS.items if k[:-1] == key]
+    assert "litert-batch-verdict" in tags and "litert-batch-1" in tags and "litert-batch-None" not in tags

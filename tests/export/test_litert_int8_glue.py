@@ -163,7 +163,7 @@ def test_the_accuracy_search_keeps_one_quantized_model_alive(monkeypatch, tmp_pa
     monkeypatch.setattr(int8_litert, "run_model", run_counted)
     # No drop allowed: the search ranks the 3 layers (3 groups) and restores until the masks are equal.
     with contextlib.suppress(ExportError):  # whether the gate passes with every layer float does not matter here
-        int8_litert.quantize_int8(path, model, profile, calibration, 1)
+        int8_litert.quantize_int8(path.read_bytes(), path, model, profile, calibration, 1)
     assert len(alive_at_each_quantize) >= 4, alive_at_each_quantize
     assert alive_at_each_quantize == [0] * len(alive_at_each_quantize)
     assert len(ran) >= len(alive_at_each_quantize) and set(ran) == {_Counted}

@@ -135,12 +135,18 @@ def model_macs(model: bytes) -> dict[str, float]:
 
 
 def quantize_int8(
-    path: Path, model: torch.nn.Module, profile: Profile, calibration: CalibrationSet, batch: int | None
+    float_model: bytes,
+    path: Path,
+    model: torch.nn.Module,
+    profile: Profile,
+    calibration: CalibrationSet,
+    batch: int | None,
 ) -> dict[str, Any]:
-    """Quantize the float ``.tflite`` at ``path`` in place; return the manifest's ``export.quantization``.
+    """Quantize the float ``.tflite`` ``float_model`` into ``path``; return the manifest's ``export.quantization``.
 
     Args:
-        path: The float model (replaced by the int8 one).
+        float_model: The float flatbuffer (the conversion's own object: a copy would be one more model alive).
+        path: Where the int8 model is written (in place of the float one).
         model: The PyTorch model (fp32 reference of the held-out images).
         profile: An int8 profile (its ``[quantization]`` table and tolerance).
         calibration: Calibration and held-out images.
@@ -152,7 +158,6 @@ def quantize_int8(
     """
     opts = profile.quantization
     assert opts is not None, "quantize_int8 called for a profile without [quantization]"
-    float_model = path.read_bytes()
     view = graph_view(float_model)
     kept = keep_float(view, opts.keep_float, opts.keep_float_nodes)
     step = batch or 1
