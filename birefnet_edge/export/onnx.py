@@ -32,6 +32,7 @@ from birefnet_edge.export._cache import cached_onnx
 from birefnet_edge.export._memory import phase, release
 from birefnet_edge.export._onnx_gelu import make_gelu_fusable
 from birefnet_edge.export._onnx_optimize import optimize_graph
+from birefnet_edge.export._proto import replace_all
 from birefnet_edge.formats.onnx import CPU_PROVIDER, OnnxOptions
 from birefnet_edge.manifest import Manifest
 from birefnet_edge.profile import Profile
@@ -218,12 +219,7 @@ def sort_nodes(graph: Any) -> None:
                 heapq.heappush(ready, j)
     if len(order) != len(graph.node):
         raise ExportError("the ONNX graph has a cycle after fp16 conversion; report this with the profile used")
-    nodes = [graph.node[i] for i in order]
-    copies = [type(n)() for n in nodes]
-    for copy, node in zip(copies, nodes):
-        copy.CopyFrom(node)
-    del graph.node[:]
-    graph.node.extend(copies)
+    replace_all(graph.node, [graph.node[i] for i in order])
 
 
 def add_metadata(proto: Any, metadata: dict[str, str]) -> None:

@@ -99,6 +99,31 @@ def test_onnxruntime_runs_the_int8_layers_in_integer_kernels(int8_folder, tmp_pa
     assert sum(n.op_type == "QLinearConv" for n in graph.node) > 10
 
 
+def test_the_deformable_convs_matmuls_are_int8_per_channel_or_float_as_exported(int8_folder, manifest_of) -> None:
+    """Each deformable conv's matmul was turned so that its weight is a per-output-channel int8 initializer
+    (export/int8/weight_matmuls.py); one that ended in float reads its (1, O, K) weight as exported, with no
+    transposes; the manifest counts both."""
+    proto = onnx.load(str(int8_folder / "model.onnx"))
+    producer = {out: n for n in proto.graph.node for out in n.output}
+    inits = {t.name: t for t in proto.graph.initializer}
+    names = {n.name for n in proto.graph.node}
+    int8, back = [], []
+    for node in (n for n in proto.graph.node if n.op_type == "MatMul"):
+        if f"{node.name}_cols_t" in names:
+            weight = producer[node.input[1]]
+            assert weight.op_type == "DequantizeLinear" and inits[weight.input[0]].data_type == onnx.TensorProto.INT8
+            out_channels = inits[weight.input[0]].dims[1]
+            assert list(inits[weight.input[1]].dims) == [out_channels] > [1]  # one scale per output channel
+            int8.append(node.name)
+        elif node.input[0] in inits and len(inits[node.input[0]].dims) == 3:
+            assert f"{node.name}_out_t" not in names
+            back.append(node.name)
+    matmuls = [n for n in proto.graph.node if n.op_type == "MatMul"]
+    assert not [n.name for n in matmuls if getattr(producer.get(n.input[0]), "op_type", "") == "Expand"]
+    record = manifest_of(int8_folder).export["quantization"]["turned_matmuls"]
+    assert record == {"int8": len(int8), "float": len(back)} and len(int8) > 0
+
+
 def test_layers_the_rules_exclude_read_no_int8_input(int8_folder, manifest_of) -> None:
     proto = onnx.load(str(int8_folder / "model.onnx"))
     dequantized = _dequantized_inputs(proto)

@@ -24,6 +24,7 @@ import torch
 from birefnet_edge._deps import require
 from birefnet_edge.export._base import IO, converting, torch_reference
 from birefnet_edge.export._memory import phase
+from birefnet_edge.export._proto import replace_all
 from birefnet_edge.export.int8.rules import (
     GraphNode,
     GraphView,
@@ -33,6 +34,7 @@ from birefnet_edge.export.int8.rules import (
     quantized_nodes,
 )
 from birefnet_edge.export.int8.search import Restorer, accuracy_gate, quantization_record, restore_search
+from birefnet_edge.export.int8.weight_matmuls import Turned, turn_weight_matmuls, unturn_float
 from birefnet_edge.formats.onnx import CPU_PROVIDER
 from birefnet_edge.profile import Profile
 from birefnet_edge.runtime._malloc import fix_mmap_threshold
@@ -127,6 +129,7 @@ def quantize_int8(
     # in the heap under live ones. Fixed (as the ONNX runner does): BiRefNet_lite at 1024 px 4.69 -> 3.99 GiB
     # export peak, ~300 -> 364 s (mmapped buffers page-fault on every use). Process-wide, and left in place.
     lean_malloc = fix_mmap_threshold()
+    turned, originals = _turn_weight_matmuls(proto)
     view = graph_view(proto)
     kept = keep_float(view, opts.keep_float, opts.keep_float_nodes)
     exclude = exclusion_names(view, kept)
@@ -142,10 +145,32 @@ def quantize_int8(
         logits = run(restored, held)
     if restored:
         quantized = restore_float(quantized, proto, restored)
+    back = unturn_float(quantized, turned, originals)
+    if back:
+        _drop_unread(quantized.graph)
     kept.update(dict.fromkeys(restored, "accuracy_search"))
     gate = accuracy_gate(f"target '{profile.name}'", logits, reference, opts.min_iou, profile.tolerance.max_mae)
     record = quantization_record("onnxruntime", calibration, graph_view(quantized), kept, gate)
-    return quantized, {**record, "search": log, "fixed_mmap_threshold": lean_malloc}
+    turned_record = {"int8": len(turned) - len(back), "float": len(back)}
+    return quantized, {**record, "search": log, "fixed_mmap_threshold": lean_malloc, "turned_matmuls": turned_record}
+
+
+def _turn_weight_matmuls(proto: Any) -> tuple[dict[str, Turned], dict[str, Any]]:
+    """:func:`turn_weight_matmuls` on ``proto`` in place, and a copy of each weight it turned (by name).
+
+    The ``Expand`` nodes and the (1, O, K) weights nothing reads any more are dropped, so the quantizer does
+    not see them; the copies put a matmul that ends in float back (:func:`unturn_float`).
+    """
+    onnx = require("onnx", EXTRA)
+    turned = turn_weight_matmuls(proto)
+    names = {record.weight for record in turned.values()}
+    originals = {}
+    for tensor in proto.graph.initializer:
+        if tensor.name in names:
+            originals[tensor.name] = onnx.TensorProto()
+            originals[tensor.name].CopyFrom(tensor)
+    _drop_unread(proto.graph)
+    return turned, originals
 
 
 def _quantize_static(
@@ -379,16 +404,8 @@ def _drop_unread(graph: Any) -> None:
             break
         nodes = live
     if len(nodes) != len(graph.node):
-        kept = [type(n)() for n in nodes]
-        for copy, node in zip(kept, nodes):
-            copy.CopyFrom(node)
-        del graph.node[:]
-        graph.node.extend(kept)
+        replace_all(graph.node, nodes)
     read = {i for n in graph.node for i in n.input}
     tensors = [t for t in graph.initializer if t.name in read]
     if len(tensors) != len(graph.initializer):
-        kept_tensors = [type(t)() for t in tensors]
-        for copy, tensor in zip(kept_tensors, tensors):
-            copy.CopyFrom(tensor)
-        del graph.initializer[:]
-        graph.initializer.extend(kept_tensors)
+        replace_all(graph.initializer, tensors)
