@@ -327,9 +327,12 @@ def torch_reference(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
     Computed once per model state and input in a process (see ``_cache.cached_reference``).
     """
     from birefnet_edge.export._cache import cached_reference
+    from birefnet_edge.export._memory import phase
 
     def make() -> np.ndarray:
-        with torch.no_grad():
+        # A phase of its own in the manifest's peak by phase: eager PyTorch at the profile's size is one of an
+        # export's largest steps (~1 GB above the process for BiRefNet_lite at 1024 px), wherever it runs.
+        with phase("pytorch reference"), torch.no_grad():
             outs = [model(x[i : i + 1]) for i in range(x.shape[0])]
         return torch.cat(outs).numpy()
 

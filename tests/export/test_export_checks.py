@@ -67,3 +67,17 @@ def test_exported_artifacts_record_the_runner_check(export_tiny, manifest_of, na
     key = {"onnx-fp32": "onnxruntime", "openvino-fp32": "openvino"}[name]
     assert set(checks[key]) == {"batch_1", "batch_3"}
     assert {"max_abs_logit", "iou", "mae", "s_measure"} <= set(checks[key]["batch_3"])
+
+
+def test_the_pytorch_reference_is_a_memory_phase_of_its_own() -> None:
+    """The manifest's peak by phase names the eager reference (~1 GB above the process for BiRefNet_lite at
+    1024 px), which ran unlabelled inside the int8 flows and the checks; outside it the label is restored."""
+    from birefnet_edge.export._base import torch_reference
+    from birefnet_edge.export._memory import PeakRSS, phase
+
+    model = torch.nn.Conv2d(3, 1, 1).eval()
+    with PeakRSS(first_phase="convert") as rss, phase("checks"):
+        reference = torch_reference(model, torch.ones(2, 3, 8, 8))
+        rss.sample()
+    assert reference.shape == (2, 1, 8, 8)
+    assert set(rss.by_phase) == {"convert", "pytorch reference", "checks"}
