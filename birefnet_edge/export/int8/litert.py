@@ -16,8 +16,9 @@ from __future__ import annotations
 import itertools
 import math
 import re
+import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,11 +28,12 @@ import torch
 from birefnet_edge._deps import require
 from birefnet_edge.errors import ExportError
 from birefnet_edge.export._base import IO, converting, torch_reference
-from birefnet_edge.export._memory import phase
+from birefnet_edge.export._memory import phase, release
 from birefnet_edge.export.int8.rules import GraphNode, GraphView, keep_float, layer_macs
 from birefnet_edge.export.int8.search import Restorer, accuracy_gate, quantization_record, restore_search
 from birefnet_edge.formats.litert import LitertOptions
 from birefnet_edge.profile import Profile
+from birefnet_edge.runtime._malloc import fix_mmap_threshold
 
 if TYPE_CHECKING:
     from birefnet_edge.export.int8.calibration import CalibrationSet
@@ -158,6 +160,10 @@ def quantize_int8(
     """
     opts = profile.quantization
     assert opts is not None, "quantize_int8 called for a profile without [quantization]"
+    # Every trial of the search quantizes in Python (many small blocks) and then allocates XNNPACK's buffers at the
+    # profile's size; with glibc's self-raising mmap threshold those land in the heap among the quantizer's
+    # freed blocks and stay counted after each trial (as the ONNX int8 export found for ONNX Runtime).
+    lean_malloc = fix_mmap_threshold()
     view = graph_view(float_model)
     kept = keep_float(view, opts.keep_float, opts.keep_float_nodes)
     step = batch or 1
@@ -166,37 +172,62 @@ def quantize_int8(
         ranges = calibrate(_quantizer(float_model, set(kept), view), samples, LitertOptions.of(profile).threads)
     held = calibration.arrays("held_out", profile.input_size)
     reference = torch_reference(model, torch.from_numpy(held))
-    # Only the latest model is kept: the search runs each trial set once (up to 37 with the shipped profile:
-    # the start, 13 for the ranking, 12 steps, 11 groups tried back in int8), and the final build is the set
-    # of its last run, or one quantization more when that trial was refused. Keeping every trial kept that
-    # many BiRefNet_lite models alive at once (60-170 MB each).
-    latest: dict[frozenset[str], bytes | bytearray] = {}
 
-    def build(restored: set[str]) -> bytes | bytearray:
-        key = frozenset(restored)
-        if key not in latest:
-            latest.clear()  # before quantizing: two models must not be alive at once
-            with converting("ai_edge_quantizer (int8)", profile):
-                result = _quantizer(float_model, set(kept) | restored, view).quantize(
-                    ranges, enable_progress_report=False
-                )
-            latest[key] = result.quantized_model  # not copied: a copy is one more model alive
-        return latest[key]
+    def quantize(keep: set[str]) -> bytes | bytearray:
+        return _quantizer(float_model, keep, view).quantize(ranges, enable_progress_report=False).quantized_model
 
-    def run(restored: set[str], x: np.ndarray) -> np.ndarray:
-        return run_model(build(restored), x, LitertOptions.of(profile), step)
+    with tempfile.TemporaryDirectory(prefix="birefnet-litert-") as work:
+        trials = _Trials(Path(work), quantize, profile)
 
-    with phase("int8 accuracy search"), converting("LiteRT (int8 accuracy search)", profile):
-        # Named in the float graph: the quantizer's recipe matches the float model's tensor names.
-        candidates = [n.name for n in view.of_kind("conv", "matmul") if n.op in QUANTIZED_OPS and n.name not in kept]
-        restored, log = restore_search(Restorer(candidates, run, model_macs(float_model)), held, reference, opts)
-        logits = run(restored, held)
-    kept.update(dict.fromkeys(restored, "accuracy_search"))
-    gate = accuracy_gate(f"target '{profile.name}'", logits, reference, opts.min_iou, profile.tolerance.max_mae)
-    final = build(restored)
-    path.write_bytes(final)
-    record = quantization_record("ai_edge_quantizer", calibration, graph_view(final), kept, gate)
-    return {**record, "search": log}
+        def run(restored: set[str], x: np.ndarray) -> np.ndarray:
+            return run_model(trials.file(set(kept) | restored), x, LitertOptions.of(profile), step)
+
+        release()  # the calibration's and the reference's freed blocks, before the search allocates its own
+        with phase("int8 accuracy search"), converting("LiteRT (int8 accuracy search)", profile):
+            # Named in the float graph: the quantizer's recipe matches the float model's tensor names.
+            candidates = [
+                n.name for n in view.of_kind("conv", "matmul") if n.op in QUANTIZED_OPS and n.name not in kept
+            ]
+            restored, log = restore_search(Restorer(candidates, run, model_macs(float_model)), held, reference, opts)
+            logits = run(restored, held)
+        gate = accuracy_gate(f"target '{profile.name}'", logits, reference, opts.min_iou, profile.tolerance.max_mae)
+        final = trials.file(set(kept) | restored)
+        shutil.copyfile(final, path)
+        kept.update(dict.fromkeys(restored, "accuracy_search"))
+        record = quantization_record("ai_edge_quantizer", calibration, graph_view(final.read_bytes()), kept, gate)
+    return {**record, "search": log, "fixed_mmap_threshold": lean_malloc}
+
+
+class _Trials:
+    """The search's quantized models, each written to its own file as soon as it is made; only the latest kept.
+
+    The search runs each trial set once (up to 37 with the shipped profile: the start, 13 for the ranking,
+    12 steps, 11 groups tried back in int8), and the final model is the set of its last run, or one
+    quantization more when that trial was refused. Kept in memory, every trial kept that many BiRefNet_lite
+    models alive at once (60-170 MB each); the latest one in memory was still one model beside the runner's
+    interpreter, which maps the file it reads.
+    """
+
+    def __init__(self, folder: Path, quantize: Callable[[set[str]], bytes | bytearray], profile: Profile) -> None:
+        self.folder, self.quantize, self.profile = folder, quantize, profile
+        self.latest: tuple[frozenset[str], Path] | None = None
+        self.made = 0
+
+    def file(self, keep: set[str]) -> Path:
+        """The ``.tflite`` with the layers ``keep`` in float (quantized now unless it is the latest)."""
+        key = frozenset(keep)
+        if self.latest is not None and self.latest[0] == key:
+            return self.latest[1]
+        if self.latest is not None:
+            self.latest[1].unlink()  # a runner that still maps it keeps its pages; the name goes
+            self.latest = None
+        with converting("ai_edge_quantizer (int8)", self.profile):
+            model = self.quantize(set(keep))
+        self.made += 1
+        file = self.folder / f"trial-{self.made}.tflite"
+        file.write_bytes(model)
+        self.latest = (key, file)
+        return file
 
 
 # Samples per ``calibrate`` call. ai_edge_quantizer makes a list of its whole dataset (to count it) before the
@@ -307,15 +338,12 @@ def _scope(names: Iterable[str]) -> str:
     return "^(?:" + "|".join(re.escape(name) for name in sorted(names)) + ");"
 
 
-def run_model(model: bytes | bytearray, x: np.ndarray, options: LitertOptions, step: int) -> np.ndarray:
-    """Logits of ``x`` from an in-memory ``.tflite``, run as the artifact's runner runs it (``step`` images a call)."""
+def run_model(file: Path, x: np.ndarray, options: LitertOptions, step: int) -> np.ndarray:
+    """Logits of ``x`` from the ``.tflite`` ``file``, run as the artifact's runner runs it (``step`` images a call)."""
     from birefnet_edge.runtime._base import InputSpec
     from birefnet_edge.runtime.litert import LitertRunner
 
-    with tempfile.TemporaryDirectory(prefix="birefnet-litert-") as tmp:
-        file = Path(tmp) / "trial.tflite"
-        file.write_bytes(model)
-        spec = InputSpec(size=tuple(x.shape[2:]))  # type: ignore[arg-type]
-        runner = LitertRunner.with_options(file, options, (step,), name="trial", spec=spec, contract={})
-        with runner:
-            return np.concatenate([runner._infer_impl(x[i : i + step]) for i in range(0, len(x), step)])
+    spec = InputSpec(size=tuple(x.shape[2:]))  # type: ignore[arg-type]
+    runner = LitertRunner.with_options(file, options, (step,), name="trial", spec=spec, contract={})
+    with runner:
+        return np.concatenate([runner._infer_impl(x[i : i + step]) for i in range(0, len(x), step)])
