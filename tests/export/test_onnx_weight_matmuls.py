@@ -18,12 +18,23 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 OUT, K, N = 8, 18, 40
 
 
-def _banded() -> onnx.ModelProto:
+def _banded(chain: bool = False) -> onnx.ModelProto:
     """Two bands of one deformable conv: each ``MatMul(Expand(W), cols_i)``, one shared (1, O, K) weight, as
-    torch's exporter writes ``bmm(W.expand(B, O, K), cols)``."""
+    torch's exporter writes ``bmm(W.expand(B, O, K), cols)``; with ``chain``, ``W`` is ``Unsqueeze(Reshape(w))``
+    of the conv's (O, C, k, k) weight, as the exporter leaves the 7x7 deformable convs' weights."""
     rng = np.random.default_rng(0)
     weight = (rng.standard_normal((1, OUT, K)) * (1 + np.arange(OUT)[None, :, None])).astype(np.float32)
+    folded = [
+        helper.make_node("Reshape", ["conv_weight", "o_by_k"], ["flat"], allowzero=1),
+        helper.make_node("Unsqueeze", ["flat", "zero"], ["w"]),
+    ]
+    constants = [
+        numpy_helper.from_array(weight.reshape(OUT, 2, 3, 3), "conv_weight"),
+        numpy_helper.from_array(np.array([OUT, K], np.int64), "o_by_k"),
+        numpy_helper.from_array(np.array([0], np.int64), "zero"),
+    ]
     nodes = [
+        *(folded if chain else []),
         helper.make_node("Shape", ["x"], ["batch"], end=1),
         helper.make_node("Concat", ["batch", "ok"], ["expanded_shape"], axis=0),
         helper.make_node("Expand", ["w", "expanded_shape"], ["expanded"]),
@@ -38,7 +49,7 @@ def _banded() -> onnx.ModelProto:
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", K, 2 * N])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", OUT, 2 * N])],
         [
-            numpy_helper.from_array(weight, "w"),
+            *(constants if chain else [numpy_helper.from_array(weight, "w")]),
             numpy_helper.from_array(np.array([OUT, K], np.int64), "ok"),
             numpy_helper.from_array(np.array([N, N], np.int64), "halves"),
         ],
@@ -81,18 +92,20 @@ def _quantized(proto, tmp_path):
     return onnx.load(str(tmp_path / "int8.onnx"))
 
 
-def test_turned_matmuls_give_the_same_output_and_read_a_k_by_o_weight() -> None:
+@pytest.mark.parametrize("chain", [False, True])
+def test_turned_matmuls_give_the_same_output_and_read_a_k_by_o_weight(chain) -> None:
     from birefnet_edge.export.int8.onnx import _turn_weight_matmuls
 
-    original, proto = _banded(), _banded()
+    original, proto = _banded(chain), _banded(chain)
     turned, originals = _turn_weight_matmuls(proto)
-    assert set(turned) == {"bmm_0", "bmm_1"} and set(originals) == {"w"}
+    assert set(turned) == {"bmm_0", "bmm_1"} and set(originals) == {"w_folded" if chain else "w"}
     onnx.checker.check_model(proto)
     weights = {t.name: list(t.dims) for t in proto.graph.initializer}
     matmuls = [n for n in proto.graph.node if n.op_type == "MatMul"]
     assert [n.name for n in matmuls] == ["bmm_0", "bmm_1"]  # the names the rules and the search use
     assert all(weights[n.input[1]] == [K, OUT] for n in matmuls)
-    assert "Expand" not in {n.op_type for n in proto.graph.node} and "w" not in weights  # nothing reads them
+    assert not {"Expand", "Reshape", "Unsqueeze"} & {n.op_type for n in proto.graph.node}  # nothing reads them
+    assert not {"w", "conv_weight"} & set(weights)
     for x in _inputs(2):
         np.testing.assert_allclose(_run(proto, x), _run(original, x), rtol=1e-5, atol=1e-4)
 
@@ -119,20 +132,22 @@ def test_int8_turned_matmuls_get_per_channel_weights_and_fuse(tmp_path) -> None:
     assert ops.count("QLinearMatMul") == 2 and "MatMul" not in ops
 
 
-def test_a_turned_matmul_restored_to_float_is_put_back(tmp_path) -> None:
+@pytest.mark.parametrize("chain", [False, True])
+def test_a_turned_matmul_restored_to_float_is_put_back(tmp_path, chain) -> None:
     """After the search restores ``bmm_1`` to float it reads the (1, O, K) weight and its columns again, with no
     transposes, and gives the float output; ``bmm_0`` stays turned and int8."""
     from birefnet_edge.export.int8.onnx import _drop_unread, _turn_weight_matmuls, restore_float
     from birefnet_edge.export.int8.weight_matmuls import unturn_float
 
-    original, proto = _banded(), _banded()
+    original, proto = _banded(chain), _banded(chain)
     turned, originals = _turn_weight_matmuls(proto)
     mixed = restore_float(_quantized(proto, tmp_path), proto, {"bmm_1"})
     assert unturn_float(mixed, turned, originals) == ["bmm_1"]
     _drop_unread(mixed.graph)
     onnx.checker.check_model(mixed)
     nodes = {n.name: n for n in mixed.graph.node}
-    assert list(nodes["bmm_1"].input) == ["w", "cols_1"] and list(nodes["bmm_1"].output) == ["out_1"]
+    weight = "w_folded" if chain else "w"
+    assert list(nodes["bmm_1"].input) == [weight, "cols_1"] and list(nodes["bmm_1"].output) == ["out_1"]
     assert "bmm_1_cols_t" not in nodes and "bmm_1_out_t" not in nodes and "bmm_0_cols_t" in nodes
     x = _inputs(1)[0]
     float_half, mixed_out = _run(original, x)[:, :, N:], _run(mixed, x)

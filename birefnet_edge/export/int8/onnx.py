@@ -156,21 +156,11 @@ def quantize_int8(
 
 
 def _turn_weight_matmuls(proto: Any) -> tuple[dict[str, Turned], dict[str, Any]]:
-    """:func:`turn_weight_matmuls` on ``proto`` in place, and a copy of each weight it turned (by name).
-
-    The ``Expand`` nodes and the (1, O, K) weights nothing reads any more are dropped, so the quantizer does
-    not see them; the copies put a matmul that ends in float back (:func:`unturn_float`).
-    """
-    onnx = require("onnx", EXTRA)
+    """:func:`turn_weight_matmuls` on ``proto`` in place; the ``Expand`` nodes and weights nothing reads any more
+    are dropped, so the quantizer does not see them."""
     turned = turn_weight_matmuls(proto)
-    names = {record.weight for record in turned.values()}
-    originals = {}
-    for tensor in proto.graph.initializer:
-        if tensor.name in names:
-            originals[tensor.name] = onnx.TensorProto()
-            originals[tensor.name].CopyFrom(tensor)
     _drop_unread(proto.graph)
-    return turned, originals
+    return turned
 
 
 def _quantize_static(

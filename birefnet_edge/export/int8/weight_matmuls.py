@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from birefnet_edge.export._proto import replace_all
 
 
@@ -35,32 +37,36 @@ class Turned:
     output: str
 
 
-def turn_weight_matmuls(proto: Any) -> dict[str, Turned]:
-    """Rewrite every ``MatMul(Expand(W), cols)`` with a (1, O, K) initializer ``W`` in place; return them by name.
+def turn_weight_matmuls(proto: Any) -> tuple[dict[str, Turned], dict[str, Any]]:
+    """Rewrite every ``MatMul(Expand(W), cols)`` with a constant (1, O, K) ``W`` in place.
 
-    The matmul keeps its name (the float rules, the search and the manifest name layers by node); the
-    transposed weights are added as initializers named ``<W>_t``; the original weights are left in the
-    graph for :func:`unturn_float`, and whatever nothing reads any more is dropped by the caller.
+    ``W`` is an initializer, or a ``Reshape``/``Unsqueeze`` chain of one (torch's exporter leaves the 7x7
+    deformable convs' weights so). The matmul keeps its name (the float rules, the search and the manifest
+    name layers by node); the transposed weights are added as initializers named ``<W>_t``. Whatever nothing
+    reads any more is left for the caller to drop.
+
+    Returns:
+        The turned matmuls by name, and the (1, O, K) weights :func:`unturn_float` needs, as initializers.
     """
     from onnx import helper, numpy_helper
 
     graph = proto.graph
     producer = {out: node for node in graph.node for out in node.output}
     weights = {t.name: t for t in graph.initializer}
-    added: set[str] = set()
+    originals: dict[str, Any] = {}
     turned: dict[str, Turned] = {}
     nodes = []
     for node in graph.node:
         expand = producer.get(node.input[0]) if node.op_type == "MatMul" else None
-        weight = expand.input[0] if expand is not None and expand.op_type == "Expand" else None
-        if weight not in weights or len(weights[weight].dims) != 3 or weights[weight].dims[0] != 1:  # type: ignore[index]
+        source = expand.input[0] if expand is not None and expand.op_type == "Expand" else None
+        value = _constant(source, weights, producer) if source is not None else None
+        if value is None or value.ndim != 3 or value.shape[0] != 1:
             nodes.append(node)
             continue
-        assert weight is not None
-        if weight not in added:
-            array = numpy_helper.to_array(weights[weight])[0].T.copy()  # (K, O)
-            graph.initializer.append(numpy_helper.from_array(array, f"{weight}_t"))
-            added.add(weight)
+        weight = source if source in weights else f"{source}_folded"
+        if weight not in originals:
+            originals[weight] = numpy_helper.from_array(value, weight)
+            graph.initializer.append(numpy_helper.from_array(value[0].T.copy(), f"{weight}_t"))  # (K, O)
         columns, output = node.input[1], node.output[0]
         turned[node.name] = Turned(weight, columns, output)
         nodes.append(
@@ -74,7 +80,26 @@ def turn_weight_matmuls(proto: Any) -> dict[str, Turned]:
         )
     if turned:
         replace_all(graph.node, nodes)
-    return turned
+    return turned, originals
+
+
+def _constant(name: str, weights: dict[str, Any], producer: dict[str, Any]) -> np.ndarray | None:
+    """The value of ``name`` when it is an initializer or a ``Reshape``/``Unsqueeze`` of constants; else None."""
+    from onnx import numpy_helper
+
+    if name in weights:
+        return numpy_helper.to_array(weights[name])
+    node = producer.get(name)
+    if node is None or node.op_type not in ("Reshape", "Unsqueeze") or len(node.input) != 2:
+        return None
+    data, argument = (_constant(i, weights, producer) for i in node.input)
+    if data is None or argument is None:
+        return None
+    if node.op_type == "Unsqueeze":
+        return np.expand_dims(data, tuple(int(axis) for axis in argument))
+    literal_zero = any(a.name == "allowzero" and a.i for a in node.attribute)  # else a 0 keeps the input's size
+    shape = [data.shape[i] if d == 0 and not literal_zero else int(d) for i, d in enumerate(argument)]
+    return data.reshape(shape)
 
 
 def unturn_float(proto: Any, turned: dict[str, Turned], originals: dict[str, Any]) -> list[str]:
@@ -83,8 +108,7 @@ def unturn_float(proto: Any, turned: dict[str, Turned], originals: dict[str, Any
     A matmul runs in float when its turned columns do not come from a ``DequantizeLinear``.
 
     Args:
-        turned: :func:`turn_weight_matmuls`' record.
-        originals: The (1, O, K) weight initializers by name (the quantized graph may have dropped them).
+        turned, originals: What :func:`turn_weight_matmuls` returned.
     """
     graph = proto.graph
     producer = {out: node for node in graph.node for out in node.output}
