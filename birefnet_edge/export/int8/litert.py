@@ -228,6 +228,10 @@ class _Trials:
         self.made += 1
         file = self.folder / f"trial-{self.made}.tflite"
         file.write_bytes(model)
+        del model
+        # The quantizer builds the whole model as Python objects; what it freed goes back to the system before
+        # the trial's interpreter allocates the profile's activations.
+        release()
         self.latest = (key, file)
         return file
 
