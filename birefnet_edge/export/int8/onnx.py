@@ -158,9 +158,9 @@ def quantize_int8(
 def _turn_weight_matmuls(proto: Any) -> tuple[dict[str, Turned], dict[str, Any]]:
     """:func:`turn_weight_matmuls` on ``proto`` in place; the ``Expand`` nodes and weights nothing reads any more
     are dropped, so the quantizer does not see them."""
-    turned = turn_weight_matmuls(proto)
+    turned_and_originals = turn_weight_matmuls(proto)
     _drop_unread(proto.graph)
-    return turned
+    return turned_and_originals
 
 
 def _quantize_static(
