@@ -118,11 +118,6 @@ class _Lru:
             self._evict(value)
         self.items.clear()
 
-    def forget(self, key: tuple) -> None:
-        """Drop the entry of ``key``, if any."""
-        if key in self.items:
-            self._evict(self.items.pop(key)[3])
-
     def retain(self, wanted: Callable[[tuple], bool]) -> None:
         """Drop the entries whose key ``wanted`` refuses."""
         for key in [k for k in self.items if not wanted(k)]:
@@ -162,7 +157,8 @@ def cached_program(
 
 def forget_program(model: torch.nn.Module, profile: Profile, tag: str) -> None:
     """Drop what :func:`cached_program` keeps for this model state, shapes and ``tag`` (no longer needed)."""
-    _PROGRAMS.forget((*model_key(model, profile), tag))
+    key = (*model_key(model, profile), tag)
+    _PROGRAMS.retain(lambda other: other != key)
 
 
 def cached_onnx(model: torch.nn.Module, profile: Profile, make: Callable[[Path], None]) -> Path:

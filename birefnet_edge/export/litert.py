@@ -274,7 +274,6 @@ class LitertExporter(Exporter):
             calibration = self.calibration_set(profile)
             details["quantization"] = quantize_int8(flatbuffer, path, model, profile, calibration, batch)
             warnings += int8_warnings(calibration.warning, details["quantization"])
-        del flatbuffer
         details["batch"] = {"symbolic": batch is None, "sizes": [] if batch is None else [batch]}
         if blocker:
             details["batch"]["reason"] = blocker

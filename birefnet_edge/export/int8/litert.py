@@ -184,7 +184,6 @@ def quantize_int8(
         def run(restored: set[str], x: np.ndarray) -> np.ndarray:
             return run_model(trials.file(set(kept) | restored), x, LitertOptions.of(profile), step)
 
-        release()  # the calibration's and the reference's freed blocks, before the search allocates its own
         with phase("int8 accuracy search"), converting("LiteRT (int8 accuracy search)", profile):
             # Named in the float graph: the quantizer's recipe matches the float model's tensor names.
             candidates = [
