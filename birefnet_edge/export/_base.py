@@ -373,6 +373,7 @@ def check_with_runner(
     x = IO.example_input(profile, max(batches)) if x is None else x
     with phase("checks"):
         reference = torch_reference(model, x)
+        release()  # PyTorch's freed activations, before the runtime allocates its own
         try:
             runner = open_runner()
             runner.low_memory = True

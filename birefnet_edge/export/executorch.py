@@ -32,7 +32,7 @@ from birefnet_edge.export._base import (
     tool_versions,
 )
 from birefnet_edge.export._dependency_view import compact_dependency_view
-from birefnet_edge.export._memory import phase
+from birefnet_edge.export._memory import phase, release
 from birefnet_edge.formats.executorch import ExecutorchOptions
 from birefnet_edge.manifest import Manifest
 from birefnet_edge.profile import Profile
@@ -534,6 +534,7 @@ class ExecutorchExporter(Exporter):
             calibration = self.calibration_set(profile)
             program, details["quantization"] = quantize_int8(program, model, traced, calibration)
             warnings += int8_warnings(calibration.warning, details["quantization"])
+            release()  # the search's graph modules (reference cycles) and heap, before the lowering
         edge = lower(program, traced)
         delegation = count_delegation(edge, DELEGATES[options.delegate])
         size, planned = write_program(edge, out_dir / MODEL_FILE, traced)
