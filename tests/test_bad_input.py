@@ -126,21 +126,6 @@ def photo(tmp_path: Path) -> Path:
     return path
 
 
-def test_a_gate_that_checked_nothing_exits_1_unless_skips_are_allowed(
-    coreml_artifact, unrunnable, tmp_path: Path, cli: Cli
-) -> None:
-    why = unrunnable("coreml")
-    if why is None:
-        pytest.skip("CoreML executes on this machine (macOS): there is no platform skip to check")
-    code, text = cli("parity", coreml_artifact, "--synthetic", "1", "--batch", "1", "--report", tmp_path / "q")
-    assert code == 1 and "could be checked on this machine" in text and "--allow-skip" in text, text
-    args = ("--synthetic", "1", "--batch", "1", "--report", tmp_path / "r", "--allow-skip")
-    code, text = cli("parity", coreml_artifact, *args)
-    assert code == 0, text
-    result = json.loads((tmp_path / "r" / "results.json").read_text())["parity"][0]
-    assert (result["status"], result["skip_kind"]) == ("SKIPPED", "platform") and re.search(why, result["reason"])
-
-
 def test_predict_out_that_is_a_file_fails_before_the_model_loads(photo: Path, tmp_path: Path, cli: Cli) -> None:
     taken = tmp_path / "masks.png"
     taken.write_bytes(b"not a folder")
@@ -463,3 +448,20 @@ def test_a_forked_child_ended_by_sigterm_dies_quietly(capfd) -> None:
     assert child.exitcode == -signal.SIGTERM
     assert "Traceback" not in capfd.readouterr().err
     assert not cli_module._Terminated.received  # the parent was not told to stop
+
+
+# Last in the file: the CoreML artifact is built by the other pytest-xdist worker (tests/conftest.py), and
+# this worker reaches the file right after its own prebuild; the tests above do not wait for it.
+def test_a_gate_that_checked_nothing_exits_1_unless_skips_are_allowed(
+    coreml_artifact, unrunnable, tmp_path: Path, cli: Cli
+) -> None:
+    why = unrunnable("coreml")
+    if why is None:
+        pytest.skip("CoreML executes on this machine (macOS): there is no platform skip to check")
+    code, text = cli("parity", coreml_artifact, "--synthetic", "1", "--batch", "1", "--report", tmp_path / "q")
+    assert code == 1 and "could be checked on this machine" in text and "--allow-skip" in text, text
+    args = ("--synthetic", "1", "--batch", "1", "--report", tmp_path / "r", "--allow-skip")
+    code, text = cli("parity", coreml_artifact, *args)
+    assert code == 0, text
+    result = json.loads((tmp_path / "r" / "results.json").read_text())["parity"][0]
+    assert (result["status"], result["skip_kind"]) == ("SKIPPED", "platform") and re.search(why, result["reason"])
