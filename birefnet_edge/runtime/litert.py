@@ -1,8 +1,10 @@
-"""LiteRT runner for ``litert`` artifacts (one ``.tflite`` flatbuffer), with ``ai_edge_litert``'s interpreter.
+"""LiteRT runner for ``litert`` artifacts (one ``.tflite`` flatbuffer), with ``ai_edge_litert``.
 
-The interpreter applies the XNNPACK delegate (``options.delegate = "xnnpack"``) with the profile's
-thread count; the ops XNNPACK does not take run on LiteRT's built-in kernels, and
-:func:`delegation` counts both so the reports show how much of the graph the delegate runs.
+The XNNPACK delegate (``options.delegate = "xnnpack"``) runs with the profile's thread count; the ops
+XNNPACK does not take run on LiteRT's built-in kernels, and :func:`delegation` counts both so the
+reports show how much of the graph the delegate runs. With ``options.transient_indirection`` (the
+default) the model runs through LiteRT's ``CompiledModel``, the one API that takes XNNPACK's flags;
+otherwise through its ``Interpreter``, which also reads the delegation (:func:`inspect`, at export).
 
 Batch: an artifact exported with a symbolic batch is resized to each input's batch before it runs.
 When the converter could not keep a symbolic batch, the manifest lists the batch sizes the model has
@@ -13,6 +15,13 @@ whole range (and says so in its manifest).
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +33,14 @@ from birefnet_edge.formats.litert import LitertOptions
 from birefnet_edge.manifest import Manifest
 from birefnet_edge.runtime._base import RUNNERS, Runner, artifact_kwargs
 
+log = logging.getLogger(__name__)
+
 _PURPOSE = "running LiteRT artifacts"
 _MODULE = "ai_edge_litert.interpreter"
+_COMPILED = "ai_edge_litert.compiled_model"
+# XNNPACK delegate flags (tflite/delegates/xnnpack/xnnpack_delegate.h). Given at all, they replace the delegate's
+# defaults, so the int8 ones the interpreter's delegate enables (signed and unsigned) are named again.
+XNNPACK_QS8, XNNPACK_QU8, XNNPACK_TRANSIENT_INDIRECTION_BUFFER = 0x1, 0x2, 0x20
 # Ops whose precision says what the model computes in (the rest is layout and elementwise arithmetic).
 _DELEGATE_NAMES = {"xnnpack": "XNNPACK"}
 _COMPUTE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL", "TRANSPOSE_CONV")
@@ -41,6 +56,10 @@ class LitertRunner(Runner):
         delegate: ``xnnpack`` (the interpreter's default delegate) or ``none`` (built-in kernels only).
         fixed_batches: Batch sizes of a model without a symbolic batch (empty: the batch is symbolic).
         keep_order: Run the ops in the model's order (see :attr:`LitertOptions.keep_order`).
+        transient_indirection: XNNPACK's transient indirection buffers (see
+            :attr:`LitertOptions.transient_indirection`); runs the model through ``CompiledModel``.
+        recorded: The export's ``delegation`` and ``executed_precision`` (the manifest's), reported by
+            :meth:`runtime_info` when ``CompiledModel`` runs the model (it does not list its partitions).
         **kwargs: Base-class arguments (see :class:`Runner`).
     """
 
@@ -54,6 +73,8 @@ class LitertRunner(Runner):
         delegate: str,
         fixed_batches: tuple[int, ...] = (),
         keep_order: bool = LitertOptions.keep_order,
+        transient_indirection: bool = LitertOptions.transient_indirection,
+        recorded: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -61,8 +82,11 @@ class LitertRunner(Runner):
         self.threads = threads
         self.delegate = delegate
         self.keep_order = keep_order
+        self.compiled = transient_indirection and delegate == "xnnpack"
+        self.recorded = dict(recorded or {})
         self.fixed_batches = tuple(sorted(fixed_batches))
         self._interpreter: Any = None
+        self._engine: _Compiled | None = None
         self._shape: tuple[int, ...] = ()
 
     @classmethod
@@ -72,16 +96,31 @@ class LitertRunner(Runner):
         options = LitertOptions.of(manifest.get_profile())
         batch = manifest.export.get("batch", {})
         sizes = () if batch.get("symbolic", True) else tuple(int(b) for b in batch.get("sizes", ()))
-        return cls.with_options(folder / manifest.file("model"), options, sizes, **artifact_kwargs(folder, manifest))
+        recorded = {k: manifest.export[k] for k in ("delegation", "executed_precision") if k in manifest.export}
+        return cls.with_options(
+            folder / manifest.file("model"), options, sizes, recorded=recorded, **artifact_kwargs(folder, manifest)
+        )
 
     @classmethod
     def with_options(
         cls, model_path: Path, options: LitertOptions, fixed_batches: tuple[int, ...] = (), **kwargs: Any
     ) -> LitertRunner:
         """A runner for ``model_path`` with the profile's ``[options]`` (artifact, export check, int8 trials)."""
-        return cls(model_path, options.threads, options.delegate, fixed_batches, options.keep_order, **kwargs)
+        return cls(
+            model_path,
+            options.threads,
+            options.delegate,
+            fixed_batches,
+            options.keep_order,
+            options.transient_indirection,
+            **kwargs,
+        )
 
     def _activate_impl(self) -> None:
+        if self.compiled:
+            self._engine = _Compiled(self.model_path, self.threads)
+            self._shape = self._engine.input_shape
+            return
         litert = require(_MODULE, "litert", _PURPOSE)
         resolver = litert.OpResolverType
         kind = resolver.AUTO if self.delegate == "xnnpack" else resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
@@ -101,6 +140,9 @@ class LitertRunner(Runner):
         return max((b for b in self.fixed_batches if batch % b == 0), default=self.fixed_batches[0])
 
     def _resize(self, shape: tuple[int, ...]) -> None:
+        if shape != self._shape and self._engine is not None:
+            self._engine.resize(shape)
+            self._shape = shape
         if shape != self._shape:
             index = self._interpreter.get_input_details()[0]["index"]
             self._interpreter.resize_tensor_input(index, list(shape), strict=True)
@@ -113,6 +155,10 @@ class LitertRunner(Runner):
         count = x.shape[0]
         if count % step:  # a fixed batch that does not divide the input: the last slice is padded, then dropped
             x = np.concatenate([x, np.repeat(x[-1:], step - count % step, axis=0)])
+        if self._engine is not None:
+            with self._timed():
+                outs = [self._engine.run(x[start : start + step]) for start in range(0, x.shape[0], step)]
+            return np.concatenate(outs)[:count]
         interpreter = self._interpreter
         source = interpreter.get_input_details()[0]["index"]
         target = interpreter.get_output_details()[0]["index"]
@@ -126,7 +172,8 @@ class LitertRunner(Runner):
         return np.concatenate(outs)[:count]
 
     def _deactivate_impl(self) -> None:
-        self._interpreter = None
+        with _native_stderr():  # the environment logs each accelerator it unregisters
+            self._interpreter = self._engine = None
 
     def runtime_info(self) -> dict[str, Any]:
         """Return the runtime version, threads, delegate, delegated share and the executed precision."""
@@ -136,13 +183,60 @@ class LitertRunner(Runner):
             "ai_edge_litert": metadata.version("ai-edge-litert"),
             "threads": self.threads,
             "delegate": self.delegate,
-            "keep_order": self.keep_order,
             "batch": list(self.fixed_batches) or "symbolic",
         }
+        if self.compiled:
+            info["api"] = "CompiledModel"
+            info["xnnpack_flags"] = hex(_Compiled.FLAGS)
+            info.update(self.recorded)  # as the export read it; CompiledModel does not list its partitions
+        else:
+            info["api"] = "Interpreter"
+            info["keep_order"] = self.keep_order
         if self._interpreter is not None:
             info["delegation"] = delegation(self._interpreter, self.delegate).to_dict()
             info["executed_precision"] = executed_precision(self._interpreter)
         return info
+
+
+class _Compiled:
+    """A ``.tflite`` loaded by LiteRT's ``CompiledModel`` on XNNPACK with :attr:`FLAGS`, and its I/O buffers."""
+
+    FLAGS = XNNPACK_QS8 | XNNPACK_QU8 | XNNPACK_TRANSIENT_INDIRECTION_BUFFER
+
+    def __init__(self, path: Path, threads: int) -> None:
+        require(_COMPILED, "litert", _PURPOSE)
+        from ai_edge_litert.compiled_model import CompiledModel
+        from ai_edge_litert.options import CpuOptions, Options
+
+        cpu = CpuOptions(num_threads=threads, xnnpack_flags=self.FLAGS)
+        with _native_stderr():
+            self.model = CompiledModel.from_file(str(path), options=Options(cpu_options=cpu))
+        self.signature = next(iter(self.model.get_signature_list()))
+        self._buffers()
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        (details,) = self.model.get_input_tensor_details(self.signature).values()
+        return tuple(int(n) for n in details["shape"])
+
+    def resize(self, shape: tuple[int, ...]) -> None:
+        self.model.resize_input_tensor(0, list(shape), 0, strict=True)
+        self._buffers()  # sized for the new shape
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """The first output for the batch ``x``, a copy (the buffer is reused by the next run)."""
+        # The first write sets up LiteRT's default environment, which logs each accelerator it loads.
+        with _native_stderr():
+            self.inputs[0].write(np.ascontiguousarray(x, dtype=np.float32))
+            self.model.run_by_index(0, self.inputs, self.outputs)
+            out = self.outputs[0].read(int(np.prod(self.output_shape)), np.float32)
+        return out.reshape(self.output_shape)
+
+    def _buffers(self) -> None:
+        self.inputs = self.model.create_input_buffers(0)
+        self.outputs = self.model.create_output_buffers(0)
+        first = next(iter(self.model.get_output_tensor_details(self.signature).values()))
+        self.output_shape = tuple(int(n) for n in first["shape"])
 
 
 def delegation(interpreter: Any, delegate: str = "xnnpack") -> Delegation:
@@ -211,7 +305,36 @@ def inspect(model_path: Path, options: LitertOptions) -> dict[str, Any]:
     """
     from birefnet_edge.runtime._base import InputSpec
 
-    runner = LitertRunner.with_options(model_path, options, name=model_path.name, spec=InputSpec((1, 1)), contract={})
+    # The interpreter: CompiledModel does not list the delegate's partitions. Both apply the same XNNPACK delegate.
+    interpreted = dataclasses.replace(options, transient_indirection=False)
+    runner = LitertRunner.with_options(
+        model_path, interpreted, name=model_path.name, spec=InputSpec((1, 1)), contract={}
+    )
     with runner:
         info = runner.runtime_info()
     return {"delegation": info["delegation"], "executed_precision": info["executed_precision"]}
+
+
+@contextlib.contextmanager
+def _native_stderr() -> Iterator[None]:
+    """Hold what native code writes to stderr inside the block and log it: at debug level (``--debug`` shows it),
+    or as a warning when the block raised.
+
+    A ``CompiledModel`` environment loads every accelerator LiteRT ships (GPU, NPU, vendor compiler plugins) and
+    logs each attempt, failures included ("Could not load shared library ..."), though only the CPU runs here.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    failed = True
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+            failed = False
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            text = held.read().decode(errors="replace").strip()
+            if text:
+                log.log(logging.WARNING if failed else logging.DEBUG, "LiteRT said:\n%s", text)
