@@ -55,7 +55,7 @@ _PYTHON = """from ai_edge_litert.compiled_model import CompiledModel
 from ai_edge_litert.options import CpuOptions, Options
 
 # XNNPACK with int8 (0x1, 0x2) and transient indirection buffers (0x20), as our runner runs it: each conv's
-# indirection buffer is rebuilt per run instead of held (BiRefNet_lite int8 at 1024 px: 1231 against 1465 MB)
+# indirection buffer is rebuilt per run instead of held (BiRefNet_lite int8 at 1024 px: 1300 against 1547 MB)
 cpu = CpuOptions(num_threads=$threads, xnnpack_flags=0x23)
 model = CompiledModel.from_file("$model", options=Options(cpu_options=cpu))
 inputs, outputs = model.create_input_buffers(0), model.create_output_buffers(0)
@@ -85,7 +85,7 @@ class LitertOptions(FormatOptions):
         transient_indirection: XNNPACK rebuilds each conv's indirection buffer (a pointer to the input pixel
             every output pixel reads, per kernel tap) on every run in its shared workspace, instead of keeping
             one per conv for as long as the model is loaded (its ``TRANSIENT_INDIRECTION_BUFFER`` flag).
-            BiRefNet_lite int8 at 1024 px: 1231 against 1465 MB peak, the same output bits. Only LiteRT's
+            BiRefNet_lite int8 at 1024 px: 1300 against 1547 MB peak, the same output bits. Only LiteRT's
             ``CompiledModel`` API takes XNNPACK flags, so with this on (and XNNPACK) the runner uses it.
     """
 

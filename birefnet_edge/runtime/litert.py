@@ -64,7 +64,7 @@ class LitertRunner(Runner):
     """
 
     target = "litert"
-    libraries = (_MODULE,)
+    libraries = (_MODULE, _COMPILED)
 
     def __init__(
         self,

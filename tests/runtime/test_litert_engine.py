@@ -1,8 +1,8 @@
 """The LiteRT runner's two engines: ``CompiledModel`` with XNNPACK's transient indirection buffers (default), and
 the ``Interpreter``. Same outputs, the symbolic batch resized in both; the reports say which ran and how.
 
-A converted module of a few convolutions (seconds). The memory the flag saves is measured at full size in
-``benchmarks/bench_memory.py`` (BiRefNet_lite int8 at 1024 px: 1465 -> 1231 MB peak).
+A converted module of a few convolutions (seconds). What the flag saves at full size is recorded in
+docs/export.md (BiRefNet_lite int8 at 1024 px: 1547 -> 1300 MB peak).
 """
 
 from __future__ import annotations
