@@ -74,8 +74,7 @@ def run_check(
     """
     small = check_profile(profile, full_check)
     # The conversion's temporaries go before the check runs on top of them (graph modules hold reference cycles:
-    # only a collection frees them). executorch-int8 at 1024 px: its check peaked at 4.2 GiB in the export, the
-    # same check 2.6 GiB in a process that had converted nothing.
+    # only a collection frees them, and the collector may not have run since).
     release()
     if small is profile:
         checks, skipped = exporter.check(model, profile, folder, manifest_for(profile, folder, out))

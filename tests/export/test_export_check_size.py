@@ -48,9 +48,8 @@ def test_a_large_int8_target_is_checked_at_batch_2_not_3() -> None:
 
 
 def test_the_conversions_garbage_is_collected_before_a_check_at_the_artifacts_own_size(tmp_path) -> None:
-    """Graph modules hold reference cycles; left to the collector's schedule, an int8 export's search and
-    lowering stayed in memory under its full-size check (executorch-int8 at 1024 px: 4.2 GiB, against 2.6 GiB
-    for the same check alone)."""
+    """Graph modules hold reference cycles; left to the collector's schedule, what the conversion dropped could
+    still be in memory under the full-size check of an int8 target."""
     import gc
     import weakref
 
