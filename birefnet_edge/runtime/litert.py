@@ -212,6 +212,7 @@ class _Compiled:
         with _native_stderr():
             self.model = CompiledModel.from_file(str(path), options=Options(cpu_options=cpu))
         self.signature = next(iter(self.model.get_signature_list()))
+        self.ran = False
         self._buffers()
 
     @property
@@ -225,11 +226,13 @@ class _Compiled:
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """The first output for the batch ``x``, a copy (the buffer is reused by the next run)."""
-        # The first write sets up LiteRT's default environment, which logs each accelerator it loads.
-        with _native_stderr():
+        # The first write sets up LiteRT's default environment, which logs each accelerator it loads; later runs
+        # are left alone (stderr held for a whole run would also hold a progress bar's refreshes).
+        with _native_stderr() if not self.ran else contextlib.nullcontext():
             self.inputs[0].write(np.ascontiguousarray(x, dtype=np.float32))
             self.model.run_by_index(0, self.inputs, self.outputs)
             out = self.outputs[0].read(int(np.prod(self.output_shape)), np.float32)
+        self.ran = True
         return out.reshape(self.output_shape)
 
     def _buffers(self) -> None:
