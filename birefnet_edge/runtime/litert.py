@@ -140,14 +140,15 @@ class LitertRunner(Runner):
         return max((b for b in self.fixed_batches if batch % b == 0), default=self.fixed_batches[0])
 
     def _resize(self, shape: tuple[int, ...]) -> None:
-        if shape != self._shape and self._engine is not None:
+        if shape == self._shape:
+            return
+        if self._engine is not None:
             self._engine.resize(shape)
-            self._shape = shape
-        if shape != self._shape:
+        else:
             index = self._interpreter.get_input_details()[0]["index"]
             self._interpreter.resize_tensor_input(index, list(shape), strict=True)
             self._interpreter.allocate_tensors()
-            self._shape = shape
+        self._shape = shape
 
     def _infer_impl(self, x: np.ndarray) -> np.ndarray:
         step = self._slice(x.shape[0])
@@ -155,21 +156,18 @@ class LitertRunner(Runner):
         count = x.shape[0]
         if count % step:  # a fixed batch that does not divide the input: the last slice is padded, then dropped
             x = np.concatenate([x, np.repeat(x[-1:], step - count % step, axis=0)])
-        if self._engine is not None:
-            with self._timed():
-                outs = [self._engine.run(x[start : start + step]) for start in range(0, x.shape[0], step)]
-            return np.concatenate(outs)[:count]
-        interpreter = self._interpreter
-        source = interpreter.get_input_details()[0]["index"]
-        target = interpreter.get_output_details()[0]["index"]
-        outs = []
+        run = self._engine.run if self._engine is not None else self._invoke
         with self._timed():
-            for start in range(0, x.shape[0], step):
-                interpreter.set_tensor(source, x[start : start + step])
-                interpreter.invoke()
-                # get_tensor copies: the output buffer is reused by the next invoke.
-                outs.append(interpreter.get_tensor(target))
+            outs = [run(x[start : start + step]) for start in range(0, x.shape[0], step)]
         return np.concatenate(outs)[:count]
+
+    def _invoke(self, x: np.ndarray) -> np.ndarray:
+        """The interpreter's first output for the batch ``x``."""
+        interpreter = self._interpreter
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+        interpreter.invoke()
+        # get_tensor copies: the output buffer is reused by the next invoke.
+        return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
 
     def _deactivate_impl(self) -> None:
         with _native_stderr():  # the environment logs each accelerator it unregisters
